@@ -1,0 +1,107 @@
+//! `ballista-executor`: runs tasks and serves shuffle data over Arrow Flight.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ballista::config::{BallistaConfig, BallistaSettings, ByteSize};
+use ballista::executor::start_executor;
+use ballista_bin::logging;
+use clap::Parser;
+
+/// Ballista executor: registers with the scheduler, runs tasks in its slots
+/// and serves their output over Arrow Flight.
+#[derive(Debug, Parser)]
+#[command(name = "ballista-executor", version)]
+struct Args {
+    /// TOML configuration file (its [executor] table). Environment variables
+    /// BALLISTA_EXECUTOR__<KEY> override it; flags override both.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 0.0.0.0).
+    #[arg(long, value_name = "HOST")]
+    bind_host: Option<String>,
+    /// Host name the scheduler, other executors and clients use to reach this
+    /// executor (default: the bind address, or 127.0.0.1).
+    #[arg(long, value_name = "HOST")]
+    external_host: Option<String>,
+    /// Port for Flight and control (default 50051; 0 picks a free port).
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
+    /// Scheduler URL (default http://127.0.0.1:50050).
+    #[arg(long, alias = "scheduler", value_name = "URL")]
+    scheduler_url: Option<String>,
+    /// Concurrent task slots (default: one per CPU core).
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Folder for shuffle files and spills (default: a temporary folder).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Memory all tasks may reserve together, e.g. 4GiB (default: 70% of the
+    /// machine's memory).
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<ByteSize>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    logging::init("info");
+    let args = Args::parse();
+    let mut settings = match BallistaSettings::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ballista-executor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let executor = &mut settings.executor;
+    if let Some(v) = args.bind_host {
+        executor.bind_host = v;
+    }
+    if let Some(v) = args.external_host {
+        executor.external_host = Some(v);
+    }
+    if let Some(v) = args.port {
+        executor.port = v;
+    }
+    if let Some(v) = args.scheduler_url {
+        executor.scheduler_url = v;
+    }
+    if let Some(v) = args.slots {
+        if v == 0 {
+            eprintln!("ballista-executor: --slots must be at least 1");
+            return ExitCode::from(2);
+        }
+        executor.slots = v;
+    }
+    if let Some(v) = args.work_dir {
+        executor.work_dir = Some(v);
+    }
+    if let Some(v) = args.memory_limit {
+        executor.memory_limit = Some(v);
+    }
+    let handle = match start_executor(BallistaConfig::from_settings(settings)).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("ballista-executor: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "ballista-executor {} listening on {}",
+        handle.address().id,
+        handle.local_addr()
+    );
+    tokio::select! {
+        result = handle.wait() => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ballista-executor: {e}");
+                ExitCode::from(1)
+            }
+        },
+        _ = ballista_bin::shutdown_signal() => {
+            tracing::info!("shutting down");
+            ExitCode::SUCCESS
+        }
+    }
+}

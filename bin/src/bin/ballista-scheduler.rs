@@ -1,0 +1,67 @@
+//! `ballista-scheduler`: plans queries and places their tasks on executors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ballista::config::{BallistaConfig, BallistaSettings};
+use ballista::scheduler::start_scheduler;
+use ballista_bin::logging;
+use clap::Parser;
+
+/// Ballista scheduler: accepts queries, plans them into stages and assigns
+/// tasks to executors.
+#[derive(Debug, Parser)]
+#[command(name = "ballista-scheduler", version)]
+struct Args {
+    /// TOML configuration file (its [scheduler] table). Environment variables
+    /// BALLISTA_SCHEDULER__<KEY> override it; flags override both.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 0.0.0.0).
+    #[arg(long, value_name = "HOST")]
+    bind_host: Option<String>,
+    /// Port to listen on (default 50050; 0 picks a free port).
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    logging::init("info");
+    let args = Args::parse();
+    let mut settings = match BallistaSettings::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ballista-scheduler: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(host) = args.bind_host {
+        settings.scheduler.bind_host = host;
+    }
+    if let Some(port) = args.port {
+        settings.scheduler.port = port;
+    }
+    let handle = match start_scheduler(BallistaConfig::from_settings(settings)).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("ballista-scheduler: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // A machine-readable line for scripts that started us with port 0.
+    println!("ballista-scheduler listening on {}", handle.local_addr());
+    tokio::select! {
+        result = handle.wait() => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ballista-scheduler: {e}");
+                ExitCode::from(1)
+            }
+        },
+        _ = ballista_bin::shutdown_signal() => {
+            tracing::info!("shutting down");
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! `ballista`: the command-line client (`sql` shell and `tpch` benchmark).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ballista::client::{JobProgressListener, SessionContextExt};
+use ballista::config::{BallistaConfig, BallistaSettings};
+use ballista::proto::{JobState, JobStatus};
+use ballista_bin::logging;
+use ballista_bin::output::OutputFormat;
+use ballista_bin::sql::{SqlRunOptions, run_sql};
+use ballista_bin::tpch::{bench, datagen, queries};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use datafusion::prelude::SessionContext;
+
+/// Ballista command-line client.
+#[derive(Debug, Parser)]
+#[command(name = "ballista", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run SQL: an interactive shell, or statements from -c / -f.
+    Sql(SqlArgs),
+    /// Generate TPC-H data and run the 22 queries, optionally comparing with
+    /// single-process DataFusion.
+    Tpch(TpchArgs),
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+struct ClusterArgs {
+    /// Scheduler URL, e.g. http://localhost:50050. Without it an embedded
+    /// cluster (scheduler and executors in this process) is started.
+    #[arg(long, value_name = "URL")]
+    scheduler: Option<String>,
+    /// Configuration file for the embedded cluster (tables, executor settings).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Executors of the embedded cluster.
+    #[arg(long, default_value_t = 1)]
+    executors: usize,
+    /// Task slots per embedded executor (default: one per CPU core).
+    #[arg(long)]
+    slots: Option<usize>,
+}
+
+#[derive(Debug, ClapArgs)]
+struct SqlArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// SQL to run (may hold several statements; may be repeated).
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    commands: Vec<String>,
+    /// File of SQL statements to run (may be repeated).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Do not print timings to stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+struct TpchArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Scale factor of generated data.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Data folder: used as is when it holds TPC-H tables, generated into
+    /// otherwise (default ./tpch-data/sf<scale>).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Queries to run, e.g. 1,3,5-7 (default: all 22).
+    #[arg(long, default_value = "")]
+    queries: String,
+    /// Runs per query (times are averaged).
+    #[arg(long, default_value_t = 1)]
+    iterations: usize,
+    /// Also run on single-process DataFusion, compare values and times.
+    #[arg(long)]
+    compare_local: bool,
+    /// Partitions per stage (datafusion.execution.target_partitions).
+    #[arg(long)]
+    partitions: Option<usize>,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn progress_listener() -> Option<JobProgressListener> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(JobProgressListener(Arc::new(|status: &JobStatus| {
+        let done = matches!(
+            JobState::try_from(status.state),
+            Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        );
+        let mut err = std::io::stderr();
+        if done {
+            let _ = write!(err, "\r\x1b[2K");
+        } else if let Some(p) = &status.progress {
+            let _ = write!(
+                err,
+                "\r\x1b[2K[job {}] stages {}/{} · tasks {}/{} ({} running)",
+                status.job_id,
+                p.stages_completed,
+                p.stages_total,
+                p.tasks_completed,
+                p.tasks_total,
+                p.tasks_running
+            );
+        }
+        let _ = err.flush();
+    })))
+}
+
+async fn connect(
+    args: &ClusterArgs,
+    listener: Option<JobProgressListener>,
+) -> Result<SessionContext, String> {
+    let ctx = match &args.scheduler {
+        Some(url) => SessionContext::remote(url).await.map_err(describe)?,
+        None => {
+            let mut settings =
+                BallistaSettings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+            if let Some(slots) = args.slots {
+                settings.executor.slots = slots;
+            }
+            let config = BallistaConfig::from_settings(settings);
+            SessionContext::standalone_with_config(config, args.executors)
+                .await
+                .map_err(describe)?
+        }
+    };
+    if let Some(listener) = listener {
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(listener));
+    }
+    Ok(ctx)
+}
+
+/// A DataFusion error as the user should read it: Ballista's typed error
+/// without DataFusion's "External error" wrapper.
+fn describe(error: datafusion::error::DataFusionError) -> String {
+    ballista::BallistaError::from_datafusion(error).to_string()
+}
+
+fn error_exit(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("Error: {message}");
+    ExitCode::from(1)
+}
+
+async fn sql_command(args: SqlArgs) -> ExitCode {
+    let interactive = args.commands.is_empty() && args.files.is_empty();
+    let listener = if args.quiet {
+        None
+    } else {
+        progress_listener()
+    };
+    let ctx = match connect(&args.cluster, listener).await {
+        Ok(ctx) => ctx,
+        Err(e) => return error_exit(e),
+    };
+    let options = SqlRunOptions {
+        format: args.format,
+        timings: !args.quiet,
+    };
+    let mut stdout = std::io::stdout();
+    if interactive {
+        return ballista_bin::sql::shell::run(&ctx, &options).await;
+    }
+    let mut scripts: Vec<(String, String)> = args
+        .commands
+        .into_iter()
+        .map(|c| ("-c".to_string(), c))
+        .collect();
+    for file in &args.files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => scripts.push((file.display().to_string(), text)),
+            Err(e) => return error_exit(format!("cannot read {}: {e}", file.display())),
+        }
+    }
+    for (_, sql) in scripts {
+        if let Err(e) = run_sql(&ctx, &sql, &mut stdout, &options).await {
+            return error_exit(describe(e));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn tpch_command(args: TpchArgs) -> ExitCode {
+    let query_list = match queries::parse_query_list(&args.queries) {
+        Ok(q) => q,
+        Err(e) => return error_exit(e),
+    };
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("tpch-data/sf{}", args.scale)));
+    if datagen::has_data(&data_dir, args.scale)
+        || (args.data.is_some() && datagen::has_tables(&data_dir))
+    {
+        eprintln!("using TPC-H data in {}", data_dir.display());
+    } else {
+        eprintln!(
+            "generating TPC-H data at scale factor {} in {}",
+            args.scale,
+            data_dir.display()
+        );
+        let started = Instant::now();
+        let scale = args.scale;
+        let dir = data_dir.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            datagen::generate(&dir, scale, &|line: &str| eprintln!("  {line}"))
+        })
+        .await;
+        match result {
+            Ok(Ok(bytes)) => eprintln!(
+                "generated {:.1} MB in {:.1}s",
+                bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            ),
+            Ok(Err(e)) => return error_exit(e),
+            Err(e) => return error_exit(format!("data generation failed: {e}")),
+        }
+    }
+
+    let mut cluster_args = args.cluster.clone();
+    if cluster_args.scheduler.is_none() && cluster_args.executors == 0 {
+        cluster_args.executors = 1;
+    }
+    let ctx = match connect(&cluster_args, None).await {
+        Ok(ctx) => ctx,
+        Err(e) => return error_exit(e),
+    };
+    if let Some(p) = args.partitions {
+        if let Err(e) = ctx
+            .sql(&format!("SET datafusion.execution.target_partitions = {p}"))
+            .await
+        {
+            return error_exit(describe(e));
+        }
+    }
+    if let Err(e) = bench::register_tables(&ctx, &data_dir).await {
+        return error_exit(format!(
+            "registering tables from {}: {}",
+            data_dir.display(),
+            describe(e)
+        ));
+    }
+    let local = if args.compare_local {
+        let local = SessionContext::new();
+        if let Err(e) = bench::register_tables(&local, &data_dir).await {
+            return error_exit(describe(e));
+        }
+        Some(local)
+    } else {
+        None
+    };
+    let cluster = match &args.cluster.scheduler {
+        Some(url) => format!("scheduler {url}"),
+        None => format!("embedded cluster, {} executor(s)", cluster_args.executors),
+    };
+    eprintln!("running {} queries on {cluster}", query_list.len());
+    let reports = bench::run(&ctx, local.as_ref(), &query_list, args.iterations, &|q| {
+        let d = q
+            .distributed_mean()
+            .map_or("-".into(), |v| format!("{v:.1} ms"));
+        let l = q
+            .local_mean()
+            .map_or(String::new(), |v| format!(", single-process {v:.1} ms"));
+        let status = match &q.check {
+            bench::Check::Match => " (same values)",
+            bench::Check::Mismatch(_) => " (MISMATCH)",
+            bench::Check::Failed(_) => " (FAILED)",
+            bench::Check::NotChecked => "",
+        };
+        eprintln!("  q{:<2} {d}{l}{status}", q.query);
+    })
+    .await;
+    let report = bench::summarize(args.scale, &data_dir, args.iterations, cluster, reports);
+    print!("{}", bench::render_table(&report));
+    if let Some(path) = &args.output {
+        let json = serde_json::to_string_pretty(&report).expect("report serializes");
+        if let Err(e) = std::fs::write(path, json) {
+            return error_exit(format!("cannot write {}: {e}", path.display()));
+        }
+        eprintln!("wrote {}", path.display());
+    }
+    let all_good = report
+        .queries
+        .iter()
+        .all(|q| matches!(q.check, bench::Check::Match | bench::Check::NotChecked));
+    if all_good {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    logging::init("warn");
+    match Cli::parse().command {
+        Command::Sql(args) => sql_command(args).await,
+        Command::Tpch(args) => tpch_command(args).await,
+    }
+}

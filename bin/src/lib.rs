@@ -1,0 +1,32 @@
+//! Shared code of the stock binaries (`ballista-scheduler`,
+//! `ballista-executor`, `ballista`): logging, the SQL shell, output formats
+//! and the TPC-H benchmark.
+
+pub mod logging;
+pub mod output;
+pub mod sql;
+pub mod tpch;
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,274 @@
+//! Runs the TPC-H queries on a session (distributed) and optionally on
+//! single-process DataFusion over the same files, times them and checks that
+//! both give the same values.
+
+use std::path::Path;
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::error::Result;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use serde::Serialize;
+
+use super::compare::compare;
+use super::datagen::TABLES;
+use super::queries::statements;
+
+/// Registers the eight tables of the TPC-H data folder `dir`.
+pub async fn register_tables(ctx: &SessionContext, dir: &Path) -> Result<()> {
+    for table in TABLES {
+        let path = dir.join(table);
+        let location = format!("{}/", path.display());
+        ctx.register_parquet(table, &location, ParquetReadOptions::default())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Runs query `n` (all its statements, in order) and returns the rows of the
+/// statement that produces them.
+pub async fn run_query(ctx: &SessionContext, n: usize) -> Result<Vec<RecordBatch>> {
+    let mut result = Vec::new();
+    for sql in statements(n) {
+        // Classify before executing: `SessionContext::sql` runs DDL eagerly
+        // and hands back an empty relation that looks like a query.
+        let plan = ctx.state().create_logical_plan(sql).await?;
+        let returns_rows = !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_));
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        if returns_rows {
+            result = batches;
+        }
+    }
+    Ok(result)
+}
+
+/// Outcome of the value check for one query.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum Check {
+    /// Not compared.
+    NotChecked,
+    /// Same values as single-process DataFusion.
+    Match,
+    /// Values differ.
+    Mismatch(String),
+    /// The query failed.
+    Failed(String),
+}
+
+/// Timings and check of one query.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryReport {
+    /// Query number.
+    pub query: usize,
+    /// Rows returned.
+    pub rows: usize,
+    /// Milliseconds per iteration on the cluster.
+    pub distributed_ms: Vec<f64>,
+    /// Milliseconds per iteration on single-process DataFusion.
+    pub local_ms: Vec<f64>,
+    /// Value check.
+    pub check: Check,
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+impl QueryReport {
+    /// Mean distributed time.
+    pub fn distributed_mean(&self) -> Option<f64> {
+        mean(&self.distributed_ms)
+    }
+    /// Mean single-process time.
+    pub fn local_mean(&self) -> Option<f64> {
+        mean(&self.local_ms)
+    }
+}
+
+/// Everything `ballista tpch` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Scale factor of the data.
+    pub scale: f64,
+    /// Where the data was.
+    pub data_dir: String,
+    /// Iterations per query.
+    pub iterations: usize,
+    /// Description of the cluster.
+    pub cluster: String,
+    /// Per-query results.
+    pub queries: Vec<QueryReport>,
+    /// Sum of mean distributed times (ms).
+    pub total_distributed_ms: f64,
+    /// Sum of mean single-process times (ms), when compared.
+    pub total_local_ms: Option<f64>,
+    /// Total distributed / total single-process.
+    pub ratio: Option<f64>,
+}
+
+async fn timed(ctx: &SessionContext, n: usize) -> (f64, Result<Vec<RecordBatch>>) {
+    let start = Instant::now();
+    let result = run_query(ctx, n).await;
+    (start.elapsed().as_secs_f64() * 1000.0, result)
+}
+
+/// Runs `queries` `iterations` times each on `cluster` (and on `local` when
+/// given), reporting each query as it finishes through `progress`.
+pub async fn run(
+    cluster: &SessionContext,
+    local: Option<&SessionContext>,
+    queries: &[usize],
+    iterations: usize,
+    progress: &dyn Fn(&QueryReport),
+) -> Vec<QueryReport> {
+    let mut reports = Vec::new();
+    for &n in queries {
+        let mut report = QueryReport {
+            query: n,
+            rows: 0,
+            distributed_ms: Vec::new(),
+            local_ms: Vec::new(),
+            check: Check::NotChecked,
+        };
+        let mut distributed_result = None;
+        for _ in 0..iterations.max(1) {
+            let (ms, result) = timed(cluster, n).await;
+            match result {
+                Ok(batches) => {
+                    report.distributed_ms.push(ms);
+                    report.rows = batches.iter().map(|b| b.num_rows()).sum();
+                    distributed_result = Some(batches);
+                }
+                Err(e) => {
+                    report.check = Check::Failed(e.strip_backtrace());
+                    distributed_result = None;
+                    break;
+                }
+            }
+        }
+        if let (Some(local), Some(actual)) = (local, &distributed_result) {
+            let mut expected = None;
+            for _ in 0..iterations.max(1) {
+                let (ms, result) = timed(local, n).await;
+                match result {
+                    Ok(batches) => {
+                        report.local_ms.push(ms);
+                        expected = Some(batches);
+                    }
+                    Err(e) => {
+                        report.check = Check::Failed(format!(
+                            "single-process DataFusion failed: {}",
+                            e.strip_backtrace()
+                        ));
+                        break;
+                    }
+                }
+            }
+            if let Some(expected) = expected {
+                report.check = match compare(&expected, actual) {
+                    Ok(()) => Check::Match,
+                    Err(e) => Check::Mismatch(e),
+                };
+            }
+        }
+        progress(&report);
+        reports.push(report);
+    }
+    reports
+}
+
+/// Builds the report from per-query results.
+pub fn summarize(
+    scale: f64,
+    data_dir: &Path,
+    iterations: usize,
+    cluster: String,
+    queries: Vec<QueryReport>,
+) -> BenchReport {
+    let total_distributed_ms = queries
+        .iter()
+        .filter_map(QueryReport::distributed_mean)
+        .sum();
+    let compared = queries.iter().any(|q| !q.local_ms.is_empty());
+    let total_local_ms = compared.then(|| {
+        queries
+            .iter()
+            .filter_map(QueryReport::local_mean)
+            .sum::<f64>()
+    });
+    let ratio = total_local_ms
+        .filter(|l| *l > 0.0)
+        .map(|l| total_distributed_ms / l);
+    BenchReport {
+        scale,
+        data_dir: data_dir.display().to_string(),
+        iterations,
+        cluster,
+        queries,
+        total_distributed_ms,
+        total_local_ms,
+        ratio,
+    }
+}
+
+/// The report as a text table.
+pub fn render_table(report: &BenchReport) -> String {
+    let compared = report.total_local_ms.is_some();
+    let mut out = String::new();
+    if compared {
+        out.push_str("query | distributed ms | single-process ms | ratio | rows | result\n");
+        out.push_str("------+----------------+-------------------+-------+------+-------\n");
+    } else {
+        out.push_str("query | distributed ms | rows | result\n");
+        out.push_str("------+----------------+------+-------\n");
+    }
+    for q in &report.queries {
+        let d = q
+            .distributed_mean()
+            .map_or("-".to_string(), |v| format!("{v:.1}"));
+        let status = match &q.check {
+            Check::NotChecked => "ok".to_string(),
+            Check::Match => "same values".to_string(),
+            Check::Mismatch(_) => "MISMATCH".to_string(),
+            Check::Failed(_) => "FAILED".to_string(),
+        };
+        if compared {
+            let l = q
+                .local_mean()
+                .map_or("-".to_string(), |v| format!("{v:.1}"));
+            let r = match (q.distributed_mean(), q.local_mean()) {
+                (Some(d), Some(l)) if l > 0.0 => format!("{:.2}", d / l),
+                _ => "-".to_string(),
+            };
+            out.push_str(&format!(
+                "q{:<4} | {d:>14} | {l:>17} | {r:>5} | {:>4} | {status}\n",
+                q.query, q.rows
+            ));
+        } else {
+            out.push_str(&format!(
+                "q{:<4} | {d:>14} | {:>4} | {status}\n",
+                q.query, q.rows
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "total distributed: {:.1} ms\n",
+        report.total_distributed_ms
+    ));
+    if let (Some(local), Some(ratio)) = (report.total_local_ms, report.ratio) {
+        out.push_str(&format!("total single-process: {local:.1} ms\n"));
+        out.push_str(&format!(
+            "ratio (distributed / single-process): {ratio:.2}\n"
+        ));
+    }
+    for q in &report.queries {
+        match &q.check {
+            Check::Mismatch(detail) => out.push_str(&format!("q{} mismatch: {detail}\n", q.query)),
+            Check::Failed(detail) => out.push_str(&format!("q{} failed: {detail}\n", q.query)),
+            _ => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! TPC-H: data generation, the 22 query texts, result comparison and the
+//! benchmark runner behind `ballista tpch`.
+
+pub mod bench;
+pub mod compare;
+pub mod datagen;
+pub mod queries;

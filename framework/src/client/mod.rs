@@ -1,0 +1,123 @@
+//! Client side: a DataFusion [`SessionContext`] whose queries run on a
+//! Ballista cluster.
+//!
+//! ```no_run
+//! use ballista::client::SessionContextExt;
+//! use datafusion::prelude::*;
+//!
+//! # async fn example() -> datafusion::error::Result<()> {
+//! let ctx = SessionContext::remote("http://localhost:50050").await?;
+//! ctx.register_parquet("t", "/data/t/", ParquetReadOptions::default()).await?;
+//! ctx.sql("SELECT count(*) FROM t").await?.show().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! SQL, the DataFrame API, `CREATE EXTERNAL TABLE`, `register_parquet` and
+//! `register_csv` work as in DataFusion: the session plans locally and ships
+//! the optimized logical plan to the scheduler. Tables declared in the
+//! scheduler's configuration are registered in the session automatically.
+
+mod planner;
+mod query_exec;
+mod scheduler_client;
+mod standalone;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use datafusion::error::Result as DFResult;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::SessionContext;
+
+pub use planner::DistributedQueryPlanner;
+pub use query_exec::{DistributedQueryExec, JobProgressListener, run_job};
+pub use scheduler_client::{CONNECT_TIMEOUT, SchedulerClient};
+pub use standalone::EmbeddedCluster;
+
+use crate::config::{BallistaConfig, new_session_config};
+use crate::error::BallistaError;
+use crate::tables::listing_table_from_info;
+
+/// Ballista constructors for DataFusion's [`SessionContext`].
+pub trait SessionContextExt: Sized {
+    /// A session whose queries run on the cluster behind the scheduler at
+    /// `url` (e.g. `http://localhost:50050`). Fails at once, with the reason,
+    /// when the scheduler cannot be reached.
+    fn remote(url: &str) -> impl Future<Output = DFResult<Self>> + Send;
+
+    /// Like [`remote`](Self::remote), with the client's storage plugins taken
+    /// from `config` (the client lists files and reads schemas itself).
+    fn remote_with_config(
+        url: &str,
+        config: BallistaConfig,
+    ) -> impl Future<Output = DFResult<Self>> + Send;
+
+    /// A session on an embedded cluster (a scheduler and one executor in
+    /// this process, over real gRPC and Flight on loopback). The cluster
+    /// stops when the session is dropped.
+    fn standalone() -> impl Future<Output = DFResult<Self>> + Send;
+
+    /// An embedded cluster built from `config` with `executors` executors.
+    fn standalone_with_config(
+        config: BallistaConfig,
+        executors: usize,
+    ) -> impl Future<Output = DFResult<Self>> + Send;
+}
+
+async fn connect(
+    url: &str,
+    config: BallistaConfig,
+    cluster: Option<Arc<EmbeddedCluster>>,
+) -> DFResult<SessionContext> {
+    let scheduler = SchedulerClient::connect(url).await?;
+    let defaults = scheduler.session_defaults().await?;
+    let mut session_config = new_session_config();
+    for kv in &defaults.settings {
+        session_config
+            .options_mut()
+            .set(&kv.key, &kv.value)
+            .map_err(|e| {
+                BallistaError::Configuration(format!(
+                    "the scheduler's session default {} = {:?} is not accepted by this client: {e}",
+                    kv.key, kv.value
+                ))
+            })?;
+    }
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(config.object_store_registry())
+        .build_arc()?;
+    let state = SessionStateBuilder::new()
+        .with_config(session_config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_query_planner(Arc::new(DistributedQueryPlanner::new(scheduler, cluster)))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    for table in &defaults.tables {
+        let (name, provider) = listing_table_from_info(table)?;
+        ctx.register_table(name.as_str(), provider)?;
+    }
+    Ok(ctx)
+}
+
+impl SessionContextExt for SessionContext {
+    async fn remote(url: &str) -> DFResult<Self> {
+        connect(url, BallistaConfig::default(), None).await
+    }
+
+    async fn remote_with_config(url: &str, config: BallistaConfig) -> DFResult<Self> {
+        connect(url, config, None).await
+    }
+
+    async fn standalone() -> DFResult<Self> {
+        Self::standalone_with_config(BallistaConfig::default(), 1).await
+    }
+
+    async fn standalone_with_config(config: BallistaConfig, executors: usize) -> DFResult<Self> {
+        let cluster = Arc::new(EmbeddedCluster::start(config.clone(), executors).await?);
+        let url = cluster.scheduler_url().to_string();
+        connect(&url, config, Some(cluster)).await
+    }
+}

@@ -1,0 +1,80 @@
+//! An embedded cluster: a scheduler and executors in this process, talking
+//! over real gRPC and Flight on loopback, exactly as separate processes do.
+
+use std::time::{Duration, Instant};
+
+use crate::client::SchedulerClient;
+use crate::config::BallistaConfig;
+use crate::error::{BallistaError, Result};
+use crate::executor::{ExecutorHandle, start_executor};
+use crate::scheduler::{SchedulerHandle, start_scheduler};
+
+/// A scheduler and its executors running in this process.
+#[derive(Debug)]
+pub struct EmbeddedCluster {
+    scheduler_url: String,
+    _scheduler: SchedulerHandle,
+    _executors: Vec<ExecutorHandle>,
+}
+
+impl std::fmt::Debug for SchedulerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SchedulerHandle({})", self.local_addr())
+    }
+}
+
+impl std::fmt::Debug for ExecutorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExecutorHandle({})", self.address().id)
+    }
+}
+
+impl EmbeddedCluster {
+    /// Starts a scheduler and `executors` executors on loopback ports chosen
+    /// by the OS, and waits until every executor has registered.
+    pub async fn start(config: BallistaConfig, executors: usize) -> Result<Self> {
+        let mut scheduler_config = config.clone();
+        scheduler_config.settings.scheduler.bind_host = "127.0.0.1".into();
+        scheduler_config.settings.scheduler.port = 0;
+        let scheduler = start_scheduler(scheduler_config).await?;
+        let scheduler_url = scheduler.url();
+
+        let mut handles = Vec::new();
+        for _ in 0..executors.max(1) {
+            let mut executor_config = config.clone();
+            let settings = &mut executor_config.settings.executor;
+            settings.bind_host = "127.0.0.1".into();
+            settings.external_host = Some("127.0.0.1".into());
+            settings.port = 0;
+            settings.scheduler_url = scheduler_url.clone();
+            settings.heartbeat_interval_secs = settings.heartbeat_interval_secs.max(1);
+            handles.push(start_executor(executor_config).await?);
+        }
+
+        let client = SchedulerClient::connect(&scheduler_url).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let registered = client.executors().await?.len();
+            if registered >= handles.len() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(BallistaError::Timeout(format!(
+                    "only {registered} of {} embedded executors registered within 30s",
+                    handles.len()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Self {
+            scheduler_url,
+            _scheduler: scheduler,
+            _executors: handles,
+        })
+    }
+
+    /// URL of the embedded scheduler.
+    pub fn scheduler_url(&self) -> &str {
+        &self.scheduler_url
+    }
+}

@@ -1,0 +1,141 @@
+//! Session settings that travel with every job: DataFusion's own
+//! (`datafusion.*`) plus Ballista's (`ballista.*`).
+
+use std::collections::HashMap;
+
+use datafusion::common::config::{ConfigExtension, ExtensionOptions};
+use datafusion::common::extensions_options;
+use datafusion::prelude::SessionConfig;
+
+use crate::error::{BallistaError, Result};
+
+extensions_options! {
+    /// Ballista's per-session options, set with `SET ballista.<name> = ...`.
+    pub struct BallistaSessionOptions {
+        /// A name for the job, shown in status and logs.
+        pub job_name: String, default = String::new()
+    }
+}
+
+impl ConfigExtension for BallistaSessionOptions {
+    const PREFIX: &'static str = "ballista";
+}
+
+/// Defaults that suit distributed execution better than DataFusion's
+/// single-process ones: a round-robin repartition would cost a whole extra
+/// shuffle stage, so scans are split by file ranges instead.
+pub fn distributed_session_defaults() -> Vec<(&'static str, &'static str)> {
+    vec![(
+        "datafusion.optimizer.enable_round_robin_repartition",
+        "false",
+    )]
+}
+
+/// Settings every distributed job runs with, whatever the client asked for.
+///
+/// Both DataFusion features below assume that every partition of a plan runs
+/// in the same process, while a distributed task runs exactly one:
+/// - the hash-join dynamic filter makes each output partition of a join wait
+///   until every partition has built its side; the others never arrive, so
+///   the task would wait forever;
+/// - file-stream work stealing lets one partition of a scan take files
+///   grouped under its siblings; a lone task would read every file, and each
+///   of the stage's tasks would return all rows.
+pub fn distributed_session_overrides() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "datafusion.optimizer.enable_join_dynamic_filter_pushdown",
+            "false",
+        ),
+        (
+            "datafusion.execution.enable_file_stream_work_stealing",
+            "false",
+        ),
+    ]
+}
+
+/// A fresh session config that knows Ballista's options.
+pub fn new_session_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_information_schema(true)
+        .with_option_extension(BallistaSessionOptions::default())
+}
+
+/// Rebuilds a session config from settings received with a job.
+pub fn session_config_from_settings(settings: &HashMap<String, String>) -> Result<SessionConfig> {
+    let mut config = new_session_config();
+    // Sort so that errors are deterministic.
+    let mut pairs: Vec<(&String, &String)> = settings.iter().collect();
+    pairs.sort();
+    for (key, value) in pairs {
+        config.options_mut().set(key, value).map_err(|e| {
+            BallistaError::InvalidInput(format!("invalid session setting {key} = {value:?}: {e}"))
+        })?;
+    }
+    Ok(config)
+}
+
+/// The settings of `config` that have a value, to send along with a job.
+pub fn settings_from_session_config(config: &SessionConfig) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = config
+        .options()
+        .entries()
+        .into_iter()
+        // Extension entries come back without their prefix; they are added
+        // below under their full names.
+        .filter(|entry| entry.key.starts_with("datafusion."))
+        .filter_map(|entry| entry.value.map(|v| (entry.key, v)))
+        .collect();
+    if let Some(ballista) = config.options().extensions.get::<BallistaSessionOptions>() {
+        for entry in ballista.entries() {
+            if let Some(v) = entry.value {
+                out.push((
+                    format!("{}.{}", BallistaSessionOptions::PREFIX, entry.key),
+                    v,
+                ));
+            }
+        }
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_including_ballista_options() {
+        let mut config = new_session_config();
+        config
+            .options_mut()
+            .set("datafusion.execution.target_partitions", "5")
+            .unwrap();
+        config
+            .options_mut()
+            .set("ballista.job_name", "nightly")
+            .unwrap();
+        let settings: HashMap<String, String> =
+            settings_from_session_config(&config).into_iter().collect();
+        assert_eq!(settings["ballista.job_name"], "nightly");
+        let back = session_config_from_settings(&settings).unwrap();
+        assert_eq!(back.target_partitions(), 5);
+        let opts = back
+            .options()
+            .extensions
+            .get::<BallistaSessionOptions>()
+            .unwrap();
+        assert_eq!(opts.job_name, "nightly");
+    }
+
+    #[test]
+    fn unknown_setting_is_named() {
+        let settings =
+            HashMap::from([("datafusion.execution.nonsense".to_string(), "1".to_string())]);
+        let err = session_config_from_settings(&settings)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("datafusion.execution.nonsense"), "{err}");
+    }
+}

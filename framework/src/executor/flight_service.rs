@@ -1,0 +1,126 @@
+//! The executor's Arrow Flight service: `do_get` streams a partition file
+//! named by a ticket, and nothing outside the work directory.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::{Stream, TryStreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::BallistaError;
+use crate::flight::{decode_ticket, ipc_file_flight_data, resolve_ticket_path};
+
+type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+pub(crate) struct ExecutorFlightService {
+    work_dir: PathBuf,
+}
+
+impl ExecutorFlightService {
+    pub(crate) fn new(work_dir: PathBuf) -> Self {
+        Self { work_dir }
+    }
+}
+
+fn unsupported<T>(what: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!(
+        "{what} is not supported by Ballista executors"
+    )))
+}
+
+#[tonic::async_trait]
+impl FlightService for ExecutorFlightService {
+    type HandshakeStream = BoxedStream<HandshakeResponse>;
+    type ListFlightsStream = BoxedStream<FlightInfo>;
+    type DoGetStream = BoxedStream<FlightData>;
+    type DoPutStream = BoxedStream<PutResult>;
+    type DoActionStream = BoxedStream<arrow_flight::Result>;
+    type ListActionsStream = BoxedStream<ActionType>;
+    type DoExchangeStream = BoxedStream<FlightData>;
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        let peer = request.remote_addr();
+        let ticket = decode_ticket(&request.into_inner().ticket)?;
+        let path = resolve_ticket_path(&self.work_dir, &ticket).inspect_err(|e| {
+            if matches!(
+                e,
+                BallistaError::PermissionDenied(_) | BallistaError::InvalidInput(_)
+            ) {
+                tracing::warn!("refused Flight ticket from {peer:?}: {e}");
+            }
+        })?;
+        let stream = ipc_file_flight_data(path).map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        unsupported("handshake")
+    }
+
+    async fn list_flights(
+        &self,
+        _request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unsupported("list_flights")
+    }
+
+    async fn get_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        unsupported("get_flight_info")
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        unsupported("poll_flight_info")
+    }
+
+    async fn get_schema(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        unsupported("get_schema")
+    }
+
+    async fn do_put(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        unsupported("do_put")
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unsupported("do_exchange")
+    }
+
+    async fn do_action(
+        &self,
+        _request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        unsupported("do_action")
+    }
+
+    async fn list_actions(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        unsupported("list_actions")
+    }
+}

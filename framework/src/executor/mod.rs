@@ -1,0 +1,240 @@
+//! The executor: registers with the scheduler, runs tasks in its slots under
+//! the memory pool its [`MemoryManager`](crate::plugin::memory::MemoryManager)
+//! gives each, writes their output through the shuffle plugin, and serves
+//! shuffle partitions and results over Arrow Flight.
+//!
+//! One port serves both the control service (called by the scheduler) and
+//! Arrow Flight (called by other executors and clients).
+
+mod control_service;
+mod flight_service;
+mod scheduler_link;
+mod task_runner;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::BallistaConfig;
+use crate::error::{BallistaError, Result};
+use crate::flight::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_SIZE, STREAM_WINDOW_BYTES};
+use crate::ids::ExecutorId;
+use crate::plugin::memory::{ExecutorMemoryManager, MemoryManager, available_memory_bytes};
+use crate::plugin::shuffle::ExecutorAddress;
+use crate::proto;
+use crate::proto::executor_control_server::ExecutorControlServer;
+
+use task_runner::{TaskRunner, TaskRunnerParts};
+
+/// Fraction of the machine's memory an executor uses when no limit is set.
+const DEFAULT_MEMORY_FRACTION: f64 = 0.7;
+
+/// A running executor.
+pub struct ExecutorHandle {
+    address: ExecutorAddress,
+    local_addr: SocketAddr,
+    work_dir: PathBuf,
+    runner: Arc<TaskRunner>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
+    background: Vec<JoinHandle<()>>,
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl ExecutorHandle {
+    /// How the cluster reaches this executor.
+    pub fn address(&self) -> &ExecutorAddress {
+        &self.address
+    }
+
+    /// The socket the executor listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The executor's work directory.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(mut self) -> Result<()> {
+        match self.server.take() {
+            Some(server) => match server.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(BallistaError::Io(format!("executor server failed: {e}"))),
+                Err(e) => Err(BallistaError::Internal(format!(
+                    "executor server task: {e}"
+                ))),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Stops taking tasks, stops the running ones and the server.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        self.runner.set_draining();
+        for handle in &self.background {
+            handle.abort();
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for ExecutorHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn prepare_work_dir(configured: Option<&PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match configured {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                BallistaError::Configuration(format!(
+                    "cannot create work directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            Ok((dir.canonicalize()?, None))
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("ballista-executor-")
+                .tempdir()?;
+            Ok((temp.path().canonicalize()?, Some(temp)))
+        }
+    }
+}
+
+/// Starts an executor from a [`BallistaConfig`]; it keeps trying to register
+/// with the configured scheduler until it succeeds.
+pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
+    let settings = config.settings.executor.clone();
+    let slots = settings.effective_slots();
+    let (work_dir, temp_dir) = prepare_work_dir(settings.work_dir.as_ref())?;
+
+    let bind = format!("{}:{}", settings.bind_host, settings.port);
+    let listener = TcpListener::bind(&bind).await.map_err(|e| {
+        BallistaError::Configuration(format!("executor cannot listen on {bind}: {e}"))
+    })?;
+    let local_addr = listener.local_addr()?;
+    let address = ExecutorAddress {
+        id: ExecutorId::generate(),
+        host: settings.advertised_host(),
+        port: local_addr.port(),
+    };
+
+    let memory: Arc<dyn MemoryManager> = match &config.memory_manager {
+        Some(manager) => Arc::clone(manager),
+        None => {
+            let budget = match settings.memory_limit {
+                Some(limit) => limit.bytes(),
+                None => available_memory_bytes()
+                    .map(|m| (m as f64 * DEFAULT_MEMORY_FRACTION) as u64)
+                    .unwrap_or(4 << 30),
+            };
+            Arc::new(ExecutorMemoryManager::new(budget as usize))
+        }
+    };
+    let spill_dir = work_dir.join("spill");
+    std::fs::create_dir_all(&spill_dir)?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(config.object_store_registry())
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_dir])),
+        )
+        .build_arc()?;
+
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let runner = Arc::new(TaskRunner::new(TaskRunnerParts {
+        executor: address.clone(),
+        work_dir: work_dir.clone(),
+        slots,
+        runtime,
+        memory,
+        shuffle_writer: Arc::clone(&config.shuffle_writer),
+        shuffle_reader: Arc::clone(&config.shuffle_reader),
+        status_tx,
+    }));
+
+    let flight =
+        FlightServiceServer::new(flight_service::ExecutorFlightService::new(work_dir.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let control = ExecutorControlServer::new(control_service::ExecutorControlService::new(
+        Arc::clone(&runner),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .add_service(flight)
+            .add_service(control)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = shutdown_rx.await;
+            }),
+    );
+
+    let scheduler_url = settings.scheduler_url.clone();
+    let client = scheduler_link::scheduler_client(&scheduler_url)?;
+    let metadata = proto::ExecutorMetadata {
+        id: address.id.to_string(),
+        host: address.host.clone(),
+        port: address.port as u32,
+        slots: slots as u32,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let registration = tokio::spawn(scheduler_link::registration_loop(
+        client.clone(),
+        scheduler_url,
+        metadata,
+        Arc::clone(&runner),
+        Duration::from_secs(settings.heartbeat_interval_secs.max(1)),
+    ));
+    let reporter = tokio::spawn(scheduler_link::status_reporter(
+        client,
+        address.id.to_string(),
+        status_rx,
+    ));
+
+    tracing::info!(
+        "executor {} listening on {local_addr} (advertised as {}:{}), {slots} slots, work dir {}",
+        address.id,
+        address.host,
+        address.port,
+        work_dir.display()
+    );
+    Ok(ExecutorHandle {
+        address,
+        local_addr,
+        work_dir,
+        runner,
+        shutdown: Some(shutdown_tx),
+        server: Some(server),
+        background: vec![registration, reporter],
+        _temp_dir: temp_dir,
+    })
+}

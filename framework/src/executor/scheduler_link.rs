@@ -1,0 +1,139 @@
+//! The executor's side of its conversation with the scheduler: registering
+//! (and re-registering), heartbeats, and delivering task statuses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+use super::task_runner::TaskRunner;
+use crate::error::Result;
+use crate::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
+use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub(crate) fn scheduler_client(url: &str) -> Result<SchedulerGrpcClient<Channel>> {
+    Ok(
+        SchedulerGrpcClient::new(flight_endpoint(url)?.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE),
+    )
+}
+
+/// Registers, then heartbeats forever; registers again whenever the
+/// scheduler says it does not know this executor. While the scheduler cannot
+/// be reached it says so and keeps retrying.
+pub(crate) async fn registration_loop(
+    mut client: SchedulerGrpcClient<Channel>,
+    url: String,
+    metadata: proto::ExecutorMetadata,
+    runner: Arc<TaskRunner>,
+    interval: Duration,
+) {
+    let mut registered = false;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if !registered {
+            let request = proto::RegisterExecutorRequest {
+                metadata: Some(metadata.clone()),
+            };
+            match client.register_executor(request).await {
+                Ok(_) => {
+                    tracing::info!(
+                        "executor {} registered with the scheduler at {url}",
+                        metadata.id
+                    );
+                    registered = true;
+                    backoff = Duration::from_secs(1);
+                }
+                Err(status) => {
+                    tracing::warn!(
+                        "cannot reach the scheduler at {url} to register: {}; retrying in {}s",
+                        describe(&status),
+                        backoff.as_secs()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+        let usage = runner.memory().usage();
+        let request = proto::HeartBeatRequest {
+            executor_id: metadata.id.clone(),
+            running_tasks: runner.running_tasks() as u32,
+            memory: Some(proto::MemoryReport {
+                budget_bytes: usage.budget_bytes,
+                reserved_bytes: usage.reserved_bytes,
+                peak_bytes: usage.peak_bytes,
+            }),
+            draining: runner.is_draining(),
+        };
+        match client.heart_beat(request).await {
+            Ok(response) if response.get_ref().reregister => {
+                tracing::warn!(
+                    "the scheduler at {url} does not know this executor (it restarted?); registering again"
+                );
+                registered = false;
+            }
+            Ok(_) => {}
+            Err(status) => {
+                tracing::warn!(
+                    "cannot reach the scheduler at {url} for a heartbeat: {}",
+                    describe(&status)
+                );
+            }
+        }
+    }
+}
+
+/// Delivers task statuses as they come, in batches; retries until the
+/// scheduler accepts them so that no outcome is lost.
+pub(crate) async fn status_reporter(
+    mut client: SchedulerGrpcClient<Channel>,
+    executor_id: String,
+    mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
+) {
+    while let Some(first) = statuses.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = statuses.try_recv() {
+            batch.push(more);
+        }
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let request = proto::UpdateTaskStatusRequest {
+                executor_id: executor_id.clone(),
+                statuses: batch.clone(),
+            };
+            match client.update_task_status(request).await {
+                Ok(_) => break,
+                Err(status) => {
+                    tracing::warn!(
+                        "cannot deliver {} task status(es) to the scheduler: {}; retrying",
+                        batch.len(),
+                        describe(&status)
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+fn describe(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    if text.is_empty() {
+        status.code().to_string()
+    } else {
+        text
+    }
+}

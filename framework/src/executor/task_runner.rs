@@ -1,0 +1,292 @@
+//! Runs tasks in a fixed number of slots and reports how each ended.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, WindowUDF};
+use parking_lot::Mutex;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+
+use crate::config::session_config_from_settings;
+use crate::error::{BallistaError, Result};
+use crate::flight::FlightClientPool;
+use crate::ids::{JobId, StageId, TaskId};
+use crate::plan::{ShuffleWriterExec, TaskEnv, decode_stage_plan, shuffle_read_counts};
+use crate::plugin::memory::{MemoryManager, TaskMemoryRequest};
+use crate::plugin::shuffle::{ExecutorAddress, ShuffleLocation, ShuffleReader, ShuffleWriter};
+use crate::proto;
+use crate::util::now_ms;
+
+/// What a successful task produced.
+struct TaskOutput {
+    locations: Vec<ShuffleLocation>,
+    remote_fetches: u64,
+    local_reads: u64,
+}
+
+/// The functions every task can call (DataFusion's defaults).
+struct FunctionSet {
+    scalar: HashMap<String, Arc<ScalarUDF>>,
+    higher_order: HashMap<String, Arc<HigherOrderUDF>>,
+    aggregate: HashMap<String, Arc<AggregateUDF>>,
+    window: HashMap<String, Arc<WindowUDF>>,
+}
+
+/// What the runner needs from the executor.
+pub(crate) struct TaskRunnerParts {
+    pub executor: ExecutorAddress,
+    pub work_dir: PathBuf,
+    pub slots: usize,
+    pub runtime: Arc<RuntimeEnv>,
+    pub memory: Arc<dyn MemoryManager>,
+    pub shuffle_writer: Arc<dyn ShuffleWriter>,
+    pub shuffle_reader: Arc<dyn ShuffleReader>,
+    pub status_tx: mpsc::UnboundedSender<proto::TaskStatus>,
+}
+
+/// Runs tasks.
+pub(crate) struct TaskRunner {
+    parts: TaskRunnerParts,
+    slots: Arc<Semaphore>,
+    functions: FunctionSet,
+    flight: FlightClientPool,
+    running: Mutex<HashMap<JobId, Vec<(TaskId, AbortHandle)>>>,
+    draining: AtomicBool,
+}
+
+impl TaskRunner {
+    pub(crate) fn new(parts: TaskRunnerParts) -> Self {
+        let state = SessionStateBuilder::new().with_default_features().build();
+        let functions = FunctionSet {
+            scalar: state.scalar_functions().clone(),
+            higher_order: state.higher_order_functions().clone(),
+            aggregate: state.aggregate_functions().clone(),
+            window: state.window_functions().clone(),
+        };
+        Self {
+            slots: Arc::new(Semaphore::new(parts.slots)),
+            parts,
+            functions,
+            flight: FlightClientPool::default(),
+            running: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn shuffle_writer(&self) -> &Arc<dyn ShuffleWriter> {
+        &self.parts.shuffle_writer
+    }
+
+    pub(crate) fn work_dir(&self) -> &PathBuf {
+        &self.parts.work_dir
+    }
+
+    pub(crate) fn memory(&self) -> &Arc<dyn MemoryManager> {
+        &self.parts.memory
+    }
+
+    pub(crate) fn running_tasks(&self) -> usize {
+        self.running.lock().values().map(Vec::len).sum()
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Starts tasks; returns the ones refused for lack of a free slot.
+    pub(crate) fn launch(
+        self: &Arc<Self>,
+        tasks: Vec<proto::TaskDefinition>,
+    ) -> Vec<proto::TaskId> {
+        let mut rejected = Vec::new();
+        for definition in tasks {
+            let Some(wire_id) = definition.task.clone() else {
+                continue;
+            };
+            let task_id = match JobId::parse(&wire_id.job_id) {
+                Ok(job_id) => TaskId {
+                    job_id,
+                    stage_id: StageId(wire_id.stage_id),
+                    partition: wire_id.partition as usize,
+                    attempt: wire_id.attempt,
+                },
+                Err(e) => {
+                    self.report(&wire_id, Err(e), now_ms());
+                    continue;
+                }
+            };
+            if self.is_draining() {
+                rejected.push(wire_id);
+                continue;
+            }
+            let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+                rejected.push(wire_id);
+                continue;
+            };
+            tracing::debug!("task {task_id} starting");
+            let runner = Arc::clone(self);
+            let started = now_ms();
+            let work = tokio::spawn({
+                let runner = Arc::clone(self);
+                let task_id = task_id.clone();
+                async move { runner.run(definition, task_id).await }
+            });
+            self.running
+                .lock()
+                .entry(task_id.job_id.clone())
+                .or_default()
+                .push((task_id.clone(), work.abort_handle()));
+            tokio::spawn(async move {
+                let result = match work.await {
+                    Ok(result) => result,
+                    Err(e) if e.is_panic() => Err(BallistaError::Execution(format!(
+                        "task {task_id} panicked: {}",
+                        panic_message(e.into_panic())
+                    ))),
+                    Err(_) => Err(BallistaError::Cancelled(format!(
+                        "task {task_id} was cancelled"
+                    ))),
+                };
+                runner.forget(&task_id);
+                runner.parts.memory.task_finished(&task_id);
+                drop(permit);
+                runner.report(&wire_id, result, started);
+            });
+        }
+        rejected
+    }
+
+    fn forget(&self, task_id: &TaskId) {
+        let mut running = self.running.lock();
+        if let Some(tasks) = running.get_mut(&task_id.job_id) {
+            tasks.retain(|(t, _)| t != task_id);
+            if tasks.is_empty() {
+                running.remove(&task_id.job_id);
+            }
+        }
+    }
+
+    /// Stops every running task of a job; returns how many were stopped.
+    pub(crate) fn cancel_job(&self, job_id: &JobId) -> usize {
+        let tasks = self.running.lock().get(job_id).cloned().unwrap_or_default();
+        for (task, handle) in &tasks {
+            tracing::info!("cancelling task {task}");
+            handle.abort();
+        }
+        tasks.len()
+    }
+
+    fn report(&self, task: &proto::TaskId, result: Result<TaskOutput>, started: u64) {
+        let result = match result {
+            Ok(output) => {
+                tracing::debug!(
+                    "task {}/{}/{} done",
+                    task.job_id,
+                    task.stage_id,
+                    task.partition
+                );
+                let metrics = proto::TaskMetrics {
+                    output_rows: output.locations.iter().map(|l| l.stats.num_rows).sum(),
+                    output_bytes: output.locations.iter().map(|l| l.stats.num_bytes).sum(),
+                    remote_fetches: output.remote_fetches,
+                    local_reads: output.local_reads,
+                };
+                proto::task_status::Result::Succeeded(proto::TaskSuccess {
+                    locations: output
+                        .locations
+                        .iter()
+                        .map(ShuffleLocation::to_proto)
+                        .collect(),
+                    metrics: Some(metrics),
+                })
+            }
+            Err(e) => {
+                let e = e.typed();
+                if !matches!(e, BallistaError::Cancelled(_)) {
+                    tracing::warn!(
+                        "task {}/{}/{} failed: {e}",
+                        task.job_id,
+                        task.stage_id,
+                        task.partition
+                    );
+                }
+                proto::task_status::Result::Failed(e.to_proto())
+            }
+        };
+        let status = proto::TaskStatus {
+            task: Some(task.clone()),
+            executor_id: self.parts.executor.id.to_string(),
+            result: Some(result),
+            started_at_ms: started,
+            ended_at_ms: now_ms(),
+        };
+        let _ = self.parts.status_tx.send(status);
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        definition: proto::TaskDefinition,
+        task_id: TaskId,
+    ) -> Result<TaskOutput> {
+        let settings = proto::key_values_to_map(&definition.settings);
+        let env = Arc::new(TaskEnv {
+            task: task_id.clone(),
+            executor: self.parts.executor.clone(),
+            work_dir: self.parts.work_dir.clone(),
+            shuffle_writer: Arc::clone(&self.parts.shuffle_writer),
+            shuffle_reader: Arc::clone(&self.parts.shuffle_reader),
+            flight: self.flight.clone(),
+        });
+        let config = session_config_from_settings(&settings)?.with_extension(env);
+        let pool = self.parts.memory.task_pool(&TaskMemoryRequest {
+            task: &task_id,
+            settings: &settings,
+        })?;
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.parts.runtime)
+            .with_memory_pool(pool)
+            .build_arc()?;
+        let context = Arc::new(TaskContext::new(
+            Some(task_id.to_string()),
+            definition.session_id.clone(),
+            config,
+            self.functions.scalar.clone(),
+            self.functions.higher_order.clone(),
+            self.functions.aggregate.clone(),
+            self.functions.window.clone(),
+            runtime,
+        ));
+        let plan = decode_stage_plan(&definition.plan, &context)?;
+        let writer = plan.downcast_ref::<ShuffleWriterExec>().ok_or_else(|| {
+            BallistaError::InvalidInput(format!(
+                "the plan of task {task_id} is not rooted at a ShuffleWriterExec"
+            ))
+        })?;
+        let locations = writer.write_map_output(task_id.partition, context).await?;
+        let (remote_fetches, local_reads) = shuffle_read_counts(&plan);
+        Ok(TaskOutput {
+            locations,
+            remote_fetches,
+            local_reads,
+        })
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}

@@ -1,0 +1,129 @@
+//! Identifier newtypes, so a job id can never be passed where an executor id
+//! is expected.
+
+use std::fmt;
+
+use crate::error::{BallistaError, Result};
+
+/// Identifies a submitted query (a job) across the cluster.
+///
+/// Job ids appear in paths on executors' disks, so only ASCII letters, digits,
+/// `-` and `_` are accepted: a job id can never name a parent directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(String);
+
+impl JobId {
+    /// A fresh, random job id.
+    pub fn generate() -> Self {
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        Self(uuid[..16].to_string())
+    }
+
+    /// Parses a job id received from the network, refusing anything that could
+    /// escape a directory when used as a path component.
+    pub fn parse(value: &str) -> Result<Self> {
+        let valid = !value.is_empty()
+            && value.len() <= 128
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Self(value.to_string()))
+        } else {
+            Err(BallistaError::InvalidInput(format!(
+                "invalid job id {value:?}: expected 1-128 ASCII letters, digits, '-' or '_'"
+            )))
+        }
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifies a stage within a job. Stage ids are dense, starting at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StageId(pub u32);
+
+impl fmt::Display for StageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Identifies an executor process for the lifetime of its registration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExecutorId(String);
+
+impl ExecutorId {
+    /// A fresh, random executor id.
+    pub fn generate() -> Self {
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        Self(format!("exec-{}", &uuid[..12]))
+    }
+
+    /// Wraps an id received from the network or configuration.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExecutorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One attempt at running one partition of one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskId {
+    /// The job the task belongs to.
+    pub job_id: JobId,
+    /// The stage the task runs.
+    pub stage_id: StageId,
+    /// The partition of the stage's plan the task executes.
+    pub partition: usize,
+    /// Attempt number, starting at 0.
+    pub attempt: u32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}#{}",
+            self.job_id, self.stage_id, self.partition, self.attempt
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_id_refuses_path_like_values() {
+        for bad in ["", "..", "../x", "a/b", "/abs", "a b", "a\\b", "a.b"] {
+            let err = JobId::parse(bad).unwrap_err();
+            assert!(
+                matches!(err, BallistaError::InvalidInput(_)),
+                "{bad:?} gave {err:?}"
+            );
+        }
+        assert_eq!(JobId::parse("abc-123_X").unwrap().as_str(), "abc-123_X");
+        let generated = JobId::generate();
+        assert_eq!(JobId::parse(generated.as_str()).unwrap(), generated);
+    }
+}

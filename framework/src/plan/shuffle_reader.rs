@@ -1,0 +1,228 @@
+//! Reads a completed stage's shuffle output.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{LexOrdering, PhysicalExpr};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+
+use super::TaskEnv;
+use super::unresolved_shuffle::read_properties;
+use crate::error::BallistaError;
+use crate::flight::FlightClientPool;
+use crate::ids::StageId;
+use crate::plugin::shuffle::local::LocalDiskShuffle;
+use crate::plugin::shuffle::{ShuffleLocation, ShuffleReadContext, ShuffleReader};
+
+/// Metric: shuffle locations read from another executor.
+pub const REMOTE_FETCHES: &str = "remote_fetches";
+/// Metric: shuffle locations read from the local work directory.
+pub const LOCAL_READS: &str = "local_reads";
+
+/// How many map outputs one partition reads at the same time.
+const CONCURRENT_FETCHES: usize = 8;
+
+/// Reads, for each of its partitions, a list of committed shuffle locations.
+#[derive(Debug)]
+pub struct ShuffleReaderExec {
+    stage_id: StageId,
+    schema: SchemaRef,
+    partitions: Vec<Vec<ShuffleLocation>>,
+    output_partitioning: Partitioning,
+    output_ordering: Option<LexOrdering>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl ShuffleReaderExec {
+    /// A reader of `stage_id`'s output; `partitions[p]` lists what partition
+    /// `p` reads. `output_partitioning` must have `partitions.len()` partitions.
+    pub fn try_new(
+        stage_id: StageId,
+        schema: SchemaRef,
+        partitions: Vec<Vec<ShuffleLocation>>,
+        output_partitioning: Partitioning,
+        output_ordering: Option<LexOrdering>,
+    ) -> crate::error::Result<Self> {
+        if output_partitioning.partition_count() != partitions.len() {
+            return Err(BallistaError::Internal(format!(
+                "shuffle reader of stage {stage_id}: partitioning has {} partitions but {} were given",
+                output_partitioning.partition_count(),
+                partitions.len()
+            )));
+        }
+        let properties = read_properties(&schema, &output_partitioning, output_ordering.clone());
+        Ok(Self {
+            stage_id,
+            schema,
+            partitions,
+            output_partitioning,
+            output_ordering,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+
+    /// The producer stage.
+    pub fn stage_id(&self) -> StageId {
+        self.stage_id
+    }
+    /// The locations each partition reads.
+    pub fn partitions(&self) -> &[Vec<ShuffleLocation>] {
+        &self.partitions
+    }
+    /// Declared output partitioning.
+    pub fn output_partitioning(&self) -> &Partitioning {
+        &self.output_partitioning
+    }
+    /// Declared ordering of each partition.
+    pub fn output_ordering(&self) -> Option<&LexOrdering> {
+        self.output_ordering.as_ref()
+    }
+}
+
+impl DisplayAs for ShuffleReaderExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let locations: usize = self.partitions.iter().map(Vec::len).sum();
+        write!(
+            f,
+            "ShuffleReaderExec: stage={}, partitions={}, locations={locations}",
+            self.stage_id,
+            self.partitions.len()
+        )
+    }
+}
+
+impl ExecutionPlan for ShuffleReaderExec {
+    fn name(&self) -> &str {
+        "ShuffleReaderExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
+    ) -> DFResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(BallistaError::Internal("ShuffleReaderExec has no children".into()).into())
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        let locations: Vec<ShuffleLocation> = self
+            .partitions
+            .get(partition)
+            .ok_or_else(|| {
+                DataFusionError::from(BallistaError::Internal(format!(
+                    "shuffle reader of stage {} has no partition {partition}",
+                    self.stage_id
+                )))
+            })?
+            .iter()
+            .filter(|l| l.stats.num_rows > 0)
+            .cloned()
+            .collect();
+        let (reader, read_ctx): (Arc<dyn ShuffleReader>, ShuffleReadContext) =
+            match TaskEnv::from_context(&context) {
+                Ok(env) => (
+                    Arc::clone(&env.shuffle_reader),
+                    ShuffleReadContext {
+                        schema: Arc::clone(&self.schema),
+                        local_executor: Some(env.executor.id.clone()),
+                        work_dir: Some(env.work_dir.clone()),
+                        flight: env.flight.clone(),
+                    },
+                ),
+                // Outside an executor (a client inspecting a plan): Flight only.
+                Err(_) => (
+                    Arc::new(LocalDiskShuffle::default()),
+                    ShuffleReadContext {
+                        schema: Arc::clone(&self.schema),
+                        local_executor: None,
+                        work_dir: None,
+                        flight: FlightClientPool::default(),
+                    },
+                ),
+            };
+        let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let remote_fetches = MetricBuilder::new(&self.metrics).counter(REMOTE_FETCHES, partition);
+        let local_reads = MetricBuilder::new(&self.metrics).counter(LOCAL_READS, partition);
+        let read_ctx = Arc::new(read_ctx);
+        let batches = futures::stream::iter(locations)
+            .map(move |location| {
+                let reader = Arc::clone(&reader);
+                let read_ctx = Arc::clone(&read_ctx);
+                if read_ctx.local_executor.as_ref() == Some(&location.executor.id) {
+                    local_reads.add(1);
+                } else {
+                    remote_fetches.add(1);
+                }
+                async move {
+                    reader
+                        .read(&location, &read_ctx)
+                        .await
+                        .map_err(DataFusionError::from)
+                }
+            })
+            .buffer_unordered(CONCURRENT_FETCHES)
+            .try_flatten_unordered(CONCURRENT_FETCHES)
+            .inspect_ok(move |batch| output_rows.add(batch.num_rows()));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// Totals of the shuffle-read counters over every reader in `plan`:
+/// (locations fetched from other executors, locations read locally).
+pub fn shuffle_read_counts(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
+    let mut remote = 0;
+    let mut local = 0;
+    let mut stack = vec![Arc::clone(plan)];
+    while let Some(node) = stack.pop() {
+        if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>()
+            && let Some(metrics) = reader.metrics()
+        {
+            remote += metrics
+                .sum_by_name(REMOTE_FETCHES)
+                .map_or(0, |v| v.as_usize()) as u64;
+            local += metrics.sum_by_name(LOCAL_READS).map_or(0, |v| v.as_usize()) as u64;
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    (remote, local)
+}

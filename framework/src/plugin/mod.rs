@@ -1,0 +1,18 @@
+//! The plugin seams of Ballista.
+//!
+//! Each seam is an object-safe trait with a framework default. Custom binaries
+//! choose implementations with [`BallistaConfig::builder()`](crate::config::BallistaConfig::builder);
+//! the scheduler and executor only ever reach storage, memory, scheduling and
+//! shuffle through these traits.
+//!
+//! | seam | trait | default |
+//! |---|---|---|
+//! | storage | [`storage::ObjectStoreProvider`] | [`storage::LocalFileSystemProvider`] (`file://`) |
+//! | memory | [`memory::MemoryManager`] | [`memory::ExecutorMemoryManager`]: one bounded pool per executor |
+//! | scheduling | [`scheduling::TaskSchedulingPolicy`] | [`scheduling::FifoPolicy`]: submission order |
+//! | shuffle | [`shuffle::ShuffleWriter`] / [`shuffle::ShuffleReader`] | [`shuffle::local`]: compressed Arrow IPC files served over Flight |
+
+pub mod memory;
+pub mod scheduling;
+pub mod shuffle;
+pub mod storage;

@@ -1,0 +1,226 @@
+//! Scheduling seam: which jobs run, and which runnable task goes to which
+//! free executor slot.
+//!
+//! The scheduler calls [`TaskSchedulingPolicy::admit`] once per submitted job
+//! and [`TaskSchedulingPolicy::assign`] whenever something changes (a job
+//! became runnable, a task ended, an executor joined). `assign` sees every job
+//! with runnable tasks and every executor with free slots, and returns the
+//! assignments it wants; the scheduler launches them in the returned order and
+//! ignores any that name a task or slot that is not available.
+//!
+//! The framework default, [`FifoPolicy`], serves jobs strictly in submission
+//! order.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+use crate::ids::{ExecutorId, JobId, StageId};
+
+/// A job asking to be admitted.
+#[derive(Debug, Clone)]
+pub struct JobSubmission<'a> {
+    /// The job.
+    pub job_id: &'a JobId,
+    /// Its session settings (pool, priority and the like live here).
+    pub settings: &'a HashMap<String, String>,
+    /// Jobs currently running on the cluster.
+    pub running_jobs: usize,
+}
+
+/// What to do with a submitted job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Plan and run it now.
+    Run,
+    /// Keep it queued; the reason is shown in its status.
+    Queue {
+        /// Why the job waits.
+        reason: String,
+    },
+    /// Refuse it; the reason is returned to the client.
+    Reject {
+        /// Why the job is refused.
+        reason: String,
+    },
+}
+
+/// A task that could start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PendingTask {
+    /// Stage of the task.
+    pub stage_id: StageId,
+    /// Partition of the stage the task computes.
+    pub partition: usize,
+}
+
+/// A job with tasks ready to run.
+#[derive(Debug, Clone)]
+pub struct SchedulableJob<'a> {
+    /// The job.
+    pub job_id: &'a JobId,
+    /// Position in submission order (strictly increasing).
+    pub submission_seq: u64,
+    /// Its session settings.
+    pub settings: &'a HashMap<String, String>,
+    /// Tasks of this job running now.
+    pub running_tasks: usize,
+    /// Tasks ready to start, earliest stage first.
+    pub pending_tasks: &'a [PendingTask],
+}
+
+/// Free capacity on one executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorSlots {
+    /// The executor.
+    pub executor_id: ExecutorId,
+    /// Task slots free right now.
+    pub free_slots: usize,
+}
+
+/// One decision: run this task on that executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskAssignment {
+    /// The job of the task.
+    pub job_id: JobId,
+    /// The task.
+    pub task: PendingTask,
+    /// Where to run it.
+    pub executor_id: ExecutorId,
+}
+
+/// Decides admission and task placement.
+pub trait TaskSchedulingPolicy: Send + Sync + Debug {
+    /// Short name, shown in logs and status.
+    fn name(&self) -> &str;
+
+    /// Admission of a newly submitted job. The default admits everything.
+    fn admit(&self, _job: &JobSubmission<'_>) -> Admission {
+        Admission::Run
+    }
+
+    /// Chooses tasks for free slots.
+    fn assign(
+        &self,
+        jobs: &[SchedulableJob<'_>],
+        executors: &[ExecutorSlots],
+    ) -> Vec<TaskAssignment>;
+}
+
+/// First in, first out: every runnable task of an earlier-submitted job is
+/// placed before any task of a later one.
+#[derive(Debug, Default)]
+pub struct FifoPolicy;
+
+impl TaskSchedulingPolicy for FifoPolicy {
+    fn name(&self) -> &str {
+        "fifo"
+    }
+
+    fn assign(
+        &self,
+        jobs: &[SchedulableJob<'_>],
+        executors: &[ExecutorSlots],
+    ) -> Vec<TaskAssignment> {
+        let mut ordered: Vec<&SchedulableJob<'_>> = jobs.iter().collect();
+        ordered.sort_by_key(|j| j.submission_seq);
+        let queue = ordered
+            .into_iter()
+            .flat_map(|job| job.pending_tasks.iter().map(move |t| (job.job_id, *t)));
+        fill_slots(queue, executors)
+    }
+}
+
+/// Places tasks, in the order given, on the executor with the most free
+/// slots at each step, so that work spreads over the cluster. A building block
+/// for policies: decide the order, let this place it.
+pub fn fill_slots<'a>(
+    tasks: impl IntoIterator<Item = (&'a JobId, PendingTask)>,
+    executors: &[ExecutorSlots],
+) -> Vec<TaskAssignment> {
+    let mut free: Vec<(ExecutorId, usize)> = executors
+        .iter()
+        .filter(|e| e.free_slots > 0)
+        .map(|e| (e.executor_id.clone(), e.free_slots))
+        .collect();
+    let mut assignments = Vec::new();
+    for (job_id, task) in tasks {
+        // Most free slots first; ties go to the earliest listed executor.
+        let Some(best) = free
+            .iter_mut()
+            .filter(|(_, n)| *n > 0)
+            .reduce(|best, cur| if cur.1 > best.1 { cur } else { best })
+        else {
+            break;
+        };
+        best.1 -= 1;
+        assignments.push(TaskAssignment {
+            job_id: job_id.clone(),
+            task,
+            executor_id: best.0.clone(),
+        });
+    }
+    assignments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tasks(stage: u32, n: usize) -> Vec<PendingTask> {
+        (0..n)
+            .map(|partition| PendingTask {
+                stage_id: StageId(stage),
+                partition,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fifo_serves_jobs_in_submission_order_and_spreads_over_executors() {
+        let (a, b, c) = (JobId::generate(), JobId::generate(), JobId::generate());
+        let settings = HashMap::new();
+        let (ta, tb, tc) = (tasks(1, 2), tasks(1, 2), tasks(1, 2));
+        // Listed out of order on purpose: the policy must sort by submission.
+        let jobs = vec![
+            SchedulableJob {
+                job_id: &c,
+                submission_seq: 3,
+                settings: &settings,
+                running_tasks: 0,
+                pending_tasks: &tc,
+            },
+            SchedulableJob {
+                job_id: &a,
+                submission_seq: 1,
+                settings: &settings,
+                running_tasks: 0,
+                pending_tasks: &ta,
+            },
+            SchedulableJob {
+                job_id: &b,
+                submission_seq: 2,
+                settings: &settings,
+                running_tasks: 0,
+                pending_tasks: &tb,
+            },
+        ];
+        let executors = vec![
+            ExecutorSlots {
+                executor_id: ExecutorId::new("e1"),
+                free_slots: 2,
+            },
+            ExecutorSlots {
+                executor_id: ExecutorId::new("e2"),
+                free_slots: 3,
+            },
+        ];
+        let out = FifoPolicy.assign(&jobs, &executors);
+        let order: Vec<&JobId> = out.iter().map(|a| &a.job_id).collect();
+        assert_eq!(order, vec![&a, &a, &b, &b, &c]);
+        let on_e1 = out
+            .iter()
+            .filter(|a| a.executor_id.as_str() == "e1")
+            .count();
+        assert_eq!((on_e1, out.len() - on_e1), (2, 3));
+    }
+}

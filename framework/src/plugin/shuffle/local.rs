@@ -1,0 +1,382 @@
+//! The default shuffle: compressed Arrow IPC stream files on the executor's
+//! local disk, read directly when local and over Arrow Flight otherwise.
+//!
+//! Layout under the work directory:
+//! `<job>/s<stage>/m<map>-a<attempt>-p<output>.arrow`. Files are written under
+//! a temporary name and renamed on commit, so a reader never sees a partial
+//! file and an aborted attempt leaves nothing behind.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use arrow::ipc::CompressionType;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::TryStreamExt;
+
+use super::{
+    MapOutputWriter, MapTaskContext, PartitionStats, ShuffleLocation, ShuffleReadContext,
+    ShuffleReader, ShuffleWriter,
+};
+use crate::error::{BallistaError, Result};
+use crate::flight::ipc_file_batches;
+use crate::ids::JobId;
+
+const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Local-disk shuffle (writer and reader).
+#[derive(Debug, Clone)]
+pub struct LocalDiskShuffle {
+    compression: Option<CompressionType>,
+}
+
+impl Default for LocalDiskShuffle {
+    fn default() -> Self {
+        Self {
+            compression: Some(CompressionType::LZ4_FRAME),
+        }
+    }
+}
+
+impl LocalDiskShuffle {
+    /// A shuffle writing with the given IPC body compression (`None` for none).
+    pub fn with_compression(compression: Option<CompressionType>) -> Self {
+        Self { compression }
+    }
+
+    fn write_options(&self) -> Result<IpcWriteOptions> {
+        Ok(IpcWriteOptions::default().try_with_compression(self.compression)?)
+    }
+}
+
+#[async_trait]
+impl ShuffleWriter for LocalDiskShuffle {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    async fn open(&self, ctx: MapTaskContext) -> Result<Box<dyn MapOutputWriter>> {
+        let relative_dir = format!("{}/s{}", ctx.task.job_id, ctx.task.stage_id);
+        let stage_dir = ctx.work_dir.join(&relative_dir);
+        tokio::fs::create_dir_all(&stage_dir).await?;
+        let files = (0..ctx.num_output_partitions).map(|_| None).collect();
+        Ok(Box::new(LocalMapOutputWriter {
+            options: self.write_options()?,
+            ctx,
+            stage_dir,
+            relative_dir,
+            files,
+        }))
+    }
+
+    async fn remove_job_data(&self, job_id: &JobId, work_dir: &Path) -> Result<()> {
+        match tokio::fs::remove_dir_all(work_dir.join(job_id.as_str())).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+struct PartitionFile {
+    writer: StreamWriter<BufWriter<File>>,
+    temp_path: PathBuf,
+    final_path: PathBuf,
+    relative_path: String,
+    rows: u64,
+    batches: u64,
+}
+
+struct LocalMapOutputWriter {
+    ctx: MapTaskContext,
+    options: IpcWriteOptions,
+    stage_dir: PathBuf,
+    relative_dir: String,
+    files: Vec<Option<PartitionFile>>,
+}
+
+impl LocalMapOutputWriter {
+    fn file_for(&mut self, output_partition: usize) -> Result<&mut PartitionFile> {
+        let num = self.files.len();
+        let slot = self.files.get_mut(output_partition).ok_or_else(|| {
+            BallistaError::Internal(format!(
+                "output partition {output_partition} out of range (shuffle has {num})"
+            ))
+        })?;
+        if slot.is_none() {
+            let task = &self.ctx.task;
+            let name = format!(
+                "m{}-a{}-p{}.arrow",
+                task.partition, task.attempt, output_partition
+            );
+            let temp_path = self.stage_dir.join(format!(".{name}.tmp"));
+            let final_path = self.stage_dir.join(&name);
+            let file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::create(&temp_path)?);
+            let writer =
+                StreamWriter::try_new_with_options(file, &self.ctx.schema, self.options.clone())?;
+            *slot = Some(PartitionFile {
+                writer,
+                temp_path,
+                final_path,
+                relative_path: format!("{}/{name}", self.relative_dir),
+                rows: 0,
+                batches: 0,
+            });
+        }
+        Ok(slot.as_mut().expect("created above"))
+    }
+}
+
+#[async_trait]
+impl MapOutputWriter for LocalMapOutputWriter {
+    async fn write(&mut self, output_partition: usize, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let file = self.file_for(output_partition)?;
+        file.writer.write(&batch)?;
+        file.rows += batch.num_rows() as u64;
+        file.batches += 1;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<Vec<ShuffleLocation>> {
+        let mut locations = Vec::new();
+        let files = std::mem::take(&mut self.files);
+        for (output_partition, file) in files.into_iter().enumerate() {
+            let Some(mut file) = file else { continue };
+            file.writer.finish()?;
+            let buffered = file.writer.into_inner()?;
+            buffered
+                .into_inner()
+                .map_err(|e| BallistaError::Io(format!("flushing shuffle file: {e}")))?;
+            std::fs::rename(&file.temp_path, &file.final_path)?;
+            let num_bytes = std::fs::metadata(&file.final_path)?.len();
+            locations.push(ShuffleLocation {
+                job_id: self.ctx.task.job_id.clone(),
+                stage_id: self.ctx.task.stage_id,
+                map_partition: self.ctx.task.partition,
+                output_partition,
+                attempt: self.ctx.task.attempt,
+                executor: self.ctx.executor.clone(),
+                path: file.relative_path,
+                stats: PartitionStats {
+                    num_rows: file.rows,
+                    num_batches: file.batches,
+                    num_bytes,
+                },
+            });
+        }
+        Ok(locations)
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        for file in std::mem::take(&mut self.files).into_iter().flatten() {
+            drop(file.writer);
+            let _ = std::fs::remove_file(&file.temp_path);
+        }
+    }
+}
+
+#[async_trait]
+impl ShuffleReader for LocalDiskShuffle {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    async fn read(
+        &self,
+        location: &ShuffleLocation,
+        ctx: &ShuffleReadContext,
+    ) -> Result<SendableRecordBatchStream> {
+        let fetch_failed = {
+            let location = location.clone();
+            move |message: String| BallistaError::FetchFailed {
+                executor_id: location.executor.id.to_string(),
+                map_stage_id: location.stage_id.0,
+                map_partition: location.map_partition as u32,
+                message,
+            }
+        };
+        let is_local = ctx.local_executor.as_ref() == Some(&location.executor.id);
+        match (&ctx.work_dir, is_local) {
+            (Some(work_dir), true) => {
+                let path = work_dir.join(&location.path);
+                if !path.starts_with(work_dir) || location.path.contains("..") {
+                    return Err(BallistaError::PermissionDenied(format!(
+                        "shuffle location {:?} is outside the work directory",
+                        location.path
+                    )));
+                }
+                let describe = location.path.clone();
+                let batches = ipc_file_batches(path).map_err(move |e| {
+                    DataFusionError::from(fetch_failed(format!("reading {describe}: {e}")))
+                });
+                Ok(Box::pin(RecordBatchStreamAdapter::new(
+                    ctx.schema.clone(),
+                    batches,
+                )))
+            }
+            _ => {
+                let stream = ctx
+                    .flight
+                    .fetch(
+                        &location.executor.host,
+                        location.executor.port,
+                        &location.job_id,
+                        &location.path,
+                        ctx.schema.clone(),
+                    )
+                    .await
+                    .map_err(|e| fetch_failed(e.to_string()))?;
+                let schema = ctx.schema.clone();
+                let mapped = stream.map_err(move |e| {
+                    DataFusionError::from(fetch_failed(
+                        BallistaError::from_datafusion(e).to_string(),
+                    ))
+                });
+                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, mapped)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flight::FlightClientPool;
+    use crate::ids::{ExecutorId, StageId, TaskId};
+    use crate::plugin::shuffle::ExecutorAddress;
+    use arrow::array::Int32Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn context(work_dir: &Path, attempt: u32) -> MapTaskContext {
+        MapTaskContext {
+            task: TaskId {
+                job_id: JobId::parse("job1").unwrap(),
+                stage_id: StageId(2),
+                partition: 3,
+                attempt,
+            },
+            schema: Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)])),
+            num_output_partitions: 4,
+            executor: ExecutorAddress {
+                id: ExecutorId::new("e1"),
+                host: "127.0.0.1".into(),
+                port: 1,
+            },
+            work_dir: work_dir.to_path_buf(),
+        }
+    }
+
+    #[tokio::test]
+    async fn commit_publishes_only_written_partitions_and_abort_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().canonicalize().unwrap();
+        let shuffle = LocalDiskShuffle::default();
+        let ctx = context(&work, 0);
+        let batch = RecordBatch::try_new(
+            ctx.schema.clone(),
+            vec![Arc::new(Int32Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap();
+
+        let mut aborted = shuffle.open(context(&work, 1)).await.unwrap();
+        aborted.write(0, batch.clone()).await.unwrap();
+        aborted.abort().await;
+
+        let mut writer = shuffle.open(ctx.clone()).await.unwrap();
+        writer.write(1, batch.clone()).await.unwrap();
+        writer.write(1, batch.clone()).await.unwrap();
+        writer.write(3, batch.clone()).await.unwrap();
+        let locations = writer.commit().await.unwrap();
+        assert_eq!(
+            locations
+                .iter()
+                .map(|l| l.output_partition)
+                .collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+        assert_eq!(locations[0].stats.num_rows, 6);
+        assert_eq!(locations[0].path, "job1/s2/m3-a0-p1.arrow");
+
+        let entries: Vec<String> = std::fs::read_dir(work.join("job1/s2"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(entries.len(), 2, "only committed files remain: {entries:?}");
+
+        let read_ctx = ShuffleReadContext {
+            schema: ctx.schema.clone(),
+            local_executor: Some(ExecutorId::new("e1")),
+            work_dir: Some(work.clone()),
+            flight: FlightClientPool::default(),
+        };
+        let batches: Vec<RecordBatch> = shuffle
+            .read(&locations[0], &read_ctx)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+
+        shuffle
+            .remove_job_data(&JobId::parse("job1").unwrap(), &work)
+            .await
+            .unwrap();
+        assert!(!work.join("job1").exists());
+    }
+
+    #[tokio::test]
+    async fn unreachable_executor_is_a_fetch_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path(), 0);
+        let location = ShuffleLocation {
+            job_id: ctx.task.job_id.clone(),
+            stage_id: StageId(2),
+            map_partition: 3,
+            output_partition: 0,
+            attempt: 0,
+            executor: ExecutorAddress {
+                id: ExecutorId::new("far"),
+                host: "127.0.0.1".into(),
+                port: 1,
+            },
+            path: "job1/s2/m3-a0-p0.arrow".into(),
+            stats: PartitionStats::default(),
+        };
+        let read_ctx = ShuffleReadContext {
+            schema: ctx.schema.clone(),
+            local_executor: Some(ExecutorId::new("e1")),
+            work_dir: None,
+            flight: FlightClientPool::default(),
+        };
+        let err = match LocalDiskShuffle::default().read(&location, &read_ctx).await {
+            Err(e) => e,
+            Ok(stream) => {
+                let r: std::result::Result<Vec<RecordBatch>, _> = stream.try_collect().await;
+                BallistaError::from_datafusion(r.unwrap_err())
+            }
+        };
+        match err {
+            BallistaError::FetchFailed {
+                executor_id,
+                map_stage_id,
+                map_partition,
+                ..
+            } => {
+                assert_eq!(
+                    (executor_id.as_str(), map_stage_id, map_partition),
+                    ("far", 2, 3)
+                );
+            }
+            other => panic!("expected FetchFailed, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Shuffle seam: how a stage's output partitions are written, and where
+//! consumers read them from.
+//!
+//! The model: every map task (one partition of a stage) opens a
+//! [`MapOutputWriter`] through the [`ShuffleWriter`], writes batches to any of
+//! the stage's output partitions, then commits. Commit returns one
+//! [`ShuffleLocation`] per non-empty output partition, with row and byte
+//! counts; only committed locations are ever read, so a failed or retried
+//! attempt never mixes with another. Consumers read each location through the
+//! [`ShuffleReader`].
+//!
+//! The framework default, [`local::LocalDiskShuffle`], writes compressed Arrow
+//! IPC files under the executor's work directory and serves them to other
+//! executors over Arrow Flight.
+
+pub mod local;
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::execution::SendableRecordBatchStream;
+
+use crate::error::{BallistaError, Result};
+use crate::flight::FlightClientPool;
+use crate::ids::{ExecutorId, JobId, StageId, TaskId};
+use crate::proto;
+
+/// Network identity of an executor.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExecutorAddress {
+    /// Executor id.
+    pub id: ExecutorId,
+    /// Host name or address other processes use to reach it.
+    pub host: String,
+    /// Port of its Flight + control service.
+    pub port: u16,
+}
+
+/// Size of one written partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Rows written.
+    pub num_rows: u64,
+    /// Record batches written.
+    pub num_batches: u64,
+    /// Bytes stored (after compression).
+    pub num_bytes: u64,
+}
+
+/// Where one output partition of one map task can be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShuffleLocation {
+    /// Job that produced it.
+    pub job_id: JobId,
+    /// Stage that produced it.
+    pub stage_id: StageId,
+    /// Map task (partition of the producing stage).
+    pub map_partition: usize,
+    /// Output partition of the shuffle.
+    pub output_partition: usize,
+    /// Attempt of the map task that committed it.
+    pub attempt: u32,
+    /// Executor that wrote it.
+    pub executor: ExecutorAddress,
+    /// Meaningful to the reader matching the writer that produced it: for the
+    /// local-disk shuffle, a path relative to the executor's work directory.
+    pub path: String,
+    /// What was written.
+    pub stats: PartitionStats,
+}
+
+impl ShuffleLocation {
+    /// Wire form.
+    pub fn to_proto(&self) -> proto::ShuffleLocation {
+        proto::ShuffleLocation {
+            job_id: self.job_id.to_string(),
+            stage_id: self.stage_id.0,
+            map_partition: self.map_partition as u32,
+            output_partition: self.output_partition as u32,
+            attempt: self.attempt,
+            executor_id: self.executor.id.to_string(),
+            host: self.executor.host.clone(),
+            port: self.executor.port as u32,
+            path: self.path.clone(),
+            stats: Some(proto::PartitionStats {
+                num_rows: self.stats.num_rows,
+                num_batches: self.stats.num_batches,
+                num_bytes: self.stats.num_bytes,
+            }),
+        }
+    }
+
+    /// Parses the wire form, validating ids.
+    pub fn from_proto(p: &proto::ShuffleLocation) -> Result<Self> {
+        let stats = p.stats.unwrap_or_default();
+        let port = u16::try_from(p.port)
+            .map_err(|_| BallistaError::InvalidInput(format!("invalid port {}", p.port)))?;
+        Ok(Self {
+            job_id: JobId::parse(&p.job_id)?,
+            stage_id: StageId(p.stage_id),
+            map_partition: p.map_partition as usize,
+            output_partition: p.output_partition as usize,
+            attempt: p.attempt,
+            executor: ExecutorAddress {
+                id: ExecutorId::new(p.executor_id.clone()),
+                host: p.host.clone(),
+                port,
+            },
+            path: p.path.clone(),
+            stats: PartitionStats {
+                num_rows: stats.num_rows,
+                num_batches: stats.num_batches,
+                num_bytes: stats.num_bytes,
+            },
+        })
+    }
+}
+
+/// What a shuffle writer is told about the map task it writes for.
+#[derive(Debug, Clone)]
+pub struct MapTaskContext {
+    /// The map task.
+    pub task: TaskId,
+    /// Schema of every batch that will be written.
+    pub schema: SchemaRef,
+    /// Number of output partitions of the shuffle.
+    pub num_output_partitions: usize,
+    /// The executor running the task.
+    pub executor: ExecutorAddress,
+    /// The executor's work directory (absolute).
+    pub work_dir: PathBuf,
+}
+
+/// Creates a writer per map task.
+#[async_trait]
+pub trait ShuffleWriter: Send + Sync + Debug {
+    /// Short name, for logs.
+    fn name(&self) -> &str;
+
+    /// Opens the writer for one map task attempt.
+    async fn open(&self, ctx: MapTaskContext) -> Result<Box<dyn MapOutputWriter>>;
+
+    /// Deletes everything written for `job_id` by this executor. Called when
+    /// the job's data is no longer needed.
+    async fn remove_job_data(&self, job_id: &JobId, work_dir: &std::path::Path) -> Result<()>;
+}
+
+/// Receives one map task's output, partition by partition.
+#[async_trait]
+pub trait MapOutputWriter: Send {
+    /// Appends a batch to an output partition.
+    async fn write(&mut self, output_partition: usize, batch: RecordBatch) -> Result<()>;
+
+    /// Makes the written partitions visible and returns their locations
+    /// (non-empty partitions only).
+    async fn commit(self: Box<Self>) -> Result<Vec<ShuffleLocation>>;
+
+    /// Discards everything written; nothing of this attempt is ever read.
+    async fn abort(self: Box<Self>);
+}
+
+/// What a reader knows about where it runs.
+#[derive(Debug, Clone)]
+pub struct ShuffleReadContext {
+    /// Schema of the data.
+    pub schema: SchemaRef,
+    /// The executor doing the reading, when it is one (clients are not).
+    pub local_executor: Option<ExecutorId>,
+    /// That executor's work directory.
+    pub work_dir: Option<PathBuf>,
+    /// Shared Flight connections.
+    pub flight: FlightClientPool,
+}
+
+/// Reads committed shuffle locations.
+#[async_trait]
+pub trait ShuffleReader: Send + Sync + Debug {
+    /// Short name, for logs.
+    fn name(&self) -> &str;
+
+    /// A stream of the batches stored at `location`. Failures to reach or read
+    /// the data are reported as [`BallistaError::FetchFailed`].
+    async fn read(
+        &self,
+        location: &ShuffleLocation,
+        ctx: &ShuffleReadContext,
+    ) -> Result<SendableRecordBatchStream>;
+}

@@ -1,0 +1,172 @@
+//! The scheduler's gRPC service.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::SchedulerInner;
+use super::status_stream::JobStatusStream;
+use crate::error::BallistaError;
+use crate::ids::{ExecutorId, JobId};
+use crate::plugin::memory::MemoryUsage;
+use crate::plugin::shuffle::ExecutorAddress;
+use crate::proto::{self, scheduler_grpc_server::SchedulerGrpc};
+
+pub(crate) struct SchedulerService {
+    inner: Arc<SchedulerInner>,
+}
+
+impl SchedulerService {
+    pub(crate) fn new(inner: Arc<SchedulerInner>) -> Self {
+        Self { inner }
+    }
+}
+
+fn parse_job_id(value: &str) -> Result<JobId, Status> {
+    JobId::parse(value).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl SchedulerGrpc for SchedulerService {
+    type ExecuteQueryStream = JobStatusStream;
+
+    async fn execute_query(
+        &self,
+        request: Request<proto::ExecuteQueryRequest>,
+    ) -> Result<Response<Self::ExecuteQueryStream>, Status> {
+        let (job_id, status) = self.inner.submit(request.into_inner())?;
+        tracing::info!("job {job_id} submitted");
+        Ok(Response::new(JobStatusStream::new(
+            job_id,
+            status,
+            Arc::downgrade(&self.inner),
+        )))
+    }
+
+    async fn get_job_status(
+        &self,
+        request: Request<proto::GetJobStatusRequest>,
+    ) -> Result<Response<proto::JobStatus>, Status> {
+        let job_id = parse_job_id(&request.into_inner().job_id)?;
+        let status = self.inner.state.lock().status(&job_id);
+        status.map(Response::new).ok_or_else(|| {
+            BallistaError::NotFound(format!("job {job_id} is not known to this scheduler")).into()
+        })
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<proto::CancelJobRequest>,
+    ) -> Result<Response<proto::CancelJobResponse>, Status> {
+        let job_id = parse_job_id(&request.into_inner().job_id)?;
+        if !self.inner.state.lock().has_job(&job_id) {
+            return Err(BallistaError::NotFound(format!(
+                "job {job_id} is not known to this scheduler"
+            ))
+            .into());
+        }
+        let cancelled = self.inner.cancel(&job_id, "was cancelled on request");
+        Ok(Response::new(proto::CancelJobResponse { cancelled }))
+    }
+
+    async fn release_job(
+        &self,
+        request: Request<proto::ReleaseJobRequest>,
+    ) -> Result<Response<proto::ReleaseJobResponse>, Status> {
+        let job_id = parse_job_id(&request.into_inner().job_id)?;
+        let effects = self.inner.state.lock().release(&job_id);
+        self.inner.apply(effects);
+        Ok(Response::new(proto::ReleaseJobResponse {}))
+    }
+
+    async fn get_executors_metadata(
+        &self,
+        _request: Request<proto::GetExecutorsMetadataRequest>,
+    ) -> Result<Response<proto::GetExecutorsMetadataResponse>, Status> {
+        let executors = self.inner.state.lock().executors_info();
+        Ok(Response::new(proto::GetExecutorsMetadataResponse {
+            executors,
+        }))
+    }
+
+    async fn get_session_defaults(
+        &self,
+        _request: Request<proto::GetSessionDefaultsRequest>,
+    ) -> Result<Response<proto::GetSessionDefaultsResponse>, Status> {
+        Ok(Response::new(self.inner.planner.session_defaults()))
+    }
+
+    async fn register_executor(
+        &self,
+        request: Request<proto::RegisterExecutorRequest>,
+    ) -> Result<Response<proto::RegisterExecutorResponse>, Status> {
+        let metadata = request.into_inner().metadata.ok_or_else(|| {
+            BallistaError::InvalidInput("registration without executor metadata".into())
+        })?;
+        let port = u16::try_from(metadata.port).ok().filter(|p| *p != 0);
+        let (Some(port), false, false) = (port, metadata.id.is_empty(), metadata.host.is_empty())
+        else {
+            return Err(BallistaError::InvalidInput(format!(
+                "invalid executor registration: id {:?}, host {:?}, port {}",
+                metadata.id, metadata.host, metadata.port
+            ))
+            .into());
+        };
+        if metadata.slots == 0 {
+            return Err(BallistaError::InvalidInput(
+                "an executor needs at least one task slot".into(),
+            )
+            .into());
+        }
+        let address = ExecutorAddress {
+            id: ExecutorId::new(metadata.id),
+            host: metadata.host,
+            port,
+        };
+        let effects = self.inner.state.lock().register_executor(
+            address,
+            metadata.slots as usize,
+            metadata.version,
+        )?;
+        self.inner.apply(effects);
+        Ok(Response::new(proto::RegisterExecutorResponse {}))
+    }
+
+    async fn heart_beat(
+        &self,
+        request: Request<proto::HeartBeatRequest>,
+    ) -> Result<Response<proto::HeartBeatResponse>, Status> {
+        let request = request.into_inner();
+        let memory = request.memory.unwrap_or_default();
+        let usage = MemoryUsage {
+            budget_bytes: memory.budget_bytes,
+            reserved_bytes: memory.reserved_bytes,
+            peak_bytes: memory.peak_bytes,
+        };
+        let (known, effects) = self.inner.state.lock().heartbeat(
+            &ExecutorId::new(request.executor_id),
+            usage,
+            request.draining,
+        );
+        self.inner.apply(effects);
+        Ok(Response::new(proto::HeartBeatResponse {
+            reregister: !known,
+        }))
+    }
+
+    async fn update_task_status(
+        &self,
+        request: Request<proto::UpdateTaskStatusRequest>,
+    ) -> Result<Response<proto::UpdateTaskStatusResponse>, Status> {
+        let request = request.into_inner();
+        let executor_id = ExecutorId::new(request.executor_id);
+        let effects = self
+            .inner
+            .state
+            .lock()
+            .task_statuses(&executor_id, request.statuses);
+        self.inner.apply(effects);
+        self.inner.admit_queued();
+        Ok(Response::new(proto::UpdateTaskStatusResponse {}))
+    }
+}

@@ -1,0 +1,313 @@
+//! The scheduler: accepts queries, plans them into stages, places tasks on
+//! executors' free slots through the [`TaskSchedulingPolicy`](crate::plugin::scheduling::TaskSchedulingPolicy),
+//! and streams each job's status back to its client.
+//!
+//! State changes happen under one lock in [`state::SchedulerState`]; the
+//! network calls they imply (launching, cancelling, deleting data) are
+//! performed afterwards, so a slow executor never blocks the scheduler.
+
+mod executors;
+mod grpc;
+mod job_graph;
+mod planner;
+mod state;
+mod status_stream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::BallistaConfig;
+use crate::error::{BallistaError, Result};
+use crate::flight::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_SIZE, STREAM_WINDOW_BYTES};
+use crate::ids::JobId;
+use crate::proto;
+use crate::proto::scheduler_grpc_server::SchedulerGrpcServer;
+
+pub use job_graph::{JobGraph, TaskOutcome, TaskState};
+pub use planner::JobPlanner;
+pub use state::{Cleanup, Effects, JobPhase, Launch, SchedulerState};
+
+/// Shared by the gRPC service and the background loops.
+pub(crate) struct SchedulerInner {
+    state: Mutex<SchedulerState>,
+    planner: JobPlanner,
+}
+
+impl SchedulerInner {
+    /// Performs the network calls decided under the lock.
+    fn apply(self: &Arc<Self>, effects: Effects) {
+        for launch in effects.launches {
+            let inner = Arc::clone(self);
+            tokio::spawn(async move { inner.launch(launch).await });
+        }
+        for cleanup in effects.cleanups {
+            tokio::spawn(async move {
+                let mut client = cleanup.client;
+                if cleanup.cancel {
+                    let request = proto::CancelTasksRequest {
+                        job_id: cleanup.job_id.to_string(),
+                    };
+                    if let Err(e) = client.cancel_tasks(request).await {
+                        tracing::warn!(
+                            "cancelling job {} on {}: {}",
+                            cleanup.job_id,
+                            cleanup.executor_id,
+                            e.message()
+                        );
+                    }
+                }
+                if cleanup.remove_data {
+                    let request = proto::RemoveJobDataRequest {
+                        job_id: cleanup.job_id.to_string(),
+                    };
+                    if let Err(e) = client.remove_job_data(request).await {
+                        tracing::warn!(
+                            "deleting data of job {} on {}: {}",
+                            cleanup.job_id,
+                            cleanup.executor_id,
+                            e.message()
+                        );
+                    }
+                }
+            });
+        }
+    }
+
+    async fn launch(self: Arc<Self>, launch: Launch) {
+        let ids: Vec<proto::TaskId> = launch.tasks.iter().filter_map(|t| t.task.clone()).collect();
+        tracing::debug!("launching {} task(s) on {}", ids.len(), launch.executor_id);
+        let mut client = launch.client;
+        let result = client
+            .launch_tasks(proto::LaunchTasksRequest {
+                tasks: launch.tasks,
+            })
+            .await;
+        let effects = match result {
+            Ok(response) => {
+                let rejected = response.into_inner().rejected;
+                if rejected.is_empty() {
+                    return;
+                }
+                tracing::info!(
+                    "executor {} refused {} task(s)",
+                    launch.executor_id,
+                    rejected.len()
+                );
+                self.state
+                    .lock()
+                    .launch_failed(&launch.executor_id, &rejected, false)
+            }
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown
+                ) =>
+            {
+                tracing::warn!(
+                    "cannot reach executor {} to launch tasks: {}",
+                    launch.executor_id,
+                    status.message()
+                );
+                self.state
+                    .lock()
+                    .launch_failed(&launch.executor_id, &ids, true)
+            }
+            Err(status) => {
+                // The executor answered but refused the request itself: the
+                // tasks fail (and are retried if the error allows).
+                let error = BallistaError::from(status);
+                let statuses = ids
+                    .into_iter()
+                    .map(|task| proto::TaskStatus {
+                        task: Some(task),
+                        executor_id: launch.executor_id.to_string(),
+                        result: Some(proto::task_status::Result::Failed(error.to_proto())),
+                        started_at_ms: 0,
+                        ended_at_ms: crate::util::now_ms(),
+                    })
+                    .collect();
+                self.state
+                    .lock()
+                    .task_statuses(&launch.executor_id, statuses)
+            }
+        };
+        self.apply(effects);
+    }
+
+    /// Accepts a query: admission, then planning in the background.
+    fn submit(
+        self: &Arc<Self>,
+        request: proto::ExecuteQueryRequest,
+    ) -> Result<(JobId, watch::Receiver<proto::JobStatus>)> {
+        if request.query.is_none() {
+            return Err(BallistaError::InvalidInput(
+                "the request holds no query".into(),
+            ));
+        }
+        let job_id = JobId::generate();
+        let settings = Arc::new(self.planner.job_settings(&request));
+        let session_id = request.session_id.clone();
+        let (to_plan, status) =
+            self.state
+                .lock()
+                .submit(job_id.clone(), session_id, Arc::clone(&settings), request)?;
+        if let Some(request) = to_plan {
+            self.start_planning(job_id.clone(), request, settings);
+        }
+        Ok((job_id, status))
+    }
+
+    fn start_planning(
+        self: &Arc<Self>,
+        job_id: JobId,
+        request: proto::ExecuteQueryRequest,
+        settings: Arc<HashMap<String, String>>,
+    ) {
+        let inner = Arc::clone(self);
+        tokio::spawn(async move {
+            let plan = inner.planner.plan(&job_id, &request, &settings).await;
+            let effects = inner.state.lock().planned(&job_id, plan);
+            inner.apply(effects);
+        });
+    }
+
+    fn cancel(self: &Arc<Self>, job_id: &JobId, reason: &str) -> bool {
+        let (cancelled, effects) = self.state.lock().cancel(job_id, reason);
+        self.apply(effects);
+        self.admit_queued();
+        cancelled
+    }
+
+    fn admit_queued(self: &Arc<Self>) {
+        let admitted = self.state.lock().admit_queued();
+        for (job_id, request, settings) in admitted {
+            self.start_planning(job_id, request, settings);
+        }
+    }
+
+    fn housekeeping(self: &Arc<Self>) {
+        let effects = self.state.lock().housekeeping();
+        self.apply(effects);
+        self.admit_queued();
+    }
+}
+
+/// A running scheduler.
+pub struct SchedulerHandle {
+    local_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    housekeeping: JoinHandle<()>,
+}
+
+impl SchedulerHandle {
+    /// The address the scheduler listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// URL clients and executors connect to (loopback when bound to all interfaces).
+    pub fn url(&self) -> String {
+        let ip = if self.local_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            self.local_addr.ip().to_string()
+        };
+        format!("http://{ip}:{}", self.local_addr.port())
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(mut self) -> Result<()> {
+        let server = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
+        match server.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(BallistaError::Io(format!("scheduler server failed: {e}"))),
+            Err(e) => Err(BallistaError::Internal(format!(
+                "scheduler server task: {e}"
+            ))),
+        }
+    }
+
+    /// Stops the server.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.housekeeping.abort();
+        let server = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
+}
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.housekeeping.abort();
+    }
+}
+
+/// Starts a scheduler from a [`BallistaConfig`].
+pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> {
+    let settings = config.settings.scheduler.clone();
+    let planner = JobPlanner::try_new(&config).await?;
+    let inner = Arc::new(SchedulerInner {
+        state: Mutex::new(SchedulerState::new(
+            settings.clone(),
+            Arc::clone(&config.scheduling_policy),
+        )),
+        planner,
+    });
+
+    let bind = format!("{}:{}", settings.bind_host, settings.port);
+    let listener = TcpListener::bind(&bind).await.map_err(|e| {
+        BallistaError::Configuration(format!("scheduler cannot listen on {bind}: {e}"))
+    })?;
+    let local_addr = listener.local_addr()?;
+
+    let weak = Arc::downgrade(&inner);
+    let housekeeping = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(inner) => inner.housekeeping(),
+                None => return,
+            }
+        }
+    });
+
+    let service = SchedulerGrpcServer::new(grpc::SchedulerService::new(Arc::clone(&inner)))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = shutdown_rx.await;
+            }),
+    );
+    tracing::info!(
+        "scheduler listening on {local_addr} (policy: {})",
+        config.scheduling_policy.name()
+    );
+    Ok(SchedulerHandle {
+        local_addr,
+        shutdown: Some(shutdown_tx),
+        server,
+        housekeeping,
+    })
+}

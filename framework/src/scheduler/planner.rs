@@ -1,0 +1,181 @@
+//! Turns a submitted query into a distributed plan: SQL text or a serialized
+//! logical plan, planned with DataFusion under the job's session settings,
+//! against the scheduler's configured tables and object stores.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::datasource::listing::ListingTable;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::prelude::SessionContext;
+use datafusion_proto::bytes::logical_plan_from_bytes;
+
+use crate::config::{
+    BallistaConfig, SchedulerSettings, TableDefinition, distributed_session_defaults,
+    distributed_session_overrides, session_config_from_settings,
+};
+use crate::error::{BallistaError, Result};
+use crate::ids::JobId;
+use crate::plan::{DistributedPlan, split_into_stages};
+use crate::proto::{self, execute_query_request::Query};
+use crate::tables::{listing_table, table_info};
+
+struct DeclaredTable {
+    definition: TableDefinition,
+    table: Arc<ListingTable>,
+    schema: SchemaRef,
+}
+
+/// Plans jobs for the scheduler.
+pub struct JobPlanner {
+    runtime: Arc<RuntimeEnv>,
+    settings: SchedulerSettings,
+    tables: Vec<DeclaredTable>,
+}
+
+impl JobPlanner {
+    /// Builds the planner and resolves the configured tables (their schemas
+    /// are read now, so a wrong location stops the scheduler at start-up).
+    pub async fn try_new(config: &BallistaConfig) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(config.object_store_registry())
+            .build_arc()?;
+        let mut planner = Self {
+            runtime,
+            settings: config.settings.scheduler.clone(),
+            tables: Vec::new(),
+        };
+        let ctx = planner.context(&planner.default_settings())?;
+        let state = ctx.state();
+        for definition in &config.settings.scheduler.tables {
+            if planner
+                .tables
+                .iter()
+                .any(|t| t.definition.name == definition.name)
+            {
+                return Err(BallistaError::Configuration(format!(
+                    "table '{}' is declared twice in scheduler.tables",
+                    definition.name
+                )));
+            }
+            let (table, schema) = listing_table(definition, &state).await?;
+            tracing::info!("table '{}' at {}", definition.name, definition.location);
+            planner.tables.push(DeclaredTable {
+                definition: definition.clone(),
+                table,
+                schema,
+            });
+        }
+        Ok(planner)
+    }
+
+    /// Session settings clients start from.
+    pub fn default_settings(&self) -> HashMap<String, String> {
+        let mut settings: HashMap<String, String> = distributed_session_defaults()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        settings.insert(
+            "datafusion.execution.target_partitions".into(),
+            self.settings.target_partitions.max(1).to_string(),
+        );
+        settings.extend(self.settings.session.clone());
+        settings
+    }
+
+    /// The defaults and tables handed to clients.
+    pub fn session_defaults(&self) -> proto::GetSessionDefaultsResponse {
+        let mut settings: Vec<(String, String)> = self.default_settings().into_iter().collect();
+        settings.sort();
+        proto::GetSessionDefaultsResponse {
+            tables: self
+                .tables
+                .iter()
+                .map(|t| table_info(&t.definition, &t.schema))
+                .collect(),
+            settings: proto::key_values(settings),
+        }
+    }
+
+    /// Settings of a job: the defaults, overridden by what the client sent,
+    /// overridden by what distributed execution requires.
+    pub fn job_settings(&self, request: &proto::ExecuteQueryRequest) -> HashMap<String, String> {
+        let mut settings = self.default_settings();
+        settings.extend(proto::key_values_to_map(&request.settings));
+        for (key, value) in distributed_session_overrides() {
+            settings.insert(key.to_string(), value.to_string());
+        }
+        settings
+    }
+
+    fn context(&self, settings: &HashMap<String, String>) -> Result<SessionContext> {
+        let state = SessionStateBuilder::new()
+            .with_config(session_config_from_settings(settings)?)
+            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for t in &self.tables {
+            ctx.register_table(t.definition.name.as_str(), t.table.clone())?;
+        }
+        Ok(ctx)
+    }
+
+    /// Plans a job.
+    pub async fn plan(
+        &self,
+        job_id: &JobId,
+        request: &proto::ExecuteQueryRequest,
+        settings: &HashMap<String, String>,
+    ) -> Result<DistributedPlan> {
+        let ctx = self.context(settings)?;
+        let state = ctx.state();
+        let logical = match &request.query {
+            Some(Query::Sql(sql)) => {
+                let plan = state.create_logical_plan(sql).await?;
+                refuse_statements(&plan)?;
+                state.optimize(&plan)?
+            }
+            Some(Query::LogicalPlan(bytes)) => {
+                let plan = logical_plan_from_bytes(bytes, &ctx.task_ctx()).map_err(|e| {
+                    BallistaError::InvalidInput(format!("cannot decode the logical plan: {e}"))
+                })?;
+                refuse_statements(&plan)?;
+                if request.plan_is_optimized {
+                    plan
+                } else {
+                    state.optimize(&plan)?
+                }
+            }
+            None => {
+                return Err(BallistaError::InvalidInput(
+                    "the request holds no query".into(),
+                ));
+            }
+        };
+        let physical = DefaultPhysicalPlanner::default()
+            .create_physical_plan(&logical, &state)
+            .await?;
+        split_into_stages(job_id, physical)
+    }
+}
+
+/// DDL and session statements change a session, and a job has none to
+/// change: clients run them locally.
+fn refuse_statements(plan: &LogicalPlan) -> Result<()> {
+    match plan {
+        LogicalPlan::Ddl(ddl) => Err(BallistaError::NotSupported(format!(
+            "{} cannot run as a job: declare tables in the scheduler configuration or run it in a client session",
+            ddl.name()
+        ))),
+        LogicalPlan::Statement(statement) => Err(BallistaError::NotSupported(format!(
+            "{} cannot run as a job: run it in a client session",
+            statement.name()
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,877 @@
+//! The scheduler's bookkeeping: jobs, executors, and the decisions that
+//! follow each event. Everything here is synchronous and runs under one lock;
+//! the network calls it decides on are returned as [`Effects`] and performed
+//! by the caller after the lock is released.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use super::executors::{ExecutorRegistry, TaskKey};
+use super::job_graph::{JobGraph, TaskOutcome};
+use crate::config::SchedulerSettings;
+use crate::error::{BallistaError, Result};
+use crate::ids::{ExecutorId, JobId, StageId};
+use crate::plan::DistributedPlan;
+use crate::plugin::memory::MemoryUsage;
+use crate::plugin::scheduling::{Admission, JobSubmission, SchedulableJob, TaskSchedulingPolicy};
+use crate::plugin::shuffle::{ExecutorAddress, ShuffleLocation};
+use crate::proto::executor_control_client::ExecutorControlClient;
+use crate::proto::{self, JobState};
+use crate::util::now_ms;
+
+/// How long finished jobs stay listed for status queries.
+const FINISHED_JOB_RETENTION: Duration = Duration::from_secs(3600);
+/// At most this many finished jobs are kept for status queries.
+const MAX_FINISHED_JOBS: usize = 1000;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobPhase {
+    /// Waiting for admission.
+    Queued(String),
+    /// Being planned.
+    Planning,
+    /// Tasks are running.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled by a user or a disconnected client.
+    Cancelled,
+}
+
+impl JobPhase {
+    fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobPhase::Succeeded | JobPhase::Failed | JobPhase::Cancelled
+        )
+    }
+}
+
+struct JobEntry {
+    seq: u64,
+    session_id: String,
+    settings: Arc<HashMap<String, String>>,
+    phase: JobPhase,
+    graph: Option<JobGraph>,
+    status_tx: watch::Sender<proto::JobStatus>,
+    submitted_ms: u64,
+    started_ms: u64,
+    ended_ms: u64,
+    ended_at: Option<Instant>,
+    error: Option<proto::ErrorInfo>,
+    /// Executors that ran tasks of the job and may hold its data.
+    data_on: HashSet<ExecutorId>,
+    data_removed: bool,
+    /// The request of a queued job, planned once it is admitted.
+    queued_request: Option<proto::ExecuteQueryRequest>,
+}
+
+/// A batch of tasks to launch on one executor.
+#[derive(Debug)]
+pub struct Launch {
+    /// Target executor.
+    pub executor_id: ExecutorId,
+    /// Its control client.
+    pub client: ExecutorControlClient<Channel>,
+    /// The tasks.
+    pub tasks: Vec<proto::TaskDefinition>,
+}
+
+/// Stopping and/or deleting a job's work on one executor.
+#[derive(Debug)]
+pub struct Cleanup {
+    /// Target executor.
+    pub executor_id: ExecutorId,
+    /// Its control client.
+    pub client: ExecutorControlClient<Channel>,
+    /// The job.
+    pub job_id: JobId,
+    /// Stop its running tasks.
+    pub cancel: bool,
+    /// Delete its data.
+    pub remove_data: bool,
+}
+
+/// Network calls decided under the lock, performed after it is released.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Tasks to launch.
+    pub launches: Vec<Launch>,
+    /// Jobs to stop or clean up.
+    pub cleanups: Vec<Cleanup>,
+}
+
+impl Effects {
+    fn merge(&mut self, other: Effects) {
+        self.launches.extend(other.launches);
+        self.cleanups.extend(other.cleanups);
+    }
+}
+
+/// Jobs and executors.
+pub struct SchedulerState {
+    jobs: HashMap<JobId, JobEntry>,
+    executors: ExecutorRegistry,
+    next_seq: u64,
+    settings: SchedulerSettings,
+    policy: Arc<dyn TaskSchedulingPolicy>,
+    no_executors_since: Option<Instant>,
+}
+
+impl SchedulerState {
+    /// Empty state.
+    pub fn new(settings: SchedulerSettings, policy: Arc<dyn TaskSchedulingPolicy>) -> Self {
+        Self {
+            jobs: HashMap::new(),
+            executors: ExecutorRegistry::default(),
+            next_seq: 1,
+            settings,
+            policy,
+            no_executors_since: Some(Instant::now()),
+        }
+    }
+
+    // ----- jobs -------------------------------------------------------------
+
+    /// Registers a submitted job and asks the policy to admit it. Returns the
+    /// request back when the job may be planned now (a queued job keeps it
+    /// until [`admit_queued`](Self::admit_queued) lets it run), and a receiver
+    /// of its status.
+    pub fn submit(
+        &mut self,
+        job_id: JobId,
+        session_id: String,
+        settings: Arc<HashMap<String, String>>,
+        request: proto::ExecuteQueryRequest,
+    ) -> Result<(
+        Option<proto::ExecuteQueryRequest>,
+        watch::Receiver<proto::JobStatus>,
+    )> {
+        let running_jobs = self
+            .jobs
+            .values()
+            .filter(|j| matches!(j.phase, JobPhase::Running | JobPhase::Planning))
+            .count();
+        let admission = self.policy.admit(&JobSubmission {
+            job_id: &job_id,
+            settings: &settings,
+            running_jobs,
+        });
+        let phase = match admission {
+            Admission::Run => JobPhase::Planning,
+            Admission::Queue { reason } => JobPhase::Queued(reason),
+            Admission::Reject { reason } => {
+                return Err(BallistaError::ResourcesExhausted(format!(
+                    "job refused: {reason}"
+                )));
+            }
+        };
+        let (to_plan, queued_request) = if phase == JobPhase::Planning {
+            (Some(request), None)
+        } else {
+            (None, Some(request))
+        };
+        let (status_tx, status_rx) = watch::channel(proto::JobStatus::default());
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.jobs.insert(
+            job_id.clone(),
+            JobEntry {
+                seq,
+                session_id,
+                settings,
+                phase,
+                graph: None,
+                status_tx,
+                submitted_ms: now_ms(),
+                started_ms: 0,
+                ended_ms: 0,
+                ended_at: None,
+                error: None,
+                data_on: HashSet::new(),
+                data_removed: false,
+                queued_request,
+            },
+        );
+        self.publish(&job_id);
+        Ok((to_plan, status_rx))
+    }
+
+    /// Asks the policy again about queued jobs, oldest first; returns the
+    /// ones it now admits, to be planned.
+    pub fn admit_queued(
+        &mut self,
+    ) -> Vec<(
+        JobId,
+        proto::ExecuteQueryRequest,
+        Arc<HashMap<String, String>>,
+    )> {
+        let mut queued: Vec<(u64, JobId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| matches!(j.phase, JobPhase::Queued(_)))
+            .map(|(id, j)| (j.seq, id.clone()))
+            .collect();
+        queued.sort();
+        let mut admitted = Vec::new();
+        for (_, job_id) in queued {
+            let running_jobs = self
+                .jobs
+                .values()
+                .filter(|j| matches!(j.phase, JobPhase::Running | JobPhase::Planning))
+                .count();
+            let Some(job) = self.jobs.get(&job_id) else {
+                continue;
+            };
+            let decision = self.policy.admit(&JobSubmission {
+                job_id: &job_id,
+                settings: &job.settings,
+                running_jobs,
+            });
+            let job = self.jobs.get_mut(&job_id).expect("present above");
+            match decision {
+                Admission::Run => {
+                    job.phase = JobPhase::Planning;
+                    if let Some(request) = job.queued_request.take() {
+                        admitted.push((job_id.clone(), request, Arc::clone(&job.settings)));
+                    }
+                }
+                Admission::Queue { reason } => job.phase = JobPhase::Queued(reason),
+                Admission::Reject { .. } => continue,
+            }
+            self.publish(&job_id);
+        }
+        admitted
+    }
+
+    /// Whether the job is still waiting for its plan (not cancelled meanwhile).
+    pub fn is_planning(&self, job_id: &JobId) -> bool {
+        self.jobs
+            .get(job_id)
+            .is_some_and(|j| j.phase == JobPhase::Planning)
+    }
+
+    /// Installs a job's plan, or fails the job with the planning error.
+    pub fn planned(&mut self, job_id: &JobId, plan: Result<DistributedPlan>) -> Effects {
+        let max_attempts = self.settings.task_max_attempts;
+        let Some(job) = self.jobs.get_mut(job_id) else {
+            return Effects::default();
+        };
+        if job.phase != JobPhase::Planning {
+            return Effects::default();
+        }
+        let graph = plan.and_then(|plan| {
+            tracing::debug!("job {job_id} stages:\n{}", plan.display());
+            JobGraph::try_new(job_id.clone(), plan, max_attempts)
+        });
+        match graph {
+            Ok(graph) => {
+                let complete = graph.is_complete();
+                job.graph = Some(graph);
+                job.phase = JobPhase::Running;
+                job.started_ms = now_ms();
+                if complete {
+                    self.succeed(job_id);
+                    return Effects::default();
+                }
+                self.publish(job_id);
+                self.schedule()
+            }
+            Err(e) => self.finish_failed(job_id, e, JobPhase::Failed),
+        }
+    }
+
+    /// Current status of a job, with where each of its tasks ran.
+    pub fn status(&self, job_id: &JobId) -> Option<proto::JobStatus> {
+        self.jobs.get(job_id).map(|j| {
+            let mut status = j.status_tx.borrow().clone();
+            if let Some(graph) = &j.graph {
+                status.stages = graph.stage_infos();
+            }
+            status
+        })
+    }
+
+    /// A fresh receiver of a job's status.
+    pub fn subscribe(&self, job_id: &JobId) -> Option<watch::Receiver<proto::JobStatus>> {
+        self.jobs.get(job_id).map(|j| j.status_tx.subscribe())
+    }
+
+    fn publish(&self, job_id: &JobId) {
+        let Some(job) = self.jobs.get(job_id) else {
+            return;
+        };
+        let mut status = proto::JobStatus {
+            job_id: job_id.to_string(),
+            state: match job.phase {
+                JobPhase::Queued(_) => JobState::Queued,
+                JobPhase::Planning | JobPhase::Running => JobState::Running,
+                JobPhase::Succeeded => JobState::Succeeded,
+                JobPhase::Failed => JobState::Failed,
+                JobPhase::Cancelled => JobState::Cancelled,
+            } as i32,
+            progress: job.graph.as_ref().map(JobGraph::progress),
+            error: job.error.clone(),
+            result: None,
+            submitted_at_ms: job.submitted_ms,
+            started_at_ms: job.started_ms,
+            ended_at_ms: job.ended_ms,
+            queue_reason: match &job.phase {
+                JobPhase::Queued(reason) => reason.clone(),
+                _ => String::new(),
+            },
+            // Task placement is sent once, with the final status.
+            stages: match (&job.graph, job.phase.is_terminal()) {
+                (Some(graph), true) => graph.stage_infos(),
+                _ => Vec::new(),
+            },
+        };
+        if job.phase == JobPhase::Succeeded
+            && let Some(graph) = &job.graph
+        {
+            status.result = Some(proto::JobResult {
+                schema: graph
+                    .result_schema()
+                    .map(|s| proto::encode_schema(&s))
+                    .unwrap_or_default(),
+                partitions: graph
+                    .result_partitions()
+                    .into_iter()
+                    .map(|locations| proto::ShuffleReadPartition {
+                        locations: locations.iter().map(ShuffleLocation::to_proto).collect(),
+                    })
+                    .collect(),
+            });
+        }
+        job.status_tx.send_replace(status);
+    }
+
+    fn succeed(&mut self, job_id: &JobId) {
+        if let Some(job) = self.jobs.get_mut(job_id) {
+            job.phase = JobPhase::Succeeded;
+            job.ended_ms = now_ms();
+            job.ended_at = Some(Instant::now());
+            tracing::info!(
+                "job {job_id} succeeded in {} ms",
+                job.ended_ms.saturating_sub(job.submitted_ms)
+            );
+        }
+        self.publish(job_id);
+    }
+
+    /// Ends a job with an error (or as cancelled): stops its running tasks
+    /// and deletes its data on every executor that may hold some.
+    fn finish_failed(&mut self, job_id: &JobId, error: BallistaError, phase: JobPhase) -> Effects {
+        let mut effects = Effects::default();
+        let Some(job) = self.jobs.get_mut(job_id) else {
+            return effects;
+        };
+        if job.phase.is_terminal() {
+            return effects;
+        }
+        let error = error.typed();
+        match phase {
+            JobPhase::Cancelled => tracing::info!("job {job_id} cancelled: {error}"),
+            _ => tracing::warn!("job {job_id} failed: {error}"),
+        }
+        job.error = Some(error.to_proto());
+        let running = job
+            .graph
+            .as_ref()
+            .map(JobGraph::running_tasks)
+            .unwrap_or_default();
+        if let Some(graph) = job.graph.as_mut() {
+            graph.fail(error);
+        }
+        job.phase = phase;
+        job.ended_ms = now_ms();
+        job.ended_at = Some(Instant::now());
+        job.data_removed = true;
+        let mut cancel_on: HashSet<ExecutorId> = HashSet::new();
+        for (stage, partition, attempt, executor) in running {
+            if let Some(entry) = self.executors.get_mut(&executor) {
+                entry
+                    .running
+                    .remove(&(job_id.clone(), stage, partition, attempt));
+            }
+            cancel_on.insert(executor);
+        }
+        for executor in job
+            .data_on
+            .iter()
+            .chain(cancel_on.iter())
+            .collect::<HashSet<_>>()
+        {
+            if let Some(entry) = self.executors.get(executor) {
+                effects.cleanups.push(Cleanup {
+                    executor_id: executor.clone(),
+                    client: entry.client.clone(),
+                    job_id: job_id.clone(),
+                    cancel: cancel_on.contains(executor),
+                    remove_data: true,
+                });
+            }
+        }
+        self.publish(job_id);
+        // Freed slots can go to other jobs.
+        effects.merge(self.schedule());
+        effects
+    }
+
+    /// Cancels a job. Returns false when the job is unknown or already over.
+    pub fn cancel(&mut self, job_id: &JobId, reason: &str) -> (bool, Effects) {
+        match self.jobs.get(job_id) {
+            Some(job) if !job.phase.is_terminal() => {
+                let effects = self.finish_failed(
+                    job_id,
+                    BallistaError::Cancelled(format!("job {job_id} {reason}")),
+                    JobPhase::Cancelled,
+                );
+                (true, effects)
+            }
+            _ => (false, Effects::default()),
+        }
+    }
+
+    /// The client has read the results: delete the job's data.
+    pub fn release(&mut self, job_id: &JobId) -> Effects {
+        let mut effects = Effects::default();
+        if let Some(job) = self.jobs.get_mut(job_id)
+            && job.phase == JobPhase::Succeeded
+            && !job.data_removed
+        {
+            job.data_removed = true;
+            for executor in &job.data_on {
+                if let Some(entry) = self.executors.get(executor) {
+                    effects.cleanups.push(Cleanup {
+                        executor_id: executor.clone(),
+                        client: entry.client.clone(),
+                        job_id: job_id.clone(),
+                        cancel: false,
+                        remove_data: true,
+                    });
+                }
+            }
+        }
+        effects
+    }
+
+    /// Whether a job exists.
+    pub fn has_job(&self, job_id: &JobId) -> bool {
+        self.jobs.contains_key(job_id)
+    }
+
+    // ----- tasks ------------------------------------------------------------
+
+    /// Asks the policy to fill free slots and prepares the launches.
+    pub fn schedule(&mut self) -> Effects {
+        let free = self.executors.free_slots();
+        if free.is_empty() {
+            return Effects::default();
+        }
+        let candidates: Vec<(JobId, u64, Arc<HashMap<String, String>>, usize, Vec<_>)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.phase == JobPhase::Running)
+            .filter_map(|(id, j)| {
+                let graph = j.graph.as_ref()?;
+                let pending = graph.pending_tasks();
+                (!pending.is_empty()).then(|| {
+                    (
+                        id.clone(),
+                        j.seq,
+                        Arc::clone(&j.settings),
+                        graph.running_tasks().len(),
+                        pending,
+                    )
+                })
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Effects::default();
+        }
+        let schedulable: Vec<SchedulableJob<'_>> = candidates
+            .iter()
+            .map(|(id, seq, settings, running, pending)| SchedulableJob {
+                job_id: id,
+                submission_seq: *seq,
+                settings,
+                running_tasks: *running,
+                pending_tasks: pending,
+            })
+            .collect();
+        let assignments = self.policy.assign(&schedulable, &free);
+
+        let mut by_executor: HashMap<ExecutorId, Vec<proto::TaskDefinition>> = HashMap::new();
+        for assignment in assignments {
+            let Some(executor) = self.executors.get_mut(&assignment.executor_id) else {
+                continue;
+            };
+            if executor.paused || executor.free_slots() == 0 {
+                continue;
+            }
+            let Some(job) = self.jobs.get_mut(&assignment.job_id) else {
+                continue;
+            };
+            let Some(graph) = job.graph.as_mut() else {
+                continue;
+            };
+            let Ok((attempt, plan)) = graph.start_task(assignment.task, &assignment.executor_id)
+            else {
+                continue;
+            };
+            let task = assignment.task;
+            executor.running.insert((
+                assignment.job_id.clone(),
+                task.stage_id,
+                task.partition,
+                attempt,
+            ));
+            job.data_on.insert(assignment.executor_id.clone());
+            by_executor
+                .entry(assignment.executor_id)
+                .or_default()
+                .push(proto::TaskDefinition {
+                    task: Some(proto::TaskId {
+                        job_id: assignment.job_id.to_string(),
+                        stage_id: task.stage_id.0,
+                        partition: task.partition as u32,
+                        attempt,
+                    }),
+                    plan: plan.as_ref().clone(),
+                    settings: proto::key_values(
+                        job.settings.iter().map(|(k, v)| (k.clone(), v.clone())),
+                    ),
+                    session_id: job.session_id.clone(),
+                });
+        }
+        let launched_jobs: HashSet<String> = by_executor
+            .values()
+            .flatten()
+            .filter_map(|t| t.task.as_ref().map(|t| t.job_id.clone()))
+            .collect();
+        for job in launched_jobs {
+            if let Ok(job_id) = JobId::parse(&job) {
+                self.publish(&job_id);
+            }
+        }
+        let launches = by_executor
+            .into_iter()
+            .filter_map(|(executor_id, tasks)| {
+                let client = self.executors.get(&executor_id)?.client.clone();
+                Some(Launch {
+                    executor_id,
+                    client,
+                    tasks,
+                })
+            })
+            .collect();
+        Effects {
+            launches,
+            cleanups: Vec::new(),
+        }
+    }
+
+    /// Applies task status reports from an executor.
+    pub fn task_statuses(
+        &mut self,
+        executor_id: &ExecutorId,
+        statuses: Vec<proto::TaskStatus>,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        for status in statuses {
+            match self.task_status(executor_id, status) {
+                Ok(e) => effects.merge(e),
+                Err(e) => tracing::warn!("ignoring task status from {executor_id}: {e}"),
+            }
+        }
+        effects.merge(self.schedule());
+        effects
+    }
+
+    fn task_status(
+        &mut self,
+        executor_id: &ExecutorId,
+        status: proto::TaskStatus,
+    ) -> Result<Effects> {
+        let task = status
+            .task
+            .ok_or_else(|| BallistaError::InvalidInput("task status without a task id".into()))?;
+        let job_id = JobId::parse(&task.job_id)?;
+        let stage_id = StageId(task.stage_id);
+        let partition = task.partition as usize;
+        let key: TaskKey = (job_id.clone(), stage_id, partition, task.attempt);
+        if let Some(entry) = self.executors.get_mut(executor_id) {
+            entry.running.remove(&key);
+        }
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return Ok(Effects::default());
+        };
+        let Some(graph) = job.graph.as_mut() else {
+            return Ok(Effects::default());
+        };
+        let outcome = match status.result {
+            Some(proto::task_status::Result::Succeeded(success)) => {
+                let locations = success
+                    .locations
+                    .iter()
+                    .map(ShuffleLocation::from_proto)
+                    .collect::<Result<Vec<_>>>()?;
+                graph.task_succeeded(
+                    stage_id,
+                    partition,
+                    task.attempt,
+                    locations,
+                    success.metrics.unwrap_or_default(),
+                )?
+            }
+            Some(proto::task_status::Result::Failed(info)) => {
+                let error = BallistaError::from_proto(&info);
+                graph.task_failed(stage_id, partition, task.attempt, error)?
+            }
+            None => {
+                return Err(BallistaError::InvalidInput(
+                    "task status without a result".into(),
+                ));
+            }
+        };
+        Ok(match outcome {
+            TaskOutcome::Stale => Effects::default(),
+            TaskOutcome::Progress => {
+                self.publish(&job_id);
+                Effects::default()
+            }
+            TaskOutcome::JobSucceeded => {
+                self.succeed(&job_id);
+                Effects::default()
+            }
+            TaskOutcome::JobFailed => {
+                let error = self
+                    .jobs
+                    .get(&job_id)
+                    .and_then(|j| j.graph.as_ref())
+                    .and_then(|g| g.failure())
+                    .map(|e| BallistaError::from_proto(&e.to_proto()))
+                    .unwrap_or_else(|| BallistaError::Internal("task failed".into()));
+                // finish_failed records the error the graph already holds.
+                self.finish_failed(&job_id, error, JobPhase::Failed)
+            }
+        })
+    }
+
+    /// Tasks that could not be launched go back to pending. When the
+    /// executor could not be reached at all it is treated as lost.
+    pub fn launch_failed(
+        &mut self,
+        executor_id: &ExecutorId,
+        tasks: &[proto::TaskId],
+        unreachable: bool,
+    ) -> Effects {
+        for task in tasks {
+            let Ok(job_id) = JobId::parse(&task.job_id) else {
+                continue;
+            };
+            let stage_id = StageId(task.stage_id);
+            if let Some(entry) = self.executors.get_mut(executor_id) {
+                entry.running.remove(&(
+                    job_id.clone(),
+                    stage_id,
+                    task.partition as usize,
+                    task.attempt,
+                ));
+                entry.paused = true;
+            }
+            if let Some(graph) = self.jobs.get_mut(&job_id).and_then(|j| j.graph.as_mut()) {
+                graph.unlaunch_task(stage_id, task.partition as usize, task.attempt);
+            }
+        }
+        if unreachable {
+            return self.executor_lost(executor_id, "its control service could not be reached");
+        }
+        self.schedule()
+    }
+
+    // ----- executors --------------------------------------------------------
+
+    /// Registers (or re-registers) an executor.
+    pub fn register_executor(
+        &mut self,
+        address: ExecutorAddress,
+        slots: usize,
+        version: String,
+    ) -> Result<Effects> {
+        let id = address.id.clone();
+        let mut effects = Effects::default();
+        if self.executors.get(&id).is_some() {
+            // Same id again: the process restarted; what it ran is gone.
+            effects.merge(self.executor_lost(&id, "it registered again (restarted)"));
+        }
+        tracing::info!(
+            "executor {id} registered at {}:{} with {slots} slots",
+            address.host,
+            address.port
+        );
+        self.executors.register(address, slots, version)?;
+        self.no_executors_since = None;
+        effects.merge(self.schedule());
+        Ok(effects)
+    }
+
+    /// Records a heartbeat. Returns false when the executor should register again.
+    pub fn heartbeat(
+        &mut self,
+        executor_id: &ExecutorId,
+        memory: MemoryUsage,
+        draining: bool,
+    ) -> (bool, Effects) {
+        let known = self.executors.heartbeat(executor_id, memory, draining);
+        let effects = if known {
+            self.schedule()
+        } else {
+            Effects::default()
+        };
+        (known, effects)
+    }
+
+    /// Forgets an executor; its running tasks fail as lost (and are retried).
+    pub fn executor_lost(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
+        let Some(entry) = self.executors.remove(executor_id) else {
+            return Effects::default();
+        };
+        tracing::warn!("executor {executor_id} lost: {reason}");
+        if self.executors.is_empty() {
+            self.no_executors_since = Some(Instant::now());
+        }
+        let mut effects = Effects::default();
+        for (job_id, stage_id, partition, attempt) in entry.running {
+            let error = BallistaError::ExecutorLost {
+                executor_id: executor_id.to_string(),
+                message: reason.to_string(),
+            };
+            let failure = proto::TaskStatus {
+                task: Some(proto::TaskId {
+                    job_id: job_id.to_string(),
+                    stage_id: stage_id.0,
+                    partition: partition as u32,
+                    attempt,
+                }),
+                executor_id: executor_id.to_string(),
+                result: Some(proto::task_status::Result::Failed(error.to_proto())),
+                started_at_ms: 0,
+                ended_at_ms: now_ms(),
+            };
+            match self.task_status(executor_id, failure) {
+                Ok(e) => effects.merge(e),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        effects.merge(self.schedule());
+        effects
+    }
+
+    /// Periodic housekeeping: lost executors, jobs that cannot make progress,
+    /// and expiry of finished jobs' data and records.
+    pub fn housekeeping(&mut self) -> Effects {
+        let mut effects = Effects::default();
+        let timeout = Duration::from_secs(self.settings.executor_timeout_secs);
+        for id in self.executors.expired(timeout) {
+            effects.merge(
+                self.executor_lost(&id, &format!("no heartbeat for {}s", timeout.as_secs())),
+            );
+        }
+
+        if let Some(since) = self.no_executors_since
+            && since.elapsed() > timeout
+        {
+            let stuck: Vec<JobId> = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| j.phase == JobPhase::Running)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for job_id in stuck {
+                effects.merge(self.finish_failed(
+                    &job_id,
+                    BallistaError::Unavailable(format!(
+                        "no executor has been available for {}s; the job cannot make progress",
+                        since.elapsed().as_secs()
+                    )),
+                    JobPhase::Failed,
+                ));
+            }
+        }
+
+        let retention = Duration::from_secs(self.settings.result_retention_secs);
+        let expired: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.phase == JobPhase::Succeeded && !j.data_removed)
+            .filter(|(_, j)| j.ended_at.is_some_and(|t| t.elapsed() > retention))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for job_id in expired {
+            tracing::info!(
+                "job {job_id}: results were not released within {}s; deleting them",
+                retention.as_secs()
+            );
+            effects.merge(self.release(&job_id));
+        }
+
+        let mut finished: Vec<(Instant, JobId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.data_removed)
+            .filter_map(|(id, j)| j.ended_at.map(|t| (t, id.clone())))
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(MAX_FINISHED_JOBS);
+        for (i, (ended, job_id)) in finished.into_iter().enumerate() {
+            if i < excess || ended.elapsed() > FINISHED_JOB_RETENTION {
+                self.jobs.remove(&job_id);
+            }
+        }
+        effects
+    }
+
+    /// Executors for `GetExecutorsMetadata`.
+    pub fn executors_info(&self) -> Vec<proto::ExecutorInfo> {
+        let mut out: Vec<proto::ExecutorInfo> = self
+            .executors
+            .all()
+            .map(|e| proto::ExecutorInfo {
+                metadata: Some(proto::ExecutorMetadata {
+                    id: e.address.id.to_string(),
+                    host: e.address.host.clone(),
+                    port: e.address.port as u32,
+                    slots: e.slots as u32,
+                    version: e.version.clone(),
+                }),
+                free_slots: e.free_slots() as u32,
+                running_tasks: e.running.len() as u32,
+                last_heartbeat_ms: e.last_seen_ms,
+                status: if e.paused {
+                    "paused".into()
+                } else {
+                    "active".into()
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            let id = |x: &proto::ExecutorInfo| {
+                x.metadata
+                    .as_ref()
+                    .map(|m| m.id.clone())
+                    .unwrap_or_default()
+            };
+            id(a).cmp(&id(b))
+        });
+        out
+    }
+}

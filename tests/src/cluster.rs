@@ -1,0 +1,268 @@
+//! Scheduler and executor processes started from the stock binaries.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ballista::client::SchedulerClient;
+use parking_lot::Mutex;
+
+/// Path of a binary of this workspace, built next to the test executables.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: build the binaries first with `cargo build -p ballista-bin --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process whose output is captured line by line.
+pub struct Process {
+    name: String,
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn capture(stream: impl std::io::Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(line) => lines.lock().push(line),
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+impl Process {
+    /// Starts `binary` with `args`.
+    pub fn start(name: &str, binary: &str, args: &[String], env: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(self::binary(binary));
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        capture(child.stdout.take().expect("stdout"), Arc::clone(&stdout));
+        capture(child.stderr.take().expect("stderr"), Arc::clone(&stderr));
+        Process {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for a stdout line containing `needle`.
+    pub fn wait_for_stdout(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for(needle, timeout, true)
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for(needle, timeout, false)
+    }
+
+    fn wait_for(&mut self, needle: &str, timeout: Duration, stdout: bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = if stdout { &self.stdout } else { &self.stderr };
+            if let Some(line) = lines.lock().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before printing {needle:?}:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not print {needle:?} within {timeout:?}:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stderr lines so far containing `needle`.
+    pub fn stderr_lines_containing(&self, needle: &str) -> Vec<String> {
+        self.stderr
+            .lock()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Captured output, for failure messages.
+    pub fn logs(&self) -> String {
+        let out = self.stdout.lock().join("\n");
+        let err = self.stderr.lock();
+        let tail: Vec<&String> = err
+            .iter()
+            .rev()
+            .take(80)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!(
+            "--- {} stdout ---\n{out}\n--- {} stderr (last {} lines) ---\n{}",
+            self.name,
+            self.name,
+            tail.len(),
+            tail.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    }
+
+    /// Kills the process (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        self.kill();
+    }
+}
+
+/// A scheduler and executors, each a separate OS process.
+pub struct TestCluster {
+    /// The scheduler process.
+    pub scheduler: Process,
+    /// The executor processes.
+    pub executors: Vec<Process>,
+    /// URL of the scheduler.
+    pub scheduler_url: String,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn listening_port(line: &str) -> u16 {
+    line.rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+impl TestCluster {
+    /// Starts a scheduler (with an optional TOML configuration) and
+    /// `executors` executors with `slots` slots each, and waits until all
+    /// executors have registered.
+    pub async fn start(
+        executors: usize,
+        slots: usize,
+        scheduler_toml: Option<&str>,
+    ) -> TestCluster {
+        let config_dir = tempfile::tempdir().expect("temp dir");
+        let mut args = vec![
+            "--bind-host".to_string(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+        ];
+        if let Some(toml) = scheduler_toml {
+            let path = config_dir.path().join("scheduler.toml");
+            std::fs::write(&path, toml).expect("write scheduler config");
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
+        let mut scheduler = Process::start("scheduler", "ballista-scheduler", &args, &[]);
+        let line = scheduler.wait_for_stdout("listening on", Duration::from_secs(60));
+        let scheduler_url = format!("http://127.0.0.1:{}", listening_port(&line));
+
+        let mut dirs = vec![config_dir];
+        let mut processes = Vec::new();
+        for i in 0..executors {
+            let work = tempfile::tempdir().expect("temp dir");
+            let args = vec![
+                "--bind-host".to_string(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                "0".into(),
+                "--scheduler-url".into(),
+                scheduler_url.clone(),
+                "--slots".into(),
+                slots.to_string(),
+                "--work-dir".into(),
+                work.path().display().to_string(),
+            ];
+            let mut executor =
+                Process::start(&format!("executor-{i}"), "ballista-executor", &args, &[]);
+            executor.wait_for_stdout("listening on", Duration::from_secs(60));
+            processes.push(executor);
+            dirs.push(work);
+        }
+        let cluster = TestCluster {
+            scheduler,
+            executors: processes,
+            scheduler_url,
+            _dirs: dirs,
+        };
+        cluster.wait_for_executors(executors).await;
+        cluster
+    }
+
+    /// Waits until `n` executors are registered.
+    pub async fn wait_for_executors(&self, n: usize) {
+        let client = SchedulerClient::connect(&self.scheduler_url)
+            .await
+            .expect("scheduler reachable");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let registered = client.executors().await.expect("list executors").len();
+            if registered >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {registered} of {n} executors registered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Work directories of the executors.
+    pub fn executor_work_dirs(&self) -> Vec<PathBuf> {
+        self._dirs[1..]
+            .iter()
+            .map(|d| d.path().to_path_buf())
+            .collect()
+    }
+}
