@@ -28,6 +28,8 @@ pub struct SchedulerSettings {
     pub port: u16,
     /// Partitions per stage (scan splits and shuffle partitions) for clients
     /// that do not choose their own `datafusion.execution.target_partitions`.
+    /// 0: the total task slots of the executors registered when the client
+    /// connects (at least 2), so that one wave of tasks fills the cluster.
     pub target_partitions: usize,
     /// Attempts per task before its job fails (for retryable errors).
     pub task_max_attempts: u32,
@@ -46,7 +48,7 @@ impl Default for SchedulerSettings {
         Self {
             bind_host: "0.0.0.0".into(),
             port: 50050,
-            target_partitions: 8,
+            target_partitions: 0,
             task_max_attempts: 3,
             executor_timeout_secs: 30,
             result_retention_secs: 600,

@@ -22,7 +22,6 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
@@ -193,7 +192,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .add_service(flight)
             .add_service(control)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(crate::flight::incoming(listener), async {
                 let _ = shutdown_rx.await;
             }),
     );

@@ -93,7 +93,10 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         _request: Request<proto::GetSessionDefaultsRequest>,
     ) -> Result<Response<proto::GetSessionDefaultsResponse>, Status> {
-        Ok(Response::new(self.inner.planner.session_defaults()))
+        let cluster_slots = self.inner.state.lock().total_slots();
+        Ok(Response::new(
+            self.inner.planner.session_defaults(cluster_slots),
+        ))
     }
 
     async fn register_executor(

@@ -22,7 +22,6 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
@@ -153,7 +152,8 @@ impl SchedulerInner {
             ));
         }
         let job_id = JobId::generate();
-        let settings = Arc::new(self.planner.job_settings(&request));
+        let cluster_slots = self.state.lock().total_slots();
+        let settings = Arc::new(self.planner.job_settings(&request, cluster_slots));
         let session_id = request.session_id.clone();
         let (to_plan, status) =
             self.state
@@ -296,7 +296,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(crate::flight::incoming(listener), async {
                 let _ = shutdown_rx.await;
             }),
     );

@@ -49,7 +49,7 @@ impl JobPlanner {
             settings: config.settings.scheduler.clone(),
             tables: Vec::new(),
         };
-        let ctx = planner.context(&planner.default_settings())?;
+        let ctx = planner.context(&planner.default_settings(0))?;
         let state = ctx.state();
         for definition in &config.settings.scheduler.tables {
             if planner
@@ -73,23 +73,32 @@ impl JobPlanner {
         Ok(planner)
     }
 
-    /// Session settings clients start from.
-    pub fn default_settings(&self) -> HashMap<String, String> {
+    /// Session settings clients start from, on a cluster with `cluster_slots`
+    /// task slots in total.
+    pub fn default_settings(&self, cluster_slots: usize) -> HashMap<String, String> {
         let mut settings: HashMap<String, String> = distributed_session_defaults()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         settings.insert(
             "datafusion.execution.target_partitions".into(),
-            self.settings.target_partitions.max(1).to_string(),
+            self.target_partitions(cluster_slots).to_string(),
         );
         settings.extend(self.settings.session.clone());
         settings
     }
 
+    fn target_partitions(&self, cluster_slots: usize) -> usize {
+        match self.settings.target_partitions {
+            0 => cluster_slots.max(2),
+            n => n,
+        }
+    }
+
     /// The defaults and tables handed to clients.
-    pub fn session_defaults(&self) -> proto::GetSessionDefaultsResponse {
-        let mut settings: Vec<(String, String)> = self.default_settings().into_iter().collect();
+    pub fn session_defaults(&self, cluster_slots: usize) -> proto::GetSessionDefaultsResponse {
+        let mut settings: Vec<(String, String)> =
+            self.default_settings(cluster_slots).into_iter().collect();
         settings.sort();
         proto::GetSessionDefaultsResponse {
             tables: self
@@ -103,8 +112,12 @@ impl JobPlanner {
 
     /// Settings of a job: the defaults, overridden by what the client sent,
     /// overridden by what distributed execution requires.
-    pub fn job_settings(&self, request: &proto::ExecuteQueryRequest) -> HashMap<String, String> {
-        let mut settings = self.default_settings();
+    pub fn job_settings(
+        &self,
+        request: &proto::ExecuteQueryRequest,
+        cluster_slots: usize,
+    ) -> HashMap<String, String> {
+        let mut settings = self.default_settings(cluster_slots);
         settings.extend(proto::key_values_to_map(&request.settings));
         for (key, value) in distributed_session_overrides() {
             settings.insert(key.to_string(), value.to_string());

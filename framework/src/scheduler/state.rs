@@ -840,6 +840,11 @@ impl SchedulerState {
         effects
     }
 
+    /// Task slots of all registered executors.
+    pub fn total_slots(&self) -> usize {
+        self.executors.all().map(|e| e.slots).sum()
+    }
+
     /// Executors for `GetExecutorsMetadata`.
     pub fn executors_info(&self) -> Vec<proto::ExecutorInfo> {
         let mut out: Vec<proto::ExecutorInfo> = self
