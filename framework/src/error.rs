@@ -136,7 +136,17 @@ impl BallistaError {
             | BallistaError::Internal(m) => m.clone(),
             BallistaError::FetchFailed { message, .. }
             | BallistaError::ExecutorLost { message, .. } => message.clone(),
-            BallistaError::DataFusion(e) => e.strip_backtrace(),
+            BallistaError::DataFusion(e) => match e {
+                // These carry their meaning in the chain: keep all of it.
+                DataFusionError::Context(..)
+                | DataFusionError::External(_)
+                | DataFusionError::Shared(_)
+                | DataFusionError::Diagnostic(..)
+                | DataFusionError::Collection(_) => e.strip_backtrace(),
+                // The kind travels separately; drop DataFusion's own prefix
+                // ("Error during planning: ") so it is not said twice.
+                other => other.message().into_owned(),
+            },
         }
     }
 

@@ -154,7 +154,9 @@ async fn connect(
 /// A DataFusion error as the user should read it: Ballista's typed error
 /// without DataFusion's "External error" wrapper.
 fn describe(error: datafusion::error::DataFusionError) -> String {
-    ballista::BallistaError::from_datafusion(error).to_string()
+    ballista::BallistaError::from_datafusion(error)
+        .typed()
+        .to_string()
 }
 
 fn error_exit(message: impl std::fmt::Display) -> ExitCode {
@@ -312,7 +314,7 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    logging::init("warn");
+    logging::init("error");
     match Cli::parse().command {
         Command::Sql(args) => sql_command(args).await,
         Command::Tpch(args) => tpch_command(args).await,

@@ -72,7 +72,10 @@ pub async fn run(ctx: &SessionContext, options: &SqlRunOptions) -> ExitCode {
             let sql = std::mem::take(&mut buffer);
             let mut stdout = std::io::stdout();
             if let Err(e) = run_sql(ctx, &sql, &mut stdout, options).await {
-                eprintln!("Error: {}", ballista::BallistaError::from_datafusion(e));
+                eprintln!(
+                    "Error: {}",
+                    ballista::BallistaError::from_datafusion(e).typed()
+                );
                 failed = true;
             }
         }
@@ -80,7 +83,10 @@ pub async fn run(ctx: &SessionContext, options: &SqlRunOptions) -> ExitCode {
     if !buffer.trim().is_empty() {
         let mut stdout = std::io::stdout();
         if let Err(e) = run_sql(ctx, &buffer, &mut stdout, options).await {
-            eprintln!("Error: {}", ballista::BallistaError::from_datafusion(e));
+            eprintln!(
+                "Error: {}",
+                ballista::BallistaError::from_datafusion(e).typed()
+            );
             failed = true;
         }
     }

@@ -6,13 +6,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use datafusion::datasource::listing::ListingTable;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::listing::{ListingTable, ListingTableUrl};
+use datafusion::datasource::source_as_provider;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::logical_plan_from_bytes;
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
 
 use crate::config::{
     BallistaConfig, SchedulerSettings, TableDefinition, distributed_session_defaults,
@@ -170,6 +175,7 @@ impl JobPlanner {
                 ));
             }
         };
+        check_table_locations(&logical, &state).await?;
         let physical = DefaultPhysicalPlanner::default()
             .create_physical_plan(&logical, &state)
             .await?;
@@ -190,5 +196,54 @@ fn refuse_statements(plan: &LogicalPlan) -> Result<()> {
             statement.name()
         ))),
         _ => Ok(()),
+    }
+}
+
+/// DataFusion reads a table whose location does not exist as an empty table.
+/// A user asking for a file that is not there wants to hear about it, so a
+/// missing file, or a missing local directory, is an error naming the table.
+/// (An existing but empty directory, or an empty object-store prefix, is an
+/// empty table.)
+async fn check_table_locations(plan: &LogicalPlan, state: &SessionState) -> Result<()> {
+    let mut tables: Vec<(String, Vec<ListingTableUrl>)> = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(table) = provider.downcast_ref::<ListingTable>()
+        {
+            tables.push((scan.table_name.to_string(), table.table_paths().clone()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    for (name, urls) in tables {
+        for url in urls {
+            if !location_exists(&url, state).await? {
+                return Err(BallistaError::NotFound(format!(
+                    "table '{name}': location {} does not exist",
+                    url.as_str()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn location_exists(url: &ListingTableUrl, state: &SessionState) -> Result<bool> {
+    if url.scheme() == "file" {
+        let path = std::path::Path::new("/").join(url.prefix().as_ref());
+        return Ok(path.exists());
+    }
+    if url.is_collection() {
+        return Ok(true);
+    }
+    let store = state.runtime_env().object_store(url.object_store())?;
+    match store.head(url.prefix()).await {
+        Ok(_) => Ok(true),
+        // Not an object: maybe a prefix written without its trailing slash.
+        Err(object_store::Error::NotFound { .. }) => {
+            let mut listing = store.list(Some(url.prefix()));
+            Ok(listing.next().await.transpose()?.is_some())
+        }
+        Err(e) => Err(e.into()),
     }
 }

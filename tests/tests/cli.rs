@@ -1,0 +1,137 @@
+//! The `ballista` command-line client.
+
+use std::process::Command;
+
+use ballista_tests::cluster::{TestCluster, binary};
+use ballista_tests::data::tpch_data;
+
+fn script(data: &std::path::Path) -> String {
+    format!(
+        "CREATE EXTERNAL TABLE nation STORED AS PARQUET LOCATION '{}/nation/';\n\
+         CREATE VIEW asia AS SELECT n_name FROM nation WHERE n_regionkey = 2;\n\
+         SELECT n_nationkey, n_name FROM nation WHERE n_nationkey < 3 ORDER BY n_nationkey;\n\
+         -- a comment between statements\n\
+         SELECT count(*) AS asian_nations FROM asia;\n\
+         DROP VIEW asia;\n",
+        data.display()
+    )
+}
+
+const EXPECTED_CSV: &str =
+    "n_nationkey,n_name\n0,ALGERIA\n1,ARGENTINA\n2,BRAZIL\nasian_nations\n5\n";
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(binary("ballista"))
+        .args(args)
+        .output()
+        .expect("run ballista")
+}
+
+#[test]
+fn sql_file_runs_statements_in_order_in_one_session_as_csv() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("script.sql");
+    std::fs::write(&file, script(&data)).unwrap();
+
+    let output = run(&["sql", "-f", file.to_str().unwrap(), "--format", "csv"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // DDL prints nothing; each query prints one header and its rows; timings
+    // go to stderr only.
+    assert_eq!(String::from_utf8_lossy(&output.stdout), EXPECTED_CSV);
+    assert!(stderr.contains("row(s) in"), "{stderr}");
+
+    let output = run(&[
+        "sql",
+        "-f",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    assert!(output.status.success());
+    let json = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        json.contains(r#"{"n_nationkey":0,"n_name":"ALGERIA"}"#),
+        "{json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_against_a_remote_scheduler_and_a_failing_statement() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let cluster = TestCluster::start(2, 1, None).await;
+    let sql = script(&data);
+    let output = run(&[
+        "sql",
+        "--scheduler",
+        &cluster.scheduler_url,
+        "-c",
+        &sql,
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), EXPECTED_CSV);
+
+    // A failing statement stops the run with a non-zero exit; earlier output stays.
+    let sql = "SELECT 1 AS one; SELECT * FROM missing_table; SELECT 2 AS two;";
+    let output = run(&[
+        "sql",
+        "--scheduler",
+        &cluster.scheduler_url,
+        "-c",
+        sql,
+        "--format",
+        "csv",
+    ]);
+    assert!(!output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "one\n1\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Error: planning failed") && stderr.contains("missing_table"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn tpch_command_generates_data_compares_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let json = dir.path().join("results.json");
+    let output = run(&[
+        "tpch",
+        "--scale",
+        "0.01",
+        "--data",
+        data.to_str().unwrap(),
+        "--queries",
+        "1,3,6",
+        "--compare-local",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("generated"), "progress is shown: {stderr}");
+    assert!(
+        stdout.contains("ratio (distributed / single-process)"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let queries = report["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 3);
+    for q in queries {
+        assert_eq!(q["check"]["status"], "match", "{q}");
+        assert!(q["distributed_ms"][0].as_f64().unwrap() > 0.0);
+        assert!(q["local_ms"][0].as_f64().unwrap() > 0.0);
+    }
+    assert!(report["ratio"].as_f64().unwrap() > 0.0);
+}

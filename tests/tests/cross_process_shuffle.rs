@@ -1,0 +1,118 @@
+//! The shuffle really crosses processes: a multi-stage query's tasks run on
+//! both executors, and downstream tasks read partitions written by the other
+//! executor over Arrow Flight. Tables are declared in the scheduler's TOML
+//! and the query is sent as SQL text, as a thin client would.
+
+use std::collections::{HashMap, HashSet};
+
+use ballista::client::{SchedulerClient, SessionContextExt};
+use ballista::proto::{self, JobState};
+use ballista_tests::cluster::TestCluster;
+use ballista_tests::compare;
+use ballista_tests::data::tpch_data;
+use datafusion::prelude::SessionContext;
+
+const QUERY: &str = "SELECT o_orderpriority, count(*) AS line_count, sum(l_quantity) AS qty \
+                     FROM orders JOIN lineitem ON l_orderkey = o_orderkey \
+                     GROUP BY o_orderpriority ORDER BY o_orderpriority";
+
+fn scheduler_toml(data: &std::path::Path) -> String {
+    let mut toml = String::from("[scheduler]\n");
+    for table in ["orders", "lineitem"] {
+        toml.push_str(&format!(
+            "[[scheduler.tables]]\nname = \"{table}\"\nlocation = \"{}/{table}/\"\nformat = \"parquet\"\n",
+            data.display()
+        ));
+    }
+    toml
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffle_partitions_are_read_across_executors_over_flight() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let cluster = TestCluster::start(2, 2, Some(&scheduler_toml(&data))).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+
+    let request = proto::ExecuteQueryRequest {
+        query: Some(proto::execute_query_request::Query::Sql(QUERY.into())),
+        // Enough partitions that every stage has tasks for both executors.
+        settings: proto::key_values([("datafusion.execution.target_partitions", "4")]),
+        ..Default::default()
+    };
+    let mut updates = scheduler.execute(request).await.unwrap();
+    let mut last = None;
+    while let Some(status) = updates.message().await.unwrap() {
+        last = Some(status);
+    }
+    let status = last.expect("a final status");
+    assert_eq!(
+        status.state,
+        JobState::Succeeded as i32,
+        "job failed: {:?}",
+        status.error
+    );
+    assert!(
+        status.stages.len() >= 3,
+        "expected a multi-stage plan, got {} stages",
+        status.stages.len()
+    );
+
+    let executors: HashSet<String> = scheduler
+        .executors()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.metadata.map(|m| m.id))
+        .collect();
+    assert_eq!(executors.len(), 2);
+    let ran_on = |stage: &proto::StageInfo| -> HashSet<String> {
+        stage.tasks.iter().map(|t| t.executor_id.clone()).collect()
+    };
+    let stages: HashMap<u32, &proto::StageInfo> =
+        status.stages.iter().map(|s| (s.stage_id, s)).collect();
+
+    // A consumer stage whose tasks ran on both executors, each of which read
+    // some of its input from the other executor over Flight.
+    let crossing = status.stages.iter().find(|stage| {
+        !stage.inputs.is_empty()
+            && ran_on(stage) == executors
+            && stage
+                .tasks
+                .iter()
+                .all(|t| t.metrics.is_some_and(|m| m.remote_fetches > 0))
+            && stage.inputs.iter().all(|i| ran_on(stages[i]) == executors)
+    });
+    let stage =
+        crossing.unwrap_or_else(|| panic!("no stage read across executors: {:#?}", status.stages));
+    for task in &stage.tasks {
+        let producers: HashSet<String> = stage
+            .inputs
+            .iter()
+            .flat_map(|i| ran_on(stages[i]))
+            .collect();
+        let others: Vec<&String> = producers
+            .iter()
+            .filter(|e| **e != task.executor_id)
+            .collect();
+        assert!(
+            !others.is_empty(),
+            "task {} on {} fetched remotely but no other executor produced its input",
+            task.partition,
+            task.executor_id
+        );
+    }
+
+    // And the answer is right.
+    let ctx = SessionContext::remote(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let actual = ctx.sql(QUERY).await.unwrap().collect().await.unwrap();
+    let local = SessionContext::new();
+    ballista_tests::bench::register_tables(&local, &data)
+        .await
+        .unwrap();
+    let expected = local.sql(QUERY).await.unwrap().collect().await.unwrap();
+    compare::compare(&expected, &actual).unwrap();
+}

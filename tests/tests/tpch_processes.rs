@@ -1,0 +1,60 @@
+//! All 22 TPC-H queries on a scheduler and two executors, each a separate OS
+//! process started from the stock binaries, compared value by value with
+//! single-process DataFusion over the same files.
+
+use ballista::client::SessionContextExt;
+use ballista_tests::cluster::TestCluster;
+use ballista_tests::data::tpch_data;
+use ballista_tests::{bench, compare};
+use datafusion::prelude::SessionContext;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_22_tpch_queries_on_separate_processes_match_datafusion() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let cluster = TestCluster::start(2, 2, None).await;
+
+    let distributed = SessionContext::remote(&cluster.scheduler_url)
+        .await
+        .expect("connect");
+    bench::register_tables(&distributed, &data)
+        .await
+        .expect("register tables");
+    let local = SessionContext::new();
+    bench::register_tables(&local, &data)
+        .await
+        .expect("register tables");
+
+    let mut failures = Vec::new();
+    for q in 1..=22 {
+        let expected = bench::run_query(&local, q)
+            .await
+            .expect("single-process DataFusion");
+        assert!(
+            expected.iter().map(|b| b.num_rows()).sum::<usize>() > 0,
+            "q{q} returns no rows at this scale, so it would prove nothing"
+        );
+        match bench::run_query(&distributed, q).await {
+            Ok(actual) => {
+                if let Err(e) = compare::compare(&expected, &actual) {
+                    failures.push(format!("q{q}: {e}"));
+                }
+            }
+            Err(e) => failures.push(format!("q{q} failed: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} queries differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // Both executors did work: the cluster really was distributed.
+    for executor in &cluster.executors {
+        assert!(
+            executor.stderr_lines_containing("panicked").is_empty(),
+            "{}",
+            executor.logs()
+        );
+    }
+}
