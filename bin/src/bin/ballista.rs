@@ -247,13 +247,12 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
         Ok(ctx) => ctx,
         Err(e) => return error_exit(e),
     };
-    if let Some(p) = args.partitions {
-        if let Err(e) = ctx
+    if let Some(p) = args.partitions
+        && let Err(e) = ctx
             .sql(&format!("SET datafusion.execution.target_partitions = {p}"))
             .await
-        {
-            return error_exit(describe(e));
-        }
+    {
+        return error_exit(describe(e));
     }
     if let Err(e) = bench::register_tables(&ctx, &data_dir).await {
         return error_exit(format!(

@@ -182,16 +182,17 @@ mod tests {
     #[test]
     fn tolerates_float_noise_but_not_real_differences() {
         let a = batch(vec![1.0, 2.5e9], vec!["x", "y"]);
+        let expected = std::slice::from_ref(&a);
         compare(
-            &[a.clone()],
+            expected,
             &[batch(vec![1.0 + 1e-12, 2.5e9 + 1e-3], vec!["x", "y"])],
         )
         .unwrap();
-        let err = compare(&[a.clone()], &[batch(vec![1.0, 2.6e9], vec!["x", "y"])]).unwrap_err();
+        let err = compare(expected, &[batch(vec![1.0, 2.6e9], vec!["x", "y"])]).unwrap_err();
         assert!(err.contains("row 1 column 0"), "{err}");
-        let err = compare(&[a.clone()], &[batch(vec![1.0, 2.5e9], vec!["x", "z"])]).unwrap_err();
+        let err = compare(expected, &[batch(vec![1.0, 2.5e9], vec!["x", "z"])]).unwrap_err();
         assert!(err.contains("column 1"), "{err}");
-        let err = compare(&[a], &[batch(vec![1.0], vec!["x"])]).unwrap_err();
+        let err = compare(expected, &[batch(vec![1.0], vec!["x"])]).unwrap_err();
         assert!(err.contains("expected 2 rows, got 1"), "{err}");
     }
 

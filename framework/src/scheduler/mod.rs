@@ -32,7 +32,7 @@ use crate::proto::scheduler_grpc_server::SchedulerGrpcServer;
 
 pub use job_graph::{JobGraph, TaskOutcome, TaskState};
 pub use planner::JobPlanner;
-pub use state::{Cleanup, Effects, JobPhase, Launch, SchedulerState};
+pub use state::{AdmittedJob, Cleanup, Effects, JobPhase, Launch, SchedulerState};
 
 /// Shared by the gRPC service and the background loops.
 pub(crate) struct SchedulerInner {
@@ -188,8 +188,8 @@ impl SchedulerInner {
 
     fn admit_queued(self: &Arc<Self>) {
         let admitted = self.state.lock().admit_queued();
-        for (job_id, request, settings) in admitted {
-            self.start_planning(job_id, request, settings);
+        for job in admitted {
+            self.start_planning(job.job_id, job.request, job.settings);
         }
     }
 

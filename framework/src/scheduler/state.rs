@@ -17,7 +17,9 @@ use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId, StageId};
 use crate::plan::DistributedPlan;
 use crate::plugin::memory::MemoryUsage;
-use crate::plugin::scheduling::{Admission, JobSubmission, SchedulableJob, TaskSchedulingPolicy};
+use crate::plugin::scheduling::{
+    Admission, JobSubmission, PendingTask, SchedulableJob, TaskSchedulingPolicy,
+};
 use crate::plugin::shuffle::{ExecutorAddress, ShuffleLocation};
 use crate::proto::executor_control_client::ExecutorControlClient;
 use crate::proto::{self, JobState};
@@ -71,6 +73,17 @@ struct JobEntry {
     data_removed: bool,
     /// The request of a queued job, planned once it is admitted.
     queued_request: Option<proto::ExecuteQueryRequest>,
+}
+
+/// A queued job the policy now admits, to be planned.
+#[derive(Debug)]
+pub struct AdmittedJob {
+    /// The job.
+    pub job_id: JobId,
+    /// What was submitted.
+    pub request: proto::ExecuteQueryRequest,
+    /// Its session settings.
+    pub settings: Arc<HashMap<String, String>>,
 }
 
 /// A batch of tasks to launch on one executor.
@@ -206,13 +219,7 @@ impl SchedulerState {
 
     /// Asks the policy again about queued jobs, oldest first; returns the
     /// ones it now admits, to be planned.
-    pub fn admit_queued(
-        &mut self,
-    ) -> Vec<(
-        JobId,
-        proto::ExecuteQueryRequest,
-        Arc<HashMap<String, String>>,
-    )> {
+    pub fn admit_queued(&mut self) -> Vec<AdmittedJob> {
         let mut queued: Vec<(u64, JobId)> = self
             .jobs
             .iter()
@@ -240,7 +247,11 @@ impl SchedulerState {
                 Admission::Run => {
                     job.phase = JobPhase::Planning;
                     if let Some(request) = job.queued_request.take() {
-                        admitted.push((job_id.clone(), request, Arc::clone(&job.settings)));
+                        admitted.push(AdmittedJob {
+                            job_id: job_id.clone(),
+                            request,
+                            settings: Arc::clone(&job.settings),
+                        });
                     }
                 }
                 Admission::Queue { reason } => job.phase = JobPhase::Queued(reason),
@@ -476,21 +487,26 @@ impl SchedulerState {
         if free.is_empty() {
             return Effects::default();
         }
-        let candidates: Vec<(JobId, u64, Arc<HashMap<String, String>>, usize, Vec<_>)> = self
+        struct Candidate {
+            job_id: JobId,
+            seq: u64,
+            settings: Arc<HashMap<String, String>>,
+            running: usize,
+            pending: Vec<PendingTask>,
+        }
+        let candidates: Vec<Candidate> = self
             .jobs
             .iter()
             .filter(|(_, j)| j.phase == JobPhase::Running)
             .filter_map(|(id, j)| {
                 let graph = j.graph.as_ref()?;
                 let pending = graph.pending_tasks();
-                (!pending.is_empty()).then(|| {
-                    (
-                        id.clone(),
-                        j.seq,
-                        Arc::clone(&j.settings),
-                        graph.running_tasks().len(),
-                        pending,
-                    )
+                (!pending.is_empty()).then(|| Candidate {
+                    job_id: id.clone(),
+                    seq: j.seq,
+                    settings: Arc::clone(&j.settings),
+                    running: graph.running_tasks().len(),
+                    pending,
                 })
             })
             .collect();
@@ -499,12 +515,12 @@ impl SchedulerState {
         }
         let schedulable: Vec<SchedulableJob<'_>> = candidates
             .iter()
-            .map(|(id, seq, settings, running, pending)| SchedulableJob {
-                job_id: id,
-                submission_seq: *seq,
-                settings,
-                running_tasks: *running,
-                pending_tasks: pending,
+            .map(|c| SchedulableJob {
+                job_id: &c.job_id,
+                submission_seq: c.seq,
+                settings: &c.settings,
+                running_tasks: c.running,
+                pending_tasks: &c.pending,
             })
             .collect();
         let assignments = self.policy.assign(&schedulable, &free);
