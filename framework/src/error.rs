@@ -1,7 +1,7 @@
 //! Ballista's typed error, and how it keeps its kind across the wire.
 //!
 //! Every error that crosses a process boundary travels as a
-//! [`proto::ErrorInfo`](crate::proto::ErrorInfo): a kind plus a message (plus
+//! [`proto::ErrorInfo`]: a kind plus a message (plus
 //! the fetch-failure details when relevant). On the receiving side it is turned
 //! back into the same [`BallistaError`] variant, so a fetch failure reported by
 //! an executor reaches the scheduler as [`BallistaError::FetchFailed`], and a
@@ -23,7 +23,7 @@ use crate::proto;
 pub type Result<T, E = BallistaError> = std::result::Result<T, E>;
 
 /// What went wrong, by kind. Variants map one to one onto
-/// [`proto::ErrorKind`](crate::proto::ErrorKind).
+/// [`proto::ErrorKind`].
 #[derive(Debug, thiserror::Error)]
 pub enum BallistaError {
     /// The request itself is wrong: SQL that does not parse, a malformed

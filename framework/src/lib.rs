@@ -3,7 +3,7 @@
 //! A distributed SQL and DataFrame engine on Apache Arrow and DataFusion,
 //! built as a framework of pluggable components.
 //!
-//! A cluster is one [scheduler](scheduler) and any number of
+//! A cluster is one [scheduler] and any number of
 //! [executors](executor). Clients use a DataFusion `SessionContext` created
 //! with [`SessionContextExt`](client::SessionContextExt); the scheduler plans
 //! each query, splits it into [stages](plan) at exchange boundaries, and

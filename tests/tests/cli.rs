@@ -135,3 +135,31 @@ fn tpch_command_generates_data_compares_and_writes_json() {
     }
     assert!(report["ratio"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn interactive_shell_reads_statements_from_piped_input() {
+    use std::io::Write;
+    let mut child = Command::new(binary("ballista"))
+        .args(["sql", "--format", "csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A statement over two lines, a failing one, and one after it.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT 1 AS a;\nSELECT\n  2 AS b;\nSELECT * FROM nowhere;\nSELECT 3 AS c;\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "a\n1\nb\n2\nc\n3\n"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nowhere"), "{stderr}");
+    // Piped input behaves like a script: a failed statement fails the run.
+    assert!(!output.status.success());
+}

@@ -1,5 +1,5 @@
 //! The executor: registers with the scheduler, runs tasks in its slots under
-//! the memory pool its [`MemoryManager`](crate::plugin::memory::MemoryManager)
+//! the memory pool its [`MemoryManager`]
 //! gives each, writes their output through the shuffle plugin, and serves
 //! shuffle partitions and results over Arrow Flight.
 //!
@@ -154,7 +154,8 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
             Arc::new(ExecutorMemoryManager::new(budget as usize))
         }
     };
-    let spill_dir = work_dir.join("spill");
+    // Hidden, so that no job id (and so no Flight ticket) can name it.
+    let spill_dir = work_dir.join(".spill");
     std::fs::create_dir_all(&spill_dir)?;
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(config.object_store_registry())

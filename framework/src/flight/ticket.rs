@@ -28,7 +28,7 @@ pub fn decode_ticket(bytes: &[u8]) -> Result<FetchPartitionTicket> {
 
 /// The file a ticket names, inside `work_dir` (which must be canonical).
 ///
-/// Refused: an invalid job id, an absolute path, any `..` or root
+/// Refused: an invalid job id, an absolute path, any `..`, root or hidden
 /// component, a path not under the ticket's job directory, and a path that
 /// leaves the work directory through a symbolic link.
 pub fn resolve_ticket_path(work_dir: &Path, ticket: &FetchPartitionTicket) -> Result<PathBuf> {
@@ -42,9 +42,14 @@ pub fn resolve_ticket_path(work_dir: &Path, ticket: &FetchPartitionTicket) -> Re
     }
     let mut components = requested.components();
     for component in requested.components() {
-        if !matches!(component, Component::Normal(_)) {
+        let plain = match component {
+            // Hidden names are temporary files of uncommitted attempts.
+            Component::Normal(name) => !name.to_string_lossy().starts_with('.'),
+            _ => false,
+        };
+        if !plain {
             return Err(BallistaError::PermissionDenied(format!(
-                "ticket path {:?} may only contain plain names (no '..' or '.')",
+                "ticket path {:?} may only contain plain names (no '..', no hidden files)",
                 ticket.path
             )));
         }
@@ -105,6 +110,7 @@ mod tests {
             ("job1", "/etc/passwd"),
             ("job1", "job2/s1/a.arrow"),
             ("job1", "job1/link/secret"),
+            ("job1", "job1/s1/.m0-a0-p0.arrow.tmp"),
             ("job1", ""),
         ] {
             let err = resolve_ticket_path(&work, &ticket(job, path)).unwrap_err();

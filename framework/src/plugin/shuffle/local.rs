@@ -131,6 +131,16 @@ impl LocalMapOutputWriter {
     }
 }
 
+impl Drop for LocalMapOutputWriter {
+    /// A task that is cancelled (its future dropped) never reaches `commit`
+    /// or `abort`: its temporary files are removed here.
+    fn drop(&mut self) {
+        for file in std::mem::take(&mut self.files).into_iter().flatten() {
+            let _ = std::fs::remove_file(&file.temp_path);
+        }
+    }
+}
+
 #[async_trait]
 impl MapOutputWriter for LocalMapOutputWriter {
     async fn write(&mut self, output_partition: usize, batch: RecordBatch) -> Result<()> {
