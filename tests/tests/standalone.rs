@@ -176,3 +176,31 @@ async fn tpch_queries_built_with_the_dataframe_api_match_sql_on_datafusion() {
             .unwrap_or_else(|e| panic!("q{q} via DataFrame API: {e}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_stages_the_cluster_runs() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let ctx = SessionContext::standalone()
+        .await
+        .expect("standalone cluster");
+    bench::register_tables(&ctx, &data).await.expect("register");
+    let batches = ctx
+        .sql("EXPLAIN SELECT n_regionkey, count(*) FROM nation GROUP BY n_regionkey ORDER BY 1")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("logical_plan"), "{text}");
+    for expected in [
+        "=== stage 1",
+        "ShuffleWriterExec: stage=1, partitioning=Hash",
+        "final) ===",
+        "SortPreservingMergeExec",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

@@ -71,15 +71,31 @@ impl DistributedPlan {
         let mut out = String::new();
         for stage in &self.stages {
             let plan: Arc<dyn ExecutionPlan> = stage.plan.clone();
+            let tasks = stage.plan.input_partition_count();
+            let reads = match stage.inputs.as_slice() {
+                [] => String::new(),
+                inputs => format!(
+                    ", reads stage {}",
+                    inputs
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            let last = if stage.stage_id == self.final_stage {
+                ", final"
+            } else {
+                ""
+            };
             out.push_str(&format!(
-                "=== stage {} ({} tasks, reads {:?}) ===\n{}\n",
+                "=== stage {} ({tasks} task{}{reads}{last}) ===\n{}",
                 stage.stage_id,
-                stage.plan.input_partition_count(),
-                stage.inputs.iter().map(|s| s.0).collect::<Vec<_>>(),
+                if tasks == 1 { "" } else { "s" },
                 datafusion::physical_plan::displayable(plan.as_ref()).indent(false)
             ));
         }
-        out
+        out.trim_end().to_string()
     }
 }
 

@@ -6,13 +6,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use datafusion::common::display::{PlanType, StringifiedPlan};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::{ListingTable, ListingTableUrl};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Explain, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::explain::ExplainExec;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::logical_plan_from_bytes;
@@ -176,10 +179,51 @@ impl JobPlanner {
             }
         };
         check_table_locations(&logical, &state).await?;
+        if let LogicalPlan::Explain(explain) = &logical {
+            return self.plan_explain(job_id, explain, &state).await;
+        }
         let physical = DefaultPhysicalPlanner::default()
             .create_physical_plan(&logical, &state)
             .await?;
         split_into_stages(job_id, physical)
+    }
+
+    /// `EXPLAIN` shows the stages the cluster would run in place of
+    /// DataFusion's single-process physical plan. The explain node is rebuilt
+    /// here: what the client's optimizer recorded in it does not travel.
+    async fn plan_explain(
+        &self,
+        job_id: &JobId,
+        explain: &Explain,
+        state: &SessionState,
+    ) -> Result<DistributedPlan> {
+        let rebuilt = LogicalPlanBuilder::from(explain.plan.as_ref().clone())
+            .explain(explain.verbose, false)?
+            .build()?;
+        let optimized = state.optimize(&rebuilt)?;
+        let physical = DefaultPhysicalPlanner::default()
+            .create_physical_plan(&optimized, state)
+            .await?;
+        let Some(exec) = physical.downcast_ref::<ExplainExec>() else {
+            return split_into_stages(job_id, physical);
+        };
+        let inner = DefaultPhysicalPlanner::default()
+            .create_physical_plan(&state.optimize(explain.plan.as_ref())?, state)
+            .await?;
+        let stages = split_into_stages(job_id, inner)?.display();
+        let plans = exec
+            .stringified_plans()
+            .iter()
+            .map(|p| match p.plan_type {
+                PlanType::FinalPhysicalPlan => {
+                    StringifiedPlan::new(PlanType::FinalPhysicalPlan, stages.clone())
+                }
+                _ => p.clone(),
+            })
+            .collect();
+        let explained: Arc<dyn ExecutionPlan> =
+            Arc::new(ExplainExec::new(exec.schema(), plans, exec.verbose()));
+        split_into_stages(job_id, explained)
     }
 }
 
