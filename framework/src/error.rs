@@ -393,6 +393,7 @@ impl From<tonic::Status> for BallistaError {
                 BallistaError::PermissionDenied(message)
             }
             Code::FailedPrecondition => BallistaError::Configuration(message),
+            Code::Aborted => BallistaError::Execution(message),
             _ => BallistaError::Internal(format!("{}: {message}", status.code())),
         }
     }

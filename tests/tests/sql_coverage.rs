@@ -35,6 +35,9 @@ const QUERIES: &[&str] = &[
     "WITH big AS (SELECT o_custkey, count(*) AS c FROM orders GROUP BY o_custkey HAVING count(*) > 25) SELECT c_name, c FROM big JOIN customer ON c_custkey = o_custkey ORDER BY c DESC, c_name",
     "SELECT c_custkey FROM customer c WHERE c_acctbal > (SELECT avg(c_acctbal) FROM customer c2 WHERE c2.c_nationkey = c.c_nationkey) AND c_custkey < 300 ORDER BY 1",
     "SELECT count(*) FROM orders WHERE o_custkey NOT IN (SELECT c_custkey FROM customer WHERE c_mktsegment = 'BUILDING')",
+    // NOT IN with a NULL on the subquery side: no row qualifies.
+    "SELECT count(*) FROM orders WHERE o_custkey NOT IN (SELECT CASE WHEN c_custkey = 7 THEN NULL ELSE c_custkey END FROM customer WHERE c_custkey < 5000)",
+    "SELECT n_name FROM nation WHERE n_regionkey NOT IN (SELECT CASE WHEN o_orderkey = 3 THEN NULL ELSE o_custkey % 3 END FROM orders) ORDER BY 1",
     "SELECT count(*) FROM orders o WHERE EXISTS (SELECT 1 FROM lineitem l WHERE l.l_orderkey = o.o_orderkey AND l_quantity > 49)",
     "SELECT n_name, (SELECT count(*) FROM region) AS regions, (SELECT max(r_name) FROM region WHERE r_regionkey = n_regionkey) AS region FROM nation ORDER BY 1",
     "SELECT p_brand, count(*) FROM part WHERE p_size IN (SELECT DISTINCT ps_availqty % 50 FROM partsupp WHERE ps_suppkey = 7) GROUP BY p_brand ORDER BY 1",

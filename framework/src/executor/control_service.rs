@@ -42,6 +42,7 @@ impl ExecutorControl for ExecutorControlService {
         request: Request<proto::RemoveJobDataRequest>,
     ) -> Result<Response<proto::RemoveJobDataResponse>, Status> {
         let job_id = JobId::parse(&request.into_inner().job_id)?;
+        self.runner.forget_job(&job_id);
         self.runner
             .shuffle_writer()
             .remove_job_data(&job_id, self.runner.work_dir())

@@ -154,8 +154,13 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
             Arc::new(ExecutorMemoryManager::new(budget as usize))
         }
     };
-    // Hidden, so that no job id (and so no Flight ticket) can name it.
-    let spill_dir = work_dir.join(".spill");
+    // Shuffle files live in their own folder, the only one Flight serves, so
+    // that nothing else in a configured work directory can be reached by a
+    // ticket or deleted by a job clean-up.
+    let shuffle_dir = work_dir.join("shuffle");
+    std::fs::create_dir_all(&shuffle_dir)?;
+    let shuffle_dir = shuffle_dir.canonicalize()?;
+    let spill_dir = work_dir.join("spill");
     std::fs::create_dir_all(&spill_dir)?;
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(config.object_store_registry())
@@ -167,7 +172,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     let runner = Arc::new(TaskRunner::new(TaskRunnerParts {
         executor: address.clone(),
-        work_dir: work_dir.clone(),
+        work_dir: shuffle_dir.clone(),
         slots,
         runtime,
         memory,
@@ -176,10 +181,9 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         status_tx,
     }));
 
-    let flight =
-        FlightServiceServer::new(flight_service::ExecutorFlightService::new(work_dir.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let flight = FlightServiceServer::new(flight_service::ExecutorFlightService::new(shuffle_dir))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let control = ExecutorControlServer::new(control_service::ExecutorControlService::new(
         Arc::clone(&runner),
     ))

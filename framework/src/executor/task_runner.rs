@@ -1,6 +1,6 @@
 //! Runs tasks in a fixed number of slots and reports how each ended.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +57,32 @@ pub(crate) struct TaskRunner {
     functions: FunctionSet,
     flight: FlightClientPool,
     running: Mutex<HashMap<JobId, Vec<(TaskId, AbortHandle)>>>,
+    ended_jobs: Mutex<EndedJobs>,
     draining: AtomicBool,
+}
+
+/// Jobs this executor was told to cancel or forget. A launch can overtake
+/// the cancellation on the network; tasks of an ended job are refused so they
+/// cannot write data after it was deleted.
+#[derive(Default)]
+struct EndedJobs {
+    order: VecDeque<JobId>,
+    set: HashSet<JobId>,
+}
+
+impl EndedJobs {
+    const CAPACITY: usize = 10_000;
+
+    fn insert(&mut self, job_id: &JobId) {
+        if self.set.insert(job_id.clone()) {
+            self.order.push_back(job_id.clone());
+            if self.order.len() > Self::CAPACITY
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.set.remove(&oldest);
+            }
+        }
+    }
 }
 
 impl TaskRunner {
@@ -75,8 +100,14 @@ impl TaskRunner {
             functions,
             flight: FlightClientPool::default(),
             running: Mutex::new(HashMap::new()),
+            ended_jobs: Mutex::new(EndedJobs::default()),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// The job's data is being deleted: refuse its later launches.
+    pub(crate) fn forget_job(&self, job_id: &JobId) {
+        self.ended_jobs.lock().insert(job_id);
     }
 
     pub(crate) fn shuffle_writer(&self) -> &Arc<dyn ShuffleWriter> {
@@ -125,6 +156,12 @@ impl TaskRunner {
                     continue;
                 }
             };
+            if self.ended_jobs.lock().set.contains(&task_id.job_id) {
+                let error =
+                    BallistaError::Cancelled(format!("job {} has already ended", task_id.job_id));
+                self.report(&wire_id, Err(error), now_ms());
+                continue;
+            }
             if self.is_draining() {
                 rejected.push(wire_id);
                 continue;
@@ -176,8 +213,10 @@ impl TaskRunner {
         }
     }
 
-    /// Stops every running task of a job; returns how many were stopped.
+    /// Stops every running task of a job and refuses its later launches;
+    /// returns how many tasks were stopped.
     pub(crate) fn cancel_job(&self, job_id: &JobId) -> usize {
+        self.ended_jobs.lock().insert(job_id);
         let tasks = self.running.lock().get(job_id).cloned().unwrap_or_default();
         for (task, handle) in &tasks {
             tracing::info!("cancelling task {task}");

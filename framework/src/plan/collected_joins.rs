@@ -10,8 +10,10 @@
 //! Before splitting into stages:
 //! - such a hash join becomes a partitioned join: both sides are
 //!   hash-repartitioned on the join keys, so each task owns its build rows;
-//! - such a nested-loop join (no keys to partition on) reads its probe side as
-//!   a single partition, so one task sees every probe row.
+//! - a null-aware anti join (`x NOT IN (subquery)`) cannot be partitioned:
+//!   one NULL anywhere on the probe side empties the whole result, so like a
+//!   nested-loop join (no keys to partition on) it reads its probe side as a
+//!   single partition, and one task sees every probe row.
 
 use std::sync::Arc;
 
@@ -43,10 +45,19 @@ pub fn distribute_collected_joins(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dy
     let rewritten = plan.transform_up(|node| {
         if let Some(join) = node.downcast_ref::<HashJoinExec>() {
             let probe_partitions = join.right().output_partitioning().partition_count();
-            if *join.partition_mode() == PartitionMode::CollectLeft
+            let unsafe_collect = *join.partition_mode() == PartitionMode::CollectLeft
                 && emits_build_rows_at_end(*join.join_type())
-                && probe_partitions > 1
-            {
+                && probe_partitions > 1;
+            if unsafe_collect && join.null_aware {
+                let left = Arc::clone(join.left());
+                let right: Arc<dyn ExecutionPlan> =
+                    Arc::new(CoalescePartitionsExec::new(Arc::clone(join.right())));
+                return Ok(Transformed::yes(replace_children_if_necessary(
+                    node,
+                    vec![left, right],
+                )?));
+            }
+            if unsafe_collect {
                 let build = match join.left().downcast_ref::<CoalescePartitionsExec>() {
                     Some(coalesce) if coalesce.fetch().is_none() => Arc::clone(coalesce.input()),
                     _ => Arc::clone(join.left()),

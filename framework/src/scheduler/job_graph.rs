@@ -272,13 +272,23 @@ impl JobGraph {
         Ok((attempt, plan))
     }
 
-    /// A launched task never started (the executor refused it or could not
-    /// be reached): it becomes pending again with the same attempt number.
-    pub fn unlaunch_task(&mut self, stage_id: StageId, partition: usize, attempt: u32) {
+    /// A launched task did not start: it becomes pending again. A task the
+    /// executor refused keeps its attempt number; one whose launch may have
+    /// reached the executor (`maybe_started`) gets the next number, so a copy
+    /// that did start can never be taken for the retry. Neither counts as a
+    /// failure.
+    pub fn unlaunch_task(
+        &mut self,
+        stage_id: StageId,
+        partition: usize,
+        attempt: u32,
+        maybe_started: bool,
+    ) {
         if let Ok(stage) = self.stage_mut(stage_id)
             && let Some(state) = stage.tasks.get_mut(partition)
             && matches!(state, TaskState::Running { attempt: a, .. } if *a == attempt)
         {
+            let attempt = if maybe_started { attempt + 1 } else { attempt };
             *state = TaskState::Pending { attempt };
         }
     }
@@ -489,5 +499,174 @@ impl JobGraph {
         self.stages
             .get(&self.final_stage)
             .map(|s| s.plan.input().schema())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::split_into_stages;
+    use crate::plugin::shuffle::{ExecutorAddress, PartitionStats};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::Partitioning;
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion::physical_plan::repartition::RepartitionExec;
+
+    /// Two stages: a 3-task map stage hash-partitioned into 2, then the final stage.
+    fn graph(max_attempts: u32) -> JobGraph {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let scan = Arc::new(EmptyExec::new(schema).with_partitions(3));
+        let repartition = RepartitionExec::try_new(
+            scan,
+            Partitioning::Hash(vec![Arc::new(Column::new("k", 0))], 2),
+        )
+        .unwrap();
+        let job_id = JobId::parse("job1").unwrap();
+        let plan = split_into_stages(&job_id, Arc::new(repartition)).unwrap();
+        assert_eq!(plan.stages.len(), 2);
+        JobGraph::try_new(job_id, plan, max_attempts).unwrap()
+    }
+
+    fn location(stage: u32, map: usize, output: usize) -> ShuffleLocation {
+        ShuffleLocation {
+            job_id: JobId::parse("job1").unwrap(),
+            stage_id: StageId(stage),
+            map_partition: map,
+            output_partition: output,
+            attempt: 0,
+            executor: ExecutorAddress {
+                id: ExecutorId::new("e1"),
+                host: "127.0.0.1".into(),
+                port: 1,
+            },
+            path: format!("job1/s{stage}/m{map}-p{output}.arrow"),
+            stats: PartitionStats {
+                num_rows: 1,
+                num_batches: 1,
+                num_bytes: 10,
+            },
+        }
+    }
+
+    fn run(graph: &mut JobGraph, stage: u32, partition: usize) -> u32 {
+        let (attempt, _) = graph
+            .start_task(
+                PendingTask {
+                    stage_id: StageId(stage),
+                    partition,
+                },
+                &ExecutorId::new("e1"),
+            )
+            .unwrap();
+        attempt
+    }
+
+    #[test]
+    fn consumer_stage_becomes_runnable_when_all_map_tasks_commit() {
+        let mut g = graph(3);
+        assert_eq!(g.pending_tasks().len(), 3, "only the map stage is runnable");
+        for p in 0..3 {
+            let attempt = run(&mut g, 1, p);
+            let outcome = g
+                .task_succeeded(
+                    StageId(1),
+                    p,
+                    attempt,
+                    vec![location(1, p, 0), location(1, p, 1)],
+                    Default::default(),
+                )
+                .unwrap();
+            assert_eq!(outcome, TaskOutcome::Progress);
+        }
+        let pending = g.pending_tasks();
+        assert_eq!(pending.len(), 2);
+        assert!(pending.iter().all(|t| t.stage_id == StageId(2)));
+        for p in 0..2 {
+            let attempt = run(&mut g, 2, p);
+            let outcome = g
+                .task_succeeded(
+                    StageId(2),
+                    p,
+                    attempt,
+                    vec![location(2, p, 0)],
+                    Default::default(),
+                )
+                .unwrap();
+            assert_eq!(
+                outcome,
+                if p == 1 {
+                    TaskOutcome::JobSucceeded
+                } else {
+                    TaskOutcome::Progress
+                }
+            );
+        }
+        assert!(g.is_complete());
+        assert_eq!(g.result_partitions().len(), 2);
+    }
+
+    #[test]
+    fn retryable_failures_retry_with_a_new_attempt_until_exhausted() {
+        let mut g = graph(2);
+        let attempt = run(&mut g, 1, 0);
+        let io = || BallistaError::Io("disk hiccup".into());
+        assert_eq!(
+            g.task_failed(StageId(1), 0, attempt, io()).unwrap(),
+            TaskOutcome::Progress
+        );
+        // A late report of the superseded attempt changes nothing.
+        assert_eq!(
+            g.task_succeeded(StageId(1), 0, attempt, vec![], Default::default())
+                .unwrap(),
+            TaskOutcome::Stale
+        );
+        let retry = run(&mut g, 1, 0);
+        assert_eq!(retry, attempt + 1);
+        assert_eq!(
+            g.task_failed(StageId(1), 0, retry, io()).unwrap(),
+            TaskOutcome::JobFailed
+        );
+        assert!(matches!(g.failure(), Some(BallistaError::Io(_))));
+        assert!(
+            g.pending_tasks().is_empty(),
+            "a failed job launches nothing more"
+        );
+    }
+
+    #[test]
+    fn deterministic_failures_fail_the_job_at_once() {
+        let mut g = graph(5);
+        let attempt = run(&mut g, 1, 2);
+        let outcome = g
+            .task_failed(
+                StageId(1),
+                2,
+                attempt,
+                BallistaError::NotFound("/data/x.parquet".into()),
+            )
+            .unwrap();
+        assert_eq!(outcome, TaskOutcome::JobFailed);
+    }
+
+    #[test]
+    fn a_launch_that_may_have_started_is_retried_under_a_new_attempt() {
+        let mut g = graph(3);
+        let first = run(&mut g, 1, 0);
+        g.unlaunch_task(StageId(1), 0, first, false);
+        assert_eq!(
+            run(&mut g, 1, 0),
+            first,
+            "a refused launch keeps its attempt"
+        );
+        g.unlaunch_task(StageId(1), 0, first, true);
+        let second = run(&mut g, 1, 0);
+        assert_eq!(second, first + 1);
+        // The first copy, if it did run, is ignored.
+        assert_eq!(
+            g.task_succeeded(StageId(1), 0, first, vec![], Default::default())
+                .unwrap(),
+            TaskOutcome::Stale
+        );
     }
 }

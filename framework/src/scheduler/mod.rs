@@ -173,7 +173,17 @@ impl SchedulerInner {
     ) {
         let inner = Arc::clone(self);
         tokio::spawn(async move {
-            let plan = inner.planner.plan(&job_id, &request, &settings).await;
+            let planning = {
+                let inner = Arc::clone(&inner);
+                let job_id = job_id.clone();
+                tokio::spawn(async move { inner.planner.plan(&job_id, &request, &settings).await })
+            };
+            // A planner panic fails the job rather than leaving it planning forever.
+            let plan = planning.await.unwrap_or_else(|e| {
+                Err(BallistaError::Internal(format!(
+                    "planning the query failed unexpectedly: {e}"
+                )))
+            });
             let effects = inner.state.lock().planned(&job_id, plan);
             inner.apply(effects);
         });

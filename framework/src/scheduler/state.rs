@@ -228,6 +228,7 @@ impl SchedulerState {
             .collect();
         queued.sort();
         let mut admitted = Vec::new();
+        let mut refused = Vec::new();
         for (_, job_id) in queued {
             let running_jobs = self
                 .jobs
@@ -255,9 +256,20 @@ impl SchedulerState {
                     }
                 }
                 Admission::Queue { reason } => job.phase = JobPhase::Queued(reason),
-                Admission::Reject { .. } => continue,
+                Admission::Reject { reason } => {
+                    refused.push((job_id, reason));
+                    continue;
+                }
             }
             self.publish(&job_id);
+        }
+        for (job_id, reason) in refused {
+            // Nothing ran yet, so there is nothing to clean up.
+            let _ = self.finish_failed(
+                &job_id,
+                BallistaError::ResourcesExhausted(format!("job refused: {reason}")),
+                JobPhase::Failed,
+            );
         }
         admitted
     }
@@ -633,30 +645,34 @@ impl SchedulerState {
         let Some(graph) = job.graph.as_mut() else {
             return Ok(Effects::default());
         };
-        let outcome = match status.result {
-            Some(proto::task_status::Result::Succeeded(success)) => {
-                let locations = success
-                    .locations
-                    .iter()
-                    .map(ShuffleLocation::from_proto)
-                    .collect::<Result<Vec<_>>>()?;
-                graph.task_succeeded(
-                    stage_id,
-                    partition,
-                    task.attempt,
-                    locations,
-                    success.metrics.unwrap_or_default(),
-                )?
-            }
+        let applied: Result<TaskOutcome> = match status.result {
+            Some(proto::task_status::Result::Succeeded(success)) => success
+                .locations
+                .iter()
+                .map(ShuffleLocation::from_proto)
+                .collect::<Result<Vec<_>>>()
+                .and_then(|locations| {
+                    graph.task_succeeded(
+                        stage_id,
+                        partition,
+                        task.attempt,
+                        locations,
+                        success.metrics.unwrap_or_default(),
+                    )
+                }),
             Some(proto::task_status::Result::Failed(info)) => {
                 let error = BallistaError::from_proto(&info);
-                graph.task_failed(stage_id, partition, task.attempt, error)?
+                graph.task_failed(stage_id, partition, task.attempt, error)
             }
-            None => {
-                return Err(BallistaError::InvalidInput(
-                    "task status without a result".into(),
-                ));
-            }
+            None => Err(BallistaError::InvalidInput(
+                "task status without a result".into(),
+            )),
+        };
+        // A job whose graph cannot take the update (say, the next stage's plan
+        // cannot be prepared) could never finish: fail it instead of waiting.
+        let outcome = match applied {
+            Ok(outcome) => outcome,
+            Err(e) => return Ok(self.finish_failed(&job_id, e, JobPhase::Failed)),
         };
         Ok(match outcome {
             TaskOutcome::Stale => Effects::default(),
@@ -705,7 +721,9 @@ impl SchedulerState {
                 entry.paused = true;
             }
             if let Some(graph) = self.jobs.get_mut(&job_id).and_then(|j| j.graph.as_mut()) {
-                graph.unlaunch_task(stage_id, task.partition as usize, task.attempt);
+                // An unreachable executor may still have received the task:
+                // the retry gets a new attempt number so the two never mix.
+                graph.unlaunch_task(stage_id, task.partition as usize, task.attempt, unreachable);
             }
         }
         if unreachable {
@@ -894,5 +912,70 @@ impl SchedulerState {
             id(a).cmp(&id(b))
         });
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::scheduling::{ExecutorSlots, TaskAssignment};
+    use parking_lot::Mutex;
+
+    /// Queues every job on submission, then refuses them when asked again.
+    #[derive(Debug, Default)]
+    struct QueueThenRefuse(Mutex<bool>);
+
+    impl TaskSchedulingPolicy for QueueThenRefuse {
+        fn name(&self) -> &str {
+            "queue-then-refuse"
+        }
+        fn admit(&self, _job: &JobSubmission<'_>) -> Admission {
+            let mut asked = self.0.lock();
+            let first = !*asked;
+            *asked = true;
+            if first {
+                Admission::Queue {
+                    reason: "pool full".into(),
+                }
+            } else {
+                Admission::Reject {
+                    reason: "queue closed".into(),
+                }
+            }
+        }
+        fn assign(
+            &self,
+            _jobs: &[SchedulableJob<'_>],
+            _executors: &[ExecutorSlots],
+        ) -> Vec<TaskAssignment> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn a_queued_job_refused_later_fails_with_the_reason() {
+        let mut state = SchedulerState::new(
+            SchedulerSettings::default(),
+            Arc::new(QueueThenRefuse::default()),
+        );
+        let job_id = JobId::parse("queued1").unwrap();
+        let (to_plan, status) = state
+            .submit(
+                job_id.clone(),
+                String::new(),
+                Arc::default(),
+                proto::ExecuteQueryRequest::default(),
+            )
+            .unwrap();
+        assert!(to_plan.is_none());
+        assert_eq!(status.borrow().state, JobState::Queued as i32);
+        assert_eq!(status.borrow().queue_reason, "pool full");
+
+        assert!(state.admit_queued().is_empty());
+        let status = status.borrow().clone();
+        assert_eq!(status.state, JobState::Failed as i32);
+        let error = status.error.unwrap();
+        assert_eq!(error.kind, proto::ErrorKind::ResourcesExhausted as i32);
+        assert!(error.message.contains("queue closed"), "{}", error.message);
     }
 }

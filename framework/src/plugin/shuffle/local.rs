@@ -75,9 +75,20 @@ impl ShuffleWriter for LocalDiskShuffle {
     }
 
     async fn remove_job_data(&self, job_id: &JobId, work_dir: &Path) -> Result<()> {
-        match tokio::fs::remove_dir_all(work_dir.join(job_id.as_str())).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        let dir = work_dir.join(job_id.as_str());
+        // A task being cancelled may still be closing a file in the folder;
+        // try again briefly rather than leave the data behind.
+        let mut attempt = 0;
+        loop {
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(_) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 }
@@ -115,7 +126,12 @@ impl LocalMapOutputWriter {
             );
             let temp_path = self.stage_dir.join(format!(".{name}.tmp"));
             let final_path = self.stage_dir.join(&name);
-            let file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, File::create(&temp_path)?);
+            // Exclusive creation: two writers can never share a file.
+            let file = File::options()
+                .write(true)
+                .create_new(true)
+                .open(&temp_path)?;
+            let file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
             let writer =
                 StreamWriter::try_new_with_options(file, &self.ctx.schema, self.options.clone())?;
             *slot = Some(PartitionFile {
