@@ -5,3 +5,65 @@ pub mod cluster;
 pub mod data;
 
 pub use ballista_bin::tpch::{bench, compare, queries};
+
+use datafusion::prelude::SessionContext;
+
+/// Runs TPC-H queries on both sessions; one line per query whose values
+/// differ, that fails, or that returns no rows at all (it would prove nothing).
+pub async fn tpch_differences(
+    distributed: &SessionContext,
+    local: &SessionContext,
+    queries: impl IntoIterator<Item = usize>,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    for q in queries {
+        let expected = bench::run_query(local, q)
+            .await
+            .expect("single-process DataFusion");
+        if expected.iter().all(|b| b.num_rows() == 0) {
+            differences.push(format!("q{q} returns no rows at this scale"));
+            continue;
+        }
+        match bench::run_query(distributed, q).await {
+            Ok(actual) => {
+                if let Err(e) = compare::compare(&expected, &actual) {
+                    differences.push(format!("q{q}: {e}"));
+                }
+            }
+            Err(e) => differences.push(format!("q{q} failed: {e}")),
+        }
+    }
+    differences
+}
+
+/// Runs SQL statements on both sessions; one entry per statement whose
+/// values differ or that fails on the cluster.
+pub async fn sql_differences(
+    distributed: &SessionContext,
+    local: &SessionContext,
+    queries: &[&str],
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    for sql in queries {
+        let expected = match local.sql(sql).await {
+            Ok(df) => df
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("DataFusion fails {sql}: {e}")),
+            Err(e) => panic!("DataFusion cannot plan {sql}: {e}"),
+        };
+        let actual = match distributed.sql(sql).await {
+            Ok(df) => df.collect().await,
+            Err(e) => Err(e),
+        };
+        match actual {
+            Ok(actual) => {
+                if let Err(e) = compare::compare(&expected, &actual) {
+                    differences.push(format!("{sql}\n  {e}"));
+                }
+            }
+            Err(e) => differences.push(format!("{sql}\n  failed: {e}")),
+        }
+    }
+    differences
+}

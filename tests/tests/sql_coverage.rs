@@ -5,8 +5,8 @@
 
 use ballista::client::SessionContextExt;
 use ballista::config::BallistaConfig;
+use ballista_tests::bench;
 use ballista_tests::data::tpch_data;
-use ballista_tests::{bench, compare};
 use datafusion::prelude::SessionContext;
 
 const QUERIES: &[&str] = &[
@@ -84,28 +84,7 @@ async fn sql_corpus_matches_datafusion_on_a_two_executor_cluster() {
     let local = SessionContext::new();
     bench::register_tables(&local, &data).await.unwrap();
 
-    let mut failures = Vec::new();
-    for sql in QUERIES {
-        let expected = match local.sql(sql).await {
-            Ok(df) => df
-                .collect()
-                .await
-                .unwrap_or_else(|e| panic!("DataFusion fails {sql}: {e}")),
-            Err(e) => panic!("DataFusion cannot plan {sql}: {e}"),
-        };
-        let actual = match cluster.sql(sql).await {
-            Ok(df) => df.collect().await,
-            Err(e) => Err(e),
-        };
-        match actual {
-            Ok(actual) => {
-                if let Err(e) = compare::compare(&expected, &actual) {
-                    failures.push(format!("{sql}\n  {e}"));
-                }
-            }
-            Err(e) => failures.push(format!("{sql}\n  failed: {e}")),
-        }
-    }
+    let failures = ballista_tests::sql_differences(&cluster, &local, QUERIES).await;
     assert!(
         failures.is_empty(),
         "{} of {} queries differ:\n{}",

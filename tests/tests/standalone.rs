@@ -26,20 +26,7 @@ async fn all_22_tpch_queries_on_standalone_match_datafusion() {
         .await
         .expect("register");
 
-    let mut failures = Vec::new();
-    for q in 1..=22 {
-        let expected = bench::run_query(&local, q)
-            .await
-            .expect("single-process DataFusion");
-        match bench::run_query(&standalone, q).await {
-            Ok(actual) => {
-                if let Err(e) = compare::compare(&expected, &actual) {
-                    failures.push(format!("q{q}: {e}"));
-                }
-            }
-            Err(e) => failures.push(format!("q{q} failed: {e}")),
-        }
-    }
+    let failures = ballista_tests::tpch_differences(&standalone, &local, 1..=22).await;
     assert!(
         failures.is_empty(),
         "{} queries differ:\n{}",

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ballista::config::{BallistaConfig, BallistaSettings, ByteSize};
+use ballista::config::{BallistaConfig, ByteSize};
 use ballista::executor::start_executor;
-use ballista_bin::logging;
+use ballista_bin::{logging, server};
 use clap::Parser;
 
 /// Ballista executor: registers with the scheduler, runs tasks in its slots
@@ -46,12 +46,9 @@ struct Args {
 async fn main() -> ExitCode {
     logging::init("info");
     let args = Args::parse();
-    let mut settings = match BallistaSettings::load(args.config.as_deref()) {
+    let mut settings = match server::load_settings("ballista-executor", args.config.as_deref()) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ballista-executor: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let executor = &mut settings.executor;
     if let Some(v) = args.bind_host {
@@ -91,17 +88,5 @@ async fn main() -> ExitCode {
         handle.address().id,
         handle.local_addr()
     );
-    tokio::select! {
-        result = handle.wait() => match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ballista-executor: {e}");
-                ExitCode::from(1)
-            }
-        },
-        _ = ballista_bin::shutdown_signal() => {
-            tracing::info!("shutting down");
-            ExitCode::SUCCESS
-        }
-    }
+    server::serve_until_shutdown("ballista-executor", handle.wait()).await
 }

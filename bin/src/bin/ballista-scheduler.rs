@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ballista::config::{BallistaConfig, BallistaSettings};
+use ballista::config::BallistaConfig;
 use ballista::scheduler::start_scheduler;
-use ballista_bin::logging;
+use ballista_bin::{logging, server};
 use clap::Parser;
 
 /// Ballista scheduler: accepts queries, plans them into stages and assigns
@@ -29,12 +29,9 @@ struct Args {
 async fn main() -> ExitCode {
     logging::init("info");
     let args = Args::parse();
-    let mut settings = match BallistaSettings::load(args.config.as_deref()) {
+    let mut settings = match server::load_settings("ballista-scheduler", args.config.as_deref()) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ballista-scheduler: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Some(host) = args.bind_host {
         settings.scheduler.bind_host = host;
@@ -51,17 +48,5 @@ async fn main() -> ExitCode {
     };
     // A machine-readable line for scripts that started us with port 0.
     println!("ballista-scheduler listening on {}", handle.local_addr());
-    tokio::select! {
-        result = handle.wait() => match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ballista-scheduler: {e}");
-                ExitCode::from(1)
-            }
-        },
-        _ = ballista_bin::shutdown_signal() => {
-            tracing::info!("shutting down");
-            ExitCode::SUCCESS
-        }
-    }
+    server::serve_until_shutdown("ballista-scheduler", handle.wait()).await
 }

@@ -5,10 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -93,23 +92,7 @@ impl ExecutionPlan for DistributedQueryExec {
         &self.properties
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
-    ) -> DFResult<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
+    crate::plan::leaf_node_methods!();
 
     fn execute(
         &self,
@@ -206,16 +189,7 @@ async fn wait_for_job(
             Ok(JobState::Succeeded) => {
                 let job_id = JobId::parse(&status.job_id)?;
                 let result = status.result.unwrap_or_default();
-                let partitions = result
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        p.locations
-                            .iter()
-                            .map(ShuffleLocation::from_proto)
-                            .collect()
-                    })
-                    .collect::<Result<Vec<Vec<_>>>>()?;
+                let partitions = ShuffleLocation::partitions_from_proto(&result.partitions)?;
                 return Ok((job_id, partitions));
             }
             Ok(JobState::Failed) | Ok(JobState::Cancelled) => {

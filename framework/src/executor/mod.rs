@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
-use crate::flight::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_SIZE, STREAM_WINDOW_BYTES};
+use crate::flight::MAX_MESSAGE_SIZE;
 use crate::ids::ExecutorId;
 use crate::plugin::memory::{ExecutorMemoryManager, MemoryManager, available_memory_bytes};
 use crate::plugin::shuffle::ExecutorAddress;
@@ -191,10 +191,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        crate::flight::server()
             .add_service(flight)
             .add_service(control)
             .serve_with_incoming_shutdown(crate::flight::incoming(listener), async {

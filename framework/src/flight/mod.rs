@@ -29,3 +29,12 @@ pub const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
+
+/// A gRPC server configured the way Ballista serves: no Nagle delay and
+/// large HTTP/2 windows.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+}

@@ -181,16 +181,7 @@ impl PhysicalExtensionCodec for BallistaPhysicalExtensionCodec {
             }
             Some(Node::ShuffleReader(n)) => {
                 let schema = decode_schema(&n.schema)?;
-                let partitions = n
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        p.locations
-                            .iter()
-                            .map(ShuffleLocation::from_proto)
-                            .collect()
-                    })
-                    .collect::<Result<Vec<Vec<_>>>>()?;
+                let partitions = ShuffleLocation::partitions_from_proto(&n.partitions)?;
                 let partitioning = self
                     .decode_partitioning(&n.output_partitioning, ctx, &schema, converter)?
                     .unwrap_or(Partitioning::UnknownPartitioning(partitions.len()));
@@ -239,13 +230,7 @@ impl PhysicalExtensionCodec for BallistaPhysicalExtensionCodec {
             Node::ShuffleReader(proto::ShuffleReaderExecNode {
                 stage_id: r.stage_id().0,
                 schema: encode_schema(&r.schema()),
-                partitions: r
-                    .partitions()
-                    .iter()
-                    .map(|locations| proto::ShuffleReadPartition {
-                        locations: locations.iter().map(ShuffleLocation::to_proto).collect(),
-                    })
-                    .collect(),
+                partitions: ShuffleLocation::partitions_to_proto(r.partitions()),
                 output_ordering: self.encode_ordering(r.output_ordering(), converter)?,
                 output_partitioning: match r.output_partitioning() {
                     p @ Partitioning::Hash(..) => self.encode_partitioning(p, converter)?,

@@ -40,6 +40,16 @@ fn emits_build_rows_at_end(join_type: JoinType) -> bool {
     )
 }
 
+/// The join with its probe side read as one partition.
+fn with_single_partition_probe(
+    join: Arc<dyn ExecutionPlan>,
+    build: Arc<dyn ExecutionPlan>,
+    probe: Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let probe: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(probe));
+    replace_children_if_necessary(join, vec![build, probe])
+}
+
 /// Rewrites the joins described in the module documentation.
 pub fn distribute_collected_joins(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let rewritten = plan.transform_up(|node| {
@@ -49,12 +59,9 @@ pub fn distribute_collected_joins(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dy
                 && emits_build_rows_at_end(*join.join_type())
                 && probe_partitions > 1;
             if unsafe_collect && join.null_aware {
-                let left = Arc::clone(join.left());
-                let right: Arc<dyn ExecutionPlan> =
-                    Arc::new(CoalescePartitionsExec::new(Arc::clone(join.right())));
-                return Ok(Transformed::yes(replace_children_if_necessary(
-                    node,
-                    vec![left, right],
+                let (build, probe) = (Arc::clone(join.left()), Arc::clone(join.right()));
+                return Ok(Transformed::yes(with_single_partition_probe(
+                    node, build, probe,
                 )?));
             }
             if unsafe_collect {
@@ -85,12 +92,9 @@ pub fn distribute_collected_joins(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dy
             && emits_build_rows_at_end(*join.join_type())
             && join.right().output_partitioning().partition_count() > 1
         {
-            let left = Arc::clone(join.left());
-            let right: Arc<dyn ExecutionPlan> =
-                Arc::new(CoalescePartitionsExec::new(Arc::clone(join.right())));
-            return Ok(Transformed::yes(replace_children_if_necessary(
-                node,
-                vec![left, right],
+            let (build, probe) = (Arc::clone(join.left()), Arc::clone(join.right()));
+            return Ok(Transformed::yes(with_single_partition_probe(
+                node, build, probe,
             )?));
         }
         Ok(Transformed::no(node))

@@ -8,6 +8,44 @@
 //! stage completes; the scheduler then replaces it with a
 //! [`ShuffleReaderExec`] listing the committed [`ShuffleLocation`](crate::plugin::shuffle::ShuffleLocation)s.
 
+/// The `ExecutionPlan` methods of a node with no children and no
+/// expressions; used inside `impl ExecutionPlan for ...` blocks.
+macro_rules! leaf_node_methods {
+    () => {
+        fn children(&self) -> Vec<&std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+            vec![]
+        }
+
+        fn apply_expressions(
+            &self,
+            _f: &mut dyn FnMut(
+                &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+            ) -> datafusion::error::Result<
+                datafusion::common::tree_node::TreeNodeRecursion,
+            >,
+        ) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion> {
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        }
+
+        fn with_new_children(
+            self: std::sync::Arc<Self>,
+            children: Vec<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+        ) -> datafusion::error::Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>
+        {
+            if children.is_empty() {
+                Ok(self)
+            } else {
+                Err($crate::error::BallistaError::Internal(format!(
+                    "{} has no children",
+                    self.name()
+                ))
+                .into())
+            }
+        }
+    };
+}
+pub(crate) use leaf_node_methods;
+
 mod codec;
 mod collected_joins;
 mod compact;

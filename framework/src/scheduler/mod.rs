@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
-use crate::flight::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_SIZE, STREAM_WINDOW_BYTES};
+use crate::flight::MAX_MESSAGE_SIZE;
 use crate::ids::JobId;
 use crate::proto;
 use crate::proto::scheduler_grpc_server::SchedulerGrpcServer;
@@ -301,10 +301,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        crate::flight::server()
             .add_service(service)
             .serve_with_incoming_shutdown(crate::flight::incoming(listener), async {
                 let _ = shutdown_rx.await;

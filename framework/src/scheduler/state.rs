@@ -364,13 +364,7 @@ impl SchedulerState {
                     .result_schema()
                     .map(|s| proto::encode_schema(&s))
                     .unwrap_or_default(),
-                partitions: graph
-                    .result_partitions()
-                    .into_iter()
-                    .map(|locations| proto::ShuffleReadPartition {
-                        locations: locations.iter().map(ShuffleLocation::to_proto).collect(),
-                    })
-                    .collect(),
+                partitions: ShuffleLocation::partitions_to_proto(&graph.result_partitions()),
             });
         }
         job.status_tx.send_replace(status);

@@ -93,6 +93,33 @@ impl ShuffleLocation {
         }
     }
 
+    /// Wire form of a list of read partitions (each a list of locations).
+    pub fn partitions_to_proto(
+        partitions: &[Vec<ShuffleLocation>],
+    ) -> Vec<proto::ShuffleReadPartition> {
+        partitions
+            .iter()
+            .map(|locations| proto::ShuffleReadPartition {
+                locations: locations.iter().map(ShuffleLocation::to_proto).collect(),
+            })
+            .collect()
+    }
+
+    /// Parses what [`partitions_to_proto`](Self::partitions_to_proto) wrote.
+    pub fn partitions_from_proto(
+        partitions: &[proto::ShuffleReadPartition],
+    ) -> Result<Vec<Vec<ShuffleLocation>>> {
+        partitions
+            .iter()
+            .map(|p| {
+                p.locations
+                    .iter()
+                    .map(ShuffleLocation::from_proto)
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Parses the wire form, validating ids.
     pub fn from_proto(p: &proto::ShuffleLocation) -> Result<Self> {
         let stats = p.stats.unwrap_or_default();
