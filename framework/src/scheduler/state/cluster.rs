@@ -1,0 +1,194 @@
+//! Cluster membership (registration, heartbeats, lost executors) and
+//! periodic housekeeping.
+
+use std::time::{Duration, Instant};
+
+use super::{Effects, FINISHED_JOB_RETENTION, JobPhase, MAX_FINISHED_JOBS, SchedulerState};
+use crate::error::{BallistaError, Result};
+use crate::ids::{ExecutorId, JobId};
+use crate::plugin::memory::MemoryUsage;
+use crate::plugin::shuffle::ExecutorAddress;
+use crate::proto;
+use crate::util::now_ms;
+
+impl SchedulerState {
+    /// Registers (or re-registers) an executor.
+    pub fn register_executor(
+        &mut self,
+        address: ExecutorAddress,
+        slots: usize,
+        version: String,
+    ) -> Result<Effects> {
+        let id = address.id.clone();
+        let mut effects = Effects::default();
+        if self.executors.get(&id).is_some() {
+            // Same id again: the process restarted; what it ran is gone.
+            effects.merge(self.executor_lost(&id, "it registered again (restarted)"));
+        }
+        tracing::info!(
+            "executor {id} registered at {}:{} with {slots} slots",
+            address.host,
+            address.port
+        );
+        self.executors.register(address, slots, version)?;
+        self.no_executors_since = None;
+        effects.merge(self.schedule());
+        Ok(effects)
+    }
+
+    /// Records a heartbeat. Returns false when the executor should register again.
+    pub fn heartbeat(
+        &mut self,
+        executor_id: &ExecutorId,
+        memory: MemoryUsage,
+        draining: bool,
+    ) -> (bool, Effects) {
+        let known = self.executors.heartbeat(executor_id, memory, draining);
+        let effects = if known {
+            self.schedule()
+        } else {
+            Effects::default()
+        };
+        (known, effects)
+    }
+
+    /// Forgets an executor; its running tasks fail as lost (and are retried).
+    pub fn executor_lost(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
+        let Some(entry) = self.executors.remove(executor_id) else {
+            return Effects::default();
+        };
+        tracing::warn!("executor {executor_id} lost: {reason}");
+        if self.executors.is_empty() {
+            self.no_executors_since = Some(Instant::now());
+        }
+        let mut effects = Effects::default();
+        for (job_id, stage_id, partition, attempt) in entry.running {
+            let error = BallistaError::ExecutorLost {
+                executor_id: executor_id.to_string(),
+                message: reason.to_string(),
+            };
+            let failure = proto::TaskStatus {
+                task: Some(proto::TaskId {
+                    job_id: job_id.to_string(),
+                    stage_id: stage_id.0,
+                    partition: partition as u32,
+                    attempt,
+                }),
+                executor_id: executor_id.to_string(),
+                result: Some(proto::task_status::Result::Failed(error.to_proto())),
+                started_at_ms: 0,
+                ended_at_ms: now_ms(),
+            };
+            match self.task_status(executor_id, failure) {
+                Ok(e) => effects.merge(e),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        effects.merge(self.schedule());
+        effects
+    }
+
+    /// Periodic housekeeping: lost executors, jobs that cannot make progress,
+    /// and expiry of finished jobs' data and records.
+    pub fn housekeeping(&mut self) -> Effects {
+        let mut effects = Effects::default();
+        let timeout = Duration::from_secs(self.settings.executor_timeout_secs);
+        for id in self.executors.expired(timeout) {
+            effects.merge(
+                self.executor_lost(&id, &format!("no heartbeat for {}s", timeout.as_secs())),
+            );
+        }
+
+        if let Some(since) = self.no_executors_since
+            && since.elapsed() > timeout
+        {
+            let stuck: Vec<JobId> = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| j.phase == JobPhase::Running)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for job_id in stuck {
+                effects.merge(self.finish_failed(
+                    &job_id,
+                    BallistaError::Unavailable(format!(
+                        "no executor has been available for {}s; the job cannot make progress",
+                        since.elapsed().as_secs()
+                    )),
+                    JobPhase::Failed,
+                ));
+            }
+        }
+
+        let retention = Duration::from_secs(self.settings.result_retention_secs);
+        let expired: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.phase == JobPhase::Succeeded && !j.data_removed)
+            .filter(|(_, j)| j.ended_at.is_some_and(|t| t.elapsed() > retention))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for job_id in expired {
+            tracing::info!(
+                "job {job_id}: results were not released within {}s; deleting them",
+                retention.as_secs()
+            );
+            effects.merge(self.release(&job_id));
+        }
+
+        let mut finished: Vec<(Instant, JobId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.data_removed)
+            .filter_map(|(id, j)| j.ended_at.map(|t| (t, id.clone())))
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(MAX_FINISHED_JOBS);
+        for (i, (ended, job_id)) in finished.into_iter().enumerate() {
+            if i < excess || ended.elapsed() > FINISHED_JOB_RETENTION {
+                self.jobs.remove(&job_id);
+            }
+        }
+        effects
+    }
+
+    /// Task slots of all registered executors.
+    pub fn total_slots(&self) -> usize {
+        self.executors.all().map(|e| e.slots).sum()
+    }
+
+    /// Executors for `GetExecutorsMetadata`.
+    pub fn executors_info(&self) -> Vec<proto::ExecutorInfo> {
+        let mut out: Vec<proto::ExecutorInfo> = self
+            .executors
+            .all()
+            .map(|e| proto::ExecutorInfo {
+                metadata: Some(proto::ExecutorMetadata {
+                    id: e.address.id.to_string(),
+                    host: e.address.host.clone(),
+                    port: e.address.port as u32,
+                    slots: e.slots as u32,
+                    version: e.version.clone(),
+                }),
+                free_slots: e.free_slots() as u32,
+                running_tasks: e.running.len() as u32,
+                last_heartbeat_ms: e.last_seen_ms,
+                status: if e.paused {
+                    "paused".into()
+                } else {
+                    "active".into()
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            let id = |x: &proto::ExecutorInfo| {
+                x.metadata
+                    .as_ref()
+                    .map(|m| m.id.clone())
+                    .unwrap_or_default()
+            };
+            id(a).cmp(&id(b))
+        });
+        out
+    }
+}

@@ -1,0 +1,254 @@
+//! Task placement and task status reports.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::{Effects, JobPhase, Launch, SchedulerState};
+use crate::error::{BallistaError, Result};
+use crate::ids::{ExecutorId, JobId, StageId};
+use crate::plugin::scheduling::{PendingTask, SchedulableJob};
+use crate::plugin::shuffle::ShuffleLocation;
+use crate::proto;
+use crate::scheduler::executors::TaskKey;
+use crate::scheduler::job_graph::TaskOutcome;
+
+impl SchedulerState {
+    /// Asks the policy to fill free slots and prepares the launches.
+    pub fn schedule(&mut self) -> Effects {
+        let free = self.executors.free_slots();
+        if free.is_empty() {
+            return Effects::default();
+        }
+        struct Candidate {
+            job_id: JobId,
+            seq: u64,
+            settings: Arc<HashMap<String, String>>,
+            running: usize,
+            pending: Vec<PendingTask>,
+        }
+        let candidates: Vec<Candidate> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.phase == JobPhase::Running)
+            .filter_map(|(id, j)| {
+                let graph = j.graph.as_ref()?;
+                let pending = graph.pending_tasks();
+                (!pending.is_empty()).then(|| Candidate {
+                    job_id: id.clone(),
+                    seq: j.seq,
+                    settings: Arc::clone(&j.settings),
+                    running: graph.running_tasks().len(),
+                    pending,
+                })
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Effects::default();
+        }
+        let schedulable: Vec<SchedulableJob<'_>> = candidates
+            .iter()
+            .map(|c| SchedulableJob {
+                job_id: &c.job_id,
+                submission_seq: c.seq,
+                settings: &c.settings,
+                running_tasks: c.running,
+                pending_tasks: &c.pending,
+            })
+            .collect();
+        let assignments = self.policy.assign(&schedulable, &free);
+
+        let mut by_executor: HashMap<ExecutorId, Vec<proto::TaskDefinition>> = HashMap::new();
+        for assignment in assignments {
+            let Some(executor) = self.executors.get_mut(&assignment.executor_id) else {
+                continue;
+            };
+            if executor.paused || executor.free_slots() == 0 {
+                continue;
+            }
+            let Some(job) = self.jobs.get_mut(&assignment.job_id) else {
+                continue;
+            };
+            let Some(graph) = job.graph.as_mut() else {
+                continue;
+            };
+            let Ok((attempt, plan)) = graph.start_task(assignment.task, &assignment.executor_id)
+            else {
+                continue;
+            };
+            let task = assignment.task;
+            executor.running.insert((
+                assignment.job_id.clone(),
+                task.stage_id,
+                task.partition,
+                attempt,
+            ));
+            job.data_on.insert(assignment.executor_id.clone());
+            by_executor
+                .entry(assignment.executor_id)
+                .or_default()
+                .push(proto::TaskDefinition {
+                    task: Some(proto::TaskId {
+                        job_id: assignment.job_id.to_string(),
+                        stage_id: task.stage_id.0,
+                        partition: task.partition as u32,
+                        attempt,
+                    }),
+                    plan: plan.as_ref().clone(),
+                    settings: proto::key_values(
+                        job.settings.iter().map(|(k, v)| (k.clone(), v.clone())),
+                    ),
+                    session_id: job.session_id.clone(),
+                });
+        }
+        let launched_jobs: HashSet<String> = by_executor
+            .values()
+            .flatten()
+            .filter_map(|t| t.task.as_ref().map(|t| t.job_id.clone()))
+            .collect();
+        for job in launched_jobs {
+            if let Ok(job_id) = JobId::parse(&job) {
+                self.publish(&job_id);
+            }
+        }
+        let launches = by_executor
+            .into_iter()
+            .filter_map(|(executor_id, tasks)| {
+                let client = self.executors.get(&executor_id)?.client.clone();
+                Some(Launch {
+                    executor_id,
+                    client,
+                    tasks,
+                })
+            })
+            .collect();
+        Effects {
+            launches,
+            cleanups: Vec::new(),
+        }
+    }
+
+    /// Applies task status reports from an executor.
+    pub fn task_statuses(
+        &mut self,
+        executor_id: &ExecutorId,
+        statuses: Vec<proto::TaskStatus>,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        for status in statuses {
+            match self.task_status(executor_id, status) {
+                Ok(e) => effects.merge(e),
+                Err(e) => tracing::warn!("ignoring task status from {executor_id}: {e}"),
+            }
+        }
+        effects.merge(self.schedule());
+        effects
+    }
+
+    pub(super) fn task_status(
+        &mut self,
+        executor_id: &ExecutorId,
+        status: proto::TaskStatus,
+    ) -> Result<Effects> {
+        let task = status
+            .task
+            .ok_or_else(|| BallistaError::InvalidInput("task status without a task id".into()))?;
+        let job_id = JobId::parse(&task.job_id)?;
+        let stage_id = StageId(task.stage_id);
+        let partition = task.partition as usize;
+        let key: TaskKey = (job_id.clone(), stage_id, partition, task.attempt);
+        if let Some(entry) = self.executors.get_mut(executor_id) {
+            entry.running.remove(&key);
+        }
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return Ok(Effects::default());
+        };
+        let Some(graph) = job.graph.as_mut() else {
+            return Ok(Effects::default());
+        };
+        let applied: Result<TaskOutcome> = match status.result {
+            Some(proto::task_status::Result::Succeeded(success)) => success
+                .locations
+                .iter()
+                .map(ShuffleLocation::from_proto)
+                .collect::<Result<Vec<_>>>()
+                .and_then(|locations| {
+                    graph.task_succeeded(
+                        stage_id,
+                        partition,
+                        task.attempt,
+                        locations,
+                        success.metrics.unwrap_or_default(),
+                    )
+                }),
+            Some(proto::task_status::Result::Failed(info)) => {
+                let error = BallistaError::from_proto(&info);
+                graph.task_failed(stage_id, partition, task.attempt, error)
+            }
+            None => Err(BallistaError::InvalidInput(
+                "task status without a result".into(),
+            )),
+        };
+        // A job whose graph cannot take the update (say, the next stage's plan
+        // cannot be prepared) could never finish: fail it instead of waiting.
+        let outcome = match applied {
+            Ok(outcome) => outcome,
+            Err(e) => return Ok(self.finish_failed(&job_id, e, JobPhase::Failed)),
+        };
+        Ok(match outcome {
+            TaskOutcome::Stale => Effects::default(),
+            TaskOutcome::Progress => {
+                self.publish(&job_id);
+                Effects::default()
+            }
+            TaskOutcome::JobSucceeded => {
+                self.succeed(&job_id);
+                Effects::default()
+            }
+            TaskOutcome::JobFailed => {
+                let error = self
+                    .jobs
+                    .get(&job_id)
+                    .and_then(|j| j.graph.as_ref())
+                    .and_then(|g| g.failure())
+                    .map(|e| BallistaError::from_proto(&e.to_proto()))
+                    .unwrap_or_else(|| BallistaError::Internal("task failed".into()));
+                // finish_failed records the error the graph already holds.
+                self.finish_failed(&job_id, error, JobPhase::Failed)
+            }
+        })
+    }
+
+    /// Tasks that could not be launched go back to pending. When the
+    /// executor could not be reached at all it is treated as lost.
+    pub fn launch_failed(
+        &mut self,
+        executor_id: &ExecutorId,
+        tasks: &[proto::TaskId],
+        unreachable: bool,
+    ) -> Effects {
+        for task in tasks {
+            let Ok(job_id) = JobId::parse(&task.job_id) else {
+                continue;
+            };
+            let stage_id = StageId(task.stage_id);
+            if let Some(entry) = self.executors.get_mut(executor_id) {
+                entry.running.remove(&(
+                    job_id.clone(),
+                    stage_id,
+                    task.partition as usize,
+                    task.attempt,
+                ));
+                entry.paused = true;
+            }
+            if let Some(graph) = self.jobs.get_mut(&job_id).and_then(|j| j.graph.as_mut()) {
+                // An unreachable executor may still have received the task:
+                // the retry gets a new attempt number so the two never mix.
+                graph.unlaunch_task(stage_id, task.partition as usize, task.attempt, unreachable);
+            }
+        }
+        if unreachable {
+            return self.executor_lost(executor_id, "its control service could not be reached");
+        }
+        self.schedule()
+    }
+}
