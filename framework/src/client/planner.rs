@@ -21,11 +21,14 @@ use super::query_exec::{DistributedQueryExec, JobProgressListener};
 use super::standalone::EmbeddedCluster;
 use crate::config::settings_from_session_config;
 use crate::error::BallistaError;
+use crate::flight::FlightClientPool;
 
 /// Sends queries to the scheduler.
 #[derive(Debug)]
 pub struct DistributedQueryPlanner {
     scheduler: SchedulerClient,
+    /// Connections to executors for fetching results, shared by the session's jobs.
+    flight: FlightClientPool,
     /// Keeps an embedded cluster alive as long as its session.
     _cluster: Option<Arc<EmbeddedCluster>>,
 }
@@ -35,6 +38,7 @@ impl DistributedQueryPlanner {
     pub fn new(scheduler: SchedulerClient, cluster: Option<Arc<EmbeddedCluster>>) -> Self {
         Self {
             scheduler,
+            flight: FlightClientPool::default(),
             _cluster: cluster,
         }
     }
@@ -100,6 +104,7 @@ impl QueryPlanner for DistributedQueryPlanner {
                     .map(|l| l.as_ref().clone());
                 Ok(Arc::new(DistributedQueryExec::new(
                     self.scheduler.clone(),
+                    self.flight.clone(),
                     bytes.to_vec(),
                     settings_from_session_config(session.config()),
                     session.session_id().to_string(),

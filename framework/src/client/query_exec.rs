@@ -37,6 +37,7 @@ impl fmt::Debug for JobProgressListener {
 #[derive(Debug)]
 pub struct DistributedQueryExec {
     scheduler: SchedulerClient,
+    flight: FlightClientPool,
     plan: Vec<u8>,
     settings: Vec<(String, String)>,
     session_id: String,
@@ -49,6 +50,7 @@ impl DistributedQueryExec {
     /// A job for the serialized (optimized) logical `plan`.
     pub fn new(
         scheduler: SchedulerClient,
+        flight: FlightClientPool,
         plan: Vec<u8>,
         settings: Vec<(String, String)>,
         session_id: String,
@@ -63,6 +65,7 @@ impl DistributedQueryExec {
         ));
         Self {
             scheduler,
+            flight,
             plan,
             settings,
             session_id,
@@ -115,6 +118,7 @@ impl ExecutionPlan for DistributedQueryExec {
         };
         let job = run_job(
             self.scheduler.clone(),
+            self.flight.clone(),
             request,
             Arc::clone(&self.schema),
             self.listener.clone(),
@@ -132,6 +136,7 @@ impl ExecutionPlan for DistributedQueryExec {
 /// dropping the stream before the job ends cancels it.
 pub async fn run_job(
     scheduler: SchedulerClient,
+    flight: FlightClientPool,
     request: proto::ExecuteQueryRequest,
     schema: SchemaRef,
     listener: Option<JobProgressListener>,
@@ -143,7 +148,6 @@ pub async fn run_job(
         .flatten()
         .filter(|l| l.stats.num_rows > 0)
         .collect();
-    let flight = FlightClientPool::default();
     let fetch_job = job_id.clone();
     let batches = futures::stream::iter(locations)
         .map(move |location| {
