@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use crate::client::SchedulerClient;
-use crate::config::BallistaConfig;
+use crate::config::{BallistaConfig, ByteSize};
 use crate::error::{BallistaError, Result};
-use crate::executor::{ExecutorHandle, start_executor};
+use crate::executor::{DEFAULT_MEMORY_FRACTION, ExecutorHandle, start_executor};
+use crate::plugin::memory::available_memory_bytes;
 use crate::scheduler::{SchedulerHandle, start_scheduler};
 
 /// A scheduler and its executors running in this process.
@@ -39,8 +40,16 @@ impl EmbeddedCluster {
         let scheduler = start_scheduler(scheduler_config).await?;
         let scheduler_url = scheduler.url();
 
+        let executors = executors.max(1);
+        // Executors in one process share its machine: unless a limit is set,
+        // they split the share one executor would take alone.
+        let memory_limit = config.settings.executor.memory_limit.or_else(|| {
+            available_memory_bytes().map(|bytes| {
+                ByteSize((bytes as f64 * DEFAULT_MEMORY_FRACTION / executors as f64) as u64)
+            })
+        });
         let mut handles = Vec::new();
-        for _ in 0..executors.max(1) {
+        for _ in 0..executors {
             let mut executor_config = config.clone();
             let settings = &mut executor_config.settings.executor;
             settings.bind_host = "127.0.0.1".into();
@@ -48,6 +57,7 @@ impl EmbeddedCluster {
             settings.port = 0;
             settings.scheduler_url = scheduler_url.clone();
             settings.heartbeat_interval_secs = settings.heartbeat_interval_secs.max(1);
+            settings.memory_limit = memory_limit;
             handles.push(start_executor(executor_config).await?);
         }
 

@@ -35,7 +35,7 @@ use crate::proto::executor_control_server::ExecutorControlServer;
 use task_runner::{TaskRunner, TaskRunnerParts};
 
 /// Fraction of the machine's memory an executor uses when no limit is set.
-const DEFAULT_MEMORY_FRACTION: f64 = 0.7;
+pub const DEFAULT_MEMORY_FRACTION: f64 = 0.7;
 
 /// A running executor.
 pub struct ExecutorHandle {
