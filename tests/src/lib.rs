@@ -8,6 +8,16 @@ pub use ballista_bin::tpch::{bench, compare, queries};
 
 use datafusion::prelude::SessionContext;
 
+/// Single-process DataFusion with the TPC-H tables of `data` registered:
+/// the reference the cluster's answers are compared with.
+pub async fn local_tpch_session(data: &std::path::Path) -> SessionContext {
+    let local = SessionContext::new();
+    bench::register_tables(&local, data)
+        .await
+        .expect("register TPC-H tables in single-process DataFusion");
+    local
+}
+
 /// Runs TPC-H queries on both sessions; one line per query whose values
 /// differ, that fails, or that returns no rows at all (it would prove nothing).
 pub async fn tpch_differences(

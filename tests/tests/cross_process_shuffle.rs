@@ -109,10 +109,7 @@ async fn shuffle_partitions_are_read_across_executors_over_flight() {
         .await
         .unwrap();
     let actual = ctx.sql(QUERY).await.unwrap().collect().await.unwrap();
-    let local = SessionContext::new();
-    ballista_tests::bench::register_tables(&local, &data)
-        .await
-        .unwrap();
+    let local = ballista_tests::local_tpch_session(&data).await;
     let expected = local.sql(QUERY).await.unwrap().collect().await.unwrap();
     compare::compare(&expected, &actual).unwrap();
 }

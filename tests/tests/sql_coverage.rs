@@ -81,8 +81,7 @@ async fn sql_corpus_matches_datafusion_on_a_two_executor_cluster() {
         .await
         .expect("cluster");
     bench::register_tables(&cluster, &data).await.unwrap();
-    let local = SessionContext::new();
-    bench::register_tables(&local, &data).await.unwrap();
+    let local = ballista_tests::local_tpch_session(&data).await;
 
     let failures = ballista_tests::sql_differences(&cluster, &local, QUERIES).await;
     assert!(

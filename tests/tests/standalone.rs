@@ -21,10 +21,7 @@ async fn all_22_tpch_queries_on_standalone_match_datafusion() {
     bench::register_tables(&standalone, &data)
         .await
         .expect("register");
-    let local = SessionContext::new();
-    bench::register_tables(&local, &data)
-        .await
-        .expect("register");
+    let local = ballista_tests::local_tpch_session(&data).await;
 
     let failures = ballista_tests::tpch_differences(&standalone, &local, 1..=22).await;
     assert!(
@@ -140,10 +137,7 @@ async fn tpch_queries_built_with_the_dataframe_api_match_sql_on_datafusion() {
     bench::register_tables(&standalone, &data)
         .await
         .expect("register");
-    let local = SessionContext::new();
-    bench::register_tables(&local, &data)
-        .await
-        .expect("register");
+    let local = ballista_tests::local_tpch_session(&data).await;
 
     let built = [
         (1, q1(&standalone).await.expect("q1 plan")),

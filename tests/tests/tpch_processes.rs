@@ -19,10 +19,7 @@ async fn all_22_tpch_queries_on_separate_processes_match_datafusion() {
     bench::register_tables(&distributed, &data)
         .await
         .expect("register tables");
-    let local = SessionContext::new();
-    bench::register_tables(&local, &data)
-        .await
-        .expect("register tables");
+    let local = ballista_tests::local_tpch_session(&data).await;
 
     let failures = ballista_tests::tpch_differences(&distributed, &local, 1..=22).await;
     assert!(

@@ -399,6 +399,15 @@ impl JobGraph {
             .collect()
     }
 
+    /// Number of tasks running now.
+    pub fn running_task_count(&self) -> usize {
+        self.stages
+            .values()
+            .flat_map(|s| s.tasks.iter())
+            .filter(|t| matches!(t, TaskState::Running { .. }))
+            .count()
+    }
+
     /// Executors that hold (or may hold) data of this job.
     pub fn executors_used(&self) -> Vec<ExecutorId> {
         let mut out: Vec<ExecutorId> = self

@@ -37,7 +37,7 @@ impl SchedulerState {
                     job_id: id.clone(),
                     seq: j.seq,
                     settings: Arc::clone(&j.settings),
-                    running: graph.running_tasks().len(),
+                    running: graph.running_task_count(),
                     pending,
                 })
             })
@@ -58,6 +58,7 @@ impl SchedulerState {
         let assignments = self.policy.assign(&schedulable, &free);
 
         let mut by_executor: HashMap<ExecutorId, Vec<proto::TaskDefinition>> = HashMap::new();
+        let mut launched_jobs: HashSet<JobId> = HashSet::new();
         for assignment in assignments {
             let Some(executor) = self.executors.get_mut(&assignment.executor_id) else {
                 continue;
@@ -83,6 +84,7 @@ impl SchedulerState {
                 attempt,
             ));
             job.data_on.insert(assignment.executor_id.clone());
+            launched_jobs.insert(assignment.job_id.clone());
             by_executor
                 .entry(assignment.executor_id)
                 .or_default()
@@ -100,15 +102,8 @@ impl SchedulerState {
                     session_id: job.session_id.clone(),
                 });
         }
-        let launched_jobs: HashSet<String> = by_executor
-            .values()
-            .flatten()
-            .filter_map(|t| t.task.as_ref().map(|t| t.job_id.clone()))
-            .collect();
-        for job in launched_jobs {
-            if let Ok(job_id) = JobId::parse(&job) {
-                self.publish(&job_id);
-            }
+        for job_id in &launched_jobs {
+            self.publish(job_id);
         }
         let launches = by_executor
             .into_iter()
