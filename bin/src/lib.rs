@@ -4,6 +4,7 @@
 
 pub mod logging;
 pub mod output;
+pub mod plugins;
 pub mod server;
 pub mod sql;
 pub mod tpch;

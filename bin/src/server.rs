@@ -5,7 +5,8 @@ use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
 
-use ballista::config::BallistaSettings;
+use ballista::config::{BallistaConfig, BallistaSettings};
+use ballista::plugin::registry::PluginRegistry;
 
 /// Settings from the file and the environment; on error, says why on stderr
 /// and returns the exit code for a configuration error.
@@ -14,6 +15,47 @@ pub fn load_settings(binary: &str, config: Option<&Path>) -> Result<BallistaSett
         eprintln!("{binary}: {e}");
         ExitCode::from(2)
     })
+}
+
+/// `--print-config`: checks every plugin the settings select, then prints
+/// the effective settings as TOML (secrets replaced by `********`).
+pub fn print_config(binary: &str, config: &BallistaConfig) -> ExitCode {
+    if let Err(e) = config.validate_plugins() {
+        eprintln!("{binary}: {e}");
+        return ExitCode::from(2);
+    }
+    match render_settings(&config.settings) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{binary}: cannot print the configuration: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The settings as TOML, with every plugin's default `kind` filled in.
+pub fn render_settings(settings: &BallistaSettings) -> Result<String, String> {
+    toml::to_string(&PluginRegistry::with_default_kinds(settings)).map_err(|e| e.to_string())
+}
+
+/// The config of a stock binary: `settings` with the stock plugins.
+pub fn stock_config(settings: BallistaSettings) -> BallistaConfig {
+    BallistaConfig::builder()
+        .settings(settings)
+        .registry(crate::plugins::stock_registry())
+        .build()
+}
+
+/// Exit code for a start-up failure: 2 for a configuration error (the
+/// process should not be restarted unchanged), 1 otherwise.
+pub fn exit_code_of(error: &ballista::BallistaError) -> ExitCode {
+    match error {
+        ballista::BallistaError::Configuration(_) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
 }
 
 /// Waits for `server` to end or for Ctrl-C / SIGTERM.

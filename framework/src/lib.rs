@@ -30,3 +30,17 @@ pub mod tables;
 pub mod util;
 
 pub use error::{BallistaError, Result};
+
+// The libraries that appear in the framework's public API, re-exported so a
+// plugin crate can depend on `ballista-framework` alone and always compile
+// against exactly the versions the framework was built with. Derives in such
+// crates name them with `#[serde(crate = "ballista::serde")]` and
+// `#[schemars(crate = "ballista::schemars")]`.
+pub use arrow;
+pub use async_trait;
+pub use datafusion;
+pub use object_store;
+pub use schemars;
+pub use serde;
+pub use serde_json;
+pub use url;

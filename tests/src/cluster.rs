@@ -174,7 +174,48 @@ pub struct TestCluster {
     _dirs: Vec<tempfile::TempDir>,
 }
 
-fn listening_port(line: &str) -> u16 {
+/// What a process that ran to its end printed.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `binary` to its end, killing it after `timeout_secs` (a process that
+/// should have stopped but serves instead then fails the test, not hangs it).
+pub fn run_to_exit(
+    binary: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout_secs: u32,
+) -> Finished {
+    let mut command = Command::new("timeout");
+    command
+        .arg("--signal=KILL")
+        .arg(timeout_secs.to_string())
+        .arg(self::binary(binary))
+        .args(args)
+        .stdin(Stdio::null())
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {binary}: {e}"));
+    Finished {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The port in a `… listening on HOST:PORT` line.
+pub fn listening_port(line: &str) -> u16 {
     line.rsplit(':')
         .next()
         .and_then(|p| p.trim().parse().ok())

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ballista::config::{BallistaConfig, ByteSize};
+use ballista::config::ByteSize;
 use ballista::executor::start_executor;
 use ballista_bin::{logging, server};
 use clap::Parser;
@@ -40,6 +40,10 @@ struct Args {
     /// machine's memory).
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<ByteSize>,
+    /// Check the configuration, print the settings it resolves to as TOML
+    /// (secrets hidden) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[tokio::main]
@@ -76,11 +80,25 @@ async fn main() -> ExitCode {
     if let Some(v) = args.memory_limit {
         executor.memory_limit = Some(v);
     }
-    let handle = match start_executor(BallistaConfig::from_settings(settings)).await {
+    if let Err(e) = settings.validate() {
+        eprintln!("ballista-executor: {e}");
+        return ExitCode::from(2);
+    }
+    let config = server::stock_config(settings);
+    if args.print_config {
+        return server::print_config("ballista-executor", &config);
+    }
+    // Every plugin table is checked, also those of the other process kind,
+    // so that one shared file fails the same way everywhere.
+    if let Err(e) = config.validate_plugins() {
+        eprintln!("ballista-executor: {e}");
+        return ExitCode::from(2);
+    }
+    let handle = match start_executor(config).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("ballista-executor: {e}");
-            return ExitCode::from(1);
+            return server::exit_code_of(&e);
         }
     };
     println!(

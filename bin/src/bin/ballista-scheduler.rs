@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ballista::config::BallistaConfig;
 use ballista::scheduler::start_scheduler;
 use ballista_bin::{logging, server};
 use clap::Parser;
@@ -23,6 +22,10 @@ struct Args {
     /// Port to listen on (default 50050; 0 picks a free port).
     #[arg(long, short = 'p')]
     port: Option<u16>,
+    /// Check the configuration, print the settings it resolves to as TOML
+    /// (secrets hidden) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[tokio::main]
@@ -39,11 +42,25 @@ async fn main() -> ExitCode {
     if let Some(port) = args.port {
         settings.scheduler.port = port;
     }
-    let handle = match start_scheduler(BallistaConfig::from_settings(settings)).await {
+    if let Err(e) = settings.validate() {
+        eprintln!("ballista-scheduler: {e}");
+        return ExitCode::from(2);
+    }
+    let config = server::stock_config(settings);
+    if args.print_config {
+        return server::print_config("ballista-scheduler", &config);
+    }
+    // Every plugin table is checked, also those of the other process kind,
+    // so that one shared file fails the same way everywhere.
+    if let Err(e) = config.validate_plugins() {
+        eprintln!("ballista-scheduler: {e}");
+        return ExitCode::from(2);
+    }
+    let handle = match start_scheduler(config).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("ballista-scheduler: {e}");
-            return ExitCode::from(1);
+            return server::exit_code_of(&e);
         }
     };
     // A machine-readable line for scripts that started us with port 0.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ballista::client::{JobProgressListener, SessionContextExt};
-use ballista::config::{BallistaConfig, BallistaSettings};
+use ballista::config::BallistaSettings;
 use ballista::proto::{JobState, JobStatus};
 use ballista_bin::logging;
 use ballista_bin::output::OutputFormat;
@@ -31,15 +31,35 @@ enum Command {
     /// Generate TPC-H data and run the 22 queries, optionally comparing with
     /// single-process DataFusion.
     Tpch(TpchArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the configuration reference (Markdown) of the stock binaries:
+    /// every key, its type, default and environment variable, and every
+    /// registered plugin with its options.
+    Reference,
+    /// Check a configuration file (and BALLISTA_* variables) and print the
+    /// settings it resolves to as TOML, secrets hidden.
+    Check {
+        /// TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, ClapArgs)]
 struct ClusterArgs {
-    /// Scheduler URL, e.g. http://localhost:50050. Without it an embedded
-    /// cluster (scheduler and executors in this process) is started.
+    /// Scheduler URL, e.g. http://localhost:50050 (default: client.scheduler_url
+    /// of the configuration). Without either an embedded cluster (scheduler
+    /// and executors in this process) is started.
     #[arg(long, value_name = "URL")]
     scheduler: Option<String>,
-    /// Configuration file for the embedded cluster (tables, executor settings).
+    /// Configuration file: [client], and for the embedded cluster its tables,
+    /// executor settings and plugins. BALLISTA_* variables override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Executors of the embedded cluster.
@@ -128,19 +148,22 @@ async fn connect(
     args: &ClusterArgs,
     listener: Option<JobProgressListener>,
 ) -> Result<SessionContext, String> {
-    let ctx = match &args.scheduler {
-        Some(url) => SessionContext::remote(url).await.map_err(describe)?,
-        None => {
-            let mut settings =
-                BallistaSettings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
-            if let Some(slots) = args.slots {
-                settings.executor.slots = slots;
-            }
-            let config = BallistaConfig::from_settings(settings);
-            SessionContext::standalone_with_config(config, args.executors)
-                .await
-                .map_err(describe)?
-        }
+    let mut settings = BallistaSettings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(slots) = args.slots {
+        settings.executor.slots = slots;
+    }
+    let scheduler = args
+        .scheduler
+        .clone()
+        .or_else(|| settings.client.scheduler_url.clone());
+    let config = ballista_bin::server::stock_config(settings);
+    let ctx = match scheduler {
+        Some(url) => SessionContext::remote_with_config(&url, config)
+            .await
+            .map_err(describe)?,
+        None => SessionContext::standalone_with_config(config, args.executors)
+            .await
+            .map_err(describe)?,
     };
     if let Some(listener) = listener {
         ctx.state_ref()
@@ -317,5 +340,25 @@ async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Sql(args) => sql_command(args).await,
         Command::Tpch(args) => tpch_command(args).await,
+        Command::Config(command) => config_command(command),
+    }
+}
+
+fn config_command(command: ConfigCommand) -> ExitCode {
+    match command {
+        ConfigCommand::Reference => {
+            print!("{}", ballista_bin::plugins::configuration_reference());
+            ExitCode::SUCCESS
+        }
+        ConfigCommand::Check { config } => match BallistaSettings::load(config.as_deref()) {
+            Ok(settings) => ballista_bin::server::print_config(
+                "ballista",
+                &ballista_bin::server::stock_config(settings),
+            ),
+            Err(e) => {
+                eprintln!("ballista: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

@@ -86,7 +86,7 @@ async fn connect(
             })?;
     }
     let runtime = RuntimeEnvBuilder::new()
-        .with_object_store_registry(config.object_store_registry())
+        .with_object_store_registry(config.object_store_registry()?)
         .build_arc()?;
     let state = SessionStateBuilder::new()
         .with_config(session_config)

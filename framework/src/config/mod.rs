@@ -13,6 +13,9 @@
 
 mod byte_size;
 mod load;
+mod plugin_spec;
+pub mod reference;
+mod secret;
 mod session;
 mod settings;
 
@@ -23,25 +26,35 @@ use typed_builder::TypedBuilder;
 use url::Url;
 
 pub use byte_size::ByteSize;
-pub use load::ENV_PREFIX;
+pub(crate) use load::full_key_path;
+pub use load::{ENV_PREFIX, env_var_for};
+pub use plugin_spec::PluginSpec;
+pub use secret::{REDACTED, Secret, is_secret_key};
 pub use session::{
     BallistaSessionOptions, distributed_session_defaults, distributed_session_overrides,
     new_session_config, session_config_from_settings, settings_from_session_config,
 };
 pub use settings::{
-    BallistaSettings, ExecutorSettings, SchedulerSettings, TableDefinition, TableFormat,
+    BallistaSettings, ClientSettings, ExecutorSettings, SchedulerSettings, TableDefinition,
+    TableFormat,
 };
 
+use crate::error::Result;
 use crate::plugin::memory::MemoryManager;
-use crate::plugin::scheduling::{FifoPolicy, TaskSchedulingPolicy};
-use crate::plugin::shuffle::local::LocalDiskShuffle;
+use crate::plugin::registry::{PluginRegistry, Seam, ShuffleComponents};
+use crate::plugin::scheduling::TaskSchedulingPolicy;
 use crate::plugin::shuffle::{ShuffleReader, ShuffleWriter};
 use crate::plugin::storage::{
     BallistaObjectStoreRegistry, LocalFileSystemProvider, ObjectStoreProvider,
 };
 
-/// Everything a scheduler or an executor is built from: settings plus the
-/// plugin behind each seam. Both processes are constructed only from this.
+/// Everything a scheduler or an executor is built from: settings, the plugin
+/// registry that turns the settings' plugin tables into components, and
+/// components set in code. Both processes are constructed only from this.
+///
+/// For each seam a component set in code wins over the one the settings
+/// select by `kind`; storage providers set in code are added after (and so
+/// override, scheme by scheme) those the settings list.
 #[derive(Debug, Clone, TypedBuilder)]
 #[builder(mutators(
     /// Adds a storage plugin; it serves the URL schemes it declares (a later
@@ -56,28 +69,32 @@ use crate::plugin::storage::{
     }
 ))]
 pub struct BallistaConfig {
-    /// Scheduler and executor settings.
+    /// Scheduler and executor settings, including the plugin tables.
     #[builder(default)]
     pub settings: BallistaSettings,
-    /// Storage plugins (default: local files).
-    #[builder(via_mutators(init = vec![Arc::new(LocalFileSystemProvider) as Arc<dyn ObjectStoreProvider>]))]
+    /// Factories for the plugin kinds the settings may name (default: the
+    /// framework's built-ins).
+    #[builder(default = Arc::new(PluginRegistry::with_builtins()), setter(transform = |registry: PluginRegistry| Arc::new(registry)))]
+    pub registry: Arc<PluginRegistry>,
+    /// Storage plugins set in code, after local files and `[[storage]]`.
+    #[builder(via_mutators)]
     pub storage_providers: Vec<Arc<dyn ObjectStoreProvider>>,
     /// Concrete stores registered up front.
     #[builder(via_mutators)]
     pub object_stores: Vec<(Url, Arc<dyn ObjectStore>)>,
-    /// Admission and task placement (default: FIFO).
-    #[builder(default = Arc::new(FifoPolicy))]
-    pub scheduling_policy: Arc<dyn TaskSchedulingPolicy>,
-    /// Memory pools for tasks (default: one bounded pool per executor sized by
-    /// `executor.memory_limit`).
+    /// Admission and task placement set in code (default: `[scheduling]`).
+    #[builder(default, setter(strip_option))]
+    pub scheduling_policy: Option<Arc<dyn TaskSchedulingPolicy>>,
+    /// Memory pools for tasks set in code, shared by every executor built
+    /// from this config (default: `[memory]`, created per executor).
     #[builder(default, setter(strip_option))]
     pub memory_manager: Option<Arc<dyn MemoryManager>>,
-    /// How map outputs are written (default: local-disk Arrow IPC).
-    #[builder(default = Arc::new(LocalDiskShuffle::default()))]
-    pub shuffle_writer: Arc<dyn ShuffleWriter>,
-    /// How map outputs are read (default: local files or Arrow Flight).
-    #[builder(default = Arc::new(LocalDiskShuffle::default()))]
-    pub shuffle_reader: Arc<dyn ShuffleReader>,
+    /// How map outputs are written, set in code (default: `[shuffle]`).
+    #[builder(default, setter(strip_option))]
+    pub shuffle_writer: Option<Arc<dyn ShuffleWriter>>,
+    /// How map outputs are read, set in code (default: `[shuffle]`).
+    #[builder(default, setter(strip_option))]
+    pub shuffle_reader: Option<Arc<dyn ShuffleReader>>,
 }
 
 impl Default for BallistaConfig {
@@ -87,18 +104,93 @@ impl Default for BallistaConfig {
 }
 
 impl BallistaConfig {
-    /// A config with default plugins and the given settings.
+    /// A config with the built-in plugins and the given settings.
     pub fn from_settings(settings: BallistaSettings) -> Self {
         BallistaConfig::builder().settings(settings).build()
     }
 
-    /// The object store registry both scheduler and executors resolve URLs with.
-    pub fn object_store_registry(&self) -> Arc<BallistaObjectStoreRegistry> {
+    /// The object store registry both scheduler and executors resolve URLs
+    /// with: local files, then the `[[storage]]` plugins, then providers set
+    /// in code, then concrete stores.
+    pub fn object_store_registry(&self) -> Result<Arc<BallistaObjectStoreRegistry>> {
         use datafusion::execution::object_store::ObjectStoreRegistry;
-        let registry = BallistaObjectStoreRegistry::new(&self.storage_providers);
+        let mut providers: Vec<Arc<dyn ObjectStoreProvider>> =
+            vec![Arc::new(LocalFileSystemProvider)];
+        providers.extend(self.registry.storage_providers(&self.settings)?);
+        providers.extend(self.storage_providers.iter().cloned());
+        let registry = BallistaObjectStoreRegistry::new(&providers);
         for (url, store) in &self.object_stores {
             registry.register_store(url, Arc::clone(store));
         }
-        Arc::new(registry)
+        Ok(Arc::new(registry))
+    }
+
+    /// The scheduling policy: the one set in code, else `[scheduling]`.
+    pub fn resolve_scheduling_policy(&self) -> Result<Arc<dyn TaskSchedulingPolicy>> {
+        match &self.scheduling_policy {
+            Some(policy) => {
+                self.warn_if_overridden(Seam::Scheduling);
+                Ok(Arc::clone(policy))
+            }
+            None => self.registry.scheduling_policy(&self.settings),
+        }
+    }
+
+    /// The memory manager: the one set in code, else a new one from
+    /// `[memory]` for this executor's settings.
+    pub fn resolve_memory_manager(&self) -> Result<Arc<dyn MemoryManager>> {
+        match &self.memory_manager {
+            Some(manager) => {
+                self.warn_if_overridden(Seam::Memory);
+                Ok(Arc::clone(manager))
+            }
+            None => self.registry.memory_manager(&self.settings),
+        }
+    }
+
+    /// The shuffle writer and reader: those set in code, else `[shuffle]`.
+    pub fn resolve_shuffle(&self) -> Result<ShuffleComponents> {
+        if let (Some(writer), Some(reader)) = (&self.shuffle_writer, &self.shuffle_reader) {
+            self.warn_if_overridden(Seam::Shuffle);
+            return Ok(ShuffleComponents {
+                writer: Arc::clone(writer),
+                reader: Arc::clone(reader),
+            });
+        }
+        let configured = self.registry.shuffle(&self.settings)?;
+        Ok(ShuffleComponents {
+            writer: self
+                .shuffle_writer
+                .clone()
+                .unwrap_or_else(|| Arc::clone(&configured.writer)),
+            reader: self
+                .shuffle_reader
+                .clone()
+                .unwrap_or_else(|| Arc::clone(&configured.reader)),
+        })
+    }
+
+    /// Builds every plugin the settings select, so that a bad plugin table
+    /// fails at start-up rather than on first use.
+    pub fn validate_plugins(&self) -> Result<()> {
+        self.object_store_registry()?;
+        self.resolve_scheduling_policy()?;
+        self.resolve_memory_manager()?;
+        self.resolve_shuffle()?;
+        Ok(())
+    }
+
+    fn warn_if_overridden(&self, seam: Seam) {
+        let spec = match seam {
+            Seam::Memory => &self.settings.memory,
+            Seam::Scheduling => &self.settings.scheduling,
+            Seam::Shuffle => &self.settings.shuffle,
+            Seam::Storage => return,
+        };
+        if let Some(kind) = &spec.kind {
+            tracing::warn!(
+                "[{seam}] kind = {kind:?} in the configuration is not used: this binary sets its {seam} plugin in code"
+            );
+        }
     }
 }

@@ -4,22 +4,47 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::ByteSize;
+use super::{ByteSize, PluginSpec};
 
-/// All settings. The scheduler reads `[scheduler]`, the executor `[executor]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// All settings. The scheduler reads `[scheduler]`, the executor `[executor]`,
+/// the `ballista` client `[client]`; the plugin tables (`[[storage]]`,
+/// `[memory]`, `[scheduling]`, `[shuffle]`) choose an implementation for
+/// each seam by its registered `kind`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BallistaSettings {
     /// Scheduler settings.
     pub scheduler: SchedulerSettings,
     /// Executor settings.
     pub executor: ExecutorSettings,
+    /// Settings of the `ballista` command-line client.
+    pub client: ClientSettings,
+    /// Storage plugins, one table per plugin (`[[storage]]`), each serving
+    /// the URL schemes it declares. Local files (`file://`) are always
+    /// served; a plugin listed here for the same scheme replaces that.
+    pub storage: Vec<PluginSpec>,
+    /// Memory plugin of the executors.
+    pub memory: PluginSpec,
+    /// Scheduling plugin of the scheduler: admission and task placement.
+    pub scheduling: PluginSpec,
+    /// Shuffle plugin: how map outputs are written and read.
+    pub shuffle: PluginSpec,
+}
+
+/// Settings of the `ballista` command-line client (`[client]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSettings {
+    /// Scheduler to send queries to, e.g. `http://scheduler:50050`. Unset: the
+    /// client starts an embedded cluster in its own process.
+    pub scheduler_url: Option<String>,
 }
 
 /// Scheduler settings (`[scheduler]`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerSettings {
     /// Address the gRPC service binds to.
@@ -59,7 +84,7 @@ impl Default for SchedulerSettings {
 }
 
 /// File format of a declared table.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TableFormat {
     /// Apache Parquet.
@@ -85,7 +110,7 @@ impl TableFormat {
 }
 
 /// A table declared in the scheduler's configuration (`[[scheduler.tables]]`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableDefinition {
     /// Table name used in SQL.
@@ -106,7 +131,7 @@ pub struct TableDefinition {
 }
 
 /// Executor settings (`[executor]`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorSettings {
     /// Address the Flight + control service binds to.
@@ -162,5 +187,75 @@ impl ExecutorSettings {
         } else {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         }
+    }
+}
+
+impl ExecutorSettings {
+    /// Bytes all tasks of this executor may reserve together:
+    /// `memory_limit`, or 70% of the host's or cgroup's memory (4 GiB when
+    /// that cannot be read).
+    pub fn memory_budget_bytes(&self) -> u64 {
+        match self.memory_limit {
+            Some(limit) => limit.bytes(),
+            None => crate::plugin::memory::available_memory_bytes()
+                .map(|m| (m as f64 * crate::executor::DEFAULT_MEMORY_FRACTION) as u64)
+                .unwrap_or(4 << 30),
+        }
+    }
+}
+
+impl BallistaSettings {
+    /// Checks what types alone cannot: ranges, URLs, duplicate names. The
+    /// error names the key path, the value and what is expected.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = &self.scheduler;
+        if s.task_max_attempts == 0 {
+            return Err("scheduler.task_max_attempts = 0: expected at least 1".into());
+        }
+        if s.executor_timeout_secs == 0 {
+            return Err("scheduler.executor_timeout_secs = 0: expected at least 1".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, table) in s.tables.iter().enumerate() {
+            if table.name.trim().is_empty() {
+                return Err(format!(
+                    "scheduler.tables[{i}].name is empty: expected a table name"
+                ));
+            }
+            if !names.insert(table.name.to_ascii_lowercase()) {
+                return Err(format!(
+                    "scheduler.tables[{i}].name = {:?}: a table of that name is already declared",
+                    table.name
+                ));
+            }
+            if let Some(d) = table.delimiter
+                && !d.is_ascii()
+            {
+                return Err(format!(
+                    "scheduler.tables[{i}].delimiter = {d:?}: expected a single ASCII character"
+                ));
+            }
+        }
+        let e = &self.executor;
+        if e.heartbeat_interval_secs == 0 {
+            return Err("executor.heartbeat_interval_secs = 0: expected at least 1".into());
+        }
+        if e.memory_limit.is_some_and(|m| m.bytes() == 0) {
+            return Err("executor.memory_limit = 0: expected a positive size such as 4GiB".into());
+        }
+        check_url("executor.scheduler_url", &e.scheduler_url)?;
+        if let Some(url) = &self.client.scheduler_url {
+            check_url("client.scheduler_url", url)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_url(key: &str, value: &str) -> Result<(), String> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(()),
+        _ => Err(format!(
+            "{key} = {value:?}: expected an http:// or https:// URL such as http://scheduler:50050"
+        )),
     }
 }

@@ -1,5 +1,5 @@
 //! The executor: registers with the scheduler, runs tasks in its slots under
-//! the memory pool its [`MemoryManager`]
+//! the memory pool its [`MemoryManager`](crate::plugin::memory::MemoryManager)
 //! gives each, writes their output through the shuffle plugin, and serves
 //! shuffle partitions and results over Arrow Flight.
 //!
@@ -27,7 +27,6 @@ use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
 use crate::flight::MAX_MESSAGE_SIZE;
 use crate::ids::ExecutorId;
-use crate::plugin::memory::{ExecutorMemoryManager, MemoryManager, available_memory_bytes};
 use crate::plugin::shuffle::ExecutorAddress;
 use crate::proto;
 use crate::proto::executor_control_server::ExecutorControlServer;
@@ -142,18 +141,8 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         port: local_addr.port(),
     };
 
-    let memory: Arc<dyn MemoryManager> = match &config.memory_manager {
-        Some(manager) => Arc::clone(manager),
-        None => {
-            let budget = match settings.memory_limit {
-                Some(limit) => limit.bytes(),
-                None => available_memory_bytes()
-                    .map(|m| (m as f64 * DEFAULT_MEMORY_FRACTION) as u64)
-                    .unwrap_or(4 << 30),
-            };
-            Arc::new(ExecutorMemoryManager::new(budget as usize))
-        }
-    };
+    let memory = config.resolve_memory_manager()?;
+    let shuffle = config.resolve_shuffle()?;
     // Shuffle files live in their own folder, the only one Flight serves, so
     // that nothing else in a configured work directory can be reached by a
     // ticket or deleted by a job clean-up.
@@ -163,7 +152,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let spill_dir = work_dir.join("spill");
     std::fs::create_dir_all(&spill_dir)?;
     let runtime = RuntimeEnvBuilder::new()
-        .with_object_store_registry(config.object_store_registry())
+        .with_object_store_registry(config.object_store_registry()?)
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_dir])),
         )
@@ -176,8 +165,8 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         slots,
         runtime,
         memory,
-        shuffle_writer: Arc::clone(&config.shuffle_writer),
-        shuffle_reader: Arc::clone(&config.shuffle_reader),
+        shuffle_writer: shuffle.writer,
+        shuffle_reader: shuffle.reader,
         status_tx,
     }));
 

@@ -11,8 +11,12 @@
 //! | memory | [`memory::MemoryManager`] | [`memory::ExecutorMemoryManager`]: one bounded pool per executor |
 //! | scheduling | [`scheduling::TaskSchedulingPolicy`] | [`scheduling::FifoPolicy`]: submission order |
 //! | shuffle | [`shuffle::ShuffleWriter`] / [`shuffle::ShuffleReader`] | [`shuffle::local`]: compressed Arrow IPC files served over Flight |
+//!
+//! The stock binaries choose plugins from TOML instead: each seam's table
+//! names a registered `kind`, and the [`registry`] turns it into a component.
 
 pub mod memory;
+pub mod registry;
 pub mod scheduling;
 pub mod shuffle;
 pub mod storage;

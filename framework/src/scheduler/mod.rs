@@ -269,12 +269,10 @@ impl Drop for SchedulerHandle {
 /// Starts a scheduler from a [`BallistaConfig`].
 pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> {
     let settings = config.settings.scheduler.clone();
+    let policy = config.resolve_scheduling_policy()?;
     let planner = JobPlanner::try_new(&config).await?;
     let inner = Arc::new(SchedulerInner {
-        state: Mutex::new(SchedulerState::new(
-            settings.clone(),
-            Arc::clone(&config.scheduling_policy),
-        )),
+        state: Mutex::new(SchedulerState::new(settings.clone(), Arc::clone(&policy))),
         planner,
     });
 
@@ -309,7 +307,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     );
     tracing::info!(
         "scheduler listening on {local_addr} (policy: {})",
-        config.scheduling_policy.name()
+        policy.name()
     );
     Ok(SchedulerHandle {
         local_addr,

@@ -50,7 +50,7 @@ impl JobPlanner {
     /// are read now, so a wrong location stops the scheduler at start-up).
     pub async fn try_new(config: &BallistaConfig) -> Result<Self> {
         let runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(config.object_store_registry())
+            .with_object_store_registry(config.object_store_registry()?)
             .build_arc()?;
         let mut planner = Self {
             runtime,

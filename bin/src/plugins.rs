@@ -1,0 +1,19 @@
+//! The plugins the stock binaries can select from TOML.
+
+use ballista::plugin::registry::PluginRegistry;
+
+/// The command that regenerates `docs/configuration.md`.
+pub const REGENERATE_REFERENCE: &str =
+    "cargo run -p ballista-bin --bin ballista -- config reference > docs/configuration.md";
+
+/// Every plugin of the stock binaries: the framework's built-ins and the
+/// first-party plugin crates (each crate adds its kinds here as it gains
+/// them).
+pub fn stock_registry() -> PluginRegistry {
+    PluginRegistry::with_builtins()
+}
+
+/// The configuration reference of the stock binaries (Markdown).
+pub fn configuration_reference() -> String {
+    ballista::config::reference::render_markdown(&stock_registry(), REGENERATE_REFERENCE)
+}
