@@ -79,6 +79,44 @@ async fn sql_against_a_remote_scheduler_and_a_failing_statement() {
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout), EXPECTED_CSV);
 
+    // The scheduler can come from [client] in the configuration instead…
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("client.toml");
+    std::fs::write(
+        &file,
+        format!("[client]\nscheduler_url = \"{}\"\n", cluster.scheduler_url),
+    )
+    .unwrap();
+    let config_args = [
+        "sql",
+        "--config",
+        file.to_str().unwrap(),
+        "-c",
+        &sql,
+        "--format",
+        "csv",
+    ];
+    let output = run(&config_args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), EXPECTED_CSV);
+    // …and the environment overrides the file (here with a dead scheduler,
+    // which proves the setting is what the client connects to).
+    let output = std::process::Command::new(binary("ballista"))
+        .args(config_args)
+        .env("BALLISTA_CLIENT__SCHEDULER_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the scheduler at http://127.0.0.1:9"),
+        "{stderr}"
+    );
+
     // A failing statement stops the run with a non-zero exit; earlier output stays.
     let sql = "SELECT 1 AS one; SELECT * FROM missing_table; SELECT 2 AS two;";
     let output = run(&[

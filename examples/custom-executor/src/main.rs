@@ -6,9 +6,11 @@
 //! TOML selects and logs every task's memory figures when it ends, which is
 //! what a platform team would feed into its own accounting.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use ballista::BallistaError;
 use ballista::config::{BallistaConfig, BallistaSettings};
 use ballista::datafusion::execution::memory_pool::MemoryPool;
 use ballista::executor::start_executor;
@@ -45,55 +47,39 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().collect();
-    let file = match args.as_slice() {
-        [_, flag, path] if flag == "--config" => Some(std::path::Path::new(path)),
-        [_] => None,
-        _ => {
-            eprintln!("usage: custom-executor [--config FILE]");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = match BallistaSettings::load(file) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("custom-executor: {e}");
-            return ExitCode::from(2);
-        }
-    };
-
-    let mut registry = PluginRegistry::with_builtins();
-    ballista_storage_mount::register(&mut registry);
-    let memory = match registry.memory_manager(&settings) {
-        Ok(memory) => memory,
-        Err(e) => {
-            eprintln!("custom-executor: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = BallistaConfig::builder()
-        .settings(settings)
-        .registry(registry)
-        .memory_manager(Arc::new(AccountedMemory(memory)))
-        .build();
-
-    let executor = match start_executor(config).await {
-        Ok(executor) => executor,
-        Err(e) => {
-            eprintln!("custom-executor: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    println!(
-        "custom-executor {} listening on {}",
-        executor.address().id,
-        executor.local_addr()
-    );
-    match executor.wait().await {
+    match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("custom-executor: {e}");
-            ExitCode::from(1)
+            ExitCode::from(if matches!(e, BallistaError::Configuration(_)) {
+                2
+            } else {
+                1
+            })
         }
     }
+}
+
+async fn run() -> ballista::Result<()> {
+    // `custom-executor [--config FILE]`; BALLISTA_* variables apply as usual.
+    let file = std::env::args().skip_while(|a| a != "--config").nth(1);
+    let settings = BallistaSettings::load(file.as_deref().map(Path::new))?;
+
+    let mut registry = PluginRegistry::with_builtins();
+    ballista_storage_mount::register(&mut registry);
+    // Wrap whatever [memory] selects.
+    let memory = AccountedMemory(registry.memory_manager(&settings)?);
+    let config = BallistaConfig::builder()
+        .settings(settings)
+        .registry(registry)
+        .memory_manager(Arc::new(memory))
+        .build();
+
+    let executor = start_executor(config).await?;
+    let id = &executor.address().id;
+    println!(
+        "custom-executor {id} listening on {}",
+        executor.local_addr()
+    );
+    executor.wait().await
 }

@@ -6,9 +6,11 @@
 //! that carry a name (`SET ballista.job_name = '…'`), so that every query on
 //! a shared cluster can be traced to its owner.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use ballista::BallistaError;
 use ballista::config::{BallistaConfig, BallistaSettings};
 use ballista::plugin::registry::PluginRegistry;
 use ballista::plugin::scheduling::{
@@ -46,22 +48,23 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().collect();
-    let file = match args.as_slice() {
-        [_, flag, path] if flag == "--config" => Some(std::path::Path::new(path)),
-        [_] => None,
-        _ => {
-            eprintln!("usage: custom-scheduler [--config FILE]");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = match BallistaSettings::load(file) {
-        Ok(settings) => settings,
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("custom-scheduler: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(if matches!(e, BallistaError::Configuration(_)) {
+                2
+            } else {
+                1
+            })
         }
-    };
+    }
+}
+
+async fn run() -> ballista::Result<()> {
+    // `custom-scheduler [--config FILE]`; BALLISTA_* variables apply as usual.
+    let file = std::env::args().skip_while(|a| a != "--config").nth(1);
+    let settings = BallistaSettings::load(file.as_deref().map(Path::new))?;
 
     let mut registry = PluginRegistry::with_builtins();
     ballista_storage_mount::register(&mut registry);
@@ -71,19 +74,7 @@ async fn main() -> ExitCode {
         .scheduling_policy(Arc::new(NamedJobsOnly::default()))
         .build();
 
-    let scheduler = match start_scheduler(config).await {
-        Ok(scheduler) => scheduler,
-        Err(e) => {
-            eprintln!("custom-scheduler: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let scheduler = start_scheduler(config).await?;
     println!("custom-scheduler listening on {}", scheduler.local_addr());
-    match scheduler.wait().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("custom-scheduler: {e}");
-            ExitCode::from(1)
-        }
-    }
+    scheduler.wait().await
 }
