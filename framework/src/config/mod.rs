@@ -35,8 +35,8 @@ pub use session::{
     new_session_config, session_config_from_settings, settings_from_session_config,
 };
 pub use settings::{
-    BallistaSettings, ClientSettings, ExecutorSettings, SchedulerSettings, TableDefinition,
-    TableFormat,
+    BallistaSettings, ClientSettings, ExecutorSettings, SchedulerSettings, SessionDefaults,
+    TableDefinition, TableFormat,
 };
 
 use crate::error::Result;

@@ -63,7 +63,7 @@ pub struct SchedulerSettings {
     /// How long a finished job's results stay available to be fetched.
     pub result_retention_secs: u64,
     /// Extra session settings handed to clients as defaults.
-    pub session: BTreeMap<String, String>,
+    pub session: SessionDefaults,
     /// Tables every client can query without registering them.
     pub tables: Vec<TableDefinition>,
 }
@@ -77,9 +77,44 @@ impl Default for SchedulerSettings {
             task_max_attempts: 3,
             executor_timeout_secs: 30,
             result_retention_secs: 600,
-            session: BTreeMap::new(),
+            session: SessionDefaults::default(),
             tables: Vec::new(),
         }
+    }
+}
+
+/// Session settings the scheduler hands to clients (`[scheduler.session]`).
+/// Values of secret-looking keys are hidden in `Debug` and when printed.
+#[derive(Clone, Default, Deserialize, PartialEq, JsonSchema)]
+#[serde(transparent)]
+pub struct SessionDefaults(pub BTreeMap<String, String>);
+
+impl SessionDefaults {
+    fn shown(&self) -> BTreeMap<&str, &str> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let key = k.rsplit('.').next().unwrap_or(k);
+                let value = if super::is_secret_key(key) {
+                    super::REDACTED
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), value)
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for SessionDefaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shown().fmt(f)
+    }
+}
+
+impl Serialize for SessionDefaults {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.shown().serialize(serializer)
     }
 }
 

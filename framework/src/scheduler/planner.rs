@@ -92,7 +92,7 @@ impl JobPlanner {
             "datafusion.execution.target_partitions".into(),
             self.target_partitions(cluster_slots).to_string(),
         );
-        settings.extend(self.settings.session.clone());
+        settings.extend(self.settings.session.0.clone());
         settings
     }
 
