@@ -49,6 +49,30 @@ pub fn stock_config(settings: BallistaSettings) -> BallistaConfig {
         .build()
 }
 
+/// The stock config for settings adjusted by flags: checks them again and
+/// builds every plugin table (also those of the other process kind, so one
+/// shared file fails the same way everywhere). With `print`, prints the
+/// settings instead (`--print-config`). `Err` is the exit code to stop with.
+pub fn configure(
+    binary: &str,
+    settings: BallistaSettings,
+    print: bool,
+) -> Result<BallistaConfig, ExitCode> {
+    if let Err(e) = settings.validate() {
+        eprintln!("{binary}: {e}");
+        return Err(ExitCode::from(2));
+    }
+    let config = stock_config(settings);
+    if print {
+        return Err(print_config(binary, &config));
+    }
+    if let Err(e) = config.validate_plugins() {
+        eprintln!("{binary}: {e}");
+        return Err(ExitCode::from(2));
+    }
+    Ok(config)
+}
+
 /// Exit code for a start-up failure: 2 for a configuration error (the
 /// process should not be restarted unchanged), 1 otherwise.
 pub fn exit_code_of(error: &ballista::BallistaError) -> ExitCode {

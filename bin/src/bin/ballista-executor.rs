@@ -80,20 +80,10 @@ async fn main() -> ExitCode {
     if let Some(v) = args.memory_limit {
         executor.memory_limit = Some(v);
     }
-    if let Err(e) = settings.validate() {
-        eprintln!("ballista-executor: {e}");
-        return ExitCode::from(2);
-    }
-    let config = server::stock_config(settings);
-    if args.print_config {
-        return server::print_config("ballista-executor", &config);
-    }
-    // Every plugin table is checked, also those of the other process kind,
-    // so that one shared file fails the same way everywhere.
-    if let Err(e) = config.validate_plugins() {
-        eprintln!("ballista-executor: {e}");
-        return ExitCode::from(2);
-    }
+    let config = match server::configure("ballista-executor", settings, args.print_config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     let handle = match start_executor(config).await {
         Ok(h) => h,
         Err(e) => {

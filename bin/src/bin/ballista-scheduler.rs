@@ -42,20 +42,10 @@ async fn main() -> ExitCode {
     if let Some(port) = args.port {
         settings.scheduler.port = port;
     }
-    if let Err(e) = settings.validate() {
-        eprintln!("ballista-scheduler: {e}");
-        return ExitCode::from(2);
-    }
-    let config = server::stock_config(settings);
-    if args.print_config {
-        return server::print_config("ballista-scheduler", &config);
-    }
-    // Every plugin table is checked, also those of the other process kind,
-    // so that one shared file fails the same way everywhere.
-    if let Err(e) = config.validate_plugins() {
-        eprintln!("ballista-scheduler: {e}");
-        return ExitCode::from(2);
-    }
+    let config = match server::configure("ballista-scheduler", settings, args.print_config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     let handle = match start_scheduler(config).await {
         Ok(h) => h,
         Err(e) => {
