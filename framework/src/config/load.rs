@@ -7,7 +7,7 @@ use std::path::Path;
 use config::{Config, Environment, File, FileFormat};
 
 use super::BallistaSettings;
-use super::secret::{REDACTED, is_secret_key};
+use super::secret::{is_secret_key, scrub_values};
 use crate::error::{BallistaError, Result};
 
 /// Prefix of the environment variables that override settings.
@@ -69,13 +69,8 @@ impl BallistaSettings {
             let message = e.inner().to_string();
             sources.error(format!("{path}: {message}{}", sources.origin(&path)))
         })?;
-        settings.validate().map_err(|message| {
-            let path = message
-                .split([' ', ':'])
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            sources.error(format!("{message}{}", sources.origin(&path)))
+        settings.validate().map_err(|invalid| {
+            sources.error(format!("{invalid}{}", sources.origin(&invalid.key_path)))
         })?;
         Ok(settings)
     }
@@ -144,10 +139,7 @@ impl Sources<'_> {
                 }
             }
         }
-        let mut message = message;
-        for secret in secrets.iter().filter(|s| s.len() >= 4) {
-            message = message.replace(secret.as_str(), REDACTED);
-        }
+        let message = scrub_values(message, secrets.iter().map(String::as_str));
         BallistaError::Configuration(message)
     }
 }

@@ -29,14 +29,15 @@ pub use byte_size::ByteSize;
 pub(crate) use load::full_key_path;
 pub use load::{ENV_PREFIX, env_var_for};
 pub use plugin_spec::PluginSpec;
+pub(crate) use secret::scrub_values;
 pub use secret::{REDACTED, Secret, is_secret_key};
 pub use session::{
     BallistaSessionOptions, distributed_session_defaults, distributed_session_overrides,
     new_session_config, session_config_from_settings, settings_from_session_config,
 };
 pub use settings::{
-    BallistaSettings, ClientSettings, ExecutorSettings, SchedulerSettings, SessionDefaults,
-    TableDefinition, TableFormat,
+    BallistaSettings, ClientSettings, ExecutorSettings, InvalidSetting, SchedulerSettings,
+    SessionDefaults, TableDefinition, TableFormat,
 };
 
 use crate::error::Result;

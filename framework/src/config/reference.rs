@@ -87,14 +87,13 @@ fn render_rows(
     defs: &Map<String, Value>,
     with_env: bool,
 ) -> Vec<(String, Value)> {
-    let Some(props) = def.get("properties").and_then(Value::as_object) else {
-        out.push_str("No options.\n\n");
-        return Vec::new();
+    let props = match def.get("properties").and_then(Value::as_object) {
+        Some(props) if !props.is_empty() => props,
+        _ => {
+            out.push_str("No options.\n\n");
+            return Vec::new();
+        }
     };
-    if props.is_empty() {
-        out.push_str("No options.\n\n");
-        return Vec::new();
-    }
     let required: Vec<&str> = def
         .get("required")
         .and_then(Value::as_array)
@@ -185,16 +184,19 @@ fn render_seam(
     }
 }
 
-/// Follows a `$ref` to its definition.
-fn resolve<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> &'a Value {
-    if let Some(name) = schema
+/// The definition name a `$ref` points to.
+fn ref_name(schema: &Value) -> Option<&str> {
+    schema
         .get("$ref")
         .and_then(Value::as_str)
         .and_then(|r| r.strip_prefix("#/$defs/"))
-    {
-        return defs.get(name).unwrap_or(schema);
-    }
-    schema
+}
+
+/// Follows a `$ref` to its definition.
+fn resolve<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> &'a Value {
+    ref_name(schema)
+        .and_then(|name| defs.get(name))
+        .unwrap_or(schema)
 }
 
 fn description(schema: &Value) -> Option<String> {
@@ -228,11 +230,7 @@ fn type_list(schema: &Value) -> Vec<String> {
 
 /// A reader's name for a schema's type.
 fn type_name(schema: &Value, defs: &Map<String, Value>) -> String {
-    if let Some(name) = schema
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("#/$defs/"))
-    {
+    if let Some(name) = ref_name(schema) {
         return match name {
             "ByteSize" => "byte size".into(),
             "Secret" => "secret string".into(),

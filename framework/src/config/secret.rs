@@ -37,6 +37,19 @@ pub fn is_secret_key(key: &str) -> bool {
     SECRET_KEY_FRAGMENTS.iter().any(|f| key.contains(f))
 }
 
+/// `message` with every occurrence of the given secret values replaced by
+/// [`REDACTED`]. Values shorter than four characters are left alone: they
+/// would mangle ordinary words and leak next to nothing.
+pub(crate) fn scrub_values<'a>(
+    message: String,
+    secrets: impl IntoIterator<Item = &'a str>,
+) -> String {
+    secrets
+        .into_iter()
+        .filter(|s| s.len() >= 4)
+        .fold(message, |m, secret| m.replace(secret, REDACTED))
+}
+
 /// A string that is never printed: S3 keys, tokens, passwords.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);

@@ -239,44 +239,88 @@ impl ExecutorSettings {
     }
 }
 
+/// A setting whose value its type allows but the process cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSetting {
+    /// Where the setting is, e.g. `scheduler.tables[1].name`.
+    pub key_path: String,
+    /// The value and what is expected, e.g. ` = 0: expected at least 1`.
+    pub problem: String,
+}
+
+impl InvalidSetting {
+    fn new(key_path: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            key_path: key_path.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.key_path, self.problem)
+    }
+}
+
+impl std::error::Error for InvalidSetting {}
+
 impl BallistaSettings {
     /// Checks what types alone cannot: ranges, URLs, duplicate names. The
     /// error names the key path, the value and what is expected.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let s = &self.scheduler;
         if s.task_max_attempts == 0 {
-            return Err("scheduler.task_max_attempts = 0: expected at least 1".into());
+            return Err(InvalidSetting::new(
+                "scheduler.task_max_attempts",
+                " = 0: expected at least 1",
+            ));
         }
         if s.executor_timeout_secs == 0 {
-            return Err("scheduler.executor_timeout_secs = 0: expected at least 1".into());
+            return Err(InvalidSetting::new(
+                "scheduler.executor_timeout_secs",
+                " = 0: expected at least 1",
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, table) in s.tables.iter().enumerate() {
+            let key = |field: &str| format!("scheduler.tables[{i}].{field}");
             if table.name.trim().is_empty() {
-                return Err(format!(
-                    "scheduler.tables[{i}].name is empty: expected a table name"
+                return Err(InvalidSetting::new(
+                    key("name"),
+                    " is empty: expected a table name",
                 ));
             }
             if !names.insert(table.name.to_ascii_lowercase()) {
-                return Err(format!(
-                    "scheduler.tables[{i}].name = {:?}: a table of that name is already declared",
-                    table.name
+                return Err(InvalidSetting::new(
+                    key("name"),
+                    format!(
+                        " = {:?}: a table of that name is already declared",
+                        table.name
+                    ),
                 ));
             }
             if let Some(d) = table.delimiter
                 && !d.is_ascii()
             {
-                return Err(format!(
-                    "scheduler.tables[{i}].delimiter = {d:?}: expected a single ASCII character"
+                return Err(InvalidSetting::new(
+                    key("delimiter"),
+                    format!(" = {d:?}: expected a single ASCII character"),
                 ));
             }
         }
         let e = &self.executor;
         if e.heartbeat_interval_secs == 0 {
-            return Err("executor.heartbeat_interval_secs = 0: expected at least 1".into());
+            return Err(InvalidSetting::new(
+                "executor.heartbeat_interval_secs",
+                " = 0: expected at least 1",
+            ));
         }
         if e.memory_limit.is_some_and(|m| m.bytes() == 0) {
-            return Err("executor.memory_limit = 0: expected a positive size such as 4GiB".into());
+            return Err(InvalidSetting::new(
+                "executor.memory_limit",
+                " = 0: expected a positive size such as 4GiB",
+            ));
         }
         check_url("executor.scheduler_url", &e.scheduler_url)?;
         if let Some(url) = &self.client.scheduler_url {
@@ -286,11 +330,14 @@ impl BallistaSettings {
     }
 }
 
-fn check_url(key: &str, value: &str) -> Result<(), String> {
+fn check_url(key: &str, value: &str) -> Result<(), InvalidSetting> {
     match url::Url::parse(value) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(()),
-        _ => Err(format!(
-            "{key} = {value:?}: expected an http:// or https:// URL such as http://scheduler:50050"
+        _ => Err(InvalidSetting::new(
+            key,
+            format!(
+                " = {value:?}: expected an http:// or https:// URL such as http://scheduler:50050"
+            ),
         )),
     }
 }

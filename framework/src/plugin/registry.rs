@@ -50,7 +50,7 @@ use super::scheduling::{FifoPolicy, TaskSchedulingPolicy};
 use super::shuffle::local::LocalDiskShuffle;
 use super::shuffle::{ShuffleReader, ShuffleWriter};
 use super::storage::ObjectStoreProvider;
-use crate::config::{BallistaSettings, PluginSpec, REDACTED, is_secret_key};
+use crate::config::{BallistaSettings, PluginSpec, REDACTED, is_secret_key, scrub_values};
 use crate::error::{BallistaError, Result};
 
 /// The plugin seams that are chosen in TOML.
@@ -260,18 +260,16 @@ fn parse_options<O: DeserializeOwned>(
 ) -> Result<O> {
     serde_path_to_error::deserialize(Value::Object(options.clone())).map_err(|e| {
         let path = crate::config::full_key_path(&e);
-        let mut message = format!("{}.{path}: {}", context.key_path, e.inner());
-        for (key, value) in options {
-            if is_secret_key(key) {
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                if text.len() >= 4 {
-                    message = message.replace(&text, REDACTED);
-                }
-            }
-        }
+        let message = format!("{}.{path}: {}", context.key_path, e.inner());
+        let secrets: Vec<String> = options
+            .iter()
+            .filter(|(key, _)| is_secret_key(key))
+            .map(|(_, value)| match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        let message = scrub_values(message, secrets.iter().map(String::as_str));
         BallistaError::Configuration(message)
     })
 }
