@@ -10,7 +10,10 @@ pub const REGENERATE_REFERENCE: &str =
 /// first-party plugin crates (each crate adds its kinds here as it gains
 /// them).
 pub fn stock_registry() -> PluginRegistry {
-    PluginRegistry::with_builtins()
+    let mut registry = PluginRegistry::with_builtins();
+    ballista_storage_local::register(&mut registry);
+    ballista_storage_s3::register(&mut registry);
+    registry
 }
 
 /// The configuration reference of the stock binaries (Markdown).

@@ -17,9 +17,16 @@ use super::queries::statements;
 
 /// Registers the eight tables of the TPC-H data folder `dir`.
 pub async fn register_tables(ctx: &SessionContext, dir: &Path) -> Result<()> {
+    register_tables_at(ctx, &dir.display().to_string()).await
+}
+
+/// Registers the eight TPC-H tables stored as `<base>/<table>/` folders of
+/// parquet files, where `base` is a local folder or a URL such as
+/// `s3://bucket/tpch`.
+pub async fn register_tables_at(ctx: &SessionContext, base: &str) -> Result<()> {
+    let base = base.trim_end_matches('/');
     for table in TABLES {
-        let path = dir.join(table);
-        let location = format!("{}/", path.display());
+        let location = format!("{base}/{table}/");
         ctx.register_parquet(table, &location, ParquetReadOptions::default())
             .await?;
     }

@@ -47,17 +47,31 @@ impl PluginSpec {
 
     /// The options with secret-looking values replaced, for display.
     fn redacted_options(&self) -> Map<String, Value> {
-        self.options
-            .iter()
-            .map(|(k, v)| {
-                let shown = if is_secret_key(k) {
-                    Value::String(REDACTED.into())
-                } else {
-                    v.clone()
-                };
-                (k.clone(), shown)
-            })
-            .collect()
+        redact_map(&self.options)
+    }
+}
+
+/// Secret-looking keys hidden at every depth: plugins nest tables (per-bucket
+/// settings, for one) that carry credentials of their own.
+fn redact_map(options: &Map<String, Value>) -> Map<String, Value> {
+    options
+        .iter()
+        .map(|(k, v)| {
+            let shown = if is_secret_key(k) {
+                Value::String(REDACTED.into())
+            } else {
+                redact_value(v)
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
+fn redact_value(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(redact_map(map)),
+        Value::Array(items) => Value::Array(items.iter().map(redact_value).collect()),
+        other => other.clone(),
     }
 }
 
@@ -122,13 +136,17 @@ mod tests {
 
     #[test]
     fn kind_is_split_from_options_and_secrets_are_hidden() {
-        let spec: PluginSpec =
-            toml::from_str("kind = \"s3\"\nregion = \"eu\"\nsecret_access_key = \"AKIAxyz\"\n")
-                .unwrap();
+        let spec: PluginSpec = toml::from_str(
+            "kind = \"s3\"\nregion = \"eu\"\nsecret_access_key = \"AKIAxyz\"\n\
+             [buckets.b]\nregion = \"us\"\nsecret_access_key = \"NESTEDxyz\"\n",
+        )
+        .unwrap();
         assert_eq!(spec.kind.as_deref(), Some("s3"));
         assert_eq!(spec.options["region"], "eu");
         let shown = format!("{spec:?} {}", toml::to_string(&spec).unwrap());
         assert!(!shown.contains("AKIAxyz"), "{shown}");
+        assert!(!shown.contains("NESTEDxyz"), "{shown}");
+        assert!(shown.contains("us"), "{shown}");
         assert!(shown.contains("region"), "{shown}");
         let err = toml::from_str::<PluginSpec>("kind = 3")
             .unwrap_err()

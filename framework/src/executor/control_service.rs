@@ -45,7 +45,7 @@ impl ExecutorControl for ExecutorControlService {
         self.runner.forget_job(&job_id);
         self.runner
             .shuffle_writer()
-            .remove_job_data(&job_id, self.runner.work_dir())
+            .remove_job_data(&job_id, &self.runner.shuffle_storage())
             .await?;
         tracing::debug!("removed data of job {job_id}");
         Ok(Response::new(proto::RemoveJobDataResponse {}))

@@ -1,8 +1,11 @@
 //! The executor's Arrow Flight service: `do_get` streams a partition file
-//! named by a ticket, and nothing outside the work directory.
+//! named by a ticket, and nothing outside the work directory; or, for a
+//! shuffle that keeps its data in object storage, a committed object of that
+//! shuffle (clients fetch a job's results here without storage credentials).
 
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -13,17 +16,77 @@ use futures::{Stream, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::BallistaError;
-use crate::flight::{decode_ticket, ipc_file_flight_data, resolve_ticket_path};
+use crate::flight::{
+    ChunkReader, FlightClientPool, decode_ticket, ipc_file_flight_data, ipc_flight_data,
+    resolve_ticket_path,
+};
+use crate::ids::{JobId, StageId};
+use crate::plugin::shuffle::{
+    ExecutorAddress, PartitionStats, ShuffleLocation, ShuffleReadContext, ShuffleReader,
+};
+use datafusion::execution::object_store::ObjectStoreRegistry;
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 pub(crate) struct ExecutorFlightService {
     work_dir: PathBuf,
+    executor: ExecutorAddress,
+    shuffle_reader: Arc<dyn ShuffleReader>,
+    object_stores: Arc<dyn ObjectStoreRegistry>,
 }
 
 impl ExecutorFlightService {
-    pub(crate) fn new(work_dir: PathBuf) -> Self {
-        Self { work_dir }
+    pub(crate) fn new(
+        work_dir: PathBuf,
+        executor: ExecutorAddress,
+        shuffle_reader: Arc<dyn ShuffleReader>,
+        object_stores: Arc<dyn ObjectStoreRegistry>,
+    ) -> Self {
+        Self {
+            work_dir,
+            executor,
+            shuffle_reader,
+            object_stores,
+        }
+    }
+
+    /// Serves a ticket naming a URL: a committed object of the executor's
+    /// object-store shuffle. The shuffle reader refuses anything else.
+    async fn serve_stored_object(
+        &self,
+        job_id: &str,
+        path: &str,
+    ) -> Result<BoxedStream<FlightData>, BallistaError> {
+        let location = ShuffleLocation {
+            job_id: JobId::parse(job_id)?,
+            stage_id: StageId(0),
+            map_partition: 0,
+            output_partition: 0,
+            attempt: 0,
+            executor: self.executor.clone(),
+            path: path.to_string(),
+            stats: PartitionStats::default(),
+        };
+        let ctx = ShuffleReadContext {
+            schema: Arc::new(arrow::datatypes::Schema::empty()),
+            local_executor: Some(self.executor.id.clone()),
+            work_dir: Some(self.work_dir.clone()),
+            flight: FlightClientPool::default(),
+            object_stores: Arc::clone(&self.object_stores),
+        };
+        let bytes = self
+            .shuffle_reader
+            .open_ipc_bytes(&location, &ctx)
+            .await?
+            .ok_or_else(|| {
+                BallistaError::PermissionDenied(format!(
+                    "ticket path {path:?} is a URL, but the executor's shuffle ({}) keeps no data in object storage",
+                    self.shuffle_reader.name()
+                ))
+            })?;
+        Ok(Box::pin(
+            ipc_flight_data(ChunkReader::new(bytes)).map_err(Status::from),
+        ))
     }
 }
 
@@ -49,6 +112,17 @@ impl FlightService for ExecutorFlightService {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let peer = request.remote_addr();
         let ticket = decode_ticket(&request.into_inner().ticket)?;
+        if ticket.path.contains("://") {
+            let stream = self
+                .serve_stored_object(&ticket.job_id, &ticket.path)
+                .await
+                .inspect_err(|e| {
+                    if matches!(e, BallistaError::PermissionDenied(_)) {
+                        tracing::warn!("refused Flight ticket from {peer:?}: {e}");
+                    }
+                })?;
+            return Ok(Response::new(stream));
+        }
         let path = resolve_ticket_path(&self.work_dir, &ticket).inspect_err(|e| {
             if matches!(
                 e,

@@ -9,6 +9,7 @@
 mod control_service;
 mod flight_service;
 mod scheduler_link;
+mod staged_writes;
 mod task_runner;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +30,7 @@ use crate::error::{BallistaError, Result};
 use crate::flight::MAX_MESSAGE_SIZE;
 use crate::ids::ExecutorId;
 use crate::plugin::shuffle::ExecutorAddress;
+use crate::plugin::storage::StorageAccess;
 use crate::proto;
 use crate::proto::executor_control_server::ExecutorControlServer;
 
@@ -151,8 +154,24 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let shuffle_dir = shuffle_dir.canonicalize()?;
     let spill_dir = work_dir.join("spill");
     std::fs::create_dir_all(&spill_dir)?;
+    let registry = config.object_store_registry()?;
+    if let Some(url) = shuffle.writer.storage_url() {
+        registry
+            .check_access(url, StorageAccess::Write)
+            .and_then(|()| {
+                registry
+                    .get_store(url)
+                    .map_err(BallistaError::from_datafusion)
+            })
+            .map_err(|e| {
+                BallistaError::Configuration(format!(
+                    "shuffle.url = {url}: the executor cannot use it: {e}"
+                ))
+            })?;
+    }
+    let object_stores: Arc<dyn ObjectStoreRegistry> = registry;
     let runtime = RuntimeEnvBuilder::new()
-        .with_object_store_registry(config.object_store_registry()?)
+        .with_object_store_registry(Arc::clone(&object_stores))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_dir])),
         )
@@ -166,13 +185,18 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         runtime,
         memory,
         shuffle_writer: shuffle.writer,
-        shuffle_reader: shuffle.reader,
+        shuffle_reader: Arc::clone(&shuffle.reader),
         status_tx,
     }));
 
-    let flight = FlightServiceServer::new(flight_service::ExecutorFlightService::new(shuffle_dir))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let flight = FlightServiceServer::new(flight_service::ExecutorFlightService::new(
+        shuffle_dir,
+        address.clone(),
+        Arc::clone(&shuffle.reader),
+        object_stores,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let control = ExecutorControlServer::new(control_service::ExecutorControlService::new(
         Arc::clone(&runner),
     ))

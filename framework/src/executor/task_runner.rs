@@ -13,13 +13,16 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
+use super::staged_writes::{StagedWrites, StagingRegistry};
 use crate::config::session_config_from_settings;
 use crate::error::{BallistaError, Result};
 use crate::flight::FlightClientPool;
 use crate::ids::{JobId, StageId, TaskId};
 use crate::plan::{ShuffleWriterExec, TaskEnv, decode_stage_plan, shuffle_read_counts};
 use crate::plugin::memory::{MemoryManager, TaskMemoryRequest};
-use crate::plugin::shuffle::{ExecutorAddress, ShuffleLocation, ShuffleReader, ShuffleWriter};
+use crate::plugin::shuffle::{
+    ExecutorAddress, ShuffleLocation, ShuffleReader, ShuffleStorage, ShuffleWriter,
+};
 use crate::proto;
 use crate::util::now_ms;
 
@@ -114,8 +117,12 @@ impl TaskRunner {
         &self.parts.shuffle_writer
     }
 
-    pub(crate) fn work_dir(&self) -> &PathBuf {
-        &self.parts.work_dir
+    /// Where this executor's shuffle data lives, for clean-up.
+    pub(crate) fn shuffle_storage(&self) -> ShuffleStorage {
+        ShuffleStorage {
+            work_dir: self.parts.work_dir.clone(),
+            object_stores: Arc::clone(&self.parts.runtime.object_store_registry),
+        }
     }
 
     pub(crate) fn memory(&self) -> &Arc<dyn MemoryManager> {
@@ -285,14 +292,22 @@ impl TaskRunner {
             shuffle_writer: Arc::clone(&self.parts.shuffle_writer),
             shuffle_reader: Arc::clone(&self.parts.shuffle_reader),
             flight: self.flight.clone(),
+            object_stores: Arc::clone(&self.parts.runtime.object_store_registry),
         });
         let config = session_config_from_settings(&settings)?.with_extension(env);
         let pool = self.parts.memory.task_pool(&TaskMemoryRequest {
             task: &task_id,
             settings: &settings,
         })?;
+        // What the plan itself writes (COPY, INSERT) is published only when
+        // the task succeeds.
+        let staged = StagedWrites::new(task_id.to_string());
         let runtime = RuntimeEnvBuilder::from_runtime_env(&self.parts.runtime)
             .with_memory_pool(pool)
+            .with_object_store_registry(Arc::new(StagingRegistry::new(
+                Arc::clone(&self.parts.runtime.object_store_registry),
+                Arc::clone(&staged),
+            )))
             .build_arc()?;
         let context = Arc::new(TaskContext::new(
             Some(task_id.to_string()),
@@ -310,7 +325,22 @@ impl TaskRunner {
                 "the plan of task {task_id} is not rooted at a ShuffleWriterExec"
             ))
         })?;
-        let locations = writer.write_map_output(task_id.partition, context).await?;
+        let locations = match writer.write_map_output(task_id.partition, context).await {
+            Ok(locations) => locations,
+            Err(e) => {
+                let discarded = staged.abort().await;
+                if discarded > 0 {
+                    tracing::info!(
+                        "task {task_id} failed: discarded {discarded} staged output file(s)"
+                    );
+                }
+                return Err(e);
+            }
+        };
+        if !staged.is_empty() {
+            let published = staged.commit().await?;
+            tracing::debug!("task {task_id} published {published} written file(s)");
+        }
         let (remote_fetches, local_reads) = shuffle_read_counts(&plan);
         Ok(TaskOutput {
             locations,

@@ -8,8 +8,11 @@ use arrow::ipc::reader::StreamDecoder;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::FlightData;
 use bytes::Bytes;
-use futures::Stream;
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
 use crate::error::{BallistaError, Result};
 
@@ -18,19 +21,40 @@ const CONTINUATION_MARKER: u32 = 0xFFFF_FFFF;
 
 /// Batches of the IPC stream file at `path`, decoded as they are read.
 pub fn ipc_file_batches(path: PathBuf) -> impl Stream<Item = Result<RecordBatch>> + Send {
-    struct State {
-        file: Option<tokio::fs::File>,
-        path: PathBuf,
+    let chunks = futures::stream::try_unfold(None, move |file: Option<tokio::fs::File>| {
+        let path = path.clone();
+        async move {
+            let mut file = match file {
+                Some(file) => file,
+                None => tokio::fs::File::open(&path).await?,
+            };
+            let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+            let n = file.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            chunk.truncate(n);
+            Ok(Some((Bytes::from(chunk), Some(file))))
+        }
+    });
+    ipc_chunk_batches(Box::pin(chunks))
+}
+
+/// Batches of an IPC stream arriving as byte chunks of any size (for example
+/// the body of an object-store GET), decoded as the chunks arrive.
+pub fn ipc_chunk_batches<S>(chunks: S) -> impl Stream<Item = Result<RecordBatch>> + Send
+where
+    S: Stream<Item = Result<Bytes>> + Send + Unpin,
+{
+    struct State<S> {
+        chunks: S,
         decoder: StreamDecoder,
         pending: Buffer,
-        done: bool,
     }
     let state = State {
-        file: None,
-        path,
+        chunks,
         decoder: StreamDecoder::new(),
         pending: Buffer::from(Vec::<u8>::new()),
-        done: false,
     };
     futures::stream::try_unfold(state, |mut s| async move {
         loop {
@@ -40,21 +64,12 @@ pub fn ipc_file_batches(path: PathBuf) -> impl Stream<Item = Result<RecordBatch>
                 }
                 continue;
             }
-            if s.done {
-                s.decoder.finish()?;
-                return Ok(None);
-            }
-            if s.file.is_none() {
-                s.file = Some(tokio::fs::File::open(&s.path).await?);
-            }
-            let file = s.file.as_mut().expect("opened above");
-            let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-            let n = file.read(&mut chunk).await?;
-            if n == 0 {
-                s.done = true;
-            } else {
-                chunk.truncate(n);
-                s.pending = Buffer::from(chunk);
+            match s.chunks.next().await {
+                Some(chunk) => s.pending = Buffer::from(chunk?.to_vec()),
+                None => {
+                    s.decoder.finish()?;
+                    return Ok(None);
+                }
             }
         }
     })
@@ -63,21 +78,70 @@ pub fn ipc_file_batches(path: PathBuf) -> impl Stream<Item = Result<RecordBatch>
 /// The messages of the IPC stream file at `path`, one `FlightData` each,
 /// without decoding the batches.
 pub fn ipc_file_flight_data(path: PathBuf) -> impl Stream<Item = Result<FlightData>> + Send {
-    futures::stream::try_unfold(None, move |reader: Option<BufReader<tokio::fs::File>>| {
-        let path = path.clone();
-        async move {
-            let mut reader = match reader {
-                Some(r) => r,
-                None => {
-                    BufReader::with_capacity(READ_CHUNK_BYTES, tokio::fs::File::open(&path).await?)
-                }
-            };
-            match next_message(&mut reader).await? {
-                Some(data) => Ok(Some((data, Some(reader)))),
-                None => Ok(None),
-            }
+    let opened = futures::stream::once(async move {
+        let file = tokio::fs::File::open(&path).await?;
+        Ok::<_, BallistaError>(ipc_flight_data(BufReader::with_capacity(
+            READ_CHUNK_BYTES,
+            file,
+        )))
+    });
+    opened.try_flatten()
+}
+
+/// The messages of the IPC stream `reader` yields, one `FlightData` each,
+/// without decoding the batches.
+pub fn ipc_flight_data<R>(reader: R) -> impl Stream<Item = Result<FlightData>> + Send
+where
+    R: AsyncRead + Unpin + Send,
+{
+    futures::stream::try_unfold(reader, |mut reader| async move {
+        match next_message(&mut reader).await? {
+            Some(data) => Ok(Some((data, reader))),
+            None => Ok(None),
         }
     })
+}
+
+/// Reads a stream of byte chunks as an [`AsyncRead`], so the IPC framing
+/// above can serve data that is not a local file.
+pub struct ChunkReader<S> {
+    chunks: S,
+    current: Bytes,
+}
+
+impl<S> ChunkReader<S> {
+    /// Reads `chunks` in order.
+    pub fn new(chunks: S) -> Self {
+        Self {
+            chunks,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl<S> AsyncRead for ChunkReader<S>
+where
+    S: Stream<Item = Result<Bytes>> + Unpin,
+{
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.current.is_empty() {
+                let n = buf.remaining().min(self.current.len());
+                let chunk = self.current.split_to(n);
+                buf.put_slice(&chunk);
+                return Poll::Ready(Ok(()));
+            }
+            match std::task::ready!(self.chunks.poll_next_unpin(cx)) {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
 }
 
 async fn next_message<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<FlightData>> {

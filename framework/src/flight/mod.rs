@@ -11,7 +11,9 @@ mod ipc_stream;
 mod ticket;
 
 pub use client::{FlightClientPool, flight_endpoint};
-pub use ipc_stream::{ipc_file_batches, ipc_file_flight_data};
+pub use ipc_stream::{
+    ChunkReader, ipc_chunk_batches, ipc_file_batches, ipc_file_flight_data, ipc_flight_data,
+};
 pub use ticket::{decode_ticket, encode_ticket, resolve_ticket_path};
 
 /// Largest gRPC message Ballista sends or accepts (plans and batches).

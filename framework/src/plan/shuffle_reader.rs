@@ -139,6 +139,7 @@ impl ExecutionPlan for ShuffleReaderExec {
                         local_executor: Some(env.executor.id.clone()),
                         work_dir: Some(env.work_dir.clone()),
                         flight: env.flight.clone(),
+                        object_stores: Arc::clone(&env.object_stores),
                     },
                 ),
                 // Outside an executor (a client inspecting a plan): Flight only.
@@ -149,6 +150,7 @@ impl ExecutionPlan for ShuffleReaderExec {
                         local_executor: None,
                         work_dir: None,
                         flight: FlightClientPool::default(),
+                        object_stores: Arc::clone(&context.runtime_env().object_store_registry),
                     },
                 ),
             };

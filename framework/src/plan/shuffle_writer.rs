@@ -117,6 +117,7 @@ impl ShuffleWriterExec {
                 num_output_partitions: self.output_partition_count(),
                 executor: env.executor.clone(),
                 work_dir: env.work_dir.clone(),
+                object_stores: Arc::clone(&env.object_stores),
             })
             .await?;
         match self.write_all(partition, &context, writer.as_mut()).await {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::execution::TaskContext;
+use datafusion::execution::object_store::ObjectStoreRegistry;
 
 use crate::error::{BallistaError, Result};
 use crate::flight::FlightClientPool;
@@ -27,6 +28,9 @@ pub struct TaskEnv {
     pub shuffle_reader: Arc<dyn ShuffleReader>,
     /// Shared Flight connections.
     pub flight: FlightClientPool,
+    /// The executor's object stores, for shuffle plugins. (The task's own
+    /// runtime stages what the plan writes; shuffle output must not be.)
+    pub object_stores: Arc<dyn ObjectStoreRegistry>,
 }
 
 impl TaskEnv {

@@ -40,14 +40,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::ipc::CompressionType;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use url::Url;
 
 use super::memory::{ExecutorMemoryManager, MemoryManager};
 use super::scheduling::{FifoPolicy, TaskSchedulingPolicy};
 use super::shuffle::local::LocalDiskShuffle;
+use super::shuffle::object_store::ObjectStoreShuffle;
 use super::shuffle::{ShuffleReader, ShuffleWriter};
 use super::storage::ObjectStoreProvider;
 use crate::config::{BallistaSettings, PluginSpec, REDACTED, is_secret_key, scrub_values};
@@ -325,6 +328,32 @@ pub enum ShuffleCompression {
     None,
 }
 
+impl ShuffleCompression {
+    /// The Arrow IPC body compression it stands for.
+    pub fn ipc_compression(self) -> Option<CompressionType> {
+        match self {
+            ShuffleCompression::Lz4 => Some(CompressionType::LZ4_FRAME),
+            ShuffleCompression::Zstd => Some(CompressionType::ZSTD),
+            ShuffleCompression::None => None,
+        }
+    }
+}
+
+/// Options of the built-in `object-store` shuffle.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectStoreShuffleOptions {
+    /// Folder URL the map outputs are written under, e.g.
+    /// `s3://bucket/shuffle/`. Its scheme must be served by a configured
+    /// storage plugin (`[[storage]]`; `file://` always is, so a shared
+    /// mount works too). Every executor must be able to read and write it.
+    /// A job's objects are deleted when the job ends.
+    pub url: String,
+    /// Compression of the Arrow IPC objects.
+    #[serde(default)]
+    pub compression: ShuffleCompression,
+}
+
 impl PluginRegistry {
     /// A registry with no plugins at all.
     pub fn empty() -> Self {
@@ -337,10 +366,9 @@ impl PluginRegistry {
     }
 
     /// The framework's own plugins: memory `shared`, scheduling `fifo`,
-    /// shuffle `local-disk` (local files need no entry: they are always
-    /// served).
+    /// shuffles `local-disk` and `object-store` (local files need no storage
+    /// entry: they are always served).
     pub fn with_builtins() -> Self {
-        use arrow::ipc::CompressionType;
         let mut registry = Self::empty();
         registry.register_memory(
             "shared",
@@ -359,12 +387,29 @@ impl PluginRegistry {
             "local-disk",
             "Map outputs are Arrow IPC files on the executor's work_dir, served to readers over Arrow Flight.",
             |options: LocalDiskShuffleOptions, _| {
-                let compression = match options.compression {
-                    ShuffleCompression::Lz4 => Some(CompressionType::LZ4_FRAME),
-                    ShuffleCompression::Zstd => Some(CompressionType::ZSTD),
-                    ShuffleCompression::None => None,
-                };
-                let shuffle = Arc::new(LocalDiskShuffle::with_compression(compression));
+                let shuffle = Arc::new(LocalDiskShuffle::with_compression(
+                    options.compression.ipc_compression(),
+                ));
+                Ok(Arc::new(ShuffleComponents {
+                    writer: shuffle.clone(),
+                    reader: shuffle,
+                }))
+            },
+        );
+        registry.register_shuffle(
+            "object-store",
+            "Map outputs are Arrow IPC objects under a URL (e.g. s3://bucket/shuffle/), read by any executor straight from the store; finished map outputs survive executor loss.",
+            |options: ObjectStoreShuffleOptions, ctx| {
+                let url = Url::parse(&options.url).map_err(|e| {
+                    ctx.invalid_option(
+                        "url",
+                        Some(&options.url),
+                        format!("expected a folder URL such as s3://bucket/shuffle/ ({e})"),
+                    )
+                })?;
+                let shuffle = ObjectStoreShuffle::new(&url, options.compression.ipc_compression())
+                    .map_err(|e| ctx.invalid_option("url", Some(&options.url), e))?;
+                let shuffle = Arc::new(shuffle);
                 Ok(Arc::new(ShuffleComponents {
                     writer: shuffle.clone(),
                     reader: shuffle,

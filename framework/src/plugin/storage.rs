@@ -35,6 +35,37 @@ pub trait ObjectStoreProvider: Send + Sync + Debug {
     /// Creates the store for `url`'s scheme and authority. The path part of
     /// `url` is not significant.
     fn create_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>>;
+
+    /// Checks, without touching any data, that a plan may `access` the
+    /// location `url` (a file or a folder).
+    ///
+    /// The scheduler calls it for every location a query reads or writes
+    /// (scans, `COPY` destinations, `INSERT` targets) before the query runs,
+    /// so a sandboxing provider refuses a forbidden location with a clear
+    /// error instead of failing halfway through a job. Stores should enforce
+    /// the same rule on every request as well. The default allows everything.
+    fn check_access(&self, url: &Url, access: StorageAccess) -> Result<()> {
+        let _ = (url, access);
+        Ok(())
+    }
+}
+
+/// What a query does at a storage location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageAccess {
+    /// Lists or reads.
+    Read,
+    /// Creates or replaces objects.
+    Write,
+}
+
+impl std::fmt::Display for StorageAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StorageAccess::Read => "read",
+            StorageAccess::Write => "write",
+        })
+    }
 }
 
 /// Serves `file://` URLs from the local file system, unrestricted.
@@ -83,6 +114,28 @@ impl BallistaObjectStoreRegistry {
         schemes
     }
 
+    /// Asks the provider serving `url`'s scheme whether a plan may `access`
+    /// it (see [`ObjectStoreProvider::check_access`]). A scheme no provider
+    /// serves is refused.
+    pub fn check_access(&self, url: &Url, access: StorageAccess) -> Result<()> {
+        match self.provider_for(url) {
+            Ok(provider) => provider.check_access(url, access),
+            // A store registered in code without a provider is trusted as is.
+            Err(_) if self.stores.read().contains_key(&Self::key(url)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn provider_for(&self, url: &Url) -> Result<&Arc<dyn ObjectStoreProvider>> {
+        self.providers.get(url.scheme()).ok_or_else(|| {
+            BallistaError::NotSupported(format!(
+                "no storage plugin serves the URL scheme '{}' (of {url}); available schemes: {}",
+                url.scheme(),
+                self.schemes().join(", ")
+            ))
+        })
+    }
+
     fn key(url: &Url) -> String {
         let mut key = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
         if let Some(port) = url.port() {
@@ -112,13 +165,7 @@ impl ObjectStoreRegistry for BallistaObjectStoreRegistry {
         if let Some(store) = self.stores.read().get(&key) {
             return Ok(Arc::clone(store));
         }
-        let provider = self.providers.get(url.scheme()).ok_or_else(|| {
-            DataFusionError::from(BallistaError::NotSupported(format!(
-                "no storage plugin serves the URL scheme '{}' (of {url}); available schemes: {}",
-                url.scheme(),
-                self.schemes().join(", ")
-            )))
-        })?;
+        let provider = self.provider_for(url).map_err(DataFusionError::from)?;
         let mut stores = self.stores.write();
         // Another caller may have created it while we waited for the lock.
         if let Some(store) = stores.get(&key) {

@@ -13,7 +13,7 @@ use datafusion::datasource::source_as_provider;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{Explain, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Explain, LogicalPlan, LogicalPlanBuilder, TableSource, WriteOp};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::explain::ExplainExec;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
@@ -21,6 +21,7 @@ use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::logical_plan_from_bytes;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
+use url::Url;
 
 use crate::config::{
     BallistaConfig, SchedulerSettings, TableDefinition, distributed_session_defaults,
@@ -29,6 +30,7 @@ use crate::config::{
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
 use crate::plan::{DistributedPlan, split_into_stages};
+use crate::plugin::storage::{BallistaObjectStoreRegistry, StorageAccess};
 use crate::proto::{self, execute_query_request::Query};
 use crate::tables::{listing_table, table_info};
 
@@ -41,6 +43,7 @@ struct DeclaredTable {
 /// Plans jobs for the scheduler.
 pub struct JobPlanner {
     runtime: Arc<RuntimeEnv>,
+    stores: Arc<BallistaObjectStoreRegistry>,
     settings: SchedulerSettings,
     tables: Vec<DeclaredTable>,
 }
@@ -49,11 +52,13 @@ impl JobPlanner {
     /// Builds the planner and resolves the configured tables (their schemas
     /// are read now, so a wrong location stops the scheduler at start-up).
     pub async fn try_new(config: &BallistaConfig) -> Result<Self> {
+        let stores = config.object_store_registry()?;
         let runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(config.object_store_registry()?)
+            .with_object_store_registry(Arc::clone(&stores) as _)
             .build_arc()?;
         let mut planner = Self {
             runtime,
+            stores,
             settings: config.settings.scheduler.clone(),
             tables: Vec::new(),
         };
@@ -178,6 +183,7 @@ impl JobPlanner {
                 ));
             }
         };
+        check_storage_access(&logical, &self.stores)?;
         check_table_locations(&logical, &state).await?;
         if let LogicalPlan::Explain(explain) = &logical {
             return self.plan_explain(job_id, explain, &state).await;
@@ -241,6 +247,57 @@ fn refuse_statements(plan: &LogicalPlan) -> Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// Every location the plan reads or writes is put to the storage plugin that
+/// serves it before anything touches it (a sandboxed local store refuses
+/// folders outside its roots), so a forbidden path fails the query up front
+/// with the plugin's reason.
+fn check_storage_access(plan: &LogicalPlan, stores: &BallistaObjectStoreRegistry) -> Result<()> {
+    let mut locations: Vec<(Url, StorageAccess)> = Vec::new();
+    let listing_paths = |source: &Arc<dyn TableSource>| -> Vec<Url> {
+        source_as_provider(source)
+            .ok()
+            .and_then(|provider| {
+                provider.downcast_ref::<ListingTable>().map(|t| {
+                    t.table_paths()
+                        .iter()
+                        .map(|u| u.get_url().clone())
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    };
+    let mut bad_destination = None;
+    plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) => locations.extend(
+                listing_paths(&scan.source)
+                    .into_iter()
+                    .map(|url| (url, StorageAccess::Read)),
+            ),
+            LogicalPlan::Copy(copy) => match ListingTableUrl::parse(&copy.output_url) {
+                Ok(url) => locations.push((url.get_url().clone(), StorageAccess::Write)),
+                Err(e) => bad_destination = Some(format!("{}: {e}", copy.output_url)),
+            },
+            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => locations.extend(
+                listing_paths(&dml.target)
+                    .into_iter()
+                    .map(|url| (url, StorageAccess::Write)),
+            ),
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if let Some(message) = bad_destination {
+        return Err(BallistaError::InvalidInput(format!(
+            "invalid COPY destination {message}"
+        )));
+    }
+    for (url, access) in locations {
+        stores.check_access(&url, access)?;
+    }
+    Ok(())
 }
 
 /// DataFusion reads a table whose location does not exist as an empty table.

@@ -21,7 +21,7 @@ use futures::TryStreamExt;
 
 use super::{
     MapOutputWriter, MapTaskContext, PartitionStats, ShuffleLocation, ShuffleReadContext,
-    ShuffleReader, ShuffleWriter,
+    ShuffleReader, ShuffleStorage, ShuffleWriter,
 };
 use crate::error::{BallistaError, Result};
 use crate::flight::ipc_file_batches;
@@ -74,21 +74,27 @@ impl ShuffleWriter for LocalDiskShuffle {
         }))
     }
 
-    async fn remove_job_data(&self, job_id: &JobId, work_dir: &Path) -> Result<()> {
-        let dir = work_dir.join(job_id.as_str());
-        // A task being cancelled may still be closing a file in the folder;
-        // try again briefly rather than leave the data behind.
-        let mut attempt = 0;
-        loop {
-            match tokio::fs::remove_dir_all(&dir).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(_) if attempt < 5 => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
+    async fn remove_job_data(&self, job_id: &JobId, storage: &ShuffleStorage) -> Result<()> {
+        remove_local_job_dir(job_id, &storage.work_dir).await
+    }
+}
+
+/// Deletes `<work_dir>/<job>`, retrying briefly while cancelled tasks close
+/// their files.
+pub(crate) async fn remove_local_job_dir(job_id: &JobId, work_dir: &Path) -> Result<()> {
+    let dir = work_dir.join(job_id.as_str());
+    // A task being cancelled may still be closing a file in the folder;
+    // try again briefly rather than leave the data behind.
+    let mut attempt = 0;
+    loop {
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
             }
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -297,7 +303,12 @@ mod tests {
                 port: 1,
             },
             work_dir: work_dir.to_path_buf(),
+            object_stores: registry(),
         }
+    }
+
+    fn registry() -> Arc<dyn datafusion::execution::object_store::ObjectStoreRegistry> {
+        Arc::new(crate::plugin::storage::BallistaObjectStoreRegistry::new(&[]))
     }
 
     #[tokio::test]
@@ -342,6 +353,7 @@ mod tests {
             local_executor: Some(ExecutorId::new("e1")),
             work_dir: Some(work.clone()),
             flight: FlightClientPool::default(),
+            object_stores: registry(),
         };
         let batches: Vec<RecordBatch> = shuffle
             .read(&locations[0], &read_ctx)
@@ -353,7 +365,13 @@ mod tests {
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
 
         shuffle
-            .remove_job_data(&JobId::parse("job1").unwrap(), &work)
+            .remove_job_data(
+                &JobId::parse("job1").unwrap(),
+                &ShuffleStorage {
+                    work_dir: work.clone(),
+                    object_stores: registry(),
+                },
+            )
             .await
             .unwrap();
         assert!(!work.join("job1").exists());
@@ -382,6 +400,7 @@ mod tests {
             local_executor: Some(ExecutorId::new("e1")),
             work_dir: None,
             flight: FlightClientPool::default(),
+            object_stores: registry(),
         };
         let err = match LocalDiskShuffle::default().read(&location, &read_ctx).await {
             Err(e) => e,

@@ -14,14 +14,19 @@
 //! executors over Arrow Flight.
 
 pub mod local;
+pub mod object_store;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use bytes::Bytes;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use futures::stream::BoxStream;
 
 use crate::error::{BallistaError, Result};
 use crate::flight::FlightClientPool;
@@ -159,6 +164,18 @@ pub struct MapTaskContext {
     pub executor: ExecutorAddress,
     /// The executor's work directory (absolute).
     pub work_dir: PathBuf,
+    /// The executor's object stores (every configured storage plugin), for
+    /// shuffles that write to object storage.
+    pub object_stores: Arc<dyn ObjectStoreRegistry>,
+}
+
+/// Where an executor keeps shuffle data: handed to clean-up.
+#[derive(Debug, Clone)]
+pub struct ShuffleStorage {
+    /// The executor's work directory (absolute).
+    pub work_dir: PathBuf,
+    /// The executor's object stores.
+    pub object_stores: Arc<dyn ObjectStoreRegistry>,
 }
 
 /// Creates a writer per map task.
@@ -167,12 +184,21 @@ pub trait ShuffleWriter: Send + Sync + Debug {
     /// Short name, for logs.
     fn name(&self) -> &str;
 
+    /// The object-storage folder this shuffle writes under, if it writes to
+    /// object storage at all. The executor checks at start-up that a storage
+    /// plugin serves it and allows writing there.
+    fn storage_url(&self) -> Option<&url::Url> {
+        None
+    }
+
     /// Opens the writer for one map task attempt.
     async fn open(&self, ctx: MapTaskContext) -> Result<Box<dyn MapOutputWriter>>;
 
-    /// Deletes everything written for `job_id` by this executor. Called when
-    /// the job's data is no longer needed.
-    async fn remove_job_data(&self, job_id: &JobId, work_dir: &std::path::Path) -> Result<()>;
+    /// Deletes everything written for `job_id`. Called on every executor
+    /// that ran tasks of the job once the job has ended (succeeded, failed or
+    /// cancelled), so it must be idempotent: shared storage may already have
+    /// been cleaned by another executor.
+    async fn remove_job_data(&self, job_id: &JobId, storage: &ShuffleStorage) -> Result<()>;
 }
 
 /// Receives one map task's output, partition by partition.
@@ -200,6 +226,8 @@ pub struct ShuffleReadContext {
     pub work_dir: Option<PathBuf>,
     /// Shared Flight connections.
     pub flight: FlightClientPool,
+    /// The reading process's object stores.
+    pub object_stores: Arc<dyn ObjectStoreRegistry>,
 }
 
 /// Reads committed shuffle locations.
@@ -215,4 +243,21 @@ pub trait ShuffleReader: Send + Sync + Debug {
         location: &ShuffleLocation,
         ctx: &ShuffleReadContext,
     ) -> Result<SendableRecordBatchStream>;
+
+    /// The stored Arrow IPC stream of `location`, undecoded, for the
+    /// executor's Flight service to pass on to a client that cannot read the
+    /// shuffle storage itself (a job's final results). Returns `Ok(None)`
+    /// for locations this reader does not keep as IPC bytes outside the work
+    /// directory (the default; the local-disk shuffle's files are served
+    /// from the work directory directly). Implementations must refuse
+    /// locations outside their own storage: the request comes from the
+    /// network.
+    async fn open_ipc_bytes(
+        &self,
+        location: &ShuffleLocation,
+        ctx: &ShuffleReadContext,
+    ) -> Result<Option<BoxStream<'static, Result<Bytes>>>> {
+        let _ = (location, ctx);
+        Ok(None)
+    }
 }
