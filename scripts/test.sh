@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, rustdoc, the stock
-# binaries (integration tests start them as separate processes), then unit and
-# integration tests. Needs only a Rust toolchain with rustfmt and clippy.
+# binaries (integration tests start them as separate processes), the
+# S3-compatible test server, then unit and integration tests. Needs a Rust
+# toolchain with rustfmt and clippy, Python 3 with pip (for moto_server), and
+# network access to crates.io and PyPI on the first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,36 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ballista-framework --quiet
 
 step "build the stock binaries"
 cargo build --workspace --bins
+
+step "start the S3-compatible test servers (moto_server on loopback)"
+# Pinned so that a moto release cannot change what the tests see.
+python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+moto_logs="$CARGO_TARGET_DIR/moto"
+mkdir -p "$moto_logs"
+s3_port=$(free_port)
+python3 -m moto.server -H 127.0.0.1 -p "$s3_port" >"$moto_logs/permissive.log" 2>&1 &
+s3_pid=$!
+# The second server checks credentials and knows none: every key is wrong.
+strict_port=$(free_port)
+INITIAL_NO_AUTH_ACTION_COUNT=0 python3 -m moto.server -H 127.0.0.1 -p "$strict_port" \
+    >"$moto_logs/strict.log" 2>&1 &
+strict_pid=$!
+trap 'kill "$s3_pid" "$strict_pid" 2>/dev/null || true' EXIT
+for port in "$s3_port" "$strict_port"; do
+    for _ in $(seq 1 100); do
+        if curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/"; then continue 2; fi
+        sleep 0.1
+    done
+    echo "moto_server on port $port did not start; its log:" >&2
+    cat "$moto_logs"/*.log >&2
+    exit 1
+done
+export TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export TEST_S3_STRICT_ENDPOINT="http://127.0.0.1:$strict_port"
+echo "S3 test server at $TEST_S3_ENDPOINT (credential-checking one at $TEST_S3_STRICT_ENDPOINT)"
 
 step "unit and integration tests"
 cargo test --workspace

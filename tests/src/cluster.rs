@@ -231,7 +231,23 @@ impl TestCluster {
         slots: usize,
         scheduler_toml: Option<&str>,
     ) -> TestCluster {
+        Self::start_with(executors, slots, scheduler_toml, None).await
+    }
+
+    /// Like [`start`](Self::start), with a TOML configuration for every
+    /// executor as well.
+    pub async fn start_with(
+        executors: usize,
+        slots: usize,
+        scheduler_toml: Option<&str>,
+        executor_toml: Option<&str>,
+    ) -> TestCluster {
         let config_dir = tempfile::tempdir().expect("temp dir");
+        let executor_config = executor_toml.map(|toml| {
+            let path = config_dir.path().join("executor.toml");
+            std::fs::write(&path, toml).expect("write executor config");
+            path.display().to_string()
+        });
         let mut args = vec![
             "--bind-host".to_string(),
             "127.0.0.1".into(),
@@ -264,6 +280,11 @@ impl TestCluster {
                 "--work-dir".into(),
                 work.path().display().to_string(),
             ];
+            let mut args = args;
+            if let Some(path) = &executor_config {
+                args.push("--config".into());
+                args.push(path.clone());
+            }
             let mut executor =
                 Process::start(&format!("executor-{i}"), "ballista-executor", &args, &[]);
             executor.wait_for_stdout("listening on", Duration::from_secs(60));

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod data;
+pub mod s3;
 
 pub use ballista_bin::tpch::{bench, compare, queries};
 

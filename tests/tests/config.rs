@@ -59,23 +59,24 @@ fn every_example_config_loads_and_prints_back_the_same_settings() {
         if path.parent().unwrap().ends_with("examples/config") {
             // The stock binaries accept them, plugins included, and print
             // back exactly what they loaded.
-            let binary = if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .contains("executor")
-            {
-                "ballista-executor"
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // A `*cluster*` file serves both binaries.
+            let binaries: &[&str] = if name.contains("executor") {
+                &["ballista-executor"]
+            } else if name.contains("cluster") {
+                &["ballista-scheduler", "ballista-executor"]
             } else {
-                "ballista-scheduler"
+                &["ballista-scheduler"]
             };
-            let printed = printed_settings(binary, &["--config", path.to_str().unwrap()], &[]);
-            assert_eq!(
-                printed,
-                PluginRegistry::with_default_kinds(&settings),
-                "{} printed different settings",
-                path.display()
-            );
+            for binary in binaries {
+                let printed = printed_settings(binary, &["--config", path.to_str().unwrap()], &[]);
+                assert_eq!(
+                    printed,
+                    PluginRegistry::with_default_kinds(&settings),
+                    "{} printed different settings ({binary})",
+                    path.display()
+                );
+            }
         }
     }
 }
@@ -349,4 +350,50 @@ fn the_configuration_reference_is_current() {
             ballista_bin::plugins::REGENERATE_REFERENCE
         );
     }
+}
+
+#[test]
+fn s3_credentials_are_hidden_by_print_config_and_by_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3-secret-value-that-must-not-leak";
+    let key_id = "AKIAEXAMPLEKEYID";
+    let accepted = write(
+        dir.path(),
+        "s3.toml",
+        &format!(
+            "[[storage]]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\n\
+             access_key_id = \"{key_id}\"\nsecret_access_key = \"{secret}\"\n"
+        ),
+    );
+    let run = run_to_exit(
+        "ballista-scheduler",
+        &["--config", &accepted, "--print-config"],
+        &[],
+        60,
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("secret_access_key = \"{REDACTED}\"")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("endpoint = \"http://127.0.0.1:9000\""));
+    for output in [&run.stdout, &run.stderr] {
+        assert!(
+            !output.contains(secret) && !output.contains(key_id),
+            "{output}"
+        );
+    }
+
+    // A refused S3 table (half the static keys) names the key, not the value.
+    let refused = write(
+        dir.path(),
+        "half.toml",
+        &format!("[[storage]]\nkind = \"s3\"\nsecret_access_key = \"{secret}\"\n"),
+    );
+    let run = run_to_exit("ballista-executor", &["--config", &refused], &[], 60);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("access_key_id"), "{}", run.stderr);
+    assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret));
 }
