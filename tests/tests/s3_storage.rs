@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballista::BallistaError;
-use ballista::client::{JobProgressListener, SessionContextExt};
+use ballista::client::{JobProgressListener, SchedulerClient, SessionContextExt};
 use ballista::config::BallistaSettings;
+use ballista::flight::FlightClientPool;
+use ballista::ids::JobId;
 use ballista::proto::{self, JobState};
 use ballista_tests::cluster::TestCluster;
 use ballista_tests::data::tpch_data;
@@ -72,7 +74,9 @@ async fn object_store_shuffle_writes_under_the_prefix_is_read_across_executors_a
     let executor_toml = format!(
         "{storage}\n[shuffle]\nkind = \"object-store\"\nurl = \"s3://{bucket}/shuffle/\"\n"
     );
-    let cluster = TestCluster::start_with(2, 2, Some(&storage), Some(&executor_toml)).await;
+    // The scheduler reads the same file: it keeps queries out of the
+    // shuffle storage.
+    let cluster = TestCluster::start_with(2, 2, Some(&executor_toml), Some(&executor_toml)).await;
     let distributed = client(&cluster, &storage).await;
     bench::register_tables(&distributed, &data).await.unwrap();
     distributed
@@ -169,6 +173,48 @@ async fn object_store_shuffle_writes_under_the_prefix_is_read_across_executors_a
         remaining = s3::list(bucket, "shuffle").await;
     }
     assert!(remaining.is_empty(), "shuffle objects left: {remaining:?}");
+
+    // Queries cannot reach into the shuffle storage...
+    let error = failure_of(
+        &distributed,
+        &format!(
+            "COPY (SELECT 1 AS x) TO 's3://{bucket}/shuffle/{}/' STORED AS CSV",
+            status.job_id
+        ),
+    )
+    .await;
+    assert!(
+        matches!(error, BallistaError::PermissionDenied(_))
+            && error.to_string().contains("inside the shuffle storage"),
+        "{error:?}"
+    );
+    // ...and an executor's Flight service hands out only objects its own
+    // tasks committed (not any key it could read with its credentials).
+    let executor = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap()
+        .executors()
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|e| e.metadata)
+        .unwrap();
+    let seen_key = seen.iter().next().unwrap();
+    let refused = FlightClientPool::default()
+        .fetch(
+            &executor.host,
+            executor.port as u16,
+            &JobId::parse(&status.job_id).unwrap(),
+            &format!("s3://{bucket}/{seen_key}"),
+            Arc::new(arrow::datatypes::Schema::empty()),
+        )
+        .await
+        .map(|_| ())
+        .expect_err("a deleted job's object must not be served");
+    assert!(
+        matches!(refused, BallistaError::PermissionDenied(_)),
+        "{refused:?}"
+    );
 }
 
 /// Runs `sql` on the cluster; the error, typed. Fails the test if it takes

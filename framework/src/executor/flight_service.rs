@@ -15,6 +15,7 @@ use arrow_flight::{
 use futures::{Stream, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::task_runner::PublishedObjects;
 use crate::error::BallistaError;
 use crate::flight::{
     ChunkReader, FlightClientPool, decode_ticket, ipc_file_flight_data, ipc_flight_data,
@@ -33,6 +34,7 @@ pub(crate) struct ExecutorFlightService {
     executor: ExecutorAddress,
     shuffle_reader: Arc<dyn ShuffleReader>,
     object_stores: Arc<dyn ObjectStoreRegistry>,
+    published: Arc<PublishedObjects>,
 }
 
 impl ExecutorFlightService {
@@ -41,12 +43,14 @@ impl ExecutorFlightService {
         executor: ExecutorAddress,
         shuffle_reader: Arc<dyn ShuffleReader>,
         object_stores: Arc<dyn ObjectStoreRegistry>,
+        published: Arc<PublishedObjects>,
     ) -> Self {
         Self {
             work_dir,
             executor,
             shuffle_reader,
             object_stores,
+            published,
         }
     }
 
@@ -57,8 +61,14 @@ impl ExecutorFlightService {
         job_id: &str,
         path: &str,
     ) -> Result<BoxedStream<FlightData>, BallistaError> {
+        let job_id = JobId::parse(job_id)?;
+        if !self.published.contains(&job_id, path) {
+            return Err(BallistaError::PermissionDenied(format!(
+                "ticket path {path:?} is not an object committed by this executor for job {job_id}"
+            )));
+        }
         let location = ShuffleLocation {
-            job_id: JobId::parse(job_id)?,
+            job_id,
             stage_id: StageId(0),
             map_partition: 0,
             output_partition: 0,

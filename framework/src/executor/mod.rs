@@ -194,6 +194,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         address.clone(),
         Arc::clone(&shuffle.reader),
         object_stores,
+        runner.published(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_SIZE)
     .max_encoding_message_size(MAX_MESSAGE_SIZE);

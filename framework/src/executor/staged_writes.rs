@@ -83,11 +83,6 @@ impl StagedWrites {
         Ok(staged)
     }
 
-    /// Whether the plan wrote anything.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.objects.lock().is_empty()
-    }
-
     /// Moves every staged object to its destination. If a move fails, the
     /// objects already moved are deleted again and the rest discarded, so
     /// the destination never shows part of the output.

@@ -62,6 +62,42 @@ pub(crate) struct TaskRunner {
     running: Mutex<HashMap<JobId, Vec<(TaskId, AbortHandle)>>>,
     ended_jobs: Mutex<EndedJobs>,
     draining: AtomicBool,
+    published: Arc<PublishedObjects>,
+}
+
+/// Object-storage locations this executor's tasks committed, per job: the
+/// only stored objects its Flight service hands out (a ticket naming any
+/// other object is refused, so the executor's storage credentials cannot be
+/// used to read arbitrary data).
+#[derive(Default)]
+pub(crate) struct PublishedObjects(Mutex<HashMap<JobId, HashSet<String>>>);
+
+impl PublishedObjects {
+    fn record(&self, job_id: &JobId, locations: &[ShuffleLocation]) {
+        let stored: Vec<String> = locations
+            .iter()
+            .filter(|l| l.path.contains("://"))
+            .map(|l| l.path.clone())
+            .collect();
+        if !stored.is_empty() {
+            self.0
+                .lock()
+                .entry(job_id.clone())
+                .or_default()
+                .extend(stored);
+        }
+    }
+
+    pub(crate) fn contains(&self, job_id: &JobId, path: &str) -> bool {
+        self.0
+            .lock()
+            .get(job_id)
+            .is_some_and(|paths| paths.contains(path))
+    }
+
+    fn forget(&self, job_id: &JobId) {
+        self.0.lock().remove(job_id);
+    }
 }
 
 /// Jobs this executor was told to cancel or forget. A launch can overtake
@@ -105,12 +141,19 @@ impl TaskRunner {
             running: Mutex::new(HashMap::new()),
             ended_jobs: Mutex::new(EndedJobs::default()),
             draining: AtomicBool::new(false),
+            published: Arc::default(),
         }
     }
 
     /// The job's data is being deleted: refuse its later launches.
     pub(crate) fn forget_job(&self, job_id: &JobId) {
         self.ended_jobs.lock().insert(job_id);
+        self.published.forget(job_id);
+    }
+
+    /// The stored objects this executor's tasks committed.
+    pub(crate) fn published(&self) -> Arc<PublishedObjects> {
+        Arc::clone(&self.published)
     }
 
     pub(crate) fn shuffle_writer(&self) -> &Arc<dyn ShuffleWriter> {
@@ -325,22 +368,42 @@ impl TaskRunner {
                 "the plan of task {task_id} is not rooted at a ShuffleWriterExec"
             ))
         })?;
-        let locations = match writer.write_map_output(task_id.partition, context).await {
-            Ok(locations) => locations,
-            Err(e) => {
-                let discarded = staged.abort().await;
-                if discarded > 0 {
-                    tracing::info!(
-                        "task {task_id} failed: discarded {discarded} staged output file(s)"
-                    );
+        let written = writer.write_map_output(task_id.partition, context).await;
+        // Publishing or discarding runs to its end in a task of its own: a
+        // cancellation arriving meanwhile (this future dropped) must not stop
+        // it halfway and leave part of the output visible.
+        let finish = {
+            let staged = Arc::clone(&staged);
+            let succeeded = written.is_ok();
+            tokio::spawn(async move {
+                if succeeded {
+                    staged.commit().await.map(|n| (n, true))
+                } else {
+                    Ok((staged.abort().await, false))
+                }
+            })
+        };
+        let finished = finish
+            .await
+            .map_err(|e| BallistaError::Internal(format!("publishing task output: {e}")))?;
+        let locations = match (written, finished) {
+            (Ok(locations), Ok((published, _))) => {
+                if published > 0 {
+                    tracing::debug!("task {task_id} published {published} written file(s)");
+                }
+                locations
+            }
+            (Ok(_), Err(e)) => return Err(e),
+            (Err(e), discarded) => {
+                if let Ok((n, _)) = discarded
+                    && n > 0
+                {
+                    tracing::info!("task {task_id} failed: discarded {n} staged output file(s)");
                 }
                 return Err(e);
             }
         };
-        if !staged.is_empty() {
-            let published = staged.commit().await?;
-            tracing::debug!("task {task_id} published {published} written file(s)");
-        }
+        self.published.record(&task_id.job_id, &locations);
         let (remote_fetches, local_reads) = shuffle_read_counts(&plan);
         Ok(TaskOutput {
             locations,

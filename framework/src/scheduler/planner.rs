@@ -44,6 +44,9 @@ struct DeclaredTable {
 pub struct JobPlanner {
     runtime: Arc<RuntimeEnv>,
     stores: Arc<BallistaObjectStoreRegistry>,
+    /// Where an object-store shuffle keeps map outputs, when the settings
+    /// select one: queries may neither read nor write there.
+    shuffle_root: Option<String>,
     settings: SchedulerSettings,
     tables: Vec<DeclaredTable>,
 }
@@ -56,9 +59,11 @@ impl JobPlanner {
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(Arc::clone(&stores) as _)
             .build_arc()?;
+        let shuffle_root = object_store_shuffle_root(&config.settings);
         let mut planner = Self {
             runtime,
             stores,
+            shuffle_root,
             settings: config.settings.scheduler.clone(),
             tables: Vec::new(),
         };
@@ -183,7 +188,7 @@ impl JobPlanner {
                 ));
             }
         };
-        check_storage_access(&logical, &self.stores)?;
+        check_storage_access(&logical, &self.stores, self.shuffle_root.as_deref())?;
         check_table_locations(&logical, &state).await?;
         if let LogicalPlan::Explain(explain) = &logical {
             return self.plan_explain(job_id, explain, &state).await;
@@ -253,7 +258,11 @@ fn refuse_statements(plan: &LogicalPlan) -> Result<()> {
 /// serves it before anything touches it (a sandboxed local store refuses
 /// folders outside its roots), so a forbidden path fails the query up front
 /// with the plugin's reason.
-fn check_storage_access(plan: &LogicalPlan, stores: &BallistaObjectStoreRegistry) -> Result<()> {
+fn check_storage_access(
+    plan: &LogicalPlan,
+    stores: &BallistaObjectStoreRegistry,
+    shuffle_root: Option<&str>,
+) -> Result<()> {
     let mut locations: Vec<(Url, StorageAccess)> = Vec::new();
     let listing_paths = |source: &Arc<dyn TableSource>| -> Vec<Url> {
         source_as_provider(source)
@@ -295,9 +304,30 @@ fn check_storage_access(plan: &LogicalPlan, stores: &BallistaObjectStoreRegistry
         )));
     }
     for (url, access) in locations {
+        if let Some(root) = shuffle_root
+            && url.as_str().starts_with(root)
+        {
+            return Err(BallistaError::PermissionDenied(format!(
+                "{url} is inside the shuffle storage ({root}); queries cannot {access} there"
+            )));
+        }
         stores.check_access(&url, access)?;
     }
     Ok(())
+}
+
+/// The folder URL (ending in `/`) of an `object-store` shuffle selected in
+/// the settings.
+fn object_store_shuffle_root(settings: &crate::config::BallistaSettings) -> Option<String> {
+    if settings.shuffle.kind.as_deref() != Some("object-store") {
+        return None;
+    }
+    let url = settings.shuffle.options.get("url")?.as_str()?;
+    let mut url = Url::parse(url).ok()?;
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    Some(url.to_string())
 }
 
 /// DataFusion reads a table whose location does not exist as an empty table.

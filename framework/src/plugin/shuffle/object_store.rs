@@ -55,6 +55,8 @@ const PARTS_IN_FLIGHT: usize = 4;
 const UPLOADS_IN_FLIGHT: usize = 4;
 /// Read size when streaming a staged file into a multipart upload.
 const READ_BYTES: usize = 1024 * 1024;
+/// Size of the ranged GETs a shuffle object is read with.
+const READ_RANGE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Object-store shuffle (writer and reader).
 #[derive(Debug, Clone)]
@@ -118,9 +120,10 @@ impl ObjectStoreShuffle {
         self.root_path.clone().join(job_id.as_str())
     }
 
-    /// The object a location names, refusing anything that is not a shuffle
-    /// object of the location's job under this root (locations can arrive
-    /// from the network).
+    /// The object a location names, refusing anything that is not exactly a
+    /// shuffle object of the location's job under this root: the key must
+    /// have the layout this shuffle writes, prefix digits included
+    /// (locations can arrive from the network).
     fn object_of(&self, location: &ShuffleLocation) -> Result<ObjectPath> {
         let refuse = |why: &str| {
             BallistaError::PermissionDenied(format!(
@@ -133,14 +136,27 @@ impl ObjectStoreShuffle {
             .strip_prefix(self.root.as_str())
             .ok_or_else(|| refuse("is not under the shuffle root"))?;
         let parts: Vec<&str> = relative.split('/').collect();
-        let plain = parts
-            .iter()
-            .all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('%'));
-        if parts.len() != 4 || !plain {
+        let [job, spread, stage, file] = parts.as_slice() else {
             return Err(refuse("is not a shuffle object path"));
-        }
-        if parts[0] != location.job_id.as_str() {
+        };
+        if *job != location.job_id.as_str() {
             return Err(refuse("does not belong to its job"));
+        }
+        let stage: u32 = stage
+            .strip_prefix('s')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| refuse("is not a shuffle object path"))?;
+        let (map, attempt, output) =
+            parse_object_name(file).ok_or_else(|| refuse("is not a shuffle object path"))?;
+        let task = TaskId {
+            job_id: location.job_id.clone(),
+            stage_id: crate::ids::StageId(stage),
+            partition: map,
+            attempt,
+        };
+        let expected = Self::relative_key(&task, output);
+        if relative != expected || *spread != format!("{:02x}", spread_prefix(stage, map)) {
+            return Err(refuse("is not a shuffle object path"));
         }
         Ok(self.object_path(relative))
     }
@@ -154,27 +170,62 @@ impl ObjectStoreShuffle {
         }
     }
 
+    /// The object's bytes, fetched in bounded ranges one after the other: a
+    /// single GET would have to finish within the store's request timeout
+    /// however slowly its consumer reads.
     async fn open_object(
         &self,
         location: &ShuffleLocation,
         ctx: &ShuffleReadContext,
     ) -> Result<BoxStream<'static, Result<Bytes>>> {
         let path = self.object_of(location)?;
-        let store = self
-            .store(ctx.object_stores.as_ref())
-            .map_err(|e| Self::fetch_failed(location, e.to_string()))?;
-        let object = store
-            .get(&path)
+        let store = self.store(ctx.object_stores.as_ref())?;
+        let size = store
+            .head(&path)
             .await
-            .map_err(|e| Self::fetch_failed(location, format!("reading {}: {e}", location.path)))?;
+            .map_err(|e| Self::read_failed(location, e))?
+            .size;
         let location = location.clone();
-        Ok(object
-            .into_stream()
-            .map_err(move |e| {
-                Self::fetch_failed(&location, format!("reading {}: {e}", location.path))
+        let ranges = (0..size).step_by(READ_RANGE_BYTES as usize);
+        Ok(futures::stream::iter(ranges)
+            .then(move |start| {
+                let store = Arc::clone(&store);
+                let path = path.clone();
+                let location = location.clone();
+                async move {
+                    let end = (start + READ_RANGE_BYTES).min(size);
+                    store
+                        .get_range(&path, start..end)
+                        .await
+                        .map_err(|e| Self::read_failed(&location, e))
+                }
             })
             .boxed())
     }
+
+    /// A missing object is lost map output (a fetch failure, so the map task
+    /// can be recomputed); other errors keep their kind (credentials,
+    /// configuration, a store that is down).
+    fn read_failed(location: &ShuffleLocation, error: object_store::Error) -> BallistaError {
+        match error {
+            object_store::Error::NotFound { .. } => {
+                Self::fetch_failed(location, format!("reading {}: {error}", location.path))
+            }
+            other => BallistaError::from(other),
+        }
+    }
+}
+
+/// `m<map>-a<attempt>-p<output>.arrow` → (map, attempt, output).
+fn parse_object_name(name: &str) -> Option<(usize, u32, usize)> {
+    let rest = name.strip_prefix('m')?.strip_suffix(".arrow")?;
+    let (map, rest) = rest.split_once("-a")?;
+    let (attempt, output) = rest.split_once("-p")?;
+    Some((
+        map.parse().ok()?,
+        attempt.parse().ok()?,
+        output.parse().ok()?,
+    ))
 }
 
 /// A stable 0..=255 spread of (stage, map task) over key prefixes.
@@ -244,6 +295,17 @@ impl ShuffleWriter for ObjectStoreShuffle {
                         self.root
                     )));
                 }
+            }
+        }
+        // Deleting files leaves their folders behind on a local or mounted
+        // file system.
+        if self.root.scheme() == "file"
+            && let Ok(root) = self.root.to_file_path()
+        {
+            match tokio::fs::remove_dir_all(root.join(job_id.as_str())).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("removing shuffle folders of job {job_id}: {e}"),
             }
         }
         tracing::debug!(
@@ -395,11 +457,13 @@ impl ShuffleReader for ObjectStoreShuffle {
         let failed = location.clone();
         let batches = ipc_chunk_batches(chunks).map_err(move |e| {
             let e = match e {
-                e @ BallistaError::FetchFailed { .. } => e,
-                other => ObjectStoreShuffle::fetch_failed(
+                // A corrupt or truncated object is as good as lost.
+                BallistaError::DataFusion(DataFusionError::ArrowError(..))
+                | BallistaError::Io(_) => ObjectStoreShuffle::fetch_failed(
                     &failed,
-                    format!("decoding {}: {other}", failed.path),
+                    format!("decoding {}: {e}", failed.path),
                 ),
+                other => other,
             };
             DataFusionError::from(e)
         });
@@ -582,21 +646,30 @@ mod tests {
             path: path.into(),
             stats: Default::default(),
         };
+        let hh = format!("{:02x}", spread_prefix(1, 0));
         assert_eq!(
             shuffle
-                .object_of(&location("s3://bucket/shuffle/jobA/0f/s1/m0-a0-p0.arrow"))
+                .object_of(&location(&format!(
+                    "s3://bucket/shuffle/jobA/{hh}/s1/m0-a0-p0.arrow"
+                )))
                 .unwrap()
                 .as_ref(),
-            "shuffle/jobA/0f/s1/m0-a0-p0.arrow"
+            format!("shuffle/jobA/{hh}/s1/m0-a0-p0.arrow")
         );
-        for bad in [
-            "s3://bucket/other/jobA/0f/s1/m0-a0-p0.arrow",
-            "s3://bucket/shuffle/jobB/0f/s1/m0-a0-p0.arrow",
-            "s3://bucket/shuffle/jobA/../../secret/x",
-            "s3://bucket/shuffle/jobA/0f/s1/%2e%2e",
-            "s3://bucket/shuffle/jobA/x",
-            "/etc/passwd",
-        ] {
+        let wrong_spread = format!("{:02x}", spread_prefix(1, 0).wrapping_add(1));
+        let bad_paths = [
+            format!("s3://bucket/shuffle/jobA/{wrong_spread}/s1/m0-a0-p0.arrow"),
+            format!("s3://bucket/shuffle/jobA/{hh}/s1/secrets.arrow"),
+            format!("s3://bucket/shuffle/jobA/{hh}/s1/m0-a0-p0.parquet"),
+            format!("s3://bucket/shuffle/jobA/{hh}/s1/m00-a0-p0.arrow"),
+            "s3://bucket/other/jobA/0f/s1/m0-a0-p0.arrow".to_string(),
+            "s3://bucket/shuffle/jobB/0f/s1/m0-a0-p0.arrow".to_string(),
+            "s3://bucket/shuffle/jobA/../../secret/x".to_string(),
+            "s3://bucket/shuffle/jobA/0f/s1/%2e%2e".to_string(),
+            "s3://bucket/shuffle/jobA/x".to_string(),
+            "/etc/passwd".to_string(),
+        ];
+        for bad in &bad_paths {
             let err = shuffle.object_of(&location(bad)).unwrap_err();
             assert!(
                 matches!(err, BallistaError::PermissionDenied(_)),

@@ -436,10 +436,33 @@ impl SchedulerState {
                 });
             }
         }
+        if effects.cleanups.iter().all(|c| c.job_id != *job_id) {
+            effects.cleanups.extend(self.cleanup_elsewhere(job_id));
+        }
         self.publish(job_id);
         // Freed slots can go to other jobs.
         effects.merge(self.schedule());
         effects
+    }
+
+    /// Every executor that wrote data of the job is gone. Shuffle data in
+    /// shared storage outlives its writers, so another executor deletes it.
+    fn cleanup_elsewhere(&self, job_id: &JobId) -> Option<Cleanup> {
+        let wrote_data = self
+            .jobs
+            .get(job_id)
+            .is_some_and(|job| !job.data_on.is_empty());
+        if !wrote_data {
+            return None;
+        }
+        let entry = self.executors.all().next()?;
+        Some(Cleanup {
+            executor_id: entry.address.id.clone(),
+            client: entry.client.clone(),
+            job_id: job_id.clone(),
+            cancel: false,
+            remove_data: true,
+        })
     }
 
     /// Cancels a job. Returns false when the job is unknown or already over.
@@ -475,6 +498,9 @@ impl SchedulerState {
                         remove_data: true,
                     });
                 }
+            }
+            if effects.cleanups.is_empty() {
+                effects.cleanups.extend(self.cleanup_elsewhere(job_id));
             }
         }
         effects
