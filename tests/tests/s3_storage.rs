@@ -128,6 +128,10 @@ async fn object_store_shuffle_writes_under_the_prefix_is_read_across_executors_a
     compare::compare(&expected, &actual).unwrap();
 
     let status = last_status.lock().clone().expect("job status seen");
+    eprintln!(
+        "{} shuffle object(s) seen under s3://{bucket}/shuffle/ while the job ran",
+        seen.len()
+    );
     assert_eq!(status.state, JobState::Succeeded as i32);
     let job_prefix = format!("shuffle/{}/", status.job_id);
     assert!(
@@ -383,6 +387,7 @@ async fn copy_and_insert_write_to_s3_and_a_failed_copy_leaves_nothing() {
         .await;
     assert!(local_result.is_err(), "the COPY must fail");
     let left_locally = std::fs::read_dir(local_out.path()).unwrap().count();
+    eprintln!("single-process DataFusion left {left_locally} file(s) of the failed COPY");
     assert!(
         left_locally > 0,
         "single-process DataFusion should leave partial output (the scenario is not midway otherwise)"
@@ -423,4 +428,5 @@ async fn copy_and_insert_write_to_s3_and_a_failed_copy_leaves_nothing() {
         discarded.iter().any(|line| line.contains("discarded")),
         "no executor discarded staged output: {discarded:?}"
     );
+    eprintln!("{}", discarded.join("\n"));
 }
