@@ -256,12 +256,23 @@ async fn wrong_credentials_a_missing_bucket_and_an_unreachable_endpoint_fail_cle
     let healthy = "SELECT count(*) AS n FROM nation";
     let expected = ctx.sql(healthy).await.unwrap().collect().await.unwrap();
 
-    let cases = [
-        ("locked", &["locked", "InvalidAccessKeyId"][..]),
-        ("no-such-bucket", &["no-such-bucket", "NoSuchBucket"][..]),
-        ("nowhere", &["nowhere", "127.0.0.1:9"][..]),
+    type Kind = fn(&BallistaError) -> bool;
+    let cases: [(&str, &[&str], Kind); 3] = [
+        ("locked", &["locked", "InvalidAccessKeyId"], |e| {
+            matches!(e, BallistaError::PermissionDenied(_))
+        }),
+        (
+            "no-such-bucket",
+            &["no-such-bucket", "does not exist"],
+            |e| matches!(e, BallistaError::NotFound(_)),
+        ),
+        (
+            "nowhere",
+            &["nowhere", "127.0.0.1:9", "error sending request"],
+            |e| matches!(e, BallistaError::Io(_) | BallistaError::Unavailable(_)),
+        ),
     ];
-    for (bucket, needles) in cases {
+    for (bucket, needles, expected_kind) in cases {
         // An explicit schema: the client plans without touching the bucket,
         // so the cluster is the one that meets the problem.
         ctx.sql(&format!(
@@ -283,6 +294,7 @@ async fn wrong_credentials_a_missing_bucket_and_an_unreachable_endpoint_fail_cle
             started.elapsed().as_secs_f64(),
             message
         );
+        assert!(expected_kind(&error), "{bucket}: wrong kind: {error:?}");
         for needle in needles {
             assert!(
                 message.contains(needle),

@@ -104,6 +104,16 @@ impl BucketErrors {
                         path: location,
                         source: Box::new(Context::new(None, hint, source)),
                     },
+                    // A listing of a missing prefix is empty, not a 404: a
+                    // 404 here is the bucket itself.
+                    Some(404) if text.contains("NoSuchBucket") => Error::NotFound {
+                        path: location,
+                        source: Box::new(Context::new(
+                            None,
+                            Some(format!("the bucket {} does not exist", self.root)),
+                            source,
+                        )),
+                    },
                     _ => Error::Generic {
                         store,
                         source: Box::new(Context::new(Some(location), hint, source)),
