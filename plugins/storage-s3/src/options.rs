@@ -55,8 +55,9 @@ pub struct S3StorageOptions {
     /// Static access key id. Set together with `secret_access_key`, or leave
     /// both out to use the environment's credentials (`AWS_ACCESS_KEY_ID`,
     /// web identity, ECS/EKS container credentials, EC2 instance metadata,
-    /// in that order). Never printed; prefer setting it through the
-    /// environment (`BALLISTA_…`) over writing it into a file.
+    /// in that order). Never printed; prefer the standard `AWS_…` variables
+    /// or an IAM role over keys written into a file (`BALLISTA_…` variables
+    /// cannot reach entries of the `[[storage]]` list).
     pub access_key_id: Option<Secret>,
     /// Static secret access key, paired with `access_key_id`. Never printed.
     pub secret_access_key: Option<Secret>,
