@@ -13,6 +13,7 @@ pub fn stock_registry() -> PluginRegistry {
     let mut registry = PluginRegistry::with_builtins();
     ballista_storage_local::register(&mut registry);
     ballista_storage_s3::register(&mut registry);
+    ballista_memory::register(&mut registry);
     registry
 }
 

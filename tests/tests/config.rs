@@ -103,7 +103,7 @@ fn environment_overrides_the_file_and_flags_override_both() {
     ];
     let from_env = printed_settings("ballista-executor", &args, &env);
     assert_eq!(from_env.executor.slots, 5);
-    assert_eq!(from_env.executor.memory_limit.unwrap().bytes(), 2 << 30);
+    assert_eq!(from_env.executor.memory_limit.unwrap().of(0), 2 << 30);
     assert_eq!(
         from_env.executor.port, 6001,
         "keys not in the environment keep the file's value"
@@ -119,7 +119,7 @@ fn environment_overrides_the_file_and_flags_override_both() {
     ];
     let from_flag = printed_settings("ballista-executor", &with_flags, &env);
     assert_eq!(from_flag.executor.slots, 7);
-    assert_eq!(from_flag.executor.memory_limit.unwrap().bytes(), 3 << 30);
+    assert_eq!(from_flag.executor.memory_limit.unwrap().of(0), 3 << 30);
     assert_eq!(from_flag.executor.port, 6001);
 
     let scheduler = printed_settings(

@@ -21,6 +21,6 @@ fn readme_configuration_example_loads() {
     assert_eq!(settings.scheduler.tables.len(), 2);
     assert_eq!(settings.scheduler.tables[1].format, TableFormat::Csv);
     assert_eq!(settings.executor.slots, 8);
-    assert_eq!(settings.executor.memory_limit.unwrap().bytes(), 16 << 30);
+    assert_eq!(settings.executor.memory_limit.unwrap().of(0), 16 << 30);
     assert_eq!(settings.executor.advertised_host(), "worker-1.internal");
 }

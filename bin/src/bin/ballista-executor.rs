@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ballista::config::ByteSize;
+use ballista::config::MemoryAmount;
 use ballista::executor::start_executor;
 use ballista_bin::{logging, server};
 use clap::Parser;
@@ -36,10 +36,10 @@ struct Args {
     /// Folder for shuffle files and spills (default: a temporary folder).
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
-    /// Memory all tasks may reserve together, e.g. 4GiB (default: 70% of the
-    /// machine's memory).
+    /// Memory all tasks may reserve together, e.g. 4GiB, or a percentage of
+    /// the machine's (or cgroup's) memory such as 60% (default: 70%).
     #[arg(long, value_name = "SIZE")]
-    memory_limit: Option<ByteSize>,
+    memory_limit: Option<MemoryAmount>,
     /// Check the configuration, print the settings it resolves to as TOML
     /// (secrets hidden) and exit.
     #[arg(long)]

@@ -4,10 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::client::SchedulerClient;
-use crate::config::{BallistaConfig, ByteSize};
+use crate::config::{BallistaConfig, MemoryAmount};
 use crate::error::{BallistaError, Result};
 use crate::executor::{DEFAULT_MEMORY_FRACTION, ExecutorHandle, start_executor};
-use crate::plugin::memory::available_memory_bytes;
 use crate::scheduler::{SchedulerHandle, start_scheduler};
 
 /// A scheduler and its executors running in this process.
@@ -43,11 +42,13 @@ impl EmbeddedCluster {
         let executors = executors.max(1);
         // Executors in one process share its machine: unless a limit is set,
         // they split the share one executor would take alone.
-        let memory_limit = config.settings.executor.memory_limit.or_else(|| {
-            available_memory_bytes().map(|bytes| {
-                ByteSize((bytes as f64 * DEFAULT_MEMORY_FRACTION / executors as f64) as u64)
-            })
-        });
+        let memory_limit = config
+            .settings
+            .executor
+            .memory_limit
+            .or(Some(MemoryAmount::Fraction(
+                DEFAULT_MEMORY_FRACTION / executors as f64,
+            )));
         let mut handles = Vec::new();
         for _ in 0..executors {
             let mut executor_config = config.clone();

@@ -173,7 +173,7 @@ memory_limit = "1GiB"
         assert_eq!(s.scheduler.port, 6000);
         assert_eq!(s.scheduler.tables[0].format, TableFormat::Parquet);
         assert_eq!(s.executor.slots, 8);
-        assert_eq!(s.executor.memory_limit.unwrap().bytes(), 1 << 30);
+        assert_eq!(s.executor.memory_limit.unwrap().of(0), 1 << 30);
         assert_eq!(s.executor.port, 50051);
     }
 

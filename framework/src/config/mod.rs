@@ -13,6 +13,7 @@
 
 mod byte_size;
 mod load;
+mod memory_amount;
 mod plugin_spec;
 pub mod reference;
 mod secret;
@@ -28,12 +29,15 @@ use url::Url;
 pub use byte_size::ByteSize;
 pub(crate) use load::full_key_path;
 pub use load::{ENV_PREFIX, env_var_for};
+pub use memory_amount::MemoryAmount;
 pub use plugin_spec::PluginSpec;
 pub(crate) use secret::scrub_values;
 pub use secret::{REDACTED, Secret, is_secret_key};
 pub use session::{
-    BallistaSessionOptions, distributed_session_defaults, distributed_session_overrides,
-    new_session_config, session_config_from_settings, settings_from_session_config,
+    BallistaSessionOptions, MEMORY_QUOTA_KEY, SPILL_TO_DISK_KEY, TENANT_KEY,
+    distributed_session_defaults, distributed_session_overrides, memory_quota_of,
+    new_session_config, session_config_from_settings, settings_from_session_config, tenant_of,
+    validate_ballista_settings,
 };
 pub use settings::{
     BallistaSettings, ClientSettings, ExecutorSettings, InvalidSetting, SchedulerSettings,

@@ -233,6 +233,7 @@ fn type_name(schema: &Value, defs: &Map<String, Value>) -> String {
     if let Some(name) = ref_name(schema) {
         return match name {
             "ByteSize" => "byte size".into(),
+            "MemoryAmount" => "byte size or percentage".into(),
             "Secret" => "secret string".into(),
             _ => type_name(resolve(schema, defs), defs),
         };

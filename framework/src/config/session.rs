@@ -7,6 +7,7 @@ use datafusion::common::config::{ConfigExtension, ExtensionOptions};
 use datafusion::common::extensions_options;
 use datafusion::prelude::SessionConfig;
 
+use super::ByteSize;
 use crate::error::{BallistaError, Result};
 
 extensions_options! {
@@ -14,7 +15,69 @@ extensions_options! {
     pub struct BallistaSessionOptions {
         /// A name for the job, shown in status and logs.
         pub job_name: String, default = String::new()
+        /// Tenant (user or team) the job's memory is counted against: the
+        /// quota memory plugin caps the sum of a tenant's jobs on each
+        /// executor. Empty: the `default` tenant.
+        pub tenant: String, default = String::new()
+        /// This job's memory quota on each executor, e.g. `256MiB`. It can
+        /// only lower the quota the executors' memory plugin allows.
+        pub memory_quota: String, default = String::new()
+        /// Whether operators may spill to disk when their memory is refused
+        /// (sort, aggregate); when false they fail instead.
+        pub spill_to_disk: bool, default = true
     }
+}
+
+/// Session key of [`BallistaSessionOptions::tenant`].
+pub const TENANT_KEY: &str = "ballista.tenant";
+/// Session key of [`BallistaSessionOptions::memory_quota`].
+pub const MEMORY_QUOTA_KEY: &str = "ballista.memory_quota";
+/// Session key of [`BallistaSessionOptions::spill_to_disk`].
+pub const SPILL_TO_DISK_KEY: &str = "ballista.spill_to_disk";
+
+/// The tenant a job's settings name (`None` when unset or empty).
+pub fn tenant_of(settings: &HashMap<String, String>) -> Option<&str> {
+    settings
+        .get(TENANT_KEY)
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The memory quota a job's settings ask for (`None` when unset or empty).
+pub fn memory_quota_of(settings: &HashMap<String, String>) -> Result<Option<ByteSize>> {
+    match settings
+        .get(MEMORY_QUOTA_KEY)
+        .map(|q| q.trim())
+        .filter(|q| !q.is_empty())
+    {
+        None => Ok(None),
+        Some(text) => match text.parse::<ByteSize>() {
+            Ok(size) if size.bytes() > 0 => Ok(Some(size)),
+            Ok(_) => Err(BallistaError::InvalidInput(format!(
+                "invalid session setting {MEMORY_QUOTA_KEY} = {text:?}: expected a positive size such as 256MiB"
+            ))),
+            Err(e) => Err(BallistaError::InvalidInput(format!(
+                "invalid session setting {MEMORY_QUOTA_KEY}: {e}"
+            ))),
+        },
+    }
+}
+
+/// Checks the values of Ballista's own session settings that DataFusion
+/// stores as plain strings, so a bad value is refused when the job is
+/// submitted rather than when its first task starts.
+pub fn validate_ballista_settings(settings: &HashMap<String, String>) -> Result<()> {
+    memory_quota_of(settings)?;
+    if let Some(tenant) = tenant_of(settings)
+        && !tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return Err(BallistaError::InvalidInput(format!(
+            "invalid session setting {TENANT_KEY} = {tenant:?}: expected letters, digits, '-', '_', '.' or '@'"
+        )));
+    }
+    Ok(())
 }
 
 impl ConfigExtension for BallistaSessionOptions {
@@ -127,6 +190,30 @@ mod tests {
             .get::<BallistaSessionOptions>()
             .unwrap();
         assert_eq!(opts.job_name, "nightly");
+    }
+
+    #[test]
+    fn ballista_settings_are_checked() {
+        let of = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        assert!(validate_ballista_settings(&of(MEMORY_QUOTA_KEY, "256MiB")).is_ok());
+        assert!(validate_ballista_settings(&of(MEMORY_QUOTA_KEY, "")).is_ok());
+        let err = validate_ballista_settings(&of(MEMORY_QUOTA_KEY, "lots"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ballista.memory_quota") && err.contains("\"lots\""),
+            "{err}"
+        );
+        let err = validate_ballista_settings(&of(MEMORY_QUOTA_KEY, "0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("positive size"), "{err}");
+        let err = validate_ballista_settings(&of(TENANT_KEY, "a b"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ballista.tenant"), "{err}");
+        assert_eq!(tenant_of(&of(TENANT_KEY, " ana ")), Some("ana"));
+        assert_eq!(tenant_of(&of(TENANT_KEY, "")), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, PluginSpec};
+use super::{MemoryAmount, PluginSpec};
 
 /// All settings. The scheduler reads `[scheduler]`, the executor `[executor]`,
 /// the `ballista` client `[client]`; the plugin tables (`[[storage]]`,
@@ -183,9 +183,10 @@ pub struct ExecutorSettings {
     /// Where shuffle files and spills are written (default: a fresh
     /// temporary folder, removed on exit).
     pub work_dir: Option<PathBuf>,
-    /// Memory all tasks of this executor may reserve together (default: 70%
-    /// of the host's or cgroup's memory).
-    pub memory_limit: Option<ByteSize>,
+    /// Memory all tasks of this executor may reserve together: a size such
+    /// as `8GiB`, or a percentage of the host's or cgroup's memory such as
+    /// `60%` (default: 70%).
+    pub memory_limit: Option<MemoryAmount>,
     /// Interval between heartbeats.
     pub heartbeat_interval_secs: u64,
 }
@@ -227,14 +228,18 @@ impl ExecutorSettings {
 
 impl ExecutorSettings {
     /// Bytes all tasks of this executor may reserve together:
-    /// `memory_limit`, or 70% of the host's or cgroup's memory (4 GiB when
-    /// that cannot be read).
+    /// `memory_limit`, or 70% of the host's or cgroup's memory. When the
+    /// machine's memory cannot be read the default is 4 GiB and a percentage
+    /// is taken of 4 GiB.
     pub fn memory_budget_bytes(&self) -> u64 {
-        match self.memory_limit {
-            Some(limit) => limit.bytes(),
-            None => crate::plugin::memory::available_memory_bytes()
-                .map(|m| (m as f64 * crate::executor::DEFAULT_MEMORY_FRACTION) as u64)
-                .unwrap_or(4 << 30),
+        let machine = crate::plugin::memory::available_memory_bytes();
+        match (self.memory_limit, machine) {
+            (Some(limit), Some(machine)) => limit.of(machine),
+            (Some(limit), None) => limit.of(4 << 30),
+            (None, Some(machine)) => {
+                MemoryAmount::Fraction(crate::executor::DEFAULT_MEMORY_FRACTION).of(machine)
+            }
+            (None, None) => 4 << 30,
         }
     }
 }
@@ -316,7 +321,7 @@ impl BallistaSettings {
                 " = 0: expected at least 1",
             ));
         }
-        if e.memory_limit.is_some_and(|m| m.bytes() == 0) {
+        if e.memory_limit.is_some_and(MemoryAmount::is_zero) {
             return Err(InvalidSetting::new(
                 "executor.memory_limit",
                 " = 0: expected a positive size such as 4GiB",

@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 use super::task_runner::TaskRunner;
 use crate::error::Result;
 use crate::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
+use crate::plugin::memory::MemoryManager;
 use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -20,6 +21,30 @@ pub(crate) fn scheduler_client(url: &str) -> Result<SchedulerGrpcClient<Channel>
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE),
     )
+}
+
+/// The memory manager's figures as sent to the scheduler.
+fn memory_report(memory: &dyn MemoryManager) -> proto::MemoryReport {
+    let usage = memory.usage();
+    proto::MemoryReport {
+        budget_bytes: usage.budget_bytes,
+        reserved_bytes: usage.reserved_bytes,
+        peak_bytes: usage.peak_bytes,
+        available_bytes: usage.available_bytes,
+        task_min_bytes: usage.task_min_bytes,
+        jobs: memory
+            .job_usage()
+            .into_iter()
+            .map(|job| proto::JobMemory {
+                job_id: job.job_id.to_string(),
+                executor_id: String::new(),
+                tenant: job.tenant,
+                reserved_bytes: job.reserved_bytes,
+                peak_bytes: job.peak_bytes,
+                quota_bytes: job.quota_bytes,
+            })
+            .collect(),
+    }
 }
 
 /// Registers, then heartbeats forever; registers again whenever the
@@ -38,6 +63,7 @@ pub(crate) async fn registration_loop(
         if !registered {
             let request = proto::RegisterExecutorRequest {
                 metadata: Some(metadata.clone()),
+                memory: Some(memory_report(runner.memory().as_ref())),
             };
             match client.register_executor(request).await {
                 Ok(_) => {
@@ -61,15 +87,10 @@ pub(crate) async fn registration_loop(
             }
         }
         tokio::time::sleep(interval).await;
-        let usage = runner.memory().usage();
         let request = proto::HeartBeatRequest {
             executor_id: metadata.id.clone(),
             running_tasks: runner.running_tasks() as u32,
-            memory: Some(proto::MemoryReport {
-                budget_bytes: usage.budget_bytes,
-                reserved_bytes: usage.reserved_bytes,
-                peak_bytes: usage.peak_bytes,
-            }),
+            memory: Some(memory_report(runner.memory().as_ref())),
             draining: runner.is_draining(),
         };
         match client.heart_beat(request).await {

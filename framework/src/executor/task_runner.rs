@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::execution::TaskContext;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, WindowUDF};
@@ -14,11 +15,13 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
 use super::staged_writes::{StagedWrites, StagingRegistry};
-use crate::config::session_config_from_settings;
+use crate::config::{SPILL_TO_DISK_KEY, session_config_from_settings};
 use crate::error::{BallistaError, Result};
 use crate::flight::FlightClientPool;
 use crate::ids::{JobId, StageId, TaskId};
-use crate::plan::{ShuffleWriterExec, TaskEnv, decode_stage_plan, shuffle_read_counts};
+use crate::plan::{
+    ShuffleWriterExec, TaskEnv, decode_stage_plan, shuffle_read_counts, spill_totals,
+};
 use crate::plugin::memory::{MemoryManager, TaskMemoryRequest};
 use crate::plugin::shuffle::{
     ExecutorAddress, ShuffleLocation, ShuffleReader, ShuffleStorage, ShuffleWriter,
@@ -31,6 +34,8 @@ struct TaskOutput {
     locations: Vec<ShuffleLocation>,
     remote_fetches: u64,
     local_reads: u64,
+    spill_count: u64,
+    spilled_bytes: u64,
 }
 
 /// The functions every task can call (DataFusion's defaults).
@@ -289,6 +294,8 @@ impl TaskRunner {
                     output_bytes: output.locations.iter().map(|l| l.stats.num_bytes).sum(),
                     remote_fetches: output.remote_fetches,
                     local_reads: output.local_reads,
+                    spill_count: output.spill_count,
+                    spilled_bytes: output.spilled_bytes,
                 };
                 proto::task_status::Result::Succeeded(proto::TaskSuccess {
                     locations: output
@@ -327,6 +334,36 @@ impl TaskRunner {
         definition: proto::TaskDefinition,
         task_id: TaskId,
     ) -> Result<TaskOutput> {
+        let result = Arc::clone(&self).run_task(definition, &task_id).await;
+        result.map_err(|e| self.explain_memory_refusal(e, &task_id))
+    }
+
+    /// A resources-exhausted failure whose message does not say which quota
+    /// refused memory (an operator may have swallowed the pool's refusal
+    /// and failed otherwise, e.g. a sort that could not spill) gets the
+    /// refusal the memory manager recorded for the task.
+    fn explain_memory_refusal(&self, error: BallistaError, task_id: &TaskId) -> BallistaError {
+        let error = error.typed();
+        if !matches!(error, BallistaError::ResourcesExhausted(_)) {
+            return error;
+        }
+        match self.parts.memory.refusal(task_id) {
+            Some(refusal) if !error.message().contains(&refusal) => {
+                BallistaError::ResourcesExhausted(format!(
+                    "{}; the task's last memory refusal: {refusal}",
+                    error.message()
+                ))
+            }
+            _ => error,
+        }
+    }
+
+    async fn run_task(
+        self: Arc<Self>,
+        definition: proto::TaskDefinition,
+        task_id: &TaskId,
+    ) -> Result<TaskOutput> {
+        let task_id = task_id.clone();
         let settings = proto::key_values_to_map(&definition.settings);
         let env = Arc::new(TaskEnv {
             task: task_id.clone(),
@@ -345,7 +382,13 @@ impl TaskRunner {
         // What the plan itself writes (COPY, INSERT) is published only when
         // the task succeeds.
         let staged = StagedWrites::new(task_id.to_string());
-        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.parts.runtime)
+        let mut runtime = RuntimeEnvBuilder::from_runtime_env(&self.parts.runtime);
+        if !spill_allowed(&settings)? {
+            runtime = runtime.with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            );
+        }
+        let runtime = runtime
             .with_memory_pool(pool)
             .with_object_store_registry(Arc::new(StagingRegistry::new(
                 Arc::clone(&self.parts.runtime.object_store_registry),
@@ -405,11 +448,32 @@ impl TaskRunner {
         };
         self.published.record(&task_id.job_id, &locations);
         let (remote_fetches, local_reads) = shuffle_read_counts(&plan);
+        let (spill_count, spilled_bytes) = spill_totals(&plan);
+        if spill_count > 0 {
+            tracing::debug!(
+                "task {task_id} spilled {spilled_bytes} bytes in {spill_count} file(s)"
+            );
+        }
         Ok(TaskOutput {
             locations,
             remote_fetches,
             local_reads,
+            spill_count,
+            spilled_bytes,
         })
+    }
+}
+
+/// Whether the job lets its operators spill to disk
+/// (`ballista.spill_to_disk`, default true).
+fn spill_allowed(settings: &HashMap<String, String>) -> Result<bool> {
+    match settings.get(SPILL_TO_DISK_KEY).map(|v| v.trim()) {
+        None => Ok(true),
+        Some(v) => v.to_ascii_lowercase().parse::<bool>().map_err(|_| {
+            BallistaError::InvalidInput(format!(
+                "invalid session setting {SPILL_TO_DISK_KEY} = {v:?}: expected true or false"
+            ))
+        }),
     }
 }
 

@@ -57,7 +57,9 @@ mod unresolved_shuffle;
 
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
 pub use collected_joins::distribute_collected_joins;
-pub use shuffle_reader::{LOCAL_READS, REMOTE_FETCHES, ShuffleReaderExec, shuffle_read_counts};
+pub use shuffle_reader::{
+    LOCAL_READS, REMOTE_FETCHES, ShuffleReaderExec, shuffle_read_counts, spill_totals,
+};
 pub use shuffle_writer::ShuffleWriterExec;
 pub use stages::{DistributedPlan, StagePlan, resolve_shuffle_reads, split_into_stages};
 pub use task_env::TaskEnv;

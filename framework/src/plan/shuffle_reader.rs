@@ -207,3 +207,18 @@ pub fn shuffle_read_counts(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
     }
     (remote, local)
 }
+
+/// Spills of every operator of an executed plan: (spill files, bytes).
+pub fn spill_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
+    let mut count = 0;
+    let mut bytes = 0;
+    let mut stack = vec![Arc::clone(plan)];
+    while let Some(node) = stack.pop() {
+        if let Some(metrics) = node.metrics() {
+            count += metrics.spill_count().unwrap_or(0) as u64;
+            bytes += metrics.spilled_bytes().unwrap_or(0) as u64;
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    (count, bytes)
+}

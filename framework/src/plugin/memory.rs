@@ -19,7 +19,7 @@ use datafusion::execution::memory_pool::{
 };
 
 use crate::error::Result;
-use crate::ids::TaskId;
+use crate::ids::{JobId, TaskId};
 
 /// What a memory manager knows about the task asking for a pool.
 #[derive(Debug, Clone)]
@@ -30,15 +30,38 @@ pub struct TaskMemoryRequest<'a> {
     pub settings: &'a std::collections::HashMap<String, String>,
 }
 
-/// Memory figures reported in heartbeats.
+/// Memory figures of one executor, reported in heartbeats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemoryUsage {
-    /// Bytes the executor may reserve in total.
+    /// Bytes the executor may reserve in total (0: unknown).
     pub budget_bytes: u64,
     /// Bytes reserved right now.
     pub reserved_bytes: u64,
     /// Highest reserved figure seen.
     pub peak_bytes: u64,
+    /// Memory neither reserved nor guaranteed to the jobs running here: what
+    /// a job new to this executor could count on right now (a manager may
+    /// keep part of it back, e.g. for yet another job).
+    pub available_bytes: u64,
+    /// What a task of a new job needs free to be placed here; the scheduler
+    /// does not place such a task when `available_bytes` is below it. Zero
+    /// when the manager guarantees nothing.
+    pub task_min_bytes: u64,
+}
+
+/// Memory figures of one job on one executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobMemoryUsage {
+    /// The job.
+    pub job_id: JobId,
+    /// Tenant the job's memory is counted against (empty: none).
+    pub tenant: String,
+    /// Bytes its tasks hold right now.
+    pub reserved_bytes: u64,
+    /// Highest figure its tasks held together.
+    pub peak_bytes: u64,
+    /// The most it may hold on this executor (0: no quota of its own).
+    pub quota_bytes: u64,
 }
 
 /// Decides the memory pool every task runs under.
@@ -52,6 +75,23 @@ pub trait MemoryManager: Send + Sync + Debug {
 
     /// Current usage, for heartbeats and metrics.
     fn usage(&self) -> MemoryUsage;
+
+    /// Per-job figures, for heartbeats and job status: the jobs with tasks
+    /// here now, and those that ended recently (so their final peak reaches
+    /// the scheduler). The default reports none.
+    fn job_usage(&self) -> Vec<JobMemoryUsage> {
+        Vec::new()
+    }
+
+    /// Why the last reservation refused to `task` was refused, naming the
+    /// quota that was hit. The executor adds it to a task failure of kind
+    /// resources-exhausted whose message lacks it: an operator may swallow
+    /// the pool's refusal, e.g. a sort that then fails to spill with
+    /// "DiskManager is disabled". Asked before
+    /// [`task_finished`](Self::task_finished).
+    fn refusal(&self, _task: &TaskId) -> Option<String> {
+        None
+    }
 }
 
 /// One bounded, fair-spilling pool per executor, shared by all its tasks.
@@ -90,6 +130,8 @@ impl MemoryManager for ExecutorMemoryManager {
             budget_bytes: self.budget as u64,
             reserved_bytes: self.pool.reserved() as u64,
             peak_bytes: self.pool.peak_reserved() as u64,
+            available_bytes: self.budget.saturating_sub(self.pool.reserved()) as u64,
+            task_min_bytes: 0,
         }
     }
 }
@@ -123,7 +165,7 @@ pub fn available_memory_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{JobId, StageId};
+    use crate::ids::StageId;
     use datafusion::execution::memory_pool::MemoryConsumer;
 
     #[test]

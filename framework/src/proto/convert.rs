@@ -73,3 +73,29 @@ mod tests {
         assert!(matches!(err, BallistaError::InvalidInput(_)), "{err:?}");
     }
 }
+
+impl super::MemoryReport {
+    /// An executor's memory figures as sent over the wire (without per-job
+    /// figures).
+    pub fn from_usage(usage: &crate::plugin::memory::MemoryUsage) -> Self {
+        Self {
+            budget_bytes: usage.budget_bytes,
+            reserved_bytes: usage.reserved_bytes,
+            peak_bytes: usage.peak_bytes,
+            available_bytes: usage.available_bytes,
+            task_min_bytes: usage.task_min_bytes,
+            jobs: Vec::new(),
+        }
+    }
+
+    /// The executor-wide figures.
+    pub fn usage(&self) -> crate::plugin::memory::MemoryUsage {
+        crate::plugin::memory::MemoryUsage {
+            budget_bytes: self.budget_bytes,
+            reserved_bytes: self.reserved_bytes,
+            peak_bytes: self.peak_bytes,
+            available_bytes: self.available_bytes,
+            task_min_bytes: self.task_min_bytes,
+        }
+    }
+}

@@ -8,7 +8,6 @@ use super::SchedulerInner;
 use super::status_stream::JobStatusStream;
 use crate::error::BallistaError;
 use crate::ids::{ExecutorId, JobId};
-use crate::plugin::memory::MemoryUsage;
 use crate::plugin::shuffle::ExecutorAddress;
 use crate::proto::{self, scheduler_grpc_server::SchedulerGrpc};
 
@@ -103,7 +102,13 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         request: Request<proto::RegisterExecutorRequest>,
     ) -> Result<Response<proto::RegisterExecutorResponse>, Status> {
-        let metadata = request.into_inner().metadata.ok_or_else(|| {
+        let request = request.into_inner();
+        let memory = request
+            .memory
+            .as_ref()
+            .map(|m| m.usage())
+            .unwrap_or_default();
+        let metadata = request.metadata.ok_or_else(|| {
             BallistaError::InvalidInput("registration without executor metadata".into())
         })?;
         let port = u16::try_from(metadata.port).ok().filter(|p| *p != 0);
@@ -130,6 +135,7 @@ impl SchedulerGrpc for SchedulerService {
             address,
             metadata.slots as usize,
             metadata.version,
+            memory,
         )?;
         self.inner.apply(effects);
         Ok(Response::new(proto::RegisterExecutorResponse {}))
@@ -141,14 +147,10 @@ impl SchedulerGrpc for SchedulerService {
     ) -> Result<Response<proto::HeartBeatResponse>, Status> {
         let request = request.into_inner();
         let memory = request.memory.unwrap_or_default();
-        let usage = MemoryUsage {
-            budget_bytes: memory.budget_bytes,
-            reserved_bytes: memory.reserved_bytes,
-            peak_bytes: memory.peak_bytes,
-        };
         let (known, effects) = self.inner.state.lock().heartbeat(
             &ExecutorId::new(request.executor_id),
-            usage,
+            memory.usage(),
+            memory.jobs,
             request.draining,
         );
         self.inner.apply(effects);

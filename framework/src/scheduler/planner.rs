@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::config::{
     BallistaConfig, SchedulerSettings, TableDefinition, distributed_session_defaults,
-    distributed_session_overrides, session_config_from_settings,
+    distributed_session_overrides, session_config_from_settings, validate_ballista_settings,
 };
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
@@ -144,6 +144,7 @@ impl JobPlanner {
     }
 
     fn context(&self, settings: &HashMap<String, String>) -> Result<SessionContext> {
+        validate_ballista_settings(settings)?;
         let state = SessionStateBuilder::new()
             .with_config(session_config_from_settings(settings)?)
             .with_runtime_env(Arc::clone(&self.runtime))

@@ -1,6 +1,7 @@
 //! Cluster membership (registration, heartbeats, lost executors) and
 //! periodic housekeeping.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::{Effects, FINISHED_JOB_RETENTION, JobPhase, MAX_FINISHED_JOBS, SchedulerState};
@@ -18,6 +19,7 @@ impl SchedulerState {
         address: ExecutorAddress,
         slots: usize,
         version: String,
+        memory: MemoryUsage,
     ) -> Result<Effects> {
         let id = address.id.clone();
         let mut effects = Effects::default();
@@ -30,7 +32,7 @@ impl SchedulerState {
             address.host,
             address.port
         );
-        self.executors.register(address, slots, version)?;
+        self.executors.register(address, slots, version, memory)?;
         self.no_executors_since = None;
         effects.merge(self.schedule());
         Ok(effects)
@@ -41,9 +43,19 @@ impl SchedulerState {
         &mut self,
         executor_id: &ExecutorId,
         memory: MemoryUsage,
+        jobs: Vec<proto::JobMemory>,
         draining: bool,
     ) -> (bool, Effects) {
-        let known = self.executors.heartbeat(executor_id, memory, draining);
+        let reported: HashSet<JobId> = jobs
+            .iter()
+            .filter_map(|j| JobId::parse(&j.job_id).ok())
+            .collect();
+        let known = self
+            .executors
+            .heartbeat(executor_id, memory, &reported, draining);
+        if known {
+            self.record_job_memory(executor_id, jobs);
+        }
         let effects = if known {
             self.schedule()
         } else {
@@ -152,6 +164,27 @@ impl SchedulerState {
         effects
     }
 
+    /// Keeps the latest per-job memory figures of an executor, and the
+    /// highest peak it reported for each job.
+    fn record_job_memory(&mut self, executor_id: &ExecutorId, jobs: Vec<proto::JobMemory>) {
+        for mut figures in jobs {
+            let Ok(job_id) = JobId::parse(&figures.job_id) else {
+                continue;
+            };
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
+            figures.executor_id = executor_id.to_string();
+            let entry = job
+                .memory
+                .entry(executor_id.clone())
+                .or_insert_with(|| figures.clone());
+            let peak = entry.peak_bytes.max(figures.peak_bytes);
+            *entry = figures;
+            entry.peak_bytes = peak;
+        }
+    }
+
     /// Task slots of all registered executors.
     pub fn total_slots(&self) -> usize {
         self.executors.all().map(|e| e.slots).sum()
@@ -178,6 +211,7 @@ impl SchedulerState {
                 } else {
                     "active".into()
                 },
+                memory: Some(proto::MemoryReport::from_usage(&e.memory)),
             })
             .collect();
         out.sort_by(|a, b| {

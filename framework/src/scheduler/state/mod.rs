@@ -3,7 +3,7 @@
 //! the network calls it decides on are returned as [`Effects`] and performed
 //! by the caller after the lock is released.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,8 @@ struct JobEntry {
     data_removed: bool,
     /// The request of a queued job, planned once it is admitted.
     queued_request: Option<proto::ExecuteQueryRequest>,
+    /// Memory its tasks hold on each executor (latest figures, highest peak).
+    memory: BTreeMap<ExecutorId, proto::JobMemory>,
 }
 
 /// A queued job the policy now admits, to be planned.
@@ -211,6 +213,7 @@ impl SchedulerState {
                 data_on: HashSet::new(),
                 data_removed: false,
                 queued_request,
+                memory: BTreeMap::new(),
             },
         );
         self.publish(&job_id);
@@ -318,6 +321,7 @@ impl SchedulerState {
             if let Some(graph) = &j.graph {
                 status.stages = graph.stage_infos();
             }
+            status.memory = j.memory.values().cloned().collect();
             status
         })
     }
@@ -355,6 +359,7 @@ impl SchedulerState {
                 (Some(graph), true) => graph.stage_infos(),
                 _ => Vec::new(),
             },
+            memory: job.memory.values().cloned().collect(),
         };
         if job.phase == JobPhase::Succeeded
             && let Some(graph) = &job.graph

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Effects, JobPhase, Launch, SchedulerState};
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId, StageId};
-use crate::plugin::scheduling::{PendingTask, SchedulableJob};
+use crate::plugin::scheduling::{ExecutorSlots, PendingTask, SchedulableJob};
 use crate::plugin::shuffle::ShuffleLocation;
 use crate::proto;
 use crate::scheduler::executors::TaskKey;
@@ -25,6 +25,17 @@ impl SchedulerState {
             settings: Arc<HashMap<String, String>>,
             running: usize,
             pending: Vec<PendingTask>,
+        }
+        impl Candidate {
+            fn view<'a>(&'a self, pending: &'a [PendingTask]) -> SchedulableJob<'a> {
+                SchedulableJob {
+                    job_id: &self.job_id,
+                    submission_seq: self.seq,
+                    settings: &self.settings,
+                    running_tasks: self.running,
+                    pending_tasks: pending,
+                }
+            }
         }
         let candidates: Vec<Candidate> = self
             .jobs
@@ -45,17 +56,55 @@ impl SchedulerState {
         if candidates.is_empty() {
             return Effects::default();
         }
-        let schedulable: Vec<SchedulableJob<'_>> = candidates
-            .iter()
-            .map(|c| SchedulableJob {
-                job_id: &c.job_id,
-                submission_seq: c.seq,
-                settings: &c.settings,
-                running_tasks: c.running,
-                pending_tasks: &c.pending,
-            })
-            .collect();
-        let assignments = self.policy.assign(&schedulable, &free);
+        // Executors whose memory can take a task of every candidate job are
+        // offered to the policy together; one that can hold only some jobs
+        // (those already running there) is offered alone, with those jobs.
+        let (open, limited): (Vec<ExecutorSlots>, Vec<ExecutorSlots>) =
+            free.into_iter().partition(|slots| {
+                self.executors
+                    .get(&slots.executor_id)
+                    .is_some_and(|e| candidates.iter().all(|c| e.memory_can_hold(&c.job_id)))
+            });
+        let schedulable = |held_by: Option<&ExecutorId>, taken: &HashSet<(JobId, PendingTask)>| {
+            candidates
+                .iter()
+                .filter(|c| {
+                    held_by.is_none_or(|id| {
+                        self.executors
+                            .get(id)
+                            .is_some_and(|e| e.memory_can_hold(&c.job_id))
+                    })
+                })
+                .map(|c| {
+                    let pending: Vec<PendingTask> = c
+                        .pending
+                        .iter()
+                        .filter(|t| !taken.contains(&(c.job_id.clone(), **t)))
+                        .copied()
+                        .collect();
+                    (c, pending)
+                })
+                .filter(|(_, pending)| !pending.is_empty())
+                .collect::<Vec<_>>()
+        };
+        let mut taken: HashSet<(JobId, PendingTask)> = HashSet::new();
+        let mut assignments = Vec::new();
+        if !open.is_empty() {
+            let jobs = schedulable(None, &taken);
+            let views: Vec<SchedulableJob<'_>> = jobs.iter().map(|(c, p)| c.view(p)).collect();
+            assignments = self.policy.assign(&views, &open);
+            taken.extend(assignments.iter().map(|a| (a.job_id.clone(), a.task)));
+        }
+        for slots in limited {
+            let jobs = schedulable(Some(&slots.executor_id), &taken);
+            if jobs.is_empty() {
+                continue;
+            }
+            let views: Vec<SchedulableJob<'_>> = jobs.iter().map(|(c, p)| c.view(p)).collect();
+            let more = self.policy.assign(&views, std::slice::from_ref(&slots));
+            taken.extend(more.iter().map(|a| (a.job_id.clone(), a.task)));
+            assignments.extend(more);
+        }
 
         let mut by_executor: HashMap<ExecutorId, Vec<proto::TaskDefinition>> = HashMap::new();
         let mut launched_jobs: HashSet<JobId> = HashSet::new();
@@ -63,9 +112,16 @@ impl SchedulerState {
             let Some(executor) = self.executors.get_mut(&assignment.executor_id) else {
                 continue;
             };
-            if executor.paused || executor.free_slots() == 0 {
+            if executor.paused
+                || executor.free_slots() == 0
+                || !executor.memory_can_hold(&assignment.job_id)
+            {
                 continue;
             }
+            let new_here = !executor
+                .running
+                .iter()
+                .any(|(job_id, ..)| *job_id == assignment.job_id);
             let Some(job) = self.jobs.get_mut(&assignment.job_id) else {
                 continue;
             };
@@ -76,6 +132,11 @@ impl SchedulerState {
             else {
                 continue;
             };
+            if new_here {
+                executor
+                    .jobs_placed_since_report
+                    .insert(assignment.job_id.clone());
+            }
             let task = assignment.task;
             executor.running.insert((
                 assignment.job_id.clone(),
