@@ -175,6 +175,97 @@ fn tpch_command_generates_data_compares_and_writes_json() {
 }
 
 #[test]
+fn tpch_with_a_memory_limit_runs_executor_processes_and_reports_their_peak_rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let json = dir.path().join("results.json");
+    let config = dir.path().join("quota.toml");
+    std::fs::write(&config, "[memory]\nkind = \"quota\"\n").unwrap();
+    let output = run(&[
+        "tpch",
+        "--data",
+        data.to_str().unwrap(),
+        "--scale",
+        "0.1",
+        "--queries",
+        "1,18",
+        "--compare-local",
+        "--executors",
+        "2",
+        "--memory-limit",
+        "256MiB",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr
+            .contains("started a scheduler and 2 executor process(es) with a 256MiB memory limit"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("executor peak RSS MiB"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for q in report["queries"].as_array().unwrap() {
+        assert_eq!(q["check"]["status"], "match", "{q}");
+        assert!(q["executor_peak_rss_bytes"].as_u64().unwrap() > 0, "{q}");
+    }
+    let executors = report["executor_memory"].as_array().unwrap();
+    assert_eq!(executors.len(), 2, "{executors:?}");
+    for e in executors {
+        assert_eq!(e["budget_bytes"].as_u64(), Some(256 << 20), "{e}");
+        let rss = e["peak_rss_bytes"].as_u64().unwrap();
+        assert!(rss > 10 << 20, "an executor's peak RSS is measured: {e}");
+        assert!(
+            stdout.contains(&format!("executor pid {} ", e["pid"])),
+            "{stdout}"
+        );
+    }
+    assert!(
+        executors
+            .iter()
+            .any(|e| e["peak_reserved_bytes"].as_u64().unwrap() > 0),
+        "the executors report what their tasks reserved: {executors:?}"
+    );
+    eprintln!("{stdout}");
+
+    // The processes are gone afterwards.
+    for e in executors {
+        let pid = e["pid"].as_u64().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        assert!(
+            status.is_empty() || status.contains("State:\tZ"),
+            "executor {pid} still runs"
+        );
+    }
+
+    // It starts its own cluster: a scheduler URL as well is refused.
+    let output = run(&[
+        "tpch",
+        "--data",
+        data.to_str().unwrap(),
+        "--memory-limit",
+        "256MiB",
+        "--scheduler",
+        "http://127.0.0.1:9",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--memory-limit starts its own scheduler and executors"),
+        "{stderr}"
+    );
+    let output = run(&["tpch", "--memory-limit", "lots"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid byte size \"lots\""), "{stderr}");
+}
+
+#[test]
 fn interactive_shell_reads_statements_from_piped_input() {
     use std::io::Write;
     let mut child = Command::new(binary("ballista"))

@@ -4,15 +4,15 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ballista::client::{JobProgressListener, SessionContextExt};
-use ballista::config::BallistaSettings;
+use ballista::config::{BallistaSettings, MemoryAmount};
 use ballista::proto::{JobState, JobStatus};
 use ballista_bin::logging;
 use ballista_bin::output::OutputFormat;
 use ballista_bin::sql::{SqlRunOptions, run_sql};
-use ballista_bin::tpch::{bench, datagen, queries};
+use ballista_bin::tpch::{bench, datagen, processes, queries};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use datafusion::prelude::SessionContext;
 
@@ -114,6 +114,13 @@ struct TpchArgs {
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Start the scheduler and --executors executors as separate processes,
+    /// each executor with this memory limit (e.g. 512MiB, or 25% of the
+    /// machine), and report every executor's peak resident memory, measured
+    /// by the kernel, next to it. Their plugins come from --config (e.g.
+    /// `[memory] kind = "quota"`).
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<MemoryAmount>,
 }
 
 fn progress_listener() -> Option<JobProgressListener> {
@@ -266,6 +273,35 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
     if cluster_args.scheduler.is_none() && cluster_args.executors == 0 {
         cluster_args.executors = 1;
     }
+    let processes = match &args.memory_limit {
+        None => None,
+        Some(_) if args.cluster.scheduler.is_some() => {
+            return error_exit(
+                "--memory-limit starts its own scheduler and executors and cannot be used with --scheduler; \
+                 set the memory limit of a running cluster's executors on the executors",
+            );
+        }
+        Some(limit) => {
+            let spec = processes::ProcessClusterSpec {
+                executors: cluster_args.executors,
+                slots: cluster_args.slots,
+                memory_limit: limit.to_string(),
+                config: cluster_args.config.clone(),
+            };
+            match processes::ProcessCluster::start(&spec) {
+                Ok(cluster) => {
+                    eprintln!(
+                        "started a scheduler and {} executor process(es) with a {limit} memory limit each (logs in {})",
+                        spec.executors,
+                        cluster.log_dir.path().display()
+                    );
+                    cluster_args.scheduler = Some(cluster.scheduler_url.clone());
+                    Some(cluster)
+                }
+                Err(e) => return error_exit(e),
+            }
+        }
+    };
     let ctx = match connect(&cluster_args, None).await {
         Ok(ctx) => ctx,
         Err(e) => return error_exit(e),
@@ -293,12 +329,30 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
     } else {
         None
     };
-    let cluster = match &args.cluster.scheduler {
-        Some(url) => format!("scheduler {url}"),
-        None => format!("embedded cluster, {} executor(s)", cluster_args.executors),
+    let cluster = match (&args.cluster.scheduler, &args.memory_limit) {
+        (Some(url), _) => format!("scheduler {url}"),
+        (None, Some(limit)) => format!(
+            "scheduler and {} executor process(es), memory limit {limit} each",
+            cluster_args.executors
+        ),
+        (None, None) => format!("embedded cluster, {} executor(s)", cluster_args.executors),
     };
     eprintln!("running {} queries on {cluster}", query_list.len());
-    let reports = bench::run(&ctx, local.as_ref(), &query_list, args.iterations, &|q| {
+    let monitor = processes
+        .as_ref()
+        .map(|p| processes::RssMonitor::start(p.executor_pids(), Duration::from_millis(20)));
+    let query_rss = std::sync::Mutex::new(Vec::new());
+    let mut reports = bench::run(&ctx, local.as_ref(), &query_list, args.iterations, &|q| {
+        let rss = monitor.as_ref().map(|m| m.take_window());
+        if let Some(rss) = rss {
+            query_rss.lock().expect("not poisoned").push((q.query, rss));
+        }
+        let rss = rss.map_or(String::new(), |b| {
+            format!(
+                ", executor peak RSS {:.1} MiB",
+                b as f64 / (1u64 << 20) as f64
+            )
+        });
         let d = q
             .distributed_mean()
             .map_or("-".into(), |v| format!("{v:.1} ms"));
@@ -311,10 +365,22 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
             bench::Check::Failed(_) => " (FAILED)",
             bench::Check::NotChecked => "",
         };
-        eprintln!("  q{:<2} {d}{l}{status}", q.query);
+        eprintln!("  q{:<2} {d}{l}{status}{rss}", q.query);
     })
     .await;
-    let report = bench::summarize(args.scale, &data_dir, args.iterations, cluster, reports);
+    for (query, rss) in query_rss.into_inner().expect("not poisoned") {
+        if let Some(report) = reports.iter_mut().find(|r| r.query == query) {
+            report.executor_peak_rss_bytes = Some(rss);
+        }
+    }
+    drop(monitor);
+    let executor_memory = match &processes {
+        Some(p) => executor_memory(p, &cluster_args).await,
+        None => Vec::new(),
+    };
+    drop(processes);
+    let mut report = bench::summarize(args.scale, &data_dir, args.iterations, cluster, reports);
+    report.executor_memory = executor_memory;
     print!("{}", bench::render_table(&report));
     if let Some(path) = &args.output {
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
@@ -332,6 +398,44 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Each executor process's peak resident memory (the kernel's `VmHWM`), its
+/// budget and peak reservation as it reported them to the scheduler.
+async fn executor_memory(
+    cluster: &processes::ProcessCluster,
+    args: &ClusterArgs,
+) -> Vec<processes::ExecutorMemoryReport> {
+    // The executors' last figures reach the scheduler with their next
+    // heartbeat.
+    let heartbeat = BallistaSettings::load(args.config.as_deref())
+        .map_or(2, |s| s.executor.heartbeat_interval_secs.max(1));
+    tokio::time::sleep(Duration::from_millis(heartbeat * 1000 + 500)).await;
+    let reported = match &args.scheduler {
+        Some(url) => match ballista::client::SchedulerClient::connect(url).await {
+            Ok(client) => client.executors().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    cluster
+        .executor_processes()
+        .into_iter()
+        .map(|(pid, port)| {
+            let memory = reported
+                .iter()
+                .find(|e| e.metadata.as_ref().is_some_and(|m| m.port == port as u32))
+                .and_then(|e| e.memory.clone())
+                .unwrap_or_default();
+            processes::ExecutorMemoryReport {
+                pid,
+                port,
+                budget_bytes: memory.budget_bytes,
+                peak_rss_bytes: processes::proc_status_bytes(pid, "VmHWM").unwrap_or(0),
+                peak_reserved_bytes: memory.peak_bytes,
+            }
+        })
+        .collect()
 }
 
 #[tokio::main]

@@ -77,6 +77,10 @@ pub struct QueryReport {
     pub local_ms: Vec<f64>,
     /// Value check.
     pub check: Check,
+    /// Highest resident memory of any executor process while the query ran
+    /// (only when `ballista tpch` started the executors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor_peak_rss_bytes: Option<u64>,
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -113,6 +117,9 @@ pub struct BenchReport {
     pub total_local_ms: Option<f64>,
     /// Total distributed / total single-process.
     pub ratio: Option<f64>,
+    /// Executor memory, when `ballista tpch` started the executors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub executor_memory: Vec<super::processes::ExecutorMemoryReport>,
 }
 
 async fn timed(ctx: &SessionContext, n: usize) -> (f64, Result<Vec<RecordBatch>>) {
@@ -138,6 +145,7 @@ pub async fn run(
             distributed_ms: Vec::new(),
             local_ms: Vec::new(),
             check: Check::NotChecked,
+            executor_peak_rss_bytes: None,
         };
         let mut distributed_result = None;
         for _ in 0..iterations.max(1) {
@@ -217,19 +225,42 @@ pub fn summarize(
         total_distributed_ms,
         total_local_ms,
         ratio,
+        executor_memory: Vec::new(),
     }
 }
+
+const MIB: f64 = (1u64 << 20) as f64;
 
 /// The report as a text table.
 pub fn render_table(report: &BenchReport) -> String {
     let compared = report.total_local_ms.is_some();
+    let rss = report
+        .queries
+        .iter()
+        .any(|q| q.executor_peak_rss_bytes.is_some());
     let mut out = String::new();
-    if compared {
-        out.push_str("query | distributed ms | single-process ms | ratio | rows | result\n");
-        out.push_str("------+----------------+-------------------+-------+------+-------\n");
+    let (rss_head, rss_rule) = if rss {
+        (
+            "      | executor peak RSS MiB",
+            "------+-----------------------",
+        )
     } else {
-        out.push_str("query | distributed ms | rows | result\n");
-        out.push_str("------+----------------+------+-------\n");
+        ("", "")
+    };
+    if compared {
+        out.push_str(&format!(
+            "query | distributed ms | single-process ms | ratio | rows | result{rss_head}\n"
+        ));
+        out.push_str(&format!(
+            "------+----------------+-------------------+-------+------+-------{rss_rule}\n"
+        ));
+    } else {
+        out.push_str(&format!(
+            "query | distributed ms | rows | result{rss_head}\n"
+        ));
+        out.push_str(&format!(
+            "------+----------------+------+-------{rss_rule}\n"
+        ));
     }
     for q in &report.queries {
         let d = q
@@ -240,6 +271,11 @@ pub fn render_table(report: &BenchReport) -> String {
             Check::Match => "same values".to_string(),
             Check::Mismatch(_) => "MISMATCH".to_string(),
             Check::Failed(_) => "FAILED".to_string(),
+        };
+        let status = match q.executor_peak_rss_bytes {
+            Some(bytes) if rss => format!("{status:<11} | {:>8.1}", bytes as f64 / MIB),
+            None if rss => format!("{status:<11} | {:>8}", "-"),
+            _ => status,
         };
         if compared {
             let l = q
@@ -268,6 +304,17 @@ pub fn render_table(report: &BenchReport) -> String {
         out.push_str(&format!("total single-process: {local:.1} ms\n"));
         out.push_str(&format!(
             "ratio (distributed / single-process): {ratio:.2}\n"
+        ));
+    }
+    for e in &report.executor_memory {
+        out.push_str(&format!(
+            "executor pid {} (port {}): peak RSS {:.1} MiB = {:.1}% of its {:.1} MiB budget; peak reserved {:.1} MiB\n",
+            e.pid,
+            e.port,
+            e.peak_rss_bytes as f64 / MIB,
+            e.rss_ratio() * 100.0,
+            e.budget_bytes as f64 / MIB,
+            e.peak_reserved_bytes as f64 / MIB
         ));
     }
     for q in &report.queries {

@@ -4,4 +4,5 @@
 pub mod bench;
 pub mod compare;
 pub mod datagen;
+pub mod processes;
 pub mod queries;
