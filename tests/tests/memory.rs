@@ -395,6 +395,38 @@ async fn a_tenant_quota_caps_the_sum_of_its_concurrent_jobs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_shared_pool_reports_each_jobs_memory_too() {
+    let cluster = TestCluster::start_with(
+        2,
+        2,
+        None,
+        Some("[executor]\nmemory_limit = \"256MiB\"\nheartbeat_interval_secs = 1\n"),
+    )
+    .await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let session = Session::new(&cluster, &[]).await;
+    let (rows, job) = session.run(AGGREGATE_QUERY).await;
+    compare(&expected(AGGREGATE_QUERY).await, &rows.unwrap()).unwrap();
+    let status = final_status(&scheduler, &job).await;
+    let peaks = peak_per_executor(&status);
+    eprintln!(
+        "shared pool: job peaks {:?} KiB",
+        peaks.iter().map(|p| p >> 10).collect::<Vec<_>>()
+    );
+    assert_eq!(peaks.len(), 2, "{:?}", status.memory);
+    assert!(peaks.iter().all(|p| *p > 0), "{:?}", status.memory);
+    assert!(status.memory.iter().all(|m| m.reserved_bytes == 0));
+    let executors = scheduler.executors().await.unwrap();
+    assert!(executors.iter().all(|e| {
+        e.memory
+            .as_ref()
+            .is_some_and(|m| m.budget_bytes == 256 * MIB && m.peak_bytes > 0)
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_memory_settings_are_refused_clearly() {
     let cluster = TestCluster::start_with(1, 1, None, Some(&executor_toml("64MiB", ""))).await;
     let session = Session::new(&cluster, &[]).await;

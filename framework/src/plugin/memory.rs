@@ -10,13 +10,18 @@
 //! spillable consumers get fair shares) wrapped in [`TrackConsumersPool`]
 //! (so a refused reservation names the largest consumers).
 
-use std::fmt::Debug;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::{self, Debug};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use datafusion::error::Result as DfResult;
 use datafusion::execution::memory_pool::{
-    FairSpillPool, MemoryPool, PeakRecordingPool, TrackConsumersPool,
+    FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, PeakRecordingPool,
+    TrackConsumersPool,
 };
+use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::ids::{JobId, TaskId};
@@ -95,10 +100,13 @@ pub trait MemoryManager: Send + Sync + Debug {
 }
 
 /// One bounded, fair-spilling pool per executor, shared by all its tasks.
+/// What each job's tasks reserve is tallied on the way, so that job status
+/// shows it.
 #[derive(Debug)]
 pub struct ExecutorMemoryManager {
     budget: usize,
     pool: Arc<PeakRecordingPool>,
+    tally: Arc<JobTally>,
 }
 
 impl ExecutorMemoryManager {
@@ -111,6 +119,7 @@ impl ExecutorMemoryManager {
         Self {
             budget: budget_bytes,
             pool: Arc::new(PeakRecordingPool::new(Arc::new(tracked))),
+            tally: Arc::default(),
         }
     }
 
@@ -121,8 +130,17 @@ impl ExecutorMemoryManager {
 }
 
 impl MemoryManager for ExecutorMemoryManager {
-    fn task_pool(&self, _request: &TaskMemoryRequest<'_>) -> Result<Arc<dyn MemoryPool>> {
-        Ok(Arc::clone(&self.pool) as Arc<dyn MemoryPool>)
+    fn task_pool(&self, request: &TaskMemoryRequest<'_>) -> Result<Arc<dyn MemoryPool>> {
+        let shared = Arc::clone(&self.pool) as Arc<dyn MemoryPool>;
+        Ok(self.tally.pool_for(request.task, shared))
+    }
+
+    fn task_finished(&self, task: &TaskId) {
+        self.tally.task_finished(task);
+    }
+
+    fn job_usage(&self) -> Vec<JobMemoryUsage> {
+        self.tally.usage()
     }
 
     fn usage(&self) -> MemoryUsage {
@@ -133,6 +151,197 @@ impl MemoryManager for ExecutorMemoryManager {
             available_bytes: self.budget.saturating_sub(self.pool.reserved()) as u64,
             task_min_bytes: 0,
         }
+    }
+}
+
+/// How long a finished job's figures stay in heartbeats, so that its final
+/// peak reaches the scheduler.
+const ENDED_JOB_RETENTION: Duration = Duration::from_secs(30);
+
+/// Per-job tallies of what tasks reserve through a pool they share: a
+/// building block for managers without per-job accounting of their own.
+/// [`pool_for`](Self::pool_for) wraps the shared pool for one task; every
+/// reservation still goes through the shared pool, and is counted against
+/// the task's job on the way.
+#[derive(Debug, Default)]
+pub struct JobTally {
+    state: Mutex<TallyState>,
+}
+
+#[derive(Debug, Default)]
+struct TallyState {
+    jobs: HashMap<JobId, JobCount>,
+    open_tasks: HashSet<TaskId>,
+    ended: VecDeque<(Instant, JobMemoryUsage)>,
+}
+
+#[derive(Debug, Default)]
+struct JobCount {
+    tasks: usize,
+    reserved: usize,
+    peak: usize,
+}
+
+impl JobTally {
+    /// The pool `task` runs under: `shared`, counted against its job.
+    pub fn pool_for(
+        self: &Arc<Self>,
+        task: &TaskId,
+        shared: Arc<dyn MemoryPool>,
+    ) -> Arc<dyn MemoryPool> {
+        let mut st = self.state.lock();
+        if st.open_tasks.insert(task.clone()) {
+            if !st.jobs.contains_key(&task.job_id) {
+                // Reopened (a later stage): keep the peak it reached before.
+                let mut peak = 0;
+                st.ended.retain(|(_, u)| {
+                    let same = u.job_id == task.job_id;
+                    if same {
+                        peak = peak.max(u.peak_bytes as usize);
+                    }
+                    !same
+                });
+                st.jobs.insert(
+                    task.job_id.clone(),
+                    JobCount {
+                        peak,
+                        ..JobCount::default()
+                    },
+                );
+            }
+            if let Some(job) = st.jobs.get_mut(&task.job_id) {
+                job.tasks += 1;
+            }
+        }
+        Arc::new(TalliedPool {
+            shared,
+            tally: Arc::clone(self),
+            job_id: task.job_id.clone(),
+        })
+    }
+
+    /// `task` has ended.
+    pub fn task_finished(&self, task: &TaskId) {
+        let mut st = self.state.lock();
+        if st.open_tasks.remove(task)
+            && let Some(job) = st.jobs.get_mut(&task.job_id)
+        {
+            job.tasks = job.tasks.saturating_sub(1);
+        }
+        st.retire_if_idle(&task.job_id);
+    }
+
+    /// Jobs with tasks now, and those that ended within the last 30 s.
+    pub fn usage(&self) -> Vec<JobMemoryUsage> {
+        let mut st = self.state.lock();
+        while st
+            .ended
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > ENDED_JOB_RETENTION)
+        {
+            st.ended.pop_front();
+        }
+        let mut out: Vec<JobMemoryUsage> = st
+            .jobs
+            .iter()
+            .map(|(id, job)| job.usage(id))
+            .chain(st.ended.iter().map(|(_, u)| u.clone()))
+            .collect();
+        out.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        out
+    }
+
+    fn add(&self, job_id: &JobId, bytes: usize) {
+        let mut st = self.state.lock();
+        if let Some(job) = st.jobs.get_mut(job_id) {
+            job.reserved += bytes;
+            job.peak = job.peak.max(job.reserved);
+        }
+    }
+
+    fn sub(&self, job_id: &JobId, bytes: usize) {
+        let mut st = self.state.lock();
+        if let Some(job) = st.jobs.get_mut(job_id) {
+            job.reserved = job.reserved.saturating_sub(bytes);
+        }
+        st.retire_if_idle(job_id);
+    }
+}
+
+impl TallyState {
+    fn retire_if_idle(&mut self, job_id: &JobId) {
+        if self
+            .jobs
+            .get(job_id)
+            .is_some_and(|job| job.tasks == 0 && job.reserved == 0)
+            && let Some(job) = self.jobs.remove(job_id)
+        {
+            self.ended.push_back((Instant::now(), job.usage(job_id)));
+        }
+    }
+}
+
+impl JobCount {
+    fn usage(&self, job_id: &JobId) -> JobMemoryUsage {
+        JobMemoryUsage {
+            job_id: job_id.clone(),
+            tenant: String::new(),
+            reserved_bytes: self.reserved as u64,
+            peak_bytes: self.peak as u64,
+            quota_bytes: 0,
+        }
+    }
+}
+
+/// A shared pool seen by one job's task.
+#[derive(Debug)]
+struct TalliedPool {
+    shared: Arc<dyn MemoryPool>,
+    tally: Arc<JobTally>,
+    job_id: JobId,
+}
+
+impl fmt::Display for TalliedPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.shared, f)
+    }
+}
+
+impl MemoryPool for TalliedPool {
+    fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.shared.register(consumer);
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.shared.unregister(consumer);
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.shared.grow(reservation, additional);
+        self.tally.add(&self.job_id, additional);
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.shared.shrink(reservation, shrink);
+        self.tally.sub(&self.job_id, shrink);
+    }
+
+    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
+        self.shared.try_grow(reservation, additional)?;
+        self.tally.add(&self.job_id, additional);
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.shared.reserved()
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        self.shared.memory_limit()
     }
 }
 
@@ -166,7 +375,6 @@ pub fn available_memory_bytes() -> Option<u64> {
 mod tests {
     use super::*;
     use crate::ids::StageId;
-    use datafusion::execution::memory_pool::MemoryConsumer;
 
     #[test]
     fn refused_reservation_names_the_consumer_and_usage_is_reported() {
@@ -192,5 +400,16 @@ mod tests {
         assert_eq!(usage.budget_bytes, 1000);
         assert_eq!(usage.reserved_bytes, 600);
         assert!(usage.peak_bytes >= 600);
+        // The job's share is tallied, and kept once the job ends.
+        let jobs = manager.job_usage();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].reserved_bytes, jobs[0].peak_bytes), (600, 600));
+        reservation.shrink(600);
+        drop(reservation);
+        manager.task_finished(&task);
+        let jobs = manager.job_usage();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].reserved_bytes, jobs[0].peak_bytes), (0, 600));
+        assert_eq!(manager.usage().reserved_bytes, 0);
     }
 }

@@ -308,3 +308,96 @@ impl SchedulerState {
         self.schedule()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::Partitioning;
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion::physical_plan::repartition::RepartitionExec;
+
+    use super::*;
+    use crate::config::SchedulerSettings;
+    use crate::plan::split_into_stages;
+    use crate::plugin::memory::MemoryUsage;
+    use crate::plugin::scheduling::FifoPolicy;
+    use crate::plugin::shuffle::ExecutorAddress;
+
+    /// A job whose first stage has three map tasks.
+    fn submit(state: &mut SchedulerState, name: &str) -> JobId {
+        let job_id = JobId::parse(name).unwrap();
+        state
+            .submit(
+                job_id.clone(),
+                String::new(),
+                Arc::default(),
+                proto::ExecuteQueryRequest::default(),
+            )
+            .unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let scan = Arc::new(EmptyExec::new(schema).with_partitions(3));
+        let repartition = RepartitionExec::try_new(
+            scan,
+            Partitioning::Hash(vec![Arc::new(Column::new("k", 0))], 2),
+        )
+        .unwrap();
+        let plan = split_into_stages(&job_id, Arc::new(repartition)).unwrap();
+        let _ = state.planned(&job_id, Ok(plan));
+        job_id
+    }
+
+    fn memory(available: u64) -> MemoryUsage {
+        MemoryUsage {
+            budget_bytes: 100,
+            reserved_bytes: 100 - available,
+            peak_bytes: 100,
+            available_bytes: available,
+            task_min_bytes: 20,
+        }
+    }
+
+    fn placed_on(state: &SchedulerState, job: &JobId) -> Vec<String> {
+        let mut out: Vec<String> = state
+            .executors
+            .all()
+            .flat_map(|e| {
+                e.running
+                    .iter()
+                    .filter(|(j, ..)| j == job)
+                    .map(|_| e.address.id.to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_new_job_is_not_placed_where_memory_cannot_hold_it() {
+        let mut state = SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy));
+        for (id, slots, available) in [("e1", 4, 10), ("e2", 1, 100)] {
+            let address = ExecutorAddress {
+                id: ExecutorId::new(id),
+                host: "127.0.0.1".into(),
+                port: 1,
+            };
+            let _ = state
+                .register_executor(address, slots, "test".into(), memory(available))
+                .unwrap();
+        }
+        // Executors running nothing take any job: their figures may be old.
+        let a = submit(&mut state, "joba");
+        assert_eq!(placed_on(&state, &a), vec!["e1", "e1", "e1"]);
+
+        // e1 runs job a and has 10 bytes free, a new job needs 20: job b
+        // gets e2's slot, and e1's free slot stays empty.
+        let b = submit(&mut state, "jobb");
+        assert_eq!(placed_on(&state, &b), vec!["e2"]);
+
+        // Once e1 reports room, b's next task goes there.
+        let (_, _) = state.heartbeat(&ExecutorId::new("e1"), memory(60), Vec::new(), false);
+        assert_eq!(placed_on(&state, &b), vec!["e1", "e2"]);
+    }
+}
