@@ -293,7 +293,7 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
                     eprintln!(
                         "started a scheduler and {} executor process(es) with a {limit} memory limit each (logs in {})",
                         spec.executors,
-                        cluster.log_dir.path().display()
+                        cluster.log_path().display()
                     );
                     cluster_args.scheduler = Some(cluster.scheduler_url.clone());
                     Some(cluster)
@@ -378,7 +378,20 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
         Some(p) => executor_memory(p, &cluster_args).await,
         None => Vec::new(),
     };
-    drop(processes);
+    let failed = reports
+        .iter()
+        .any(|q| matches!(q.check, bench::Check::Failed(_)));
+    if let Some(processes) = processes {
+        if failed {
+            let logs = processes.keep_logs();
+            eprintln!(
+                "a query failed: the scheduler's and executors' logs are kept in {}",
+                logs.display()
+            );
+        } else {
+            drop(processes);
+        }
+    }
     let mut report = bench::summarize(args.scale, &data_dir, args.iterations, cluster, reports);
     report.executor_memory = executor_memory;
     print!("{}", bench::render_table(&report));

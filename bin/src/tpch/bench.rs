@@ -202,10 +202,12 @@ pub fn summarize(
     cluster: String,
     queries: Vec<QueryReport>,
 ) -> BenchReport {
+    // An empty f64 sum is -0.0, which would print as "-0.0 ms".
     let total_distributed_ms = queries
         .iter()
         .filter_map(QueryReport::distributed_mean)
-        .sum();
+        .sum::<f64>()
+        + 0.0;
     let compared = queries.iter().any(|q| !q.local_ms.is_empty());
     let total_local_ms = compared.then(|| {
         queries

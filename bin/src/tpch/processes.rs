@@ -21,8 +21,9 @@ pub struct ProcessCluster {
     scheduler: Child,
     executors: Vec<Child>,
     executor_ports: Vec<u16>,
-    /// Where the processes' logs are written.
-    pub log_dir: tempfile::TempDir,
+    /// Where the processes' logs are written (removed with the cluster
+    /// unless [`keep_logs`](Self::keep_logs) is called).
+    log_dir: Option<tempfile::TempDir>,
     _work_dirs: Vec<tempfile::TempDir>,
 }
 
@@ -137,7 +138,7 @@ impl ProcessCluster {
             scheduler,
             executors: Vec::new(),
             executor_ports: Vec::new(),
-            log_dir,
+            log_dir: Some(log_dir),
             _work_dirs: Vec::new(),
         };
         for i in 0..spec.executors.max(1) {
@@ -156,13 +157,29 @@ impl ProcessCluster {
             if let Some(slots) = spec.slots {
                 executor.args(["--slots", &slots.to_string()]);
             }
-            let log = cluster.log_dir.path().join(format!("executor-{i}.log"));
+            let log = cluster.log_path().join(format!("executor-{i}.log"));
             let (child, port) = start_listening(executor, "ballista-executor", &log)?;
             cluster.executors.push(child);
             cluster.executor_ports.push(port);
             cluster._work_dirs.push(work);
         }
         Ok(cluster)
+    }
+
+    /// The folder of the processes' logs.
+    pub fn log_path(&self) -> PathBuf {
+        self.log_dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default()
+    }
+
+    /// Stops the processes and keeps their logs; returns where they are.
+    pub fn keep_logs(mut self) -> PathBuf {
+        match self.log_dir.take() {
+            Some(dir) => dir.keep(),
+            None => PathBuf::new(),
+        }
     }
 
     /// Process ids of the executors.
