@@ -154,9 +154,50 @@ impl MemoryManager for ExecutorMemoryManager {
     }
 }
 
-/// How long a finished job's figures stay in heartbeats, so that its final
-/// peak reaches the scheduler.
-const ENDED_JOB_RETENTION: Duration = Duration::from_secs(30);
+/// The figures of jobs whose last task on this executor ended recently.
+/// Heartbeats keep reporting them for [`RETENTION`](Self::RETENTION), so that
+/// a job's final peak reaches the scheduler even when the job ended between
+/// two heartbeats.
+#[derive(Debug, Default)]
+pub struct RecentlyEndedJobs {
+    entries: VecDeque<(Instant, JobMemoryUsage)>,
+}
+
+impl RecentlyEndedJobs {
+    /// How long an ended job stays listed.
+    pub const RETENTION: Duration = Duration::from_secs(30);
+
+    /// A job's last task here ended with these figures.
+    pub fn push(&mut self, figures: JobMemoryUsage) {
+        self.entries.push_back((Instant::now(), figures));
+    }
+
+    /// A job starts here again (a later stage): it is no longer listed as
+    /// ended; returns the peak it had reached, to carry on from.
+    pub fn reopen(&mut self, job_id: &JobId) -> u64 {
+        let mut peak = 0;
+        self.entries.retain(|(_, figures)| {
+            let same = &figures.job_id == job_id;
+            if same {
+                peak = peak.max(figures.peak_bytes);
+            }
+            !same
+        });
+        peak
+    }
+
+    /// The jobs still listed (older entries are dropped).
+    pub fn current(&mut self) -> impl Iterator<Item = &JobMemoryUsage> {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > Self::RETENTION)
+        {
+            self.entries.pop_front();
+        }
+        self.entries.iter().map(|(_, figures)| figures)
+    }
+}
 
 /// Per-job tallies of what tasks reserve through a pool they share: a
 /// building block for managers without per-job accounting of their own.
@@ -172,7 +213,7 @@ pub struct JobTally {
 struct TallyState {
     jobs: HashMap<JobId, JobCount>,
     open_tasks: HashSet<TaskId>,
-    ended: VecDeque<(Instant, JobMemoryUsage)>,
+    ended: RecentlyEndedJobs,
 }
 
 #[derive(Debug, Default)]
@@ -193,14 +234,7 @@ impl JobTally {
         if st.open_tasks.insert(task.clone()) {
             if !st.jobs.contains_key(&task.job_id) {
                 // Reopened (a later stage): keep the peak it reached before.
-                let mut peak = 0;
-                st.ended.retain(|(_, u)| {
-                    let same = u.job_id == task.job_id;
-                    if same {
-                        peak = peak.max(u.peak_bytes as usize);
-                    }
-                    !same
-                });
+                let peak = st.ended.reopen(&task.job_id) as usize;
                 st.jobs.insert(
                     task.job_id.clone(),
                     JobCount {
@@ -231,22 +265,11 @@ impl JobTally {
         st.retire_if_idle(&task.job_id);
     }
 
-    /// Jobs with tasks now, and those that ended within the last 30 s.
+    /// Jobs with tasks now, and those that ended recently.
     pub fn usage(&self) -> Vec<JobMemoryUsage> {
-        let mut st = self.state.lock();
-        while st
-            .ended
-            .front()
-            .is_some_and(|(at, _)| at.elapsed() > ENDED_JOB_RETENTION)
-        {
-            st.ended.pop_front();
-        }
-        let mut out: Vec<JobMemoryUsage> = st
-            .jobs
-            .iter()
-            .map(|(id, job)| job.usage(id))
-            .chain(st.ended.iter().map(|(_, u)| u.clone()))
-            .collect();
+        let st = &mut *self.state.lock();
+        let mut out: Vec<JobMemoryUsage> = st.ended.current().cloned().collect();
+        out.extend(st.jobs.iter().map(|(id, job)| job.usage(id)));
         out.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         out
     }
@@ -276,7 +299,7 @@ impl TallyState {
             .is_some_and(|job| job.tasks == 0 && job.reserved == 0)
             && let Some(job) = self.jobs.remove(job_id)
         {
-            self.ended.push_back((Instant::now(), job.usage(job_id)));
+            self.ended.push(job.usage(job_id));
         }
     }
 }

@@ -5,16 +5,11 @@
 //! All of it sits behind one lock: a decision reads the executor's, the
 //! tenant's and the job's figures together, and they must not move under it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
 
 use ballista::ids::{JobId, TaskId};
-use ballista::plugin::memory::{JobMemoryUsage, MemoryUsage};
+use ballista::plugin::memory::{JobMemoryUsage, MemoryUsage, RecentlyEndedJobs};
 use parking_lot::Mutex;
-
-/// How long a finished job's figures stay in heartbeats, so that its final
-/// peak reaches the scheduler.
-const ENDED_JOB_RETENTION: Duration = Duration::from_secs(30);
 
 /// How many consumers a refusal lists.
 const TOP_CONSUMERS: usize = 5;
@@ -47,7 +42,7 @@ struct State {
     consumers: HashMap<usize, Consumer>,
     open_tasks: HashSet<TaskId>,
     refusals: HashMap<TaskId, String>,
-    ended: VecDeque<(Instant, JobMemoryUsage)>,
+    ended: RecentlyEndedJobs,
 }
 
 #[derive(Debug)]
@@ -109,15 +104,7 @@ impl Ledger {
         if !st.jobs.contains_key(&task.job_id) {
             // The job may have had tasks here before (an earlier stage): its
             // account reopens, keeping the peak it reached then.
-            let mut peak = 0;
-            st.ended.retain(|(_, usage)| {
-                if usage.job_id == task.job_id {
-                    peak = peak.max(usage.peak_bytes as usize);
-                    false
-                } else {
-                    true
-                }
-            });
+            let peak = st.ended.reopen(&task.job_id) as usize;
             st.tenants.entry(limits.tenant.clone()).or_default().jobs += 1;
             st.jobs.insert(
                 task.job_id.clone(),
@@ -260,25 +247,9 @@ impl Ledger {
 
     /// Figures of the jobs here now and of those that ended recently.
     pub(crate) fn job_usage(&self) -> Vec<JobMemoryUsage> {
-        let mut st = self.state.lock();
-        while st
-            .ended
-            .front()
-            .is_some_and(|(at, _)| at.elapsed() > ENDED_JOB_RETENTION)
-        {
-            st.ended.pop_front();
-        }
-        let mut out: Vec<JobMemoryUsage> = st
-            .jobs
-            .iter()
-            .map(|(id, job)| job.usage(id))
-            .chain(
-                st.ended
-                    .iter()
-                    .filter(|(_, u)| !st.jobs.contains_key(&u.job_id))
-                    .map(|(_, u)| u.clone()),
-            )
-            .collect();
+        let st = &mut *self.state.lock();
+        let mut out: Vec<JobMemoryUsage> = st.ended.current().cloned().collect();
+        out.extend(st.jobs.iter().map(|(id, job)| job.usage(id)));
         out.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         out
     }
@@ -535,7 +506,7 @@ impl State {
                 self.tenants.remove(&tenant_name);
             }
         }
-        self.ended.push_back((Instant::now(), job.usage(job_id)));
+        self.ended.push(job.usage(job_id));
     }
 
     /// The full refusal: what hit which limit, who asked, and the largest
