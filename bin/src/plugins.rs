@@ -14,6 +14,7 @@ pub fn stock_registry() -> PluginRegistry {
     ballista_storage_local::register(&mut registry);
     ballista_storage_s3::register(&mut registry);
     ballista_memory::register(&mut registry);
+    ballista_scheduling::register(&mut registry);
     registry
 }
 

@@ -248,9 +248,12 @@ fn bad_keys_values_and_types_stop_start_up_naming_the_key() {
         // A plugin kind this binary does not have.
         (
             "ballista-scheduler",
-            "[scheduling]\nkind = \"fair\"\n",
+            "[scheduling]\nkind = \"lottery\"\n",
             &[],
-            &["scheduling.kind = \"fair\"", "registered: \"fifo\""],
+            &[
+                "scheduling.kind = \"lottery\"",
+                "registered: \"fair\", \"fifo\", \"priority\"",
+            ],
         ),
         (
             "ballista-scheduler",

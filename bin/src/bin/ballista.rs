@@ -135,6 +135,12 @@ fn progress_listener() -> Option<JobProgressListener> {
         let mut err = std::io::stderr();
         if done {
             let _ = write!(err, "\r\x1b[2K");
+        } else if status.state == JobState::Queued as i32 {
+            let _ = write!(
+                err,
+                "\r\x1b[2K[job {}] queued, position {} in pool '{}': {}",
+                status.job_id, status.queue_position, status.pool, status.queue_reason
+            );
         } else if let Some(p) = &status.progress {
             let _ = write!(
                 err,

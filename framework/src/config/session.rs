@@ -25,6 +25,42 @@ extensions_options! {
         /// Whether operators may spill to disk when their memory is refused
         /// (sort, aggregate); when false they fail instead.
         pub spill_to_disk: bool, default = true
+        /// Scheduling pool of the job (see `[scheduling] kind = "fair"` or
+        /// `"priority"`). Empty: the policy's default pool.
+        pub pool: String, default = String::new()
+        /// Priority of the job, an integer; higher runs first under
+        /// `[scheduling] kind = "priority"` (and inside priority pools).
+        /// Empty: the pool's default.
+        pub priority: String, default = String::new()
+    }
+}
+
+/// Session key of [`BallistaSessionOptions::pool`].
+pub const POOL_KEY: &str = "ballista.pool";
+/// Session key of [`BallistaSessionOptions::priority`].
+pub const PRIORITY_KEY: &str = "ballista.priority";
+
+/// The pool a job's settings name (`None` when unset or empty).
+pub fn pool_of(settings: &HashMap<String, String>) -> Option<&str> {
+    settings
+        .get(POOL_KEY)
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+}
+
+/// The priority a job's settings ask for (`None` when unset or empty).
+pub fn priority_of(settings: &HashMap<String, String>) -> Result<Option<i64>> {
+    match settings
+        .get(PRIORITY_KEY)
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+    {
+        None => Ok(None),
+        Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
+            BallistaError::InvalidInput(format!(
+                "invalid session setting {PRIORITY_KEY} = {text:?}: expected an integer such as 10"
+            ))
+        }),
     }
 }
 
@@ -68,6 +104,7 @@ pub fn memory_quota_of(settings: &HashMap<String, String>) -> Result<Option<Byte
 /// submitted rather than when its first task starts.
 pub fn validate_ballista_settings(settings: &HashMap<String, String>) -> Result<()> {
     memory_quota_of(settings)?;
+    priority_of(settings)?;
     if let Some(tenant) = tenant_of(settings)
         && !tenant
             .chars()

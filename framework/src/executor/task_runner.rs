@@ -296,6 +296,9 @@ impl TaskRunner {
                     local_reads: output.local_reads,
                     spill_count: output.spill_count,
                     spilled_bytes: output.spilled_bytes,
+                    // The scheduler takes these from the status itself.
+                    started_at_ms: 0,
+                    ended_at_ms: 0,
                 };
                 proto::task_status::Result::Succeeded(proto::TaskSuccess {
                     locations: output

@@ -23,8 +23,35 @@ pub struct JobSubmission<'a> {
     pub job_id: &'a JobId,
     /// Its session settings (pool, priority and the like live here).
     pub settings: &'a HashMap<String, String>,
-    /// Jobs currently running on the cluster.
+    /// Its position in submission order (strictly increasing).
+    pub submission_seq: u64,
+    /// Jobs currently running (or being planned) on the cluster.
     pub running_jobs: usize,
+    /// Every other job admitted or queued and not yet ended, so that a
+    /// policy can count them per pool.
+    pub others: &'a [ExistingJob<'a>],
+}
+
+/// A job that is queued or running, as admission sees it.
+#[derive(Debug, Clone)]
+pub struct ExistingJob<'a> {
+    /// The job.
+    pub job_id: &'a JobId,
+    /// Its session settings.
+    pub settings: &'a HashMap<String, String>,
+    /// Its position in submission order.
+    pub submission_seq: u64,
+    /// Queued (waiting for admission) rather than running.
+    pub queued: bool,
+}
+
+/// How a policy files a job, for job status and the executor listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobLabels {
+    /// The pool the job is counted in (empty: the policy has no pools).
+    pub pool: String,
+    /// Its priority (0 when the policy has none).
+    pub priority: i64,
 }
 
 /// What to do with a submitted job.
@@ -60,12 +87,19 @@ pub struct SchedulableJob<'a> {
     pub job_id: &'a JobId,
     /// Position in submission order (strictly increasing).
     pub submission_seq: u64,
+    /// When it was submitted (ms since the epoch), e.g. for aging.
+    pub submitted_at_ms: u64,
     /// Its session settings.
     pub settings: &'a HashMap<String, String>,
     /// Tasks of this job running now.
     pub running_tasks: usize,
-    /// Tasks ready to start, earliest stage first.
+    /// Tasks ready to start, earliest stage first. Empty for a running job
+    /// that waits for its running tasks (listed so that a policy sees what
+    /// every job occupies).
     pub pending_tasks: &'a [PendingTask],
+    /// Admitted but still being planned (no tasks yet): listed so that a
+    /// policy can keep later jobs from overtaking it.
+    pub planning: bool,
 }
 
 /// Free capacity on one executor.
@@ -98,6 +132,13 @@ pub trait TaskSchedulingPolicy: Send + Sync + Debug {
         Admission::Run
     }
 
+    /// The pool and priority the policy files a job under, from its
+    /// settings; shown in job status and the executor listing. The default
+    /// files every job nowhere.
+    fn job_labels(&self, _settings: &HashMap<String, String>) -> JobLabels {
+        JobLabels::default()
+    }
+
     /// Chooses tasks for free slots.
     fn assign(
         &self,
@@ -107,7 +148,9 @@ pub trait TaskSchedulingPolicy: Send + Sync + Debug {
 }
 
 /// First in, first out: every runnable task of an earlier-submitted job is
-/// placed before any task of a later one.
+/// placed before any task of a later one, and no task of a later job starts
+/// while an earlier one is still being planned, so jobs start in submission
+/// order even when a later one plans faster.
 #[derive(Debug, Default)]
 pub struct FifoPolicy;
 
@@ -125,6 +168,7 @@ impl TaskSchedulingPolicy for FifoPolicy {
         ordered.sort_by_key(|j| j.submission_seq);
         let queue = ordered
             .into_iter()
+            .take_while(|job| !job.planning)
             .flat_map(|job| job.pending_tasks.iter().map(move |t| (job.job_id, *t)));
         fill_slots(queue, executors)
     }
@@ -185,23 +229,29 @@ mod tests {
             SchedulableJob {
                 job_id: &c,
                 submission_seq: 3,
+                submitted_at_ms: 0,
                 settings: &settings,
                 running_tasks: 0,
                 pending_tasks: &tc,
+                planning: false,
             },
             SchedulableJob {
                 job_id: &a,
                 submission_seq: 1,
+                submitted_at_ms: 0,
                 settings: &settings,
                 running_tasks: 0,
                 pending_tasks: &ta,
+                planning: false,
             },
             SchedulableJob {
                 job_id: &b,
                 submission_seq: 2,
+                submitted_at_ms: 0,
                 settings: &settings,
                 running_tasks: 0,
                 pending_tasks: &tb,
+                planning: false,
             },
         ];
         let executors = vec![
@@ -222,5 +272,18 @@ mod tests {
             .filter(|a| a.executor_id.as_str() == "e1")
             .count();
         assert_eq!((on_e1, out.len() - on_e1), (2, 3));
+
+        // A job still being planned holds back the jobs submitted after it.
+        let planning = SchedulableJob {
+            job_id: &a,
+            submission_seq: 1,
+            submitted_at_ms: 0,
+            settings: &settings,
+            running_tasks: 0,
+            pending_tasks: &[],
+            planning: true,
+        };
+        let jobs = vec![jobs[0].clone(), planning, jobs[2].clone()];
+        assert!(FifoPolicy.assign(&jobs, &executors).is_empty());
     }
 }

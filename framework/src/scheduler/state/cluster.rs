@@ -1,7 +1,7 @@
 //! Cluster membership (registration, heartbeats, lost executors) and
 //! periodic housekeeping.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::{Effects, FINISHED_JOB_RETENTION, JobPhase, MAX_FINISHED_JOBS, SchedulerState};
@@ -212,6 +212,21 @@ impl SchedulerState {
                     "active".into()
                 },
                 memory: Some(proto::MemoryReport::from_usage(&e.memory)),
+                running_tasks_by_pool: {
+                    let mut by_pool: BTreeMap<&str, u32> = BTreeMap::new();
+                    for (job_id, ..) in &e.running {
+                        if let Some(job) = self.jobs.get(job_id)
+                            && !job.labels.pool.is_empty()
+                        {
+                            *by_pool.entry(job.labels.pool.as_str()).or_default() += 1;
+                        }
+                    }
+                    proto::key_values(
+                        by_pool
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string())),
+                    )
+                },
             })
             .collect();
         out.sort_by(|a, b| {

@@ -19,7 +19,9 @@ use crate::config::SchedulerSettings;
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId};
 use crate::plan::DistributedPlan;
-use crate::plugin::scheduling::{Admission, JobSubmission, TaskSchedulingPolicy};
+use crate::plugin::scheduling::{
+    Admission, ExistingJob, JobLabels, JobSubmission, TaskSchedulingPolicy,
+};
 use crate::plugin::shuffle::ShuffleLocation;
 use crate::proto::executor_control_client::ExecutorControlClient;
 use crate::proto::{self, JobState};
@@ -75,6 +77,8 @@ struct JobEntry {
     queued_request: Option<proto::ExecuteQueryRequest>,
     /// Memory its tasks hold on each executor (latest figures, highest peak).
     memory: BTreeMap<ExecutorId, proto::JobMemory>,
+    /// The pool and priority the policy files it under.
+    labels: JobLabels,
 }
 
 /// A queued job the policy now admits, to be planned.
@@ -169,16 +173,9 @@ impl SchedulerState {
         Option<proto::ExecuteQueryRequest>,
         watch::Receiver<proto::JobStatus>,
     )> {
-        let running_jobs = self
-            .jobs
-            .values()
-            .filter(|j| matches!(j.phase, JobPhase::Running | JobPhase::Planning))
-            .count();
-        let admission = self.policy.admit(&JobSubmission {
-            job_id: &job_id,
-            settings: &settings,
-            running_jobs,
-        });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let admission = self.admission_of(&job_id, &settings, seq);
         let phase = match admission {
             Admission::Run => JobPhase::Planning,
             Admission::Queue { reason } => JobPhase::Queued(reason),
@@ -194,8 +191,7 @@ impl SchedulerState {
             (None, Some(request))
         };
         let (status_tx, status_rx) = watch::channel(proto::JobStatus::default());
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let labels = self.policy.job_labels(&settings);
         self.jobs.insert(
             job_id.clone(),
             JobEntry {
@@ -214,6 +210,7 @@ impl SchedulerState {
                 data_removed: false,
                 queued_request,
                 memory: BTreeMap::new(),
+                labels,
             },
         );
         self.publish(&job_id);
@@ -232,20 +229,12 @@ impl SchedulerState {
         queued.sort();
         let mut admitted = Vec::new();
         let mut refused = Vec::new();
-        for (_, job_id) in queued {
-            let running_jobs = self
-                .jobs
-                .values()
-                .filter(|j| matches!(j.phase, JobPhase::Running | JobPhase::Planning))
-                .count();
+        for (seq, job_id) in queued {
             let Some(job) = self.jobs.get(&job_id) else {
                 continue;
             };
-            let decision = self.policy.admit(&JobSubmission {
-                job_id: &job_id,
-                settings: &job.settings,
-                running_jobs,
-            });
+            let settings = Arc::clone(&job.settings);
+            let decision = self.admission_of(&job_id, &settings, seq);
             let job = self.jobs.get_mut(&job_id).expect("present above");
             match decision {
                 Admission::Run => {
@@ -275,6 +264,60 @@ impl SchedulerState {
             );
         }
         admitted
+    }
+
+    /// Asks the policy about one job, showing it every other queued or
+    /// running job.
+    fn admission_of(
+        &self,
+        job_id: &JobId,
+        settings: &HashMap<String, String>,
+        seq: u64,
+    ) -> Admission {
+        let others: Vec<ExistingJob<'_>> = self
+            .jobs
+            .iter()
+            .filter(|(id, j)| {
+                *id != job_id
+                    && matches!(
+                        j.phase,
+                        JobPhase::Queued(_) | JobPhase::Planning | JobPhase::Running
+                    )
+            })
+            .map(|(id, j)| ExistingJob {
+                job_id: id,
+                settings: &j.settings,
+                submission_seq: j.seq,
+                queued: matches!(j.phase, JobPhase::Queued(_)),
+            })
+            .collect();
+        let running_jobs = others.iter().filter(|j| !j.queued).count();
+        self.policy.admit(&JobSubmission {
+            job_id,
+            settings,
+            submission_seq: seq,
+            running_jobs,
+            others: &others,
+        })
+    }
+
+    /// 1-based position of a queued job among the queued jobs of its pool.
+    fn queue_position(&self, job_id: &JobId) -> u32 {
+        let Some(job) = self.jobs.get(job_id) else {
+            return 0;
+        };
+        if !matches!(job.phase, JobPhase::Queued(_)) {
+            return 0;
+        }
+        1 + self
+            .jobs
+            .values()
+            .filter(|j| {
+                matches!(j.phase, JobPhase::Queued(_))
+                    && j.labels.pool == job.labels.pool
+                    && j.seq < job.seq
+            })
+            .count() as u32
     }
 
     /// Whether the job is still waiting for its plan (not cancelled meanwhile).
@@ -322,6 +365,7 @@ impl SchedulerState {
                 status.stages = graph.stage_infos();
             }
             status.memory = j.memory.values().cloned().collect();
+            status.queue_position = self.queue_position(job_id);
             status
         })
     }
@@ -360,6 +404,9 @@ impl SchedulerState {
                 _ => Vec::new(),
             },
             memory: job.memory.values().cloned().collect(),
+            pool: job.labels.pool.clone(),
+            priority: job.labels.priority,
+            queue_position: self.queue_position(job_id),
         };
         if job.phase == JobPhase::Succeeded
             && let Some(graph) = &job.graph

@@ -22,38 +22,50 @@ impl SchedulerState {
         struct Candidate {
             job_id: JobId,
             seq: u64,
+            submitted_ms: u64,
             settings: Arc<HashMap<String, String>>,
             running: usize,
             pending: Vec<PendingTask>,
+            planning: bool,
         }
         impl Candidate {
             fn view<'a>(&'a self, pending: &'a [PendingTask]) -> SchedulableJob<'a> {
                 SchedulableJob {
                     job_id: &self.job_id,
                     submission_seq: self.seq,
+                    submitted_at_ms: self.submitted_ms,
                     settings: &self.settings,
                     running_tasks: self.running,
                     pending_tasks: pending,
+                    planning: self.planning,
                 }
             }
         }
         let candidates: Vec<Candidate> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.phase == JobPhase::Running)
             .filter_map(|(id, j)| {
-                let graph = j.graph.as_ref()?;
-                let pending = graph.pending_tasks();
-                (!pending.is_empty()).then(|| Candidate {
+                let (running, pending, planning) = match (&j.phase, &j.graph) {
+                    (JobPhase::Running, Some(graph)) => {
+                        (graph.running_task_count(), graph.pending_tasks(), false)
+                    }
+                    (JobPhase::Planning, _) => (0, Vec::new(), true),
+                    _ => return None,
+                };
+                Some(Candidate {
                     job_id: id.clone(),
                     seq: j.seq,
+                    submitted_ms: j.submitted_ms,
                     settings: Arc::clone(&j.settings),
-                    running: graph.running_task_count(),
+                    running,
                     pending,
+                    planning,
                 })
             })
             .collect();
-        if candidates.is_empty() {
+        // Jobs that only wait for their running tasks are listed too: a
+        // policy weighing pools needs what every job occupies.
+        if candidates.iter().all(|c| c.pending.is_empty()) {
             return Effects::default();
         }
         // Executors whose memory can take a task of every candidate job are
@@ -61,30 +73,36 @@ impl SchedulerState {
         // (those already running there) is offered alone, with those jobs.
         let (open, limited): (Vec<ExecutorSlots>, Vec<ExecutorSlots>) =
             free.into_iter().partition(|slots| {
-                self.executors
-                    .get(&slots.executor_id)
-                    .is_some_and(|e| candidates.iter().all(|c| e.memory_can_hold(&c.job_id)))
+                self.executors.get(&slots.executor_id).is_some_and(|e| {
+                    candidates
+                        .iter()
+                        .filter(|c| !c.pending.is_empty())
+                        .all(|c| e.memory_can_hold(&c.job_id))
+                })
             });
+        // The jobs as offered for `held_by` (all executors that can hold
+        // every job when `None`): a job it cannot hold, or a task already
+        // taken, is listed without those pending tasks.
         let schedulable = |held_by: Option<&ExecutorId>, taken: &HashSet<(JobId, PendingTask)>| {
             candidates
                 .iter()
-                .filter(|c| {
-                    held_by.is_none_or(|id| {
+                .map(|c| {
+                    let holdable = held_by.is_none_or(|id| {
                         self.executors
                             .get(id)
                             .is_some_and(|e| e.memory_can_hold(&c.job_id))
-                    })
-                })
-                .map(|c| {
-                    let pending: Vec<PendingTask> = c
-                        .pending
-                        .iter()
-                        .filter(|t| !taken.contains(&(c.job_id.clone(), **t)))
-                        .copied()
-                        .collect();
+                    });
+                    let pending: Vec<PendingTask> = if holdable {
+                        c.pending
+                            .iter()
+                            .filter(|t| !taken.contains(&(c.job_id.clone(), **t)))
+                            .copied()
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     (c, pending)
                 })
-                .filter(|(_, pending)| !pending.is_empty())
                 .collect::<Vec<_>>()
         };
         let mut taken: HashSet<(JobId, PendingTask)> = HashSet::new();
@@ -97,7 +115,7 @@ impl SchedulerState {
         }
         for slots in limited {
             let jobs = schedulable(Some(&slots.executor_id), &taken);
-            if jobs.is_empty() {
+            if jobs.iter().all(|(_, pending)| pending.is_empty()) {
                 continue;
             }
             let views: Vec<SchedulableJob<'_>> = jobs.iter().map(|(c, p)| c.view(p)).collect();
@@ -228,13 +246,10 @@ impl SchedulerState {
                 .map(ShuffleLocation::from_proto)
                 .collect::<Result<Vec<_>>>()
                 .and_then(|locations| {
-                    graph.task_succeeded(
-                        stage_id,
-                        partition,
-                        task.attempt,
-                        locations,
-                        success.metrics.unwrap_or_default(),
-                    )
+                    let mut metrics = success.metrics.unwrap_or_default();
+                    metrics.started_at_ms = status.started_at_ms;
+                    metrics.ended_at_ms = status.ended_at_ms;
+                    graph.task_succeeded(stage_id, partition, task.attempt, locations, metrics)
                 }),
             Some(proto::task_status::Result::Failed(info)) => {
                 let error = BallistaError::from_proto(&info);
