@@ -338,20 +338,23 @@ async fn aging_lets_a_low_priority_job_finish_under_a_stream_of_high_ones() {
     // Two high jobs in flight at all times.
     let stream = tokio::spawn(async move {
         let mut in_flight = tokio::task::JoinSet::new();
-        let mut submitted = 0;
+        let mut finished = Vec::new();
         while !stream_stop.load(std::sync::atomic::Ordering::SeqCst) {
             while in_flight.len() < 2 {
                 let job = submit(&stream_scheduler, 4, &[("ballista.priority", "10")])
                     .await
                     .unwrap();
-                submitted += 1;
                 let s = stream_scheduler.clone();
                 in_flight.spawn(async move { job.finish(&s).await });
             }
-            in_flight.join_next().await;
+            if let Some(done) = in_flight.join_next().await {
+                finished.push(done.unwrap());
+            }
         }
-        while in_flight.join_next().await.is_some() {}
-        submitted
+        while let Some(done) = in_flight.join_next().await {
+            finished.push(done.unwrap());
+        }
+        finished
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let submitted_at = Instant::now();
@@ -362,20 +365,55 @@ async fn aging_lets_a_low_priority_job_finish_under_a_stream_of_high_ones() {
         .await
         .expect("the low-priority job finished within 40 s");
     let took = submitted_at.elapsed();
+    // Let a few more high jobs come after it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let high_jobs = stream.await.unwrap();
+    let highs = stream.await.unwrap();
     let waited = first_start(&low_status).saturating_sub(low_status.submitted_at_ms);
+    let low_first_stage = task_times(&low_status).iter().map(|t| t.0).min().unwrap();
+    let low_stage_done = task_times(&low_status)
+        .iter()
+        .filter(|t| t.0 == low_first_stage)
+        .map(|t| t.1)
+        .max()
+        .unwrap();
+    // High jobs submitted more than 5 s (+1 s of margin) after the low one
+    // rank below it by then: none of them may start before the low job's
+    // first stage has all its slots.
+    let overtaken: Vec<&proto::JobStatus> = highs
+        .iter()
+        .filter(|h| h.submitted_at_ms > low_status.submitted_at_ms + 6_000)
+        .filter(|h| h.submitted_at_ms < low_stage_done)
+        .collect();
     eprintln!(
-        "low job: first task after {waited} ms, done after {:.1} s; {high_jobs} high jobs ran meanwhile",
-        took.as_secs_f64()
+        "low job: first task after {waited} ms, done after {:.1} s; {} high jobs ran meanwhile, {} of them submitted more than 6 s after it and before its first stage had started",
+        took.as_secs_f64(),
+        highs.len(),
+        overtaken.len()
     );
     assert!(
         took < Duration::from_secs(20),
         "the low job took {took:?}: aging did not lift it"
     );
     assert!(
-        high_jobs >= 4,
-        "the high stream was not running ({high_jobs} jobs)"
+        highs.len() >= 4,
+        "the high stream was not running ({} jobs)",
+        highs.len()
+    );
+    for high in overtaken {
+        assert!(
+            first_start(high) >= low_stage_done,
+            "high job {} (submitted {} ms after the low one) started before the low job",
+            high.job_id,
+            high.submitted_at_ms - low_status.submitted_at_ms
+        );
+    }
+    // Without aging the low job would have waited for the stream to end.
+    assert!(
+        highs
+            .iter()
+            .any(|h| h.submitted_at_ms > low_status.ended_at_ms),
+        "the stream went on after the low job"
     );
 }
 

@@ -380,7 +380,7 @@ impl PluginRegistry {
         );
         registry.register_scheduling(
             "fifo",
-            "Jobs run in submission order; a later job gets slots its predecessors leave free.",
+            "Jobs start in submission order (a job still being planned holds later ones back for up to 5 s); a later job gets slots its predecessors leave free.",
             |_: NoOptions, _| Ok(Arc::new(FifoPolicy)),
         );
         registry.register_shuffle(

@@ -147,10 +147,25 @@ pub trait TaskSchedulingPolicy: Send + Sync + Debug {
     ) -> Vec<TaskAssignment>;
 }
 
+/// How long a job still being planned holds back the jobs submitted after it
+/// under submission-order policies: long enough for any ordinary plan, short
+/// enough that one stuck planner (a hanging listing of remote files) does not
+/// stop the cluster.
+pub const PLANNING_HOLD_MS: u64 = 5_000;
+
+impl SchedulableJob<'_> {
+    /// Whether submission order requires holding back the jobs submitted
+    /// after this one: it is still being planned, for less than
+    /// [`PLANNING_HOLD_MS`] since its submission.
+    pub fn holds_back_later_jobs(&self, now_ms: u64) -> bool {
+        self.planning && now_ms.saturating_sub(self.submitted_at_ms) < PLANNING_HOLD_MS
+    }
+}
+
 /// First in, first out: every runnable task of an earlier-submitted job is
 /// placed before any task of a later one, and no task of a later job starts
-/// while an earlier one is still being planned, so jobs start in submission
-/// order even when a later one plans faster.
+/// while an earlier one is still being planned (up to [`PLANNING_HOLD_MS`]),
+/// so jobs start in submission order even when a later one plans faster.
 #[derive(Debug, Default)]
 pub struct FifoPolicy;
 
@@ -168,7 +183,7 @@ impl TaskSchedulingPolicy for FifoPolicy {
         ordered.sort_by_key(|j| j.submission_seq);
         let queue = ordered
             .into_iter()
-            .take_while(|job| !job.planning)
+            .take_while(|job| !job.holds_back_later_jobs(crate::util::now_ms()))
             .flat_map(|job| job.pending_tasks.iter().map(move |t| (job.job_id, *t)));
         fill_slots(queue, executors)
     }
@@ -277,13 +292,20 @@ mod tests {
         let planning = SchedulableJob {
             job_id: &a,
             submission_seq: 1,
-            submitted_at_ms: 0,
+            submitted_at_ms: crate::util::now_ms(),
             settings: &settings,
             running_tasks: 0,
             pending_tasks: &[],
             planning: true,
         };
-        let jobs = vec![jobs[0].clone(), planning, jobs[2].clone()];
+        let jobs = vec![jobs[0].clone(), planning.clone(), jobs[2].clone()];
         assert!(FifoPolicy.assign(&jobs, &executors).is_empty());
+        // ... but not for longer than PLANNING_HOLD_MS.
+        let stuck = SchedulableJob {
+            submitted_at_ms: crate::util::now_ms() - PLANNING_HOLD_MS - 1,
+            ..planning
+        };
+        let jobs = vec![jobs[0].clone(), stuck, jobs[2].clone()];
+        assert_eq!(FifoPolicy.assign(&jobs, &executors).len(), 4);
     }
 }

@@ -18,8 +18,9 @@
 //! ```
 //!
 //! - `priority`: one queue for the cluster; runnable tasks of the job with
-//!   the highest priority go first, then submission order. A waiting job
-//!   gains `aging_per_second` points per second, so it is never starved.
+//!   the highest priority go first, then submission order. A job gains
+//!   `aging_per_second` points per second since its submission, so with a
+//!   positive rate none is starved.
 //! - `fair`: Spark FAIR semantics across pools: a pool below its
 //!   `min_share` goes first, otherwise the pool with the fewest running
 //!   tasks per unit of `weight`; inside a pool, `fifo` or `priority`.

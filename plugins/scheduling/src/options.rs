@@ -17,10 +17,11 @@ pub const DEFAULT_POOL: &str = "default";
 #[serde(crate = "ballista::serde", default, deny_unknown_fields)]
 #[schemars(crate = "ballista::schemars")]
 pub struct PoolSchedulingOptions {
-    /// Priority points a job gains per second it has waited since its
-    /// submission, so that a low-priority job is never starved: a job of
-    /// priority 0 overtakes new jobs of priority 10 after 10 / rate seconds.
-    /// 0 disables aging.
+    /// Priority points a job gains per second since its submission (waiting
+    /// or running), so that a low-priority job is never starved: a job of
+    /// priority 0 overtakes jobs of priority 10 submitted more than
+    /// 10 / rate seconds after it. 0 disables aging (and starvation
+    /// becomes possible).
     pub aging_per_second: f64,
     /// Pools: `[scheduling.pools.<name>]` with `weight` (fair; default 1),
     /// `min_share` (fair; slots, default 0), `mode` (fair; `fifo` or

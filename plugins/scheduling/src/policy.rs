@@ -137,6 +137,13 @@ impl PoolPolicy {
                 PoolMode::Fifo => {
                     let mut jobs = jobs;
                     jobs.sort_by_key(|j| j.submission_seq);
+                    // Submission order: a job still being planned holds back
+                    // the pool's later jobs.
+                    let held = jobs
+                        .iter()
+                        .position(|j| j.holds_back_later_jobs(now))
+                        .unwrap_or(jobs.len());
+                    jobs.truncate(held);
                     jobs
                 }
             };
@@ -220,12 +227,18 @@ impl TaskSchedulingPolicy for PoolPolicy {
         if room && queued_ahead == 0 {
             return Admission::Run;
         }
+        // Jobs ahead that the pool has room to start (they are only waiting
+        // for the queue to be re-examined) do not fill the queue.
+        let free_room = pool
+            .max_running_jobs
+            .map_or(usize::MAX, |max| max.saturating_sub(running));
+        let waiting_ahead = queued_ahead.saturating_sub(free_room);
         if let Some(max_queued) = pool.max_queued_jobs
-            && queued_ahead >= max_queued
+            && waiting_ahead >= max_queued
         {
             return Admission::Reject {
                 reason: format!(
-                    "scheduling pool '{name}' is full: {running} job(s) running (max_running_jobs = {}) and {queued_ahead} queued (max_queued_jobs = {max_queued}); try again later",
+                    "scheduling pool '{name}' is full: {running} job(s) running (max_running_jobs = {}) and {waiting_ahead} queued (max_queued_jobs = {max_queued}); try again later",
                     pool.max_running_jobs
                         .map_or("unlimited".to_string(), |m| m.to_string())
                 ),

@@ -348,7 +348,8 @@ impl SchedulerState {
                 job.started_ms = now_ms();
                 if complete {
                     self.succeed(job_id);
-                    return Effects::default();
+                    // Later jobs may have waited for this one's plan.
+                    return self.schedule();
                 }
                 self.publish(job_id);
                 self.schedule()

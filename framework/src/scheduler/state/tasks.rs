@@ -29,13 +29,15 @@ impl SchedulerState {
             planning: bool,
         }
         impl Candidate {
-            fn view<'a>(&'a self, pending: &'a [PendingTask]) -> SchedulableJob<'a> {
+            /// The job as a policy sees it; `placed` of its tasks were
+            /// already given slots in this round and count as running.
+            fn view<'a>(&'a self, pending: &'a [PendingTask], placed: usize) -> SchedulableJob<'a> {
                 SchedulableJob {
                     job_id: &self.job_id,
                     submission_seq: self.seq,
                     submitted_at_ms: self.submitted_ms,
                     settings: &self.settings,
-                    running_tasks: self.running,
+                    running_tasks: self.running + placed,
                     pending_tasks: pending,
                     planning: self.planning,
                 }
@@ -109,7 +111,7 @@ impl SchedulerState {
         let mut assignments = Vec::new();
         if !open.is_empty() {
             let jobs = schedulable(None, &taken);
-            let views: Vec<SchedulableJob<'_>> = jobs.iter().map(|(c, p)| c.view(p)).collect();
+            let views: Vec<SchedulableJob<'_>> = jobs.iter().map(|(c, p)| c.view(p, 0)).collect();
             assignments = self.policy.assign(&views, &open);
             taken.extend(assignments.iter().map(|a| (a.job_id.clone(), a.task)));
         }
@@ -118,7 +120,13 @@ impl SchedulerState {
             if jobs.iter().all(|(_, pending)| pending.is_empty()) {
                 continue;
             }
-            let views: Vec<SchedulableJob<'_>> = jobs.iter().map(|(c, p)| c.view(p)).collect();
+            let views: Vec<SchedulableJob<'_>> = jobs
+                .iter()
+                .map(|(c, p)| {
+                    let placed = taken.iter().filter(|(j, _)| *j == c.job_id).count();
+                    c.view(p, placed)
+                })
+                .collect();
             let more = self.policy.assign(&views, std::slice::from_ref(&slots));
             taken.extend(more.iter().map(|a| (a.job_id.clone(), a.task)));
             assignments.extend(more);
