@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod data;
 pub mod s3;
+pub mod session;
 
 pub use ballista_bin::tpch::{bench, compare, queries};
 

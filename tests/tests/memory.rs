@@ -3,20 +3,16 @@
 //! when spilling is off, a job's guarantee against a heavy neighbour, and a
 //! tenant quota over concurrent jobs.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::record_batch::RecordBatch;
 use ballista::BallistaError;
-use ballista::client::{JobProgressListener, SchedulerClient, SessionContextExt};
+use ballista::client::SchedulerClient;
 use ballista::ids::JobId;
 use ballista::proto::{self, ErrorKind, JobState};
-use ballista_tests::bench;
 use ballista_tests::cluster::TestCluster;
 use ballista_tests::compare::compare;
 use ballista_tests::data::tpch_data;
-use datafusion::prelude::SessionContext;
-use parking_lot::Mutex;
+use ballista_tests::session::TrackedSession;
 
 const MIB: u64 = 1 << 20;
 
@@ -42,79 +38,33 @@ fn executor_toml(memory_limit: &str, memory: &str) -> String {
     )
 }
 
-/// A session on the cluster that records the id of every job it runs.
-struct Session {
-    ctx: SessionContext,
-    jobs: Arc<Mutex<Vec<JobId>>>,
-}
-
-impl Session {
-    async fn new(cluster: &TestCluster, settings: &[(&str, &str)]) -> Session {
-        let ctx = SessionContext::remote(&cluster.scheduler_url)
-            .await
-            .expect("connect");
-        let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
-        bench::register_tables(&ctx, &data)
-            .await
-            .expect("register tables");
-        // The quotas here are a few MiB, to match the small test data:
-        // batches and the space DataFusion sets aside per sort for merging
-        // its spills (10 MiB by default) are scaled down with them, or a
-        // single batch would not fit an operator's share.
-        let defaults = [
-            ("datafusion.execution.batch_size", "1024"),
-            (
-                "datafusion.execution.sort_spill_reservation_bytes",
-                "1048576",
-            ),
-            // Parquet strings read as views share their page buffers, and an
-            // operator accounts a whole buffer for each small batch.
-            (
-                "datafusion.execution.parquet.schema_force_view_types",
-                "false",
-            ),
-        ];
-        for (key, value) in defaults.iter().chain(settings) {
-            ctx.sql(&format!("SET {key} = '{value}'"))
-                .await
-                .unwrap_or_else(|e| panic!("SET {key}: {e}"));
-        }
-        let jobs: Arc<Mutex<Vec<JobId>>> = Arc::default();
-        let seen = Arc::clone(&jobs);
-        ctx.state_ref()
-            .write()
-            .config_mut()
-            .set_extension(Arc::new(JobProgressListener(Arc::new(
-                move |status: &proto::JobStatus| {
-                    if let Ok(id) = JobId::parse(&status.job_id) {
-                        let mut jobs = seen.lock();
-                        if !jobs.contains(&id) {
-                            jobs.push(id);
-                        }
-                    }
-                },
-            ))));
-        Session { ctx, jobs }
-    }
-
-    /// Runs `sql`; returns its rows (or the typed error) and its job.
-    async fn run(&self, sql: &str) -> (Result<Vec<RecordBatch>, BallistaError>, JobId) {
-        let before = self.jobs.lock().len();
-        let result = match self.ctx.sql(sql).await {
-            Ok(df) => df.collect().await,
-            Err(e) => Err(e),
-        };
-        let result = result.map_err(|e| BallistaError::from_datafusion(e).typed());
-        let jobs = self.jobs.lock();
-        assert_eq!(jobs.len(), before + 1, "one job per query");
-        (result, jobs[before].clone())
-    }
-}
-
-async fn expected(sql: &str) -> Vec<RecordBatch> {
+/// A tracked session with the settings these small quotas need.
+async fn quota_session(cluster: &TestCluster, settings: &[(&str, &str)]) -> TrackedSession {
+    // The quotas here are a few MiB, to match the small test data:
+    // batches and the space DataFusion sets aside per sort for merging
+    // its spills (10 MiB by default) are scaled down with them, or a
+    // single batch would not fit an operator's share.
+    let mut all = vec![
+        ("datafusion.execution.batch_size", "1024"),
+        (
+            "datafusion.execution.sort_spill_reservation_bytes",
+            "1048576",
+        ),
+        // Parquet strings read as views share their page buffers, and an
+        // operator accounts a whole buffer for each small batch.
+        (
+            "datafusion.execution.parquet.schema_force_view_types",
+            "false",
+        ),
+    ];
+    all.extend_from_slice(settings);
     let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
-    let local = ballista_tests::local_tpch_session(&data).await;
-    local.sql(sql).await.unwrap().collect().await.unwrap()
+    TrackedSession::new(&cluster.scheduler_url, &data, &all).await
+}
+
+async fn expected(sql: &str) -> Vec<arrow::record_batch::RecordBatch> {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    ballista_tests::session::expected(&data, sql).await
 }
 
 /// The job's status once the executors have reported its final figures
@@ -150,12 +100,12 @@ async fn sort_and_aggregate_over_their_job_quota_spill_and_without_spilling_fail
     let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
         .await
         .unwrap();
-    let unlimited = Session::new(&cluster, &[]).await;
+    let unlimited = quota_session(&cluster, &[]).await;
     // DataFusion's sort needs more room to work in than its aggregate.
     for (label, sql, quota_mib) in [("sort", SORT_QUERY, 48), ("aggregate", AGGREGATE_QUERY, 6)] {
         let quota_setting = format!("{quota_mib}MiB");
-        let quota = Session::new(&cluster, &[("ballista.memory_quota", &quota_setting)]).await;
-        let no_spill = Session::new(
+        let quota = quota_session(&cluster, &[("ballista.memory_quota", &quota_setting)]).await;
+        let no_spill = quota_session(
             &cluster,
             &[
                 ("ballista.memory_quota", &quota_setting),
@@ -238,8 +188,8 @@ async fn a_heavy_job_cannot_take_the_memory_guaranteed_to_a_light_one() {
     let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
         .await
         .unwrap();
-    let heavy = Session::new(&cluster, &[("datafusion.execution.target_partitions", "2")]).await;
-    let light = Session::new(&cluster, &[("datafusion.execution.target_partitions", "2")]).await;
+    let heavy = quota_session(&cluster, &[("datafusion.execution.target_partitions", "2")]).await;
+    let light = quota_session(&cluster, &[("datafusion.execution.target_partitions", "2")]).await;
     let heavy_want = expected(AGGREGATE_QUERY).await;
     let light_want = expected(LIGHT_QUERY).await;
 
@@ -329,8 +279,8 @@ async fn a_tenant_quota_caps_the_sum_of_its_concurrent_jobs() {
         ("ballista.tenant", "capped"),
         ("datafusion.execution.target_partitions", "2"),
     ];
-    let first = Session::new(&cluster, &capped).await;
-    let second = Session::new(&cluster, &capped).await;
+    let first = quota_session(&cluster, &capped).await;
+    let second = quota_session(&cluster, &capped).await;
 
     let (a, b) = tokio::join!(first.run(AGGREGATE_QUERY), second.run(AGGREGATE_QUERY));
     let (rows_a, job_a) = a;
@@ -356,7 +306,7 @@ async fn a_tenant_quota_caps_the_sum_of_its_concurrent_jobs() {
 
     // The same query for another tenant takes more than the quota on its own:
     // the cap was binding.
-    let other = Session::new(
+    let other = quota_session(
         &cluster,
         &[
             ("ballista.tenant", "other"),
@@ -406,7 +356,7 @@ async fn the_default_shared_pool_reports_each_jobs_memory_too() {
     let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
         .await
         .unwrap();
-    let session = Session::new(&cluster, &[]).await;
+    let session = quota_session(&cluster, &[]).await;
     let (rows, job) = session.run(AGGREGATE_QUERY).await;
     compare(&expected(AGGREGATE_QUERY).await, &rows.unwrap()).unwrap();
     let status = final_status(&scheduler, &job).await;
@@ -429,7 +379,7 @@ async fn the_default_shared_pool_reports_each_jobs_memory_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_memory_settings_are_refused_clearly() {
     let cluster = TestCluster::start_with(1, 1, None, Some(&executor_toml("64MiB", ""))).await;
-    let session = Session::new(&cluster, &[]).await;
+    let session = quota_session(&cluster, &[]).await;
     let error = session
         .ctx
         .sql("SET ballista.memory_quota = 'lots'")

@@ -32,6 +32,11 @@ extensions_options! {
         /// `[scheduling] kind = "priority"` (and inside priority pools).
         /// Empty: the pool's default.
         pub priority: String, default = String::new()
+        /// Failures to inject into the job's tasks, for tests:
+        /// `stage:partition:attempt:kind` rules separated by commas (`*`
+        /// matches any; kinds `io`, `execution`, `panic`). Honoured only by
+        /// executors started with `executor.failure_injection = true`.
+        pub inject_failures: String, default = String::new()
     }
 }
 
@@ -105,6 +110,9 @@ pub fn memory_quota_of(settings: &HashMap<String, String>) -> Result<Option<Byte
 pub fn validate_ballista_settings(settings: &HashMap<String, String>) -> Result<()> {
     memory_quota_of(settings)?;
     priority_of(settings)?;
+    if let Some(rules) = settings.get(crate::executor::failure_injection::INJECT_FAILURES_KEY) {
+        crate::executor::failure_injection::parse_failure_rules(rules)?;
+    }
     if let Some(tenant) = tenant_of(settings)
         && !tenant
             .chars()

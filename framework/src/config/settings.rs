@@ -189,6 +189,11 @@ pub struct ExecutorSettings {
     pub memory_limit: Option<MemoryAmount>,
     /// Interval between heartbeats.
     pub heartbeat_interval_secs: u64,
+    /// Honour failures a job asks to inject into its tasks
+    /// (`ballista.inject_failures`), for tests of retries and error
+    /// handling. Never enable it where untrusted clients can submit jobs:
+    /// when false, such a job fails with a permission error.
+    pub failure_injection: bool,
 }
 
 impl Default for ExecutorSettings {
@@ -202,6 +207,7 @@ impl Default for ExecutorSettings {
             work_dir: None,
             memory_limit: None,
             heartbeat_interval_secs: 2,
+            failure_injection: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Arrow Flight (called by other executors and clients).
 
 mod control_service;
+pub mod failure_injection;
 mod flight_service;
 mod scheduler_link;
 mod staged_writes;
@@ -184,6 +185,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         slots,
         runtime,
         memory,
+        failure_injection: settings.failure_injection,
         shuffle_writer: shuffle.writer,
         shuffle_reader: Arc::clone(&shuffle.reader),
         status_tx,

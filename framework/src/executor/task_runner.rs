@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
+use super::failure_injection::{INJECT_FAILURES_KEY, fail, injected_failure, parse_failure_rules};
 use super::staged_writes::{StagedWrites, StagingRegistry};
 use crate::config::{SPILL_TO_DISK_KEY, session_config_from_settings};
 use crate::error::{BallistaError, Result};
@@ -53,6 +54,8 @@ pub(crate) struct TaskRunnerParts {
     pub slots: usize,
     pub runtime: Arc<RuntimeEnv>,
     pub memory: Arc<dyn MemoryManager>,
+    /// Whether jobs may ask for injected failures (tests only).
+    pub failure_injection: bool,
     pub shuffle_writer: Arc<dyn ShuffleWriter>,
     pub shuffle_reader: Arc<dyn ShuffleReader>,
     pub status_tx: mpsc::UnboundedSender<proto::TaskStatus>,
@@ -361,6 +364,33 @@ impl TaskRunner {
         }
     }
 
+    /// Fails the task as the job's `ballista.inject_failures` asks, when this
+    /// executor allows injected failures; refuses the task when it does not.
+    fn inject_failure(&self, settings: &HashMap<String, String>, task_id: &TaskId) -> Result<()> {
+        let rules = parse_failure_rules(
+            settings
+                .get(INJECT_FAILURES_KEY)
+                .map(String::as_str)
+                .unwrap_or(""),
+        )?;
+        if rules.is_empty() {
+            return Ok(());
+        }
+        if !self.parts.failure_injection {
+            return Err(BallistaError::PermissionDenied(format!(
+                "job {} asks for injected failures ({INJECT_FAILURES_KEY}), which executor {} does not allow (executor.failure_injection is for test clusters only)",
+                task_id.job_id, self.parts.executor.id
+            )));
+        }
+        match injected_failure(&rules, task_id) {
+            Some(failure) => {
+                tracing::info!("task {task_id}: injecting a {failure:?} failure");
+                Err(fail(failure, task_id))
+            }
+            None => Ok(()),
+        }
+    }
+
     async fn run_task(
         self: Arc<Self>,
         definition: proto::TaskDefinition,
@@ -368,6 +398,7 @@ impl TaskRunner {
     ) -> Result<TaskOutput> {
         let task_id = task_id.clone();
         let settings = proto::key_values_to_map(&definition.settings);
+        self.inject_failure(&settings, &task_id)?;
         let env = Arc::new(TaskEnv {
             task: task_id.clone(),
             executor: self.parts.executor.clone(),

@@ -1,0 +1,121 @@
+//! Injected task failures on real scheduler and executor processes: a
+//! retried failure gives the right answer, exhausted retries fail the job
+//! with the original error kind, a panicking task fails its task and not its
+//! executor, and executors refuse injection unless started for tests.
+
+use ballista::client::SchedulerClient;
+use ballista::proto::{ErrorKind, JobState};
+use ballista_tests::cluster::TestCluster;
+use ballista_tests::compare::compare;
+use ballista_tests::data::tpch_data;
+use ballista_tests::session::{TrackedSession, expected};
+
+const QUERY: &str = "SELECT l_returnflag, l_linestatus, count(*) AS n, sum(l_quantity) AS q
+    FROM lineitem GROUP BY l_returnflag, l_linestatus ORDER BY l_returnflag, l_linestatus";
+
+const INJECTION: &str = "[executor]\nfailure_injection = true\n";
+
+async fn session(cluster: &TestCluster, rules: &str) -> TrackedSession {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let mut settings = vec![("datafusion.execution.target_partitions", "4")];
+    if !rules.is_empty() {
+        settings.push(("ballista.inject_failures", rules));
+    }
+    TrackedSession::new(&cluster.scheduler_url, &data, &settings).await
+}
+
+async fn want() -> Vec<arrow::record_batch::RecordBatch> {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    expected(&data, QUERY).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_failures_are_retried_or_fail_the_job_with_their_own_kind() {
+    let cluster = TestCluster::start_with(2, 2, None, Some(INJECTION)).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let want = want().await;
+
+    // An I/O failure of the first attempt of one task is retried.
+    let (rows, job) = session(&cluster, "1:0:0:io").await.run(QUERY).await;
+    compare(&want, &rows.expect("retried")).expect("the retried job's result equals DataFusion");
+    let status = scheduler.job_status(&job).await.unwrap();
+    let task = status
+        .stages
+        .iter()
+        .find(|s| s.stage_id == 1)
+        .and_then(|s| s.tasks.iter().find(|t| t.partition == 0))
+        .expect("stage 1 partition 0");
+    eprintln!(
+        "retried task: attempt {} on {}",
+        task.attempt, task.executor_id
+    );
+    assert_eq!(task.attempt, 1, "the task ran a second attempt");
+    assert!(
+        cluster.executors.iter().any(|e| !e
+            .stderr_lines_containing("injecting a Io failure")
+            .is_empty()),
+        "an executor logged the injection"
+    );
+
+    // Failing every attempt exhausts the retries: the job fails with the
+    // I/O error, and the cluster runs the next job.
+    let (rows, _) = session(&cluster, "1:0:*:io").await.run(QUERY).await;
+    let error = rows.expect_err("every attempt fails");
+    eprintln!("exhausted: {error}");
+    assert_eq!(error.kind(), ErrorKind::Io, "{error}");
+    assert!(
+        error.to_string().contains("injected failure of task"),
+        "{error}"
+    );
+    let (rows, _) = session(&cluster, "").await.run(QUERY).await;
+    compare(&want, &rows.unwrap()).unwrap();
+
+    // A panicking task fails its task (not retried: a bug is deterministic),
+    // and every executor process lives on.
+    let (rows, job) = session(&cluster, "1:1:0:panic").await.run(QUERY).await;
+    let error = rows.expect_err("the task panicked");
+    eprintln!("panic: {error}");
+    assert_eq!(error.kind(), ErrorKind::Execution, "{error}");
+    assert!(error.to_string().contains("panicked"), "{error}");
+    assert!(
+        error.to_string().contains("injected failure of task"),
+        "{error}"
+    );
+    assert_eq!(
+        scheduler.job_status(&job).await.unwrap().state,
+        JobState::Failed as i32
+    );
+    let mut cluster = cluster;
+    for executor in &mut cluster.executors {
+        assert!(executor.is_running(), "an executor died with the panic");
+    }
+    assert_eq!(scheduler.executors().await.unwrap().len(), 2);
+    let (rows, _) = session(&cluster, "").await.run(QUERY).await;
+    compare(&want, &rows.unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_refuse_injected_failures_unless_started_for_tests() {
+    let cluster = TestCluster::start(1, 2, None).await;
+    let (rows, _) = session(&cluster, "1:0:0:io").await.run(QUERY).await;
+    let error = rows.expect_err("refused");
+    eprintln!("refused: {error}");
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+    assert!(
+        error.to_string().contains("executor.failure_injection"),
+        "{error}"
+    );
+    // A malformed rule is refused with the job, naming the setting.
+    let (rows, _) = session(&cluster, "1:0:io").await.run(QUERY).await;
+    let error = rows.expect_err("malformed");
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    assert!(
+        error.to_string().contains("ballista.inject_failures"),
+        "{error}"
+    );
+    // The cluster answers normally.
+    let (rows, _) = session(&cluster, "").await.run(QUERY).await;
+    compare(&want().await, &rows.unwrap()).unwrap();
+}
