@@ -119,3 +119,68 @@ async fn executors_refuse_injected_failures_unless_started_for_tests() {
     let (rows, _) = session(&cluster, "").await.run(QUERY).await;
     compare(&want().await, &rows.unwrap()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_its_time_limit_fails_with_a_timeout_and_frees_its_slots() {
+    let cluster = TestCluster::start(2, 1, None).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let limited = TrackedSession::new(
+        &cluster.scheduler_url,
+        &data,
+        &[("ballista.job_timeout_secs", "2")],
+    )
+    .await;
+    // Seconds of work per row group: far longer than 2 s in all. (A task is
+    // stopped at its next yield point; an operator that computes for long
+    // without one, such as an aggregate over an exploding join, is not
+    // stopped before it finishes: see the README's limits.)
+    let heavy = "SELECT count(*) FROM lineitem
+        WHERE length(regexp_replace(repeat(l_comment, 40), '[aeiou]+', '-', 'g')) > 10";
+    let started = std::time::Instant::now();
+    let (rows, job) = limited.run(heavy).await;
+    let took = started.elapsed();
+    let error = rows.expect_err("over its limit");
+    eprintln!("after {:.1} s: {error}", took.as_secs_f64());
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert!(error.to_string().contains("limit of 2s"), "{error}");
+    assert!(took.as_secs_f64() < 6.0, "the job ran {took:?}");
+    assert_eq!(
+        scheduler.job_status(&job).await.unwrap().state,
+        JobState::Failed as i32
+    );
+    // Its tasks are stopped within seconds, and the slots serve the next job.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let busy: u32 = scheduler
+            .executors()
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.running_tasks)
+            .sum();
+        if busy == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{busy} task(s) still running 5 s after the timeout"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The scheduler counts them free at once; the next job shows that the
+    // executors are.
+    let (rows, _) = session(&cluster, "").await.run(QUERY).await;
+    let next_done = started.elapsed();
+    eprintln!(
+        "the next job finished {:.1} s after the first was submitted",
+        next_done.as_secs_f64()
+    );
+    compare(&want().await, &rows.unwrap()).unwrap();
+    assert!(
+        next_done.as_secs_f64() < 15.0,
+        "the stopped job's tasks held the executors for {next_done:?}"
+    );
+}

@@ -37,8 +37,15 @@ extensions_options! {
         /// matches any; kinds `io`, `execution`, `panic`). Honoured only by
         /// executors started with `executor.failure_injection = true`.
         pub inject_failures: String, default = String::new()
+        /// Longest the job may run, in seconds from its admission (0: the
+        /// scheduler's `job_timeout_secs` only). It can only shorten the
+        /// scheduler's limit.
+        pub job_timeout_secs: u64, default = 0
     }
 }
+
+/// Session key of [`BallistaSessionOptions::job_timeout_secs`].
+pub const JOB_TIMEOUT_KEY: &str = "ballista.job_timeout_secs";
 
 /// Session key of [`BallistaSessionOptions::pool`].
 pub const POOL_KEY: &str = "ballista.pool";

@@ -62,6 +62,11 @@ pub struct SchedulerSettings {
     pub executor_timeout_secs: u64,
     /// How long a finished job's results stay available to be fetched.
     pub result_retention_secs: u64,
+    /// Longest a job may run, from its admission (time queued does not
+    /// count) to its end; a job over it fails with a timeout and its tasks
+    /// are stopped. 0: no limit. A session can set a shorter one with
+    /// `ballista.job_timeout_secs`.
+    pub job_timeout_secs: u64,
     /// Extra session settings handed to clients as defaults.
     pub session: SessionDefaults,
     /// Tables every client can query without registering them.
@@ -77,6 +82,7 @@ impl Default for SchedulerSettings {
             task_max_attempts: 3,
             executor_timeout_secs: 30,
             result_retention_secs: 600,
+            job_timeout_secs: 0,
             session: SessionDefaults::default(),
             tables: Vec::new(),
         }

@@ -132,6 +132,8 @@ impl SchedulerState {
             }
         }
 
+        effects.merge(self.expire_jobs());
+
         let retention = Duration::from_secs(self.settings.result_retention_secs);
         let expired: Vec<JobId> = self
             .jobs

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 use super::executors::ExecutorRegistry;
 use super::job_graph::JobGraph;
-use crate::config::SchedulerSettings;
+use crate::config::{JOB_TIMEOUT_KEY, SchedulerSettings};
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId};
 use crate::plan::DistributedPlan;
@@ -79,6 +79,8 @@ struct JobEntry {
     memory: BTreeMap<ExecutorId, proto::JobMemory>,
     /// The pool and priority the policy files it under.
     labels: JobLabels,
+    /// When it left the queue (its timeout counts from here).
+    admitted_at: Option<Instant>,
 }
 
 /// A queued job the policy now admits, to be planned.
@@ -192,6 +194,7 @@ impl SchedulerState {
         };
         let (status_tx, status_rx) = watch::channel(proto::JobStatus::default());
         let labels = self.policy.job_labels(&settings);
+        let admitted_at = (phase == JobPhase::Planning).then(Instant::now);
         self.jobs.insert(
             job_id.clone(),
             JobEntry {
@@ -211,6 +214,7 @@ impl SchedulerState {
                 queued_request,
                 memory: BTreeMap::new(),
                 labels,
+                admitted_at,
             },
         );
         self.publish(&job_id);
@@ -239,6 +243,7 @@ impl SchedulerState {
             match decision {
                 Admission::Run => {
                     job.phase = JobPhase::Planning;
+                    job.admitted_at = Some(Instant::now());
                     if let Some(request) = job.queued_request.take() {
                         admitted.push(AdmittedJob {
                             job_id: job_id.clone(),
@@ -318,6 +323,49 @@ impl SchedulerState {
                     && j.seq < job.seq
             })
             .count() as u32
+    }
+
+    /// The time limit of a job: the scheduler's `job_timeout_secs` or the
+    /// session's shorter one (`None`: no limit).
+    fn job_timeout(&self, job: &JobEntry) -> Option<Duration> {
+        let session = job
+            .settings
+            .get(JOB_TIMEOUT_KEY)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| *s > 0);
+        let scheduler = Some(self.settings.job_timeout_secs).filter(|s| *s > 0);
+        match (session, scheduler) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(Duration::from_secs)
+    }
+
+    /// Fails the jobs that ran past their time limit; their tasks are
+    /// stopped and their data deleted.
+    pub(super) fn expire_jobs(&mut self) -> Effects {
+        let expired: Vec<(JobId, Duration)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.phase.is_terminal())
+            .filter_map(|(id, j)| {
+                let limit = self.job_timeout(j)?;
+                let ran = j.admitted_at?.elapsed();
+                (ran > limit).then(|| (id.clone(), limit))
+            })
+            .collect();
+        let mut effects = Effects::default();
+        for (job_id, limit) in expired {
+            effects.merge(self.finish_failed(
+                &job_id,
+                BallistaError::Timeout(format!(
+                    "job {job_id} ran longer than its limit of {}s (scheduler.job_timeout_secs, or the session's {JOB_TIMEOUT_KEY}); its tasks were stopped",
+                    limit.as_secs()
+                )),
+                JobPhase::Failed,
+            ));
+        }
+        effects
     }
 
     /// Whether the job is still waiting for its plan (not cancelled meanwhile).
