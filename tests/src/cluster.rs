@@ -171,7 +171,43 @@ pub struct TestCluster {
     pub executors: Vec<Process>,
     /// URL of the scheduler.
     pub scheduler_url: String,
+    slots: usize,
+    executor_config: Option<String>,
     _dirs: Vec<tempfile::TempDir>,
+}
+
+/// Starts one executor process and waits until it listens.
+fn start_executor_process(
+    index: usize,
+    scheduler_url: &str,
+    slots: usize,
+    work_dir: &std::path::Path,
+    config: Option<&str>,
+) -> Process {
+    let mut args = vec![
+        "--bind-host".to_string(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        "0".into(),
+        "--scheduler-url".into(),
+        scheduler_url.to_string(),
+        "--slots".into(),
+        slots.to_string(),
+        "--work-dir".into(),
+        work_dir.display().to_string(),
+    ];
+    if let Some(path) = config {
+        args.push("--config".into());
+        args.push(path.to_string());
+    }
+    let mut executor = Process::start(
+        &format!("executor-{index}"),
+        "ballista-executor",
+        &args,
+        &[],
+    );
+    executor.wait_for_stdout("listening on", Duration::from_secs(60));
+    executor
 }
 
 /// What a process that ran to its end printed.
@@ -268,33 +304,21 @@ impl TestCluster {
         let mut processes = Vec::new();
         for i in 0..executors {
             let work = tempfile::tempdir().expect("temp dir");
-            let args = vec![
-                "--bind-host".to_string(),
-                "127.0.0.1".into(),
-                "--port".into(),
-                "0".into(),
-                "--scheduler-url".into(),
-                scheduler_url.clone(),
-                "--slots".into(),
-                slots.to_string(),
-                "--work-dir".into(),
-                work.path().display().to_string(),
-            ];
-            let mut args = args;
-            if let Some(path) = &executor_config {
-                args.push("--config".into());
-                args.push(path.clone());
-            }
-            let mut executor =
-                Process::start(&format!("executor-{i}"), "ballista-executor", &args, &[]);
-            executor.wait_for_stdout("listening on", Duration::from_secs(60));
-            processes.push(executor);
+            processes.push(start_executor_process(
+                i,
+                &scheduler_url,
+                slots,
+                work.path(),
+                executor_config.as_deref(),
+            ));
             dirs.push(work);
         }
         let cluster = TestCluster {
             scheduler,
             executors: processes,
             scheduler_url,
+            slots,
+            executor_config,
             _dirs: dirs,
         };
         cluster.wait_for_executors(executors).await;
@@ -318,6 +342,21 @@ impl TestCluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Kills executor `index` (SIGKILL) and starts it again on the same
+    /// work directory and configuration, as a supervisor would after a
+    /// crash; returns once the new process listens.
+    pub fn restart_executor(&mut self, index: usize) {
+        self.executors[index].kill();
+        let work = self._dirs[index + 1].path().to_path_buf();
+        self.executors[index] = start_executor_process(
+            index,
+            &self.scheduler_url,
+            self.slots,
+            &work,
+            self.executor_config.as_deref(),
+        );
     }
 
     /// Work directories of the executors.

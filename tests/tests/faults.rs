@@ -184,3 +184,58 @@ async fn a_job_over_its_time_limit_fails_with_a_timeout_and_frees_its_slots() {
         "the stopped job's tasks held the executors for {next_done:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_restarted_after_a_kill_rejoins_and_receives_tasks() {
+    let mut cluster = TestCluster::start_with(
+        2,
+        1,
+        Some("[scheduler]\nexecutor_timeout_secs = 3\n"),
+        Some("[executor]\nheartbeat_interval_secs = 1\n"),
+    )
+    .await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let ids = |list: Vec<ballista::proto::ExecutorInfo>| -> Vec<String> {
+        let mut ids: Vec<String> = list
+            .into_iter()
+            .filter_map(|e| e.metadata.map(|m| m.id))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = ids(scheduler.executors().await.unwrap());
+    cluster.restart_executor(0);
+    // The killed process is dropped once silent; the new one registers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let after = loop {
+        let now = ids(scheduler.executors().await.unwrap());
+        if now.len() == 2 && now.iter().filter(|id| before.contains(id)).count() == 1 {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "executors {now:?} (before the restart: {before:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let new_id = after
+        .iter()
+        .find(|id| !before.contains(id))
+        .unwrap()
+        .clone();
+    eprintln!("executors before {before:?}, after the restart {after:?}");
+
+    let (rows, job) = session(&cluster, "").await.run(QUERY).await;
+    compare(&want().await, &rows.unwrap()).unwrap();
+    let status = scheduler.job_status(&job).await.unwrap();
+    let on_new = status
+        .stages
+        .iter()
+        .flat_map(|s| &s.tasks)
+        .filter(|t| t.executor_id == new_id)
+        .count();
+    eprintln!("{on_new} task(s) ran on the restarted executor {new_id}");
+    assert!(on_new > 0, "the restarted executor received no task");
+}
