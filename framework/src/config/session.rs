@@ -52,21 +52,23 @@ pub const POOL_KEY: &str = "ballista.pool";
 /// Session key of [`BallistaSessionOptions::priority`].
 pub const PRIORITY_KEY: &str = "ballista.priority";
 
+/// A setting's value, trimmed; `None` when unset or empty (Ballista's
+/// string options default to empty, meaning "not set").
+fn set_value<'a>(settings: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
+    settings
+        .get(key)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
 /// The pool a job's settings name (`None` when unset or empty).
 pub fn pool_of(settings: &HashMap<String, String>) -> Option<&str> {
-    settings
-        .get(POOL_KEY)
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty())
+    set_value(settings, POOL_KEY)
 }
 
 /// The priority a job's settings ask for (`None` when unset or empty).
 pub fn priority_of(settings: &HashMap<String, String>) -> Result<Option<i64>> {
-    match settings
-        .get(PRIORITY_KEY)
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty())
-    {
+    match set_value(settings, PRIORITY_KEY) {
         None => Ok(None),
         Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
             BallistaError::InvalidInput(format!(
@@ -85,19 +87,12 @@ pub const SPILL_TO_DISK_KEY: &str = "ballista.spill_to_disk";
 
 /// The tenant a job's settings name (`None` when unset or empty).
 pub fn tenant_of(settings: &HashMap<String, String>) -> Option<&str> {
-    settings
-        .get(TENANT_KEY)
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
+    set_value(settings, TENANT_KEY)
 }
 
 /// The memory quota a job's settings ask for (`None` when unset or empty).
 pub fn memory_quota_of(settings: &HashMap<String, String>) -> Result<Option<ByteSize>> {
-    match settings
-        .get(MEMORY_QUOTA_KEY)
-        .map(|q| q.trim())
-        .filter(|q| !q.is_empty())
-    {
+    match set_value(settings, MEMORY_QUOTA_KEY) {
         None => Ok(None),
         Some(text) => match text.parse::<ByteSize>() {
             Ok(size) if size.bytes() > 0 => Ok(Some(size)),
