@@ -46,6 +46,7 @@ macro_rules! leaf_node_methods {
 }
 pub(crate) use leaf_node_methods;
 
+mod cancellation;
 mod codec;
 mod collected_joins;
 mod compact;
@@ -55,6 +56,7 @@ mod stages;
 mod task_env;
 mod unresolved_shuffle;
 
+pub use cancellation::{CancelFlag, CancellableExec, with_cancellation};
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
 pub use collected_joins::distribute_collected_joins;
 pub use shuffle_reader::{
