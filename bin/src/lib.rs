@@ -2,6 +2,7 @@
 //! `ballista-executor`, `ballista`): logging, the SQL shell, output formats
 //! and the TPC-H benchmark.
 
+pub mod job_command;
 pub mod logging;
 pub mod output;
 pub mod plugins;

@@ -147,6 +147,31 @@ impl Process {
         )
     }
 
+    /// Asks the process to stop (SIGTERM), as a supervisor does.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM {} failed", self.name);
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code (`None`
+    /// when a signal ended it), or `Err` when it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} still runs after {timeout:?}", self.name));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the process (SIGKILL).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -169,6 +194,8 @@ pub struct TestCluster {
     pub scheduler: Process,
     /// The executor processes.
     pub executors: Vec<Process>,
+    /// The id each executor process registered with, in the same order.
+    pub executor_ids: Vec<String>,
     /// URL of the scheduler.
     pub scheduler_url: String,
     slots: usize,
@@ -176,14 +203,15 @@ pub struct TestCluster {
     _dirs: Vec<tempfile::TempDir>,
 }
 
-/// Starts one executor process and waits until it listens.
+/// Starts one executor process and waits until it listens; returns it with
+/// its executor id.
 fn start_executor_process(
     index: usize,
     scheduler_url: &str,
     slots: usize,
     work_dir: &std::path::Path,
     config: Option<&str>,
-) -> Process {
+) -> (Process, String) {
     let mut args = vec![
         "--bind-host".to_string(),
         "127.0.0.1".into(),
@@ -206,8 +234,14 @@ fn start_executor_process(
         &args,
         &[],
     );
-    executor.wait_for_stdout("listening on", Duration::from_secs(60));
-    executor
+    // `ballista-executor <id> listening on <address>`
+    let line = executor.wait_for_stdout("listening on", Duration::from_secs(60));
+    let id = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no executor id in {line:?}"))
+        .to_string();
+    (executor, id)
 }
 
 /// What a process that ran to its end printed.
@@ -302,20 +336,24 @@ impl TestCluster {
 
         let mut dirs = vec![config_dir];
         let mut processes = Vec::new();
+        let mut executor_ids = Vec::new();
         for i in 0..executors {
             let work = tempfile::tempdir().expect("temp dir");
-            processes.push(start_executor_process(
+            let (process, id) = start_executor_process(
                 i,
                 &scheduler_url,
                 slots,
                 work.path(),
                 executor_config.as_deref(),
-            ));
+            );
+            processes.push(process);
+            executor_ids.push(id);
             dirs.push(work);
         }
         let cluster = TestCluster {
             scheduler,
             executors: processes,
+            executor_ids,
             scheduler_url,
             slots,
             executor_config,
@@ -350,13 +388,15 @@ impl TestCluster {
     pub fn restart_executor(&mut self, index: usize) {
         self.executors[index].kill();
         let work = self._dirs[index + 1].path().to_path_buf();
-        self.executors[index] = start_executor_process(
+        let (process, id) = start_executor_process(
             index,
             &self.scheduler_url,
             self.slots,
             &work,
             self.executor_config.as_deref(),
         );
+        self.executors[index] = process;
+        self.executor_ids[index] = id;
     }
 
     /// Work directories of the executors.

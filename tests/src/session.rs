@@ -58,6 +58,12 @@ impl TrackedSession {
         TrackedSession { ctx, jobs }
     }
 
+    /// The jobs this session ran so far (also while one still runs), oldest
+    /// first.
+    pub fn jobs(&self) -> Arc<Mutex<Vec<JobId>>> {
+        Arc::clone(&self.jobs)
+    }
+
     /// Runs `sql`; returns its rows (or the typed error) and its job.
     pub async fn run(&self, sql: &str) -> (Result<Vec<RecordBatch>, BallistaError>, JobId) {
         let before = self.jobs.lock().len();

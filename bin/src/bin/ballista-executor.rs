@@ -96,5 +96,13 @@ async fn main() -> ExitCode {
         handle.address().id,
         handle.local_addr()
     );
-    server::serve_until_shutdown("ballista-executor", handle.wait()).await
+    // SIGTERM or Ctrl-C drains: running tasks finish (for up to
+    // executor.drain_timeout_secs), then the executor deregisters.
+    match handle.serve_until(ballista_bin::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ballista-executor: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ballista::client::{JobProgressListener, SessionContextExt};
 use ballista::config::{BallistaSettings, MemoryAmount};
 use ballista::proto::{JobState, JobStatus};
+use ballista_bin::job_command::JobAction;
 use ballista_bin::logging;
 use ballista_bin::output::OutputFormat;
 use ballista_bin::sql::{SqlRunOptions, run_sql};
@@ -34,6 +35,36 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// A running cluster's jobs: status, cancel.
+    Job(JobArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct JobArgs {
+    #[command(subcommand)]
+    action: JobSubcommand,
+    /// Scheduler URL (default: client.scheduler_url of --config, then
+    /// http://127.0.0.1:50050).
+    #[arg(long, global = true, value_name = "URL")]
+    scheduler: Option<String>,
+    /// Configuration file to take client.scheduler_url from.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobSubcommand {
+    /// Print a job's state, progress, failed attempts and re-run tasks.
+    Status {
+        /// The job id (shown by the progress line and in errors).
+        job_id: String,
+    },
+    /// Cancel a job: its running tasks stop, their slots and memory are
+    /// freed and its shuffle data is deleted.
+    Cancel {
+        /// The job id.
+        job_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,13 +175,18 @@ fn progress_listener() -> Option<JobProgressListener> {
         } else if let Some(p) = &status.progress {
             let _ = write!(
                 err,
-                "\r\x1b[2K[job {}] stages {}/{} · tasks {}/{} ({} running)",
+                "\r\x1b[2K[job {}] stages {}/{} · tasks {}/{} ({} running){}",
                 status.job_id,
                 p.stages_completed,
                 p.stages_total,
                 p.tasks_completed,
                 p.tasks_total,
-                p.tasks_running
+                p.tasks_running,
+                if p.map_tasks_recomputed > 0 {
+                    format!(" · {} lost map task(s) re-run", p.map_tasks_recomputed)
+                } else {
+                    String::new()
+                }
             );
         }
         let _ = err.flush();
@@ -464,7 +500,29 @@ async fn main() -> ExitCode {
         Command::Sql(args) => sql_command(args).await,
         Command::Tpch(args) => tpch_command(args).await,
         Command::Config(command) => config_command(command),
+        Command::Job(args) => job_command(args).await,
     }
+}
+
+async fn job_command(args: JobArgs) -> ExitCode {
+    let url = match args.scheduler {
+        Some(url) => url,
+        None => match BallistaSettings::load(args.config.as_deref()) {
+            Ok(settings) => settings
+                .client
+                .scheduler_url
+                .unwrap_or_else(|| "http://127.0.0.1:50050".to_string()),
+            Err(e) => {
+                eprintln!("ballista: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let (job_id, action) = match args.action {
+        JobSubcommand::Status { job_id } => (job_id, JobAction::Status),
+        JobSubcommand::Cancel { job_id } => (job_id, JobAction::Cancel),
+    };
+    ballista_bin::job_command::run(&url, &job_id, action).await
 }
 
 fn config_command(command: ConfigCommand) -> ExitCode {

@@ -56,9 +56,13 @@ pub struct SchedulerSettings {
     /// 0: the total task slots of the executors registered when the client
     /// connects (at least 2), so that one wave of tasks fills the cluster.
     pub target_partitions: usize,
-    /// Attempts per task before its job fails (for retryable errors).
+    /// Attempts per task before its job fails (for retryable errors; a retry
+    /// goes to another executor when there is one). Failed fetches of map
+    /// output do not count: the lost output is recomputed instead.
     pub task_max_attempts: u32,
-    /// An executor silent for this long is considered lost.
+    /// An executor silent for this long is considered lost: its running
+    /// tasks run elsewhere and map output on its disk is recomputed. A job
+    /// with no executor at all for this long fails.
     pub executor_timeout_secs: u64,
     /// How long a finished job's results stay available to be fetched.
     pub result_retention_secs: u64,
@@ -200,6 +204,12 @@ pub struct ExecutorSettings {
     /// handling. Never enable it where untrusted clients can submit jobs:
     /// when false, such a job fails with a permission error.
     pub failure_injection: bool,
+    /// On SIGTERM (or Ctrl-C) the executor takes no new tasks and lets its
+    /// running tasks finish for up to this long, then deregisters and exits;
+    /// tasks still running are cancelled and run again elsewhere. Keep it
+    /// below the grace period of whatever stops the process (Kubernetes:
+    /// 30 s by default).
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for ExecutorSettings {
@@ -214,6 +224,7 @@ impl Default for ExecutorSettings {
             memory_limit: None,
             heartbeat_interval_secs: 2,
             failure_injection: false,
+            drain_timeout_secs: 25,
         }
     }
 }

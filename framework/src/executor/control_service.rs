@@ -43,6 +43,18 @@ impl ExecutorControl for ExecutorControlService {
     ) -> Result<Response<proto::RemoveJobDataResponse>, Status> {
         let job_id = JobId::parse(&request.into_inner().job_id)?;
         self.runner.forget_job(&job_id);
+        // A task of the job still running could write again after the
+        // deletion (a new partition file recreates its folder): stop them
+        // and let them end first.
+        let unfinished = self
+            .runner
+            .stop_job_tasks(&job_id, std::time::Duration::from_secs(10))
+            .await;
+        if unfinished > 0 {
+            tracing::warn!(
+                "{unfinished} task(s) of job {job_id} still run 10s after being stopped; deleting its data anyway"
+            );
+        }
         self.runner
             .shuffle_writer()
             .remove_job_data(&job_id, &self.runner.shuffle_storage())

@@ -3,7 +3,9 @@
 //!
 //! A job asks for them with `SET ballista.inject_failures =
 //! 'stage:partition:attempt:kind,…'` (`*` matches any stage, partition or
-//! attempt; kinds: `io`, `execution`, `panic`). An executor honours
+//! attempt; kinds: `io`, `execution`, `panic`, and `delay=<ms>`, which holds
+//! the task that long before it runs, so that a test knows what runs when it
+//! kills a process). An executor honours
 //! them only when started with `executor.failure_injection = true`; otherwise
 //! a job asking for them fails with a permission error, so a client cannot
 //! make a production cluster misbehave.
@@ -23,6 +25,8 @@ pub enum InjectedFailure {
     Execution,
     /// Panics inside the task.
     Panic,
+    /// Holds the task this many milliseconds, then runs it normally.
+    Delay(u64),
 }
 
 /// One rule: which attempts fail, and how.
@@ -62,11 +66,14 @@ pub fn parse_failure_rules(text: &str) -> Result<Vec<FailureRule>> {
                 "io" => InjectedFailure::Io,
                 "execution" => InjectedFailure::Execution,
                 "panic" => InjectedFailure::Panic,
-                other => {
-                    return Err(BallistaError::InvalidInput(format!(
-                        "invalid session setting {INJECT_FAILURES_KEY}: unknown kind {other:?} in rule {rule:?} (io, execution or panic)"
-                    )));
-                }
+                other => match other.strip_prefix("delay=").map(str::parse::<u64>) {
+                    Some(Ok(ms)) => InjectedFailure::Delay(ms),
+                    _ => {
+                        return Err(BallistaError::InvalidInput(format!(
+                            "invalid session setting {INJECT_FAILURES_KEY}: unknown kind {other:?} in rule {rule:?} (io, execution, panic or delay=<milliseconds>)"
+                        )));
+                    }
+                },
             };
             Ok(FailureRule {
                 stage: field(stage, "stage", rule)?,
@@ -90,13 +97,14 @@ pub fn injected_failure(rules: &[FailureRule], task: &TaskId) -> Option<Injected
         .map(|r| r.failure)
 }
 
-/// Fails (or panics) as `failure` asks, for `task`.
-pub fn fail(failure: InjectedFailure, task: &TaskId) -> BallistaError {
+/// Fails (or panics) as `failure` asks, for `task`; a delay is no failure.
+pub fn fail(failure: InjectedFailure, task: &TaskId) -> Option<BallistaError> {
     let message = format!("injected failure of task {task}");
     match failure {
-        InjectedFailure::Io => BallistaError::Io(message),
-        InjectedFailure::Execution => BallistaError::Execution(message),
+        InjectedFailure::Io => Some(BallistaError::Io(message)),
+        InjectedFailure::Execution => Some(BallistaError::Execution(message)),
         InjectedFailure::Panic => panic!("{message}"),
+        InjectedFailure::Delay(_) => None,
     }
 }
 
@@ -128,6 +136,15 @@ mod tests {
             Some(InjectedFailure::Panic)
         );
         assert!(parse_failure_rules("").unwrap().is_empty());
+        let rules = parse_failure_rules("2:*:0:delay=1500").unwrap();
+        assert_eq!(
+            injected_failure(&rules, &task(2, 3, 0)),
+            Some(InjectedFailure::Delay(1500))
+        );
+        let err = parse_failure_rules("1:0:0:delay=soon")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delay=<milliseconds>"), "{err}");
         let err = parse_failure_rules("1:0:io").unwrap_err().to_string();
         assert!(err.contains("not stage:partition:attempt:kind"), "{err}");
         let err = parse_failure_rules("1:x:0:io").unwrap_err().to_string();

@@ -76,6 +76,7 @@ impl ExecutorFlightService {
             executor: self.executor.clone(),
             path: path.to_string(),
             stats: PartitionStats::default(),
+            durable: true,
         };
         let ctx = ShuffleReadContext {
             schema: Arc::new(arrow::datatypes::Schema::empty()),

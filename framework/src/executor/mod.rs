@@ -12,10 +12,12 @@ mod flight_service;
 mod scheduler_link;
 mod staged_writes;
 mod task_runner;
+mod work_dir;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
@@ -34,6 +36,8 @@ use crate::plugin::shuffle::ExecutorAddress;
 use crate::plugin::storage::StorageAccess;
 use crate::proto;
 use crate::proto::executor_control_server::ExecutorControlServer;
+use crate::proto::scheduler_grpc_client::SchedulerGrpcClient;
+use tonic::transport::Channel;
 
 use task_runner::{TaskRunner, TaskRunnerParts};
 
@@ -48,8 +52,25 @@ pub struct ExecutorHandle {
     runner: Arc<TaskRunner>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
-    background: Vec<JoinHandle<()>>,
+    registration: JoinHandle<()>,
+    reporter: JoinHandle<()>,
+    scheduler: SchedulerGrpcClient<Channel>,
+    undelivered: Arc<AtomicUsize>,
+    drain_timeout: Duration,
     _temp_dir: Option<tempfile::TempDir>,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Tasks that were running when the drain began.
+    pub running_at_start: usize,
+    /// Tasks still running at the deadline, cancelled (the scheduler runs
+    /// them again elsewhere).
+    pub cancelled: usize,
+    /// Whether the scheduler acknowledged the deregistration (when not, it
+    /// forgets the executor after its heartbeat timeout).
+    pub deregistered: bool,
 }
 
 impl ExecutorHandle {
@@ -82,6 +103,99 @@ impl ExecutorHandle {
         }
     }
 
+    /// Serves until the server stops, or until `stop` completes; then
+    /// drains ([`drain`](Self::drain)) within `executor.drain_timeout_secs`.
+    /// The stock binary passes its SIGTERM / Ctrl-C future.
+    pub async fn serve_until(mut self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+        let Some(mut server) = self.server.take() else {
+            return Ok(());
+        };
+        tokio::select! {
+            result = &mut server => match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(BallistaError::Io(format!("executor server failed: {e}"))),
+                Err(e) => Err(BallistaError::Internal(format!("executor server task: {e}"))),
+            },
+            () = stop => {
+                self.server = Some(server);
+                let timeout = self.drain_timeout;
+                self.drain(timeout).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Leaves the cluster gracefully: takes no new task (the scheduler is
+    /// told at once), lets running tasks finish for up to `timeout` and
+    /// delivers their outcomes, then deregisters and stops. Tasks still
+    /// running at the deadline are cancelled after the deregistration, so
+    /// the scheduler runs them again elsewhere instead of failing them.
+    ///
+    /// Shuffle output this executor kept on its own disk leaves with it:
+    /// the scheduler re-runs the map tasks whose output running jobs still
+    /// need. Output in object storage (`[shuffle] kind = "object_store"`)
+    /// stays readable.
+    pub async fn drain(mut self, timeout: Duration) -> DrainReport {
+        let id = self.address.id.to_string();
+        self.runner.set_draining();
+        let running_at_start = self.runner.running_tasks();
+        tracing::info!(
+            "executor {id} draining: taking no new tasks; waiting up to {}s for {running_at_start} running task(s)",
+            timeout.as_secs()
+        );
+        scheduler_link::heartbeat_now(&mut self.scheduler, id.clone(), &self.runner).await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.runner.running_tasks() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let unfinished = self.runner.running_tasks();
+        // Outcomes of the tasks that did finish reach the scheduler before
+        // it forgets this executor (it would run them again otherwise).
+        while self.undelivered.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // No heartbeat may register the executor again once it has left.
+        self.registration.abort();
+        let reason = if unfinished == 0 {
+            "drained".to_string()
+        } else {
+            format!(
+                "drained; {unfinished} task(s) still running after {}s are cancelled",
+                timeout.as_secs()
+            )
+        };
+        let deregistered = match scheduler_link::deregister(&mut self.scheduler, id.clone(), reason)
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "executor {id}: deregistering failed ({e}); the scheduler will notice the heartbeats stop"
+                );
+                false
+            }
+        };
+        let cancelled = if unfinished > 0 {
+            self.runner.cancel_all()
+        } else {
+            0
+        };
+        tracing::info!(
+            "executor {id} drained: {} of {running_at_start} task(s) finished, {cancelled} cancelled",
+            running_at_start.saturating_sub(unfinished)
+        );
+        self.stop();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        DrainReport {
+            running_at_start,
+            cancelled,
+            deregistered,
+        }
+    }
+
     /// Stops taking tasks, stops the running ones and the server.
     pub async fn shutdown(mut self) {
         self.stop();
@@ -92,9 +206,8 @@ impl ExecutorHandle {
 
     fn stop(&mut self) {
         self.runner.set_draining();
-        for handle in &self.background {
-            handle.abort();
-        }
+        self.registration.abort();
+        self.reporter.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -120,7 +233,7 @@ fn prepare_work_dir(configured: Option<&PathBuf>) -> Result<(PathBuf, Option<tem
         }
         None => {
             let temp = tempfile::Builder::new()
-                .prefix("ballista-executor-")
+                .prefix(work_dir::TEMP_DIR_PREFIX)
                 .tempdir()?;
             Ok((temp.path().canonicalize()?, Some(temp)))
         }
@@ -151,9 +264,10 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     // that nothing else in a configured work directory can be reached by a
     // ticket or deleted by a job clean-up.
     let shuffle_dir = work_dir.join("shuffle");
+    let spill_dir = work_dir.join("spill");
+    work_dir::claim(&work_dir, &[&shuffle_dir, &spill_dir], temp_dir.is_some());
     std::fs::create_dir_all(&shuffle_dir)?;
     let shuffle_dir = shuffle_dir.canonicalize()?;
-    let spill_dir = work_dir.join("spill");
     std::fs::create_dir_all(&spill_dir)?;
     let registry = config.object_store_registry()?;
     if let Some(url) = shuffle.writer.storage_url() {
@@ -179,6 +293,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         .build_arc()?;
 
     let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let undelivered = Arc::new(AtomicUsize::new(0));
     let runner = Arc::new(TaskRunner::new(TaskRunnerParts {
         executor: address.clone(),
         work_dir: shuffle_dir.clone(),
@@ -189,6 +304,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         shuffle_writer: shuffle.writer,
         shuffle_reader: Arc::clone(&shuffle.reader),
         status_tx,
+        undelivered: Arc::clone(&undelivered),
     }));
 
     let flight = FlightServiceServer::new(flight_service::ExecutorFlightService::new(
@@ -232,9 +348,10 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         Duration::from_secs(settings.heartbeat_interval_secs.max(1)),
     ));
     let reporter = tokio::spawn(scheduler_link::status_reporter(
-        client,
+        client.clone(),
         address.id.to_string(),
         status_rx,
+        Arc::clone(&undelivered),
     ));
 
     tracing::info!(
@@ -251,7 +368,11 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         runner,
         shutdown: Some(shutdown_tx),
         server: Some(server),
-        background: vec![registration, reporter],
+        registration,
+        reporter,
+        scheduler: client,
+        undelivered,
+        drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
         _temp_dir: temp_dir,
     })
 }

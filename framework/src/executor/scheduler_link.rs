@@ -2,6 +2,7 @@
 //! (and re-registering), heartbeats, and delivering task statuses.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -117,6 +118,7 @@ pub(crate) async fn status_reporter(
     mut client: SchedulerGrpcClient<Channel>,
     executor_id: String,
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
+    undelivered: Arc<AtomicUsize>,
 ) {
     while let Some(first) = statuses.recv().await {
         let mut batch = vec![first];
@@ -130,7 +132,10 @@ pub(crate) async fn status_reporter(
                 statuses: batch.clone(),
             };
             match client.update_task_status(request).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    undelivered.fetch_sub(batch.len(), Ordering::SeqCst);
+                    break;
+                }
                 Err(status) => {
                     tracing::warn!(
                         "cannot deliver {} task status(es) to the scheduler: {}; retrying",
@@ -142,6 +147,41 @@ pub(crate) async fn status_reporter(
                 }
             }
         }
+    }
+}
+
+/// Tells the scheduler this executor leaves, so that it is forgotten now
+/// rather than after the heartbeat timeout.
+pub(crate) async fn deregister(
+    client: &mut SchedulerGrpcClient<Channel>,
+    executor_id: String,
+    reason: String,
+) -> std::result::Result<(), String> {
+    let request = proto::DeregisterExecutorRequest {
+        executor_id,
+        reason,
+    };
+    match tokio::time::timeout(Duration::from_secs(5), client.deregister_executor(request)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) => Err(describe(&status)),
+        Err(_) => Err("no answer within 5s".into()),
+    }
+}
+
+/// Sends one heartbeat now (say, to announce draining at once).
+pub(crate) async fn heartbeat_now(
+    client: &mut SchedulerGrpcClient<Channel>,
+    executor_id: String,
+    runner: &TaskRunner,
+) {
+    let request = proto::HeartBeatRequest {
+        executor_id,
+        running_tasks: runner.running_tasks() as u32,
+        memory: Some(memory_report(runner.memory().as_ref())),
+        draining: runner.is_draining(),
+    };
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(5), client.heart_beat(request)).await {
+        tracing::warn!("heartbeat while draining: no answer within 5s ({e})");
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use datafusion::execution::TaskContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -14,14 +14,17 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
-use super::failure_injection::{INJECT_FAILURES_KEY, fail, injected_failure, parse_failure_rules};
+use super::failure_injection::{
+    INJECT_FAILURES_KEY, InjectedFailure, fail, injected_failure, parse_failure_rules,
+};
 use super::staged_writes::{StagedWrites, StagingRegistry};
 use crate::config::{SPILL_TO_DISK_KEY, session_config_from_settings};
 use crate::error::{BallistaError, Result};
 use crate::flight::FlightClientPool;
 use crate::ids::{JobId, StageId, TaskId};
 use crate::plan::{
-    ShuffleWriterExec, TaskEnv, decode_stage_plan, shuffle_read_counts, spill_totals,
+    CancelFlag, ShuffleWriterExec, TaskEnv, decode_stage_plan, shuffle_read_counts, spill_totals,
+    with_cancellation,
 };
 use crate::plugin::memory::{MemoryManager, TaskMemoryRequest};
 use crate::plugin::shuffle::{
@@ -59,6 +62,26 @@ pub(crate) struct TaskRunnerParts {
     pub shuffle_writer: Arc<dyn ShuffleWriter>,
     pub shuffle_reader: Arc<dyn ShuffleReader>,
     pub status_tx: mpsc::UnboundedSender<proto::TaskStatus>,
+    /// Statuses sent to `status_tx` and not yet accepted by the scheduler.
+    pub undelivered: Arc<AtomicUsize>,
+}
+
+/// A task in flight, and how to stop it.
+#[derive(Clone)]
+struct RunningTask {
+    id: TaskId,
+    abort: AbortHandle,
+    cancel: CancelFlag,
+}
+
+impl RunningTask {
+    fn stop(&self, why: &str) {
+        tracing::info!("cancelling task {}{why}", self.id);
+        // The abort takes effect at the task's next yield; the flag stops
+        // operators that compute without yielding, at their next batch.
+        self.cancel.cancel();
+        self.abort.abort();
+    }
 }
 
 /// Runs tasks.
@@ -67,7 +90,7 @@ pub(crate) struct TaskRunner {
     slots: Arc<Semaphore>,
     functions: FunctionSet,
     flight: FlightClientPool,
-    running: Mutex<HashMap<JobId, Vec<(TaskId, AbortHandle)>>>,
+    running: Mutex<HashMap<JobId, Vec<RunningTask>>>,
     ended_jobs: Mutex<EndedJobs>,
     draining: AtomicBool,
     published: Arc<PublishedObjects>,
@@ -231,16 +254,22 @@ impl TaskRunner {
             tracing::debug!("task {task_id} starting");
             let runner = Arc::clone(self);
             let started = now_ms();
+            let cancel = CancelFlag::new();
             let work = tokio::spawn({
                 let runner = Arc::clone(self);
                 let task_id = task_id.clone();
-                async move { runner.run(definition, task_id).await }
+                let cancel = cancel.clone();
+                async move { runner.run(definition, task_id, cancel).await }
             });
             self.running
                 .lock()
                 .entry(task_id.job_id.clone())
                 .or_default()
-                .push((task_id.clone(), work.abort_handle()));
+                .push(RunningTask {
+                    id: task_id.clone(),
+                    abort: work.abort_handle(),
+                    cancel,
+                });
             tokio::spawn(async move {
                 let result = match work.await {
                     Ok(result) => result,
@@ -264,10 +293,37 @@ impl TaskRunner {
     fn forget(&self, task_id: &TaskId) {
         let mut running = self.running.lock();
         if let Some(tasks) = running.get_mut(&task_id.job_id) {
-            tasks.retain(|(t, _)| t != task_id);
+            tasks.retain(|t| &t.id != task_id);
             if tasks.is_empty() {
                 running.remove(&task_id.job_id);
             }
+        }
+    }
+
+    /// Stops every running task (the executor is leaving).
+    pub(crate) fn cancel_all(&self) -> usize {
+        let tasks: Vec<RunningTask> = self.running.lock().values().flatten().cloned().collect();
+        for task in &tasks {
+            task.stop(": the executor is leaving");
+        }
+        tasks.len()
+    }
+
+    /// Stops the job's running tasks and waits up to `timeout` for them to
+    /// end; returns how many still run.
+    pub(crate) async fn stop_job_tasks(
+        &self,
+        job_id: &JobId,
+        timeout: std::time::Duration,
+    ) -> usize {
+        self.cancel_job(job_id);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let running = self.running.lock().get(job_id).map_or(0, Vec::len);
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                return running;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
@@ -276,9 +332,8 @@ impl TaskRunner {
     pub(crate) fn cancel_job(&self, job_id: &JobId) -> usize {
         self.ended_jobs.lock().insert(job_id);
         let tasks = self.running.lock().get(job_id).cloned().unwrap_or_default();
-        for (task, handle) in &tasks {
-            tracing::info!("cancelling task {task}");
-            handle.abort();
+        for task in &tasks {
+            task.stop("");
         }
         tasks.len()
     }
@@ -332,15 +387,21 @@ impl TaskRunner {
             started_at_ms: started,
             ended_at_ms: now_ms(),
         };
-        let _ = self.parts.status_tx.send(status);
+        self.parts.undelivered.fetch_add(1, Ordering::SeqCst);
+        if self.parts.status_tx.send(status).is_err() {
+            self.parts.undelivered.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     async fn run(
         self: Arc<Self>,
         definition: proto::TaskDefinition,
         task_id: TaskId,
+        cancel: CancelFlag,
     ) -> Result<TaskOutput> {
-        let result = Arc::clone(&self).run_task(definition, &task_id).await;
+        let result = Arc::clone(&self)
+            .run_task(definition, &task_id, &cancel)
+            .await;
         result.map_err(|e| self.explain_memory_refusal(e, &task_id))
     }
 
@@ -364,9 +425,14 @@ impl TaskRunner {
         }
     }
 
-    /// Fails the task as the job's `ballista.inject_failures` asks, when this
-    /// executor allows injected failures; refuses the task when it does not.
-    fn inject_failure(&self, settings: &HashMap<String, String>, task_id: &TaskId) -> Result<()> {
+    /// Fails (or holds) the task as the job's `ballista.inject_failures`
+    /// asks, when this executor allows injected failures; refuses the task
+    /// when it does not.
+    async fn inject_failure(
+        &self,
+        settings: &HashMap<String, String>,
+        task_id: &TaskId,
+    ) -> Result<()> {
         let rules = parse_failure_rules(
             settings
                 .get(INJECT_FAILURES_KEY)
@@ -383,9 +449,14 @@ impl TaskRunner {
             )));
         }
         match injected_failure(&rules, task_id) {
+            Some(InjectedFailure::Delay(ms)) => {
+                tracing::info!("task {task_id}: injected delay of {ms} ms");
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Ok(())
+            }
             Some(failure) => {
                 tracing::info!("task {task_id}: injecting a {failure:?} failure");
-                Err(fail(failure, task_id))
+                fail(failure, task_id).map_or(Ok(()), Err)
             }
             None => Ok(()),
         }
@@ -395,10 +466,11 @@ impl TaskRunner {
         self: Arc<Self>,
         definition: proto::TaskDefinition,
         task_id: &TaskId,
+        cancel: &CancelFlag,
     ) -> Result<TaskOutput> {
         let task_id = task_id.clone();
         let settings = proto::key_values_to_map(&definition.settings);
-        self.inject_failure(&settings, &task_id)?;
+        self.inject_failure(&settings, &task_id).await?;
         let env = Arc::new(TaskEnv {
             task: task_id.clone(),
             executor: self.parts.executor.clone(),
@@ -440,6 +512,7 @@ impl TaskRunner {
             runtime,
         ));
         let plan = decode_stage_plan(&definition.plan, &context)?;
+        let plan = with_cancellation(plan, cancel).map_err(BallistaError::from_datafusion)?;
         let writer = plan.downcast_ref::<ShuffleWriterExec>().ok_or_else(|| {
             BallistaError::InvalidInput(format!(
                 "the plan of task {task_id} is not rooted at a ShuffleWriterExec"

@@ -37,6 +37,8 @@ pub struct ExecutorEntry {
     pub jobs_placed_since_report: HashSet<JobId>,
     /// Refuses new tasks (draining, or it refused a launch) until its next heartbeat.
     pub paused: bool,
+    /// Tasks it said it runs at its last heartbeat.
+    pub reported_running: u32,
     /// Control-service client.
     pub client: ExecutorControlClient<Channel>,
     /// Version string it reported.
@@ -102,6 +104,7 @@ impl ExecutorRegistry {
             memory,
             jobs_placed_since_report: HashSet::new(),
             paused: false,
+            reported_running: 0,
             client,
             version,
         };

@@ -147,12 +147,12 @@ impl SchedulerGrpc for SchedulerService {
     ) -> Result<Response<proto::HeartBeatResponse>, Status> {
         let request = request.into_inner();
         let memory = request.memory.unwrap_or_default();
-        let (known, effects) = self.inner.state.lock().heartbeat(
-            &ExecutorId::new(request.executor_id),
-            memory.usage(),
-            memory.jobs,
-            request.draining,
-        );
+        let executor_id = ExecutorId::new(request.executor_id);
+        let (known, effects) = {
+            let mut state = self.inner.state.lock();
+            state.note_reported_running(&executor_id, request.running_tasks);
+            state.heartbeat(&executor_id, memory.usage(), memory.jobs, request.draining)
+        };
         self.inner.apply(effects);
         Ok(Response::new(proto::HeartBeatResponse {
             reregister: !known,
@@ -173,5 +173,25 @@ impl SchedulerGrpc for SchedulerService {
         self.inner.apply(effects);
         self.inner.admit_queued();
         Ok(Response::new(proto::UpdateTaskStatusResponse {}))
+    }
+
+    async fn deregister_executor(
+        &self,
+        request: Request<proto::DeregisterExecutorRequest>,
+    ) -> Result<Response<proto::DeregisterExecutorResponse>, Status> {
+        let request = request.into_inner();
+        let reason = if request.reason.trim().is_empty() {
+            "it deregistered".to_string()
+        } else {
+            format!("it deregistered ({})", request.reason.trim())
+        };
+        let effects = self
+            .inner
+            .state
+            .lock()
+            .executor_lost(&ExecutorId::new(request.executor_id), &reason);
+        self.inner.apply(effects);
+        self.inner.admit_queued();
+        Ok(Response::new(proto::DeregisterExecutorResponse {}))
     }
 }

@@ -16,8 +16,11 @@ use crate::proto;
 /// State of one task (one partition of a stage).
 #[derive(Debug, Clone)]
 pub enum TaskState {
-    /// Its stage is not runnable yet.
-    Waiting,
+    /// Its stage is not runnable yet (its inputs are incomplete).
+    Waiting {
+        /// The attempt that will run once it is.
+        attempt: u32,
+    },
     /// Ready to be launched as attempt `attempt`.
     Pending {
         /// The attempt that will run next.
@@ -43,6 +46,33 @@ pub enum TaskState {
     },
 }
 
+/// How many times a consumer task may fail to fetch its input before the
+/// job fails: each fetch failure re-runs the lost map tasks, so an input that
+/// can never be read must not loop forever.
+pub const MAX_FETCH_FAILURES_PER_TASK: u32 = 4;
+
+/// One failed attempt of a task, kept for status and for placing the retry.
+#[derive(Debug, Clone)]
+pub struct AttemptFailure {
+    /// The attempt.
+    pub attempt: u32,
+    /// Where it ran.
+    pub executor: ExecutorId,
+    /// Why it failed.
+    pub error: proto::ErrorInfo,
+}
+
+impl AttemptFailure {
+    /// Whether the executor itself may be at fault: a failed fetch is the
+    /// producer's problem, and a lost executor is gone anyway.
+    fn blames_executor(&self) -> bool {
+        !matches!(
+            proto::ErrorKind::try_from(self.error.kind),
+            Ok(proto::ErrorKind::FetchFailed | proto::ErrorKind::ExecutorLost)
+        )
+    }
+}
+
 /// One stage of a job.
 #[derive(Debug)]
 pub struct Stage {
@@ -58,8 +88,15 @@ pub struct Stage {
     pub encoded_plan: Option<Arc<Vec<u8>>>,
     /// Per-partition task state.
     pub tasks: Vec<TaskState>,
-    /// Failed attempts per partition.
+    /// Failed attempts per partition that count against
+    /// `task_max_attempts` (fetch failures do not).
     pub failures: Vec<u32>,
+    /// Failed fetches of input per partition.
+    pub fetch_failures: Vec<u32>,
+    /// Every failed attempt per partition, oldest first.
+    pub attempt_failures: Vec<Vec<AttemptFailure>>,
+    /// Per partition, how often its committed output was lost and re-run.
+    pub recomputed: Vec<u32>,
 }
 
 impl Stage {
@@ -115,8 +152,11 @@ impl JobGraph {
                     inputs: s.inputs,
                     plan: s.plan,
                     encoded_plan: None,
-                    tasks: vec![TaskState::Waiting; partitions],
+                    tasks: vec![TaskState::Waiting { attempt: 0 }; partitions],
                     failures: vec![0; partitions],
+                    fetch_failures: vec![0; partitions],
+                    attempt_failures: vec![Vec::new(); partitions],
+                    recomputed: vec![0; partitions],
                 };
                 (stage.id, stage)
             })
@@ -157,8 +197,10 @@ impl JobGraph {
         self.failure.as_ref()
     }
 
-    /// Resolves a stage's reads, encodes its plan and marks its tasks pending.
-    /// A stage without tasks completes at once, which may cascade.
+    /// Resolves a stage's reads, encodes its plan and marks its waiting
+    /// tasks pending (tasks that are done or still running from before its
+    /// input was lost keep their state). A stage that is complete at once
+    /// (no tasks, or all done) may make its consumers runnable in turn.
     fn make_runnable(&mut self, stage_id: StageId) -> Result<()> {
         let mut queue = vec![stage_id];
         while let Some(id) = queue.pop() {
@@ -168,13 +210,123 @@ impl JobGraph {
             let resolved = resolve_shuffle_reads(plan, &outputs)?;
             stage.encoded_plan = Some(Arc::new(encode_stage_plan(&resolved)?));
             for task in &mut stage.tasks {
-                *task = TaskState::Pending { attempt: 0 };
+                if let TaskState::Waiting { attempt } = *task {
+                    *task = TaskState::Pending { attempt };
+                }
             }
-            if stage.tasks.is_empty() {
+            if stage.is_complete() {
                 queue.extend(self.newly_runnable_consumers(id));
             }
         }
         Ok(())
+    }
+
+    /// Whether a stage's committed output is still needed: the final stage's
+    /// is the result; another's is needed while some consumer is incomplete.
+    fn output_needed(&self, stage: &Stage) -> bool {
+        stage.id == self.final_stage
+            || stage.consumers.iter().any(|c| {
+                self.stages
+                    .get(c)
+                    .is_some_and(|consumer| !consumer.is_complete())
+            })
+    }
+
+    /// Committed outputs of `executor` are gone (the executor was lost): the
+    /// map tasks that wrote them to its own storage run again where their
+    /// output is still needed. Durable outputs (object storage) are kept.
+    /// Returns how many tasks will run again.
+    pub fn executor_outputs_lost(&mut self, executor: &ExecutorId) -> usize {
+        if self.failure.is_some() {
+            return 0;
+        }
+        let mut total = 0;
+        // Re-running a stage makes it incomplete, which can make the output
+        // of its own inputs needed again: repeat until nothing changes.
+        loop {
+            let needed: Vec<StageId> = self
+                .stages
+                .values()
+                .filter(|s| self.output_needed(s))
+                .map(|s| s.id)
+                .collect();
+            let lost = self.rerun_lost(&needed, |_, location| {
+                &location.executor.id == executor && !location.durable
+            });
+            if lost == 0 {
+                break;
+            }
+            total += lost;
+        }
+        if total > 0 {
+            tracing::warn!(
+                "job {}: {total} map task(s) run again: their output on executor {executor} is lost",
+                self.job_id
+            );
+            self.unresolve_incomplete_inputs();
+        }
+        total
+    }
+
+    /// Sets done tasks of `stages` whose output matches `lost` (given the
+    /// task's partition and one of its locations) back to pending.
+    fn rerun_lost(
+        &mut self,
+        stages: &[StageId],
+        lost: impl Fn(usize, &ShuffleLocation) -> bool,
+    ) -> usize {
+        let mut count = 0;
+        for id in stages {
+            let Some(stage) = self.stages.get_mut(id) else {
+                continue;
+            };
+            for (partition, task) in stage.tasks.iter_mut().enumerate() {
+                let TaskState::Done {
+                    attempt, locations, ..
+                } = task
+                else {
+                    continue;
+                };
+                if locations.iter().any(|l| lost(partition, l)) {
+                    *task = TaskState::Pending {
+                        attempt: *attempt + 1,
+                    };
+                    stage.recomputed[partition] += 1;
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// A stage whose input is incomplete again goes back to waiting: its
+    /// plan names locations that are gone. Tasks still running keep
+    /// running; what they commit is kept, what fails to fetch runs again
+    /// once the input is complete.
+    fn unresolve_incomplete_inputs(&mut self) {
+        let incomplete: Vec<StageId> = self
+            .stages
+            .values()
+            .filter(|s| !s.is_complete())
+            .map(|s| s.id)
+            .collect();
+        for stage in self.stages.values_mut() {
+            if stage.encoded_plan.is_none()
+                || !stage.inputs.iter().any(|i| incomplete.contains(i))
+                || stage
+                    .tasks
+                    .iter()
+                    .all(|t| matches!(t, TaskState::Done { .. }))
+            {
+                continue;
+            }
+            stage.encoded_plan = None;
+            for task in &mut stage.tasks {
+                if let TaskState::Pending { attempt } = *task {
+                    *task = TaskState::Waiting { attempt };
+                }
+            }
+        }
     }
 
     fn newly_runnable_consumers(&self, completed: StageId) -> Vec<StageId> {
@@ -348,15 +500,51 @@ impl JobGraph {
         attempt: u32,
         error: BallistaError,
     ) -> Result<TaskOutcome> {
-        let Some((running, _)) = self.running_attempt(stage_id, partition) else {
+        let Some((running, executor)) = self.running_attempt(stage_id, partition) else {
             return Ok(TaskOutcome::Stale);
         };
         if running != attempt || self.failure.is_some() {
             return Ok(TaskOutcome::Stale);
         }
+        let executor = executor.clone();
         let max_attempts = self.max_attempts;
         let job_id = self.job_id.clone();
         let stage = self.stage_mut(stage_id)?;
+        stage.attempt_failures[partition].push(AttemptFailure {
+            attempt,
+            executor,
+            error: error.to_proto(),
+        });
+        if let BallistaError::FetchFailed {
+            executor_id,
+            map_stage_id,
+            map_partition,
+            ..
+        } = &error
+        {
+            stage.fetch_failures[partition] += 1;
+            if stage.fetch_failures[partition] < MAX_FETCH_FAILURES_PER_TASK {
+                stage.tasks[partition] = TaskState::Pending {
+                    attempt: attempt + 1,
+                };
+                let (producer, map_partition) = (StageId(*map_stage_id), *map_partition as usize);
+                let rerun = self.rerun_lost(&[producer], |p, location| {
+                    location.executor.id.as_str() == executor_id
+                        && (!location.durable || p == map_partition)
+                });
+                tracing::warn!(
+                    "job {job_id}: task {stage_id}/{partition} attempt {attempt} could not fetch its input, \
+                     {rerun} map task(s) of stage {producer} run again: {error}"
+                );
+                self.unresolve_incomplete_inputs();
+                return Ok(TaskOutcome::Progress);
+            }
+            stage.tasks[partition] = TaskState::Pending {
+                attempt: attempt + 1,
+            };
+            self.failure = Some(error);
+            return Ok(TaskOutcome::JobFailed);
+        }
         stage.failures[partition] += 1;
         if error.is_retryable() && stage.failures[partition] < max_attempts {
             tracing::warn!(
@@ -379,6 +567,34 @@ impl JobGraph {
         if self.failure.is_none() {
             self.failure = Some(error);
         }
+    }
+
+    /// Whether an attempt of `task` failed on `executor` for a reason that
+    /// may lie with the executor.
+    pub fn blames(&self, task: PendingTask, executor: &ExecutorId) -> bool {
+        self.stages
+            .get(&task.stage_id)
+            .and_then(|s| s.attempt_failures.get(task.partition))
+            .is_some_and(|failures| {
+                failures
+                    .iter()
+                    .any(|f| f.blames_executor() && &f.executor == executor)
+            })
+    }
+
+    /// Whether `task` should rather not run on `executor`: an earlier
+    /// attempt failed there ([`blames`](Self::blames)) and one of `others`
+    /// has not failed it yet.
+    pub fn should_avoid(
+        &self,
+        task: PendingTask,
+        executor: &ExecutorId,
+        others: &[&ExecutorId],
+    ) -> bool {
+        self.blames(task, executor)
+            && others
+                .iter()
+                .any(|o| *o != executor && !self.blames(task, o))
     }
 
     /// Tasks currently running, with their executor.
@@ -437,6 +653,7 @@ impl JobGraph {
                 p.stages_completed += 1;
             }
             p.tasks_total += stage.tasks.len() as u32;
+            p.map_tasks_recomputed += stage.recomputed.iter().sum::<u32>();
             for t in &stage.tasks {
                 match t {
                     TaskState::Done { .. } => p.tasks_completed += 1,
@@ -478,7 +695,7 @@ impl JobGraph {
                     .enumerate()
                     .map(|(partition, task)| {
                         let (state, attempt, executor, metrics) = match task {
-                            TaskState::Waiting => ("waiting", 0, None, None),
+                            TaskState::Waiting { attempt } => ("waiting", *attempt, None, None),
                             TaskState::Pending { attempt } => ("pending", *attempt, None, None),
                             TaskState::Running { attempt, executor } => {
                                 ("running", *attempt, Some(executor), None)
@@ -496,6 +713,15 @@ impl JobGraph {
                             executor_id: executor.map(ToString::to_string).unwrap_or_default(),
                             state: state.to_string(),
                             metrics,
+                            failures: stage.attempt_failures[partition]
+                                .iter()
+                                .map(|f| proto::TaskAttemptFailure {
+                                    attempt: f.attempt,
+                                    executor_id: f.executor.to_string(),
+                                    error: Some(f.error.clone()),
+                                })
+                                .collect(),
+                            recomputed: stage.recomputed[partition],
                         }
                     })
                     .collect(),
@@ -555,7 +781,199 @@ mod tests {
                 num_batches: 1,
                 num_bytes: 10,
             },
+            durable: false,
         }
+    }
+
+    fn location_on(map: usize, output: usize, executor: &str, durable: bool) -> ShuffleLocation {
+        let mut l = location(1, map, output);
+        l.executor.id = ExecutorId::new(executor);
+        l.durable = durable;
+        l
+    }
+
+    fn run_on(graph: &mut JobGraph, stage: u32, partition: usize, executor: &str) -> u32 {
+        graph
+            .start_task(
+                PendingTask {
+                    stage_id: StageId(stage),
+                    partition,
+                },
+                &ExecutorId::new(executor),
+            )
+            .unwrap()
+            .0
+    }
+
+    /// Runs the map stage: partitions 0 and 1 on e1, 2 on e2.
+    fn complete_map_stage(g: &mut JobGraph, durable: bool) {
+        for (p, executor) in [(0, "e1"), (1, "e1"), (2, "e2")] {
+            let attempt = run_on(g, 1, p, executor);
+            let locations = vec![
+                location_on(p, 0, executor, durable),
+                location_on(p, 1, executor, durable),
+            ];
+            g.task_succeeded(StageId(1), p, attempt, locations, Default::default())
+                .unwrap();
+        }
+    }
+
+    fn pending_of(g: &JobGraph, stage: u32) -> Vec<usize> {
+        g.pending_tasks()
+            .into_iter()
+            .filter(|t| t.stage_id == StageId(stage))
+            .map(|t| t.partition)
+            .collect()
+    }
+
+    fn fetch_failure(executor: &str, map_partition: u32) -> BallistaError {
+        BallistaError::FetchFailed {
+            executor_id: executor.into(),
+            map_stage_id: 1,
+            map_partition,
+            message: "connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn a_lost_executor_reruns_only_its_map_tasks_and_the_consumer_stage_continues() {
+        let mut g = graph(3);
+        complete_map_stage(&mut g, false);
+        assert_eq!(pending_of(&g, 2), vec![0, 1]);
+        let consumer = run_on(&mut g, 2, 0, "e2");
+
+        assert_eq!(g.executor_outputs_lost(&ExecutorId::new("e1")), 2);
+        assert_eq!(pending_of(&g, 1), vec![0, 1], "only e1's map tasks re-run");
+        assert!(pending_of(&g, 2).is_empty(), "the consumer waits for them");
+        assert_eq!(g.progress().map_tasks_recomputed, 2);
+        // The running consumer read the lost output: it runs again once the
+        // map stage is complete again, without counting as a failure.
+        assert_eq!(
+            g.task_failed(StageId(2), 0, consumer, fetch_failure("e1", 0))
+                .unwrap(),
+            TaskOutcome::Progress
+        );
+        for p in [0, 1] {
+            let attempt = run_on(&mut g, 1, p, "e2");
+            assert_eq!(attempt, 1);
+            let locations = vec![
+                location_on(p, 0, "e2", false),
+                location_on(p, 1, "e2", false),
+            ];
+            g.task_succeeded(StageId(1), p, attempt, locations, Default::default())
+                .unwrap();
+        }
+        assert_eq!(pending_of(&g, 2), vec![0, 1]);
+        assert_eq!(g.progress().map_tasks_recomputed, 2, "nothing re-ran twice");
+        for p in [0, 1] {
+            let attempt = run_on(&mut g, 2, p, "e2");
+            g.task_succeeded(StageId(2), p, attempt, vec![], Default::default())
+                .unwrap();
+        }
+        assert!(g.is_complete());
+        assert_eq!(g.stages[&StageId(2)].failures, vec![0, 0]);
+    }
+
+    #[test]
+    fn durable_output_survives_its_executor() {
+        let mut g = graph(3);
+        complete_map_stage(&mut g, true);
+        assert_eq!(g.executor_outputs_lost(&ExecutorId::new("e1")), 0);
+        assert_eq!(pending_of(&g, 2), vec![0, 1]);
+        assert_eq!(g.progress().map_tasks_recomputed, 0);
+    }
+
+    #[test]
+    fn output_no_consumer_needs_any_more_is_not_rerun() {
+        let mut g = graph(3);
+        complete_map_stage(&mut g, false);
+        for p in [0, 1] {
+            let attempt = run_on(&mut g, 2, p, "e2");
+            let mut output = location(2, p, 0);
+            output.executor.id = ExecutorId::new("e2");
+            g.task_succeeded(StageId(2), p, attempt, vec![output], Default::default())
+                .unwrap();
+        }
+        assert!(g.is_complete());
+        assert_eq!(g.executor_outputs_lost(&ExecutorId::new("e1")), 0);
+    }
+
+    #[test]
+    fn fetch_failures_rerun_the_lost_map_output_until_they_exhaust() {
+        let mut g = graph(3);
+        complete_map_stage(&mut g, false);
+        for round in 1..MAX_FETCH_FAILURES_PER_TASK {
+            let attempt = run_on(&mut g, 2, 0, "e2");
+            assert_eq!(
+                g.task_failed(StageId(2), 0, attempt, fetch_failure("e1", 0))
+                    .unwrap(),
+                TaskOutcome::Progress
+            );
+            assert_eq!(
+                pending_of(&g, 1),
+                vec![0, 1],
+                "e1's outputs of stage 1 re-run"
+            );
+            assert!(pending_of(&g, 2).is_empty());
+            for p in [0, 1] {
+                let attempt = run_on(&mut g, 1, p, "e1");
+                let locations = vec![
+                    location_on(p, 0, "e1", false),
+                    location_on(p, 1, "e1", false),
+                ];
+                g.task_succeeded(StageId(1), p, attempt, locations, Default::default())
+                    .unwrap();
+            }
+            assert_eq!(g.progress().map_tasks_recomputed, 2 * round);
+        }
+        let attempt = run_on(&mut g, 2, 0, "e2");
+        assert_eq!(
+            g.task_failed(StageId(2), 0, attempt, fetch_failure("e1", 0))
+                .unwrap(),
+            TaskOutcome::JobFailed
+        );
+        assert!(matches!(
+            g.failure(),
+            Some(BallistaError::FetchFailed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_durable_fetch_failure_reruns_only_the_named_map_task() {
+        let mut g = graph(3);
+        complete_map_stage(&mut g, true);
+        let attempt = run_on(&mut g, 2, 1, "e2");
+        g.task_failed(StageId(2), 1, attempt, fetch_failure("e1", 1))
+            .unwrap();
+        assert_eq!(pending_of(&g, 1), vec![1]);
+    }
+
+    #[test]
+    fn a_retry_avoids_the_executor_it_failed_on_while_another_remains() {
+        let mut g = graph(3);
+        let attempt = run_on(&mut g, 1, 0, "e1");
+        g.task_failed(StageId(1), 0, attempt, BallistaError::Io("disk".into()))
+            .unwrap();
+        let task = PendingTask {
+            stage_id: StageId(1),
+            partition: 0,
+        };
+        let (e1, e2) = (ExecutorId::new("e1"), ExecutorId::new("e2"));
+        assert!(g.should_avoid(task, &e1, &[&e1, &e2]));
+        assert!(!g.should_avoid(task, &e2, &[&e1, &e2]));
+        assert!(
+            !g.should_avoid(task, &e1, &[&e1]),
+            "the only executor still runs it"
+        );
+        let other = PendingTask {
+            stage_id: StageId(1),
+            partition: 1,
+        };
+        assert!(!g.should_avoid(other, &e1, &[&e1, &e2]));
+        let infos = g.stage_infos();
+        let failures = &infos[0].tasks[0].failures;
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].executor_id, "e1");
     }
 
     fn run(graph: &mut JobGraph, stage: u32, partition: usize) -> u32 {

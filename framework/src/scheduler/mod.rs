@@ -104,10 +104,13 @@ impl SchedulerInner {
                     .lock()
                     .launch_failed(&launch.executor_id, &rejected, false)
             }
+            // No answer: the connection failed, or broke mid-request (the
+            // client side then reports Cancelled — the executor died, say).
+            // The tasks may or may not have started there.
             Err(status)
                 if matches!(
                     status.code(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
                 ) =>
             {
                 tracing::warn!(

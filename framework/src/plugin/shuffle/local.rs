@@ -201,6 +201,8 @@ impl MapOutputWriter for LocalMapOutputWriter {
                     num_batches: file.batches,
                     num_bytes,
                 },
+                // On this executor's disk: gone with the executor.
+                durable: false,
             });
         }
         Ok(locations)
@@ -394,6 +396,7 @@ mod tests {
             },
             path: "job1/s2/m3-a0-p0.arrow".into(),
             stats: PartitionStats::default(),
+            durable: false,
         };
         let read_ctx = ShuffleReadContext {
             schema: ctx.schema.clone(),

@@ -75,6 +75,11 @@ pub struct ShuffleLocation {
     pub path: String,
     /// What was written.
     pub stats: PartitionStats,
+    /// Whether the data outlives the executor that wrote it (object
+    /// storage). The scheduler re-runs the map task of a non-durable
+    /// location when its executor is lost; a durable one is re-run only when
+    /// a consumer reports that it cannot be fetched.
+    pub durable: bool,
 }
 
 impl ShuffleLocation {
@@ -95,6 +100,7 @@ impl ShuffleLocation {
                 num_batches: self.stats.num_batches,
                 num_bytes: self.stats.num_bytes,
             }),
+            durable: self.durable,
         }
     }
 
@@ -147,6 +153,7 @@ impl ShuffleLocation {
                 num_batches: stats.num_batches,
                 num_bytes: stats.num_bytes,
             },
+            durable: p.durable,
         })
     }
 }

@@ -347,7 +347,11 @@ impl MapOutputWriter for ObjectStoreMapOutputWriter {
                 let uploaded = upload_file(store.as_ref(), &file, &path).await;
                 let _ = tokio::fs::remove_file(&file).await;
                 uploaded
-                    .map(|()| ShuffleLocation { path: url, ..local })
+                    .map(|()| ShuffleLocation {
+                        path: url,
+                        durable: true,
+                        ..local
+                    })
                     .map_err(|e| (path, e))
             }
         });
@@ -645,6 +649,7 @@ mod tests {
             },
             path: path.into(),
             stats: Default::default(),
+            durable: true,
         };
         let hh = format!("{:02x}", spread_prefix(1, 0));
         assert_eq!(

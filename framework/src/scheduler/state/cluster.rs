@@ -64,6 +64,13 @@ impl SchedulerState {
         (known, effects)
     }
 
+    /// Records how many tasks an executor said it runs.
+    pub fn note_reported_running(&mut self, executor_id: &ExecutorId, running: u32) {
+        if let Some(entry) = self.executors.get_mut(executor_id) {
+            entry.reported_running = running;
+        }
+    }
+
     /// Forgets an executor; its running tasks fail as lost (and are retried).
     pub fn executor_lost(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
         let Some(entry) = self.executors.remove(executor_id) else {
@@ -94,6 +101,23 @@ impl SchedulerState {
             match self.task_status(executor_id, failure) {
                 Ok(e) => effects.merge(e),
                 Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        // What it had committed to its own disk is gone with it.
+        let running: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.phase == JobPhase::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for job_id in running {
+            let rerun = self
+                .jobs
+                .get_mut(&job_id)
+                .and_then(|j| j.graph.as_mut())
+                .map_or(0, |g| g.executor_outputs_lost(executor_id));
+            if rerun > 0 {
+                self.publish(&job_id);
             }
         }
         effects.merge(self.schedule());
@@ -207,6 +231,7 @@ impl SchedulerState {
                 }),
                 free_slots: e.free_slots() as u32,
                 running_tasks: e.running.len() as u32,
+                reported_running_tasks: e.reported_running,
                 last_heartbeat_ms: e.last_seen_ms,
                 status: if e.paused {
                     "paused".into()

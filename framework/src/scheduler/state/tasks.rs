@@ -134,7 +134,36 @@ impl SchedulerState {
 
         let mut by_executor: HashMap<ExecutorId, Vec<proto::TaskDefinition>> = HashMap::new();
         let mut launched_jobs: HashSet<JobId> = HashSet::new();
-        for assignment in assignments {
+        // A retry goes to another executor than the one it failed on, when
+        // there is one: the fault may lie with that executor.
+        let active: Vec<ExecutorId> = self
+            .executors
+            .all()
+            .filter(|e| !e.paused)
+            .map(|e| e.address.id.clone())
+            .collect();
+        let active: Vec<&ExecutorId> = active.iter().collect();
+        for mut assignment in assignments {
+            if let Some(graph) = self
+                .jobs
+                .get(&assignment.job_id)
+                .and_then(|j| j.graph.as_ref())
+                && graph.should_avoid(assignment.task, &assignment.executor_id, &active)
+            {
+                // The policy does not know where a task failed: move the
+                // retry to a free executor it has not failed on, or leave it
+                // for a later round (heartbeats schedule again).
+                let elsewhere = active.iter().find(|id| {
+                    !graph.blames(assignment.task, id)
+                        && self.executors.get(id).is_some_and(|e| {
+                            e.free_slots() > 0 && e.memory_can_hold(&assignment.job_id)
+                        })
+                });
+                let Some(elsewhere) = elsewhere else {
+                    continue;
+                };
+                assignment.executor_id = (*elsewhere).clone();
+            }
             let Some(executor) = self.executors.get_mut(&assignment.executor_id) else {
                 continue;
             };
@@ -422,5 +451,69 @@ mod tests {
         // Once e1 reports room, b's next task goes there.
         let (_, _) = state.heartbeat(&ExecutorId::new("e1"), memory(60), Vec::new(), false);
         assert_eq!(placed_on(&state, &b), vec!["e1", "e2"]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_goes_to_another_executor_than_the_one_it_failed_on() {
+        let mut state = SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy));
+        for id in ["e1", "e2"] {
+            let address = ExecutorAddress {
+                id: ExecutorId::new(id),
+                host: "127.0.0.1".into(),
+                port: 1,
+            };
+            let _ = state
+                .register_executor(address, 4, "test".into(), memory(100))
+                .unwrap();
+        }
+        let job = submit(&mut state, "joba");
+        let runs = |state: &SchedulerState, attempt: u32| -> Vec<String> {
+            state
+                .executors
+                .all()
+                .filter(|e| {
+                    e.running
+                        .iter()
+                        .any(|(j, s, p, a)| *j == job && s.0 == 1 && *p == 0 && *a == attempt)
+                })
+                .map(|e| e.address.id.to_string())
+                .collect()
+        };
+        let first = runs(&state, 0);
+        assert_eq!(first.len(), 1);
+        // Fail it wherever it ran, every time: each retry moves to the
+        // executor it has not failed on yet, until it failed on both.
+        let mut failed_on = Vec::new();
+        for attempt in 0..2 {
+            let on = runs(&state, attempt);
+            assert_eq!(on.len(), 1, "attempt {attempt} runs once");
+            assert!(
+                !failed_on.contains(&on[0]),
+                "attempt {attempt} ran on {on:?} again"
+            );
+            let failure = proto::TaskStatus {
+                task: Some(proto::TaskId {
+                    job_id: job.to_string(),
+                    stage_id: 1,
+                    partition: 0,
+                    attempt,
+                }),
+                executor_id: on[0].clone(),
+                result: Some(proto::task_status::Result::Failed(
+                    BallistaError::Io("disk".into()).to_proto(),
+                )),
+                started_at_ms: 0,
+                ended_at_ms: 0,
+            };
+            let _ = state.task_statuses(&ExecutorId::new(on[0].clone()), vec![failure]);
+            failed_on.push(on[0].clone());
+        }
+        failed_on.sort();
+        assert_eq!(failed_on, vec!["e1", "e2"]);
+        assert_eq!(
+            runs(&state, 2).len(),
+            1,
+            "with no other left, it runs anyway"
+        );
     }
 }
