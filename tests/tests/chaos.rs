@@ -98,6 +98,14 @@ fn running_on(status: &proto::JobStatus, executor: &str) -> usize {
         .count()
 }
 
+/// Waits until every executor of `ids` has a task of the job placed on it.
+async fn wait_for_tasks_on(scheduler: &SchedulerClient, job: &JobId, ids: &[String]) {
+    wait_for(scheduler, job, "tasks on every executor", |s| {
+        ids.iter().all(|id| running_on(s, id) > 0)
+    })
+    .await;
+}
+
 fn stage_done(status: &proto::JobStatus, stage: u32) -> bool {
     let tasks = tasks(status, stage);
     !tasks.is_empty() && tasks.iter().all(|t| t.state == "done")
@@ -265,10 +273,7 @@ async fn with_every_executor_killed_the_job_fails_clearly_within_the_grace_perio
     let session = session(&cluster, "1:*:*:delay=60000").await;
     let (run, job) = start(&session, QUERY).await;
     let ids = cluster.executor_ids.clone();
-    wait_for(&scheduler, &job, "tasks on both executors", |s| {
-        ids.iter().all(|id| running_on(s, id) > 0)
-    })
-    .await;
+    wait_for_tasks_on(&scheduler, &job, &ids).await;
     for executor in &mut cluster.executors {
         executor.kill();
     }
@@ -433,10 +438,7 @@ async fn sigterm_drains_an_executor_its_running_task_finishes_then_it_deregister
     let session = session(&cluster, "1:*:0:delay=3000").await;
     let (run, job) = start(&session, QUERY).await;
     let ids = cluster.executor_ids.clone();
-    wait_for(&scheduler, &job, "tasks on both executors", |s| {
-        ids.iter().all(|id| running_on(s, id) > 0)
-    })
-    .await;
+    wait_for_tasks_on(&scheduler, &job, &ids).await;
     cluster.executors[0].wait_for_stderr("injected delay", Duration::from_secs(30));
     cluster.executors[0].terminate();
     let code = cluster.executors[0]

@@ -206,9 +206,10 @@ pub struct ExecutorSettings {
     pub failure_injection: bool,
     /// On SIGTERM (or Ctrl-C) the executor takes no new tasks and lets its
     /// running tasks finish for up to this long, then deregisters and exits;
-    /// tasks still running are cancelled and run again elsewhere. Keep it
-    /// below the grace period of whatever stops the process (Kubernetes:
-    /// 30 s by default).
+    /// tasks still running are cancelled and run again elsewhere. Delivering
+    /// results and deregistering add up to 12 s when the scheduler does not
+    /// answer: keep it that much below the grace period of whatever stops
+    /// the process (Kubernetes: 30 s by default).
     pub drain_timeout_secs: u64,
 }
 
@@ -224,7 +225,7 @@ impl Default for ExecutorSettings {
             memory_limit: None,
             heartbeat_interval_secs: 2,
             failure_injection: false,
-            drain_timeout_secs: 25,
+            drain_timeout_secs: 15,
         }
     }
 }

@@ -180,8 +180,8 @@ pub(crate) async fn heartbeat_now(
         memory: Some(memory_report(runner.memory().as_ref())),
         draining: runner.is_draining(),
     };
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(5), client.heart_beat(request)).await {
-        tracing::warn!("heartbeat while draining: no answer within 5s ({e})");
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), client.heart_beat(request)).await {
+        tracing::warn!("heartbeat while draining: no answer within 2s ({e})");
     }
 }
 

@@ -281,10 +281,13 @@ impl TaskRunner {
                         "task {task_id} was cancelled"
                     ))),
                 };
+                // Counted as undelivered before it stops counting as running,
+                // so a drain never sees neither.
+                runner.parts.undelivered.fetch_add(1, Ordering::SeqCst);
                 runner.forget(&task_id);
                 runner.parts.memory.task_finished(&task_id);
                 drop(permit);
-                runner.report(&wire_id, result, started);
+                runner.send_report(&wire_id, result, started);
             });
         }
         rejected
@@ -316,9 +319,11 @@ impl TaskRunner {
         job_id: &JobId,
         timeout: std::time::Duration,
     ) -> usize {
-        self.cancel_job(job_id);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Again each time: a launch that passed the ended-job check just
+            // before it was recorded may have started since.
+            self.cancel_job(job_id);
             let running = self.running.lock().get(job_id).map_or(0, Vec::len);
             if running == 0 || tokio::time::Instant::now() >= deadline {
                 return running;
@@ -339,6 +344,12 @@ impl TaskRunner {
     }
 
     fn report(&self, task: &proto::TaskId, result: Result<TaskOutput>, started: u64) {
+        self.parts.undelivered.fetch_add(1, Ordering::SeqCst);
+        self.send_report(task, result, started);
+    }
+
+    /// Sends a task's outcome, already counted in `undelivered`.
+    fn send_report(&self, task: &proto::TaskId, result: Result<TaskOutput>, started: u64) {
         let result = match result {
             Ok(output) => {
                 tracing::debug!(
@@ -387,7 +398,6 @@ impl TaskRunner {
             started_at_ms: started,
             ended_at_ms: now_ms(),
         };
-        self.parts.undelivered.fetch_add(1, Ordering::SeqCst);
         if self.parts.status_tx.send(status).is_err() {
             self.parts.undelivered.fetch_sub(1, Ordering::SeqCst);
         }

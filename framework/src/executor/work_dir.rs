@@ -4,45 +4,70 @@
 //! files and spills behind. Its successor on the same work directory removes
 //! them at start; an executor on a fresh temporary directory removes the
 //! temporary directories of earlier executors whose process is gone.
+//!
+//! A process holds an exclusive lock on `executor.lock` in its work
+//! directory for as long as it runs: the kernel releases it when the process
+//! dies however it dies, so "lockable" means "abandoned", across PID
+//! namespaces and on every platform.
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
-/// Marks a work directory with the process that uses it.
-const PID_FILE: &str = "executor.pid";
+/// Locked by the process using a work directory.
+const LOCK_FILE: &str = "executor.lock";
 /// Prefix of the temporary work directories executors create.
 pub(super) const TEMP_DIR_PREFIX: &str = "ballista-executor-";
 
+/// Held for the life of the executor: its claim on the work directory.
+#[derive(Debug)]
+pub(super) struct WorkDirLock(#[allow(dead_code)] File);
+
 /// Takes `work_dir` for this process: removes what an earlier executor
 /// process left in `data_dirs` (executor ids are per process, so the
-/// scheduler can reference none of it: it re-ran or forgot that work), and
-/// records this process. When another live process claimed the directory
-/// (two executors configured with the same folder), nothing is removed. On
-/// a fresh temporary directory (`temporary`), also removes the temporary
-/// directories of executor processes that are gone.
-pub(super) fn claim(work_dir: &Path, data_dirs: &[&Path], temporary: bool) {
-    match owner(work_dir) {
-        Some(pid) if pid != std::process::id() && is_alive(pid) => tracing::warn!(
-            "work directory {} is also used by process {pid}: not removing what earlier executors left there",
-            work_dir.display()
-        ),
-        _ => remove_stale_data(data_dirs),
-    }
+/// scheduler can reference none of it: it re-ran or forgot that work). When
+/// another running executor holds the directory (two executors configured
+/// with the same folder), nothing is removed. On a fresh temporary directory
+/// (`temporary`), also removes the temporary directories of executor
+/// processes that are gone.
+pub(super) fn claim(work_dir: &Path, data_dirs: &[&Path], temporary: bool) -> Option<WorkDirLock> {
+    let lock = match try_lock(work_dir) {
+        Ok(Some(file)) => {
+            remove_stale_data(data_dirs);
+            Some(WorkDirLock(file))
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "work directory {} is in use by another running executor: not removing what earlier executors left there",
+                work_dir.display()
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot lock {}: {e}; not removing what earlier executors left there",
+                work_dir.join(LOCK_FILE).display()
+            );
+            None
+        }
+    };
     if temporary {
         remove_abandoned_temp_dirs(work_dir);
     }
-    write_pid_file(work_dir);
+    lock
 }
 
-/// The process recorded in a work directory, if any.
-fn owner(work_dir: &Path) -> Option<u32> {
-    std::fs::read_to_string(work_dir.join(PID_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-}
-
-/// Whether a process runs; `true` where that cannot be checked (not Linux).
-fn is_alive(pid: u32) -> bool {
-    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+/// The directory's lock, or `None` when a running process holds it.
+fn try_lock(dir: &Path) -> std::io::Result<Option<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
 }
 
 /// Empties `dirs` (each may be missing), saying how much was removed.
@@ -74,20 +99,10 @@ fn remove_stale_data(dirs: &[&Path]) {
     }
 }
 
-/// Records this process in its work directory.
-fn write_pid_file(work_dir: &Path) {
-    if let Err(e) = std::fs::write(work_dir.join(PID_FILE), std::process::id().to_string()) {
-        tracing::warn!("cannot write {}: {e}", work_dir.join(PID_FILE).display());
-    }
-}
-
-/// Removes sibling temporary work directories whose executor process no
-/// longer runs. A directory without a pid file (one being created right
-/// now) is left alone. Only where process liveness can be checked (Linux).
+/// Removes sibling temporary work directories whose lock no process holds.
+/// A directory without a lock file (one being created right now) is left
+/// alone.
 fn remove_abandoned_temp_dirs(own: &Path) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
     let Some(parent) = own.parent() else {
         return;
     };
@@ -100,22 +115,20 @@ fn remove_abandoned_temp_dirs(own: &Path) {
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(TEMP_DIR_PREFIX));
-        if !is_executor_dir || path == own {
+        if !is_executor_dir || path == own || !path.join(LOCK_FILE).is_file() {
             continue;
         }
-        let Some(pid) = owner(&path) else {
+        let Ok(Some(lock)) = try_lock(&path) else {
             continue;
         };
-        if is_alive(pid) {
-            continue;
-        }
         match std::fs::remove_dir_all(&path) {
             Ok(()) => tracing::info!(
-                "removed {}, left by executor process {pid} which is gone",
+                "removed {}, left by an executor process that is gone",
                 path.display()
             ),
             Err(e) => tracing::debug!("cannot remove {}: {e}", path.display()),
         }
+        drop(lock);
     }
 }
 
@@ -124,23 +137,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stale_data_is_removed_and_live_or_unmarked_dirs_are_kept() {
+    fn stale_data_is_removed_and_directories_in_use_are_kept() {
         let root = tempfile::tempdir().unwrap();
-        let shuffle = root.path().join("shuffle");
+        let work = root.path().join("work");
+        let shuffle = work.join("shuffle");
         std::fs::create_dir_all(shuffle.join("job1/s1")).unwrap();
         std::fs::write(shuffle.join("job1/s1/m0-a0-p0.arrow"), b"x").unwrap();
-        // Claimed by a live process other than this one: left alone.
-        std::fs::write(root.path().join(PID_FILE), "1").unwrap();
-        claim(root.path(), &[&shuffle], false);
+        // Another running executor holds it: left alone.
+        let other = try_lock(&work).unwrap().expect("unlocked");
+        assert!(claim(&work, &[&shuffle], false).is_none());
         assert_eq!(std::fs::read_dir(&shuffle).unwrap().count(), 1);
-        // Left by a process that is gone (or by this one): removed.
-        claim(
-            root.path(),
-            &[&shuffle, &root.path().join("missing")],
-            false,
-        );
+        // Once that process is gone: removed, and claimed.
+        drop(other);
+        let claimed = claim(&work, &[&shuffle, &work.join("missing")], false);
+        assert!(claimed.is_some());
         assert_eq!(std::fs::read_dir(&shuffle).unwrap().count(), 0);
-        assert_eq!(owner(root.path()), Some(std::process::id()));
 
         let own = root.path().join(format!("{TEMP_DIR_PREFIX}own"));
         let dead = root.path().join(format!("{TEMP_DIR_PREFIX}dead"));
@@ -149,10 +160,9 @@ mod tests {
         for dir in [&own, &dead, &live, &unmarked] {
             std::fs::create_dir_all(dir).unwrap();
         }
-        // No process has pid u32::MAX - 1; this test's process is alive.
-        std::fs::write(dead.join(PID_FILE), (u32::MAX - 1).to_string()).unwrap();
-        write_pid_file(&live);
-        remove_abandoned_temp_dirs(&own);
+        drop(try_lock(&dead).unwrap());
+        let _live = try_lock(&live).unwrap().expect("unlocked");
+        let _own = claim(&own, &[], true);
         assert!(!dead.exists());
         assert!(live.exists() && unmarked.exists() && own.exists());
     }

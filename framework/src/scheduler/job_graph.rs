@@ -51,6 +51,11 @@ pub enum TaskState {
 /// can never be read must not loop forever.
 pub const MAX_FETCH_FAILURES_PER_TASK: u32 = 4;
 
+/// How long a retry waits for a free slot on an executor it has not failed
+/// on; after that it may run where it failed (a busy cluster must not keep
+/// it waiting indefinitely).
+pub const RETRY_ELSEWHERE_MS: u64 = 10_000;
+
 /// One failed attempt of a task, kept for status and for placing the retry.
 #[derive(Debug, Clone)]
 pub struct AttemptFailure {
@@ -60,6 +65,8 @@ pub struct AttemptFailure {
     pub executor: ExecutorId,
     /// Why it failed.
     pub error: proto::ErrorInfo,
+    /// When the failure was recorded (ms since the epoch).
+    pub at_ms: u64,
 }
 
 impl AttemptFailure {
@@ -100,6 +107,16 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// The state of a task that is to run (again) as `attempt`: pending
+    /// when the stage can run, waiting while its input is incomplete.
+    fn to_run(&self, attempt: u32) -> TaskState {
+        if self.encoded_plan.is_some() {
+            TaskState::Pending { attempt }
+        } else {
+            TaskState::Waiting { attempt }
+        }
+    }
+
     fn is_complete(&self) -> bool {
         self.encoded_plan.is_some()
             && self
@@ -263,7 +280,7 @@ impl JobGraph {
                 "job {}: {total} map task(s) run again: their output on executor {executor} is lost",
                 self.job_id
             );
-            self.unresolve_incomplete_inputs();
+            self.refresh_plans_or_fail();
         }
         total
     }
@@ -288,7 +305,7 @@ impl JobGraph {
                     continue;
                 };
                 if locations.iter().any(|l| lost(partition, l)) {
-                    *task = TaskState::Pending {
+                    *task = TaskState::Waiting {
                         attempt: *attempt + 1,
                     };
                     stage.recomputed[partition] += 1;
@@ -299,33 +316,49 @@ impl JobGraph {
         count
     }
 
-    /// A stage whose input is incomplete again goes back to waiting: its
-    /// plan names locations that are gone. Tasks still running keep
-    /// running; what they commit is kept, what fails to fetch runs again
-    /// once the input is complete.
-    fn unresolve_incomplete_inputs(&mut self) {
-        let incomplete: Vec<StageId> = self
+    /// After outputs were lost, no task may start from a plan naming
+    /// locations that are gone. A stage with an incomplete input waits (its
+    /// pending tasks go back to waiting); a stage with tasks to run whose
+    /// inputs are complete has its plan resolved again from where the
+    /// outputs live now. Stages whose tasks are all done are left alone, and
+    /// running tasks keep the plan they started with (if it names a lost
+    /// location they fail to fetch and run again).
+    fn refresh_plans(&mut self) -> Result<()> {
+        let complete: Vec<StageId> = self
             .stages
             .values()
-            .filter(|s| !s.is_complete())
+            .filter(|s| s.is_complete())
             .map(|s| s.id)
             .collect();
-        for stage in self.stages.values_mut() {
-            if stage.encoded_plan.is_none()
-                || !stage.inputs.iter().any(|i| incomplete.contains(i))
-                || stage
-                    .tasks
-                    .iter()
-                    .all(|t| matches!(t, TaskState::Done { .. }))
+        let ids: Vec<StageId> = self.stages.keys().copied().collect();
+        for id in ids {
+            let stage = self.stage_mut(id)?;
+            if stage
+                .tasks
+                .iter()
+                .all(|t| matches!(t, TaskState::Done { .. }))
             {
                 continue;
             }
-            stage.encoded_plan = None;
-            for task in &mut stage.tasks {
-                if let TaskState::Pending { attempt } = *task {
-                    *task = TaskState::Waiting { attempt };
+            if stage.inputs.iter().all(|i| complete.contains(i)) {
+                self.make_runnable(id)?;
+            } else {
+                stage.encoded_plan = None;
+                for task in &mut stage.tasks {
+                    if let TaskState::Pending { attempt } = *task {
+                        *task = TaskState::Waiting { attempt };
+                    }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// [`refresh_plans`](Self::refresh_plans); a plan that cannot be
+    /// prepared fails the job.
+    fn refresh_plans_or_fail(&mut self) {
+        if let Err(e) = self.refresh_plans() {
+            self.fail(e);
         }
     }
 
@@ -380,6 +413,7 @@ impl JobGraph {
         }
         self.stages
             .values()
+            .filter(|s| s.encoded_plan.is_some())
             .flat_map(|s| {
                 s.tasks
                     .iter()
@@ -442,6 +476,9 @@ impl JobGraph {
         {
             let attempt = if maybe_started { attempt + 1 } else { attempt };
             *state = TaskState::Pending { attempt };
+            if stage.encoded_plan.is_none() {
+                *state = TaskState::Waiting { attempt };
+            }
         }
     }
 
@@ -514,6 +551,7 @@ impl JobGraph {
             attempt,
             executor,
             error: error.to_proto(),
+            at_ms: crate::util::now_ms(),
         });
         if let BallistaError::FetchFailed {
             executor_id,
@@ -524,9 +562,7 @@ impl JobGraph {
         {
             stage.fetch_failures[partition] += 1;
             if stage.fetch_failures[partition] < MAX_FETCH_FAILURES_PER_TASK {
-                stage.tasks[partition] = TaskState::Pending {
-                    attempt: attempt + 1,
-                };
+                stage.tasks[partition] = stage.to_run(attempt + 1);
                 let (producer, map_partition) = (StageId(*map_stage_id), *map_partition as usize);
                 let rerun = self.rerun_lost(&[producer], |p, location| {
                     location.executor.id.as_str() == executor_id
@@ -536,12 +572,14 @@ impl JobGraph {
                     "job {job_id}: task {stage_id}/{partition} attempt {attempt} could not fetch its input, \
                      {rerun} map task(s) of stage {producer} run again: {error}"
                 );
-                self.unresolve_incomplete_inputs();
-                return Ok(TaskOutcome::Progress);
+                self.refresh_plans_or_fail();
+                return Ok(if self.failure.is_some() {
+                    TaskOutcome::JobFailed
+                } else {
+                    TaskOutcome::Progress
+                });
             }
-            stage.tasks[partition] = TaskState::Pending {
-                attempt: attempt + 1,
-            };
+            stage.tasks[partition] = stage.to_run(attempt + 1);
             self.failure = Some(error);
             return Ok(TaskOutcome::JobFailed);
         }
@@ -550,14 +588,10 @@ impl JobGraph {
             tracing::warn!(
                 "job {job_id}: task {stage_id}/{partition} attempt {attempt} failed, retrying: {error}"
             );
-            stage.tasks[partition] = TaskState::Pending {
-                attempt: attempt + 1,
-            };
+            stage.tasks[partition] = stage.to_run(attempt + 1);
             return Ok(TaskOutcome::Progress);
         }
-        stage.tasks[partition] = TaskState::Pending {
-            attempt: attempt + 1,
-        };
+        stage.tasks[partition] = stage.to_run(attempt + 1);
         self.failure = Some(error);
         Ok(TaskOutcome::JobFailed)
     }
@@ -569,16 +603,17 @@ impl JobGraph {
         }
     }
 
-    /// Whether an attempt of `task` failed on `executor` for a reason that
-    /// may lie with the executor.
+    /// Whether an attempt of `task` failed on `executor`, for a reason that
+    /// may lie with the executor, less than [`RETRY_ELSEWHERE_MS`] ago.
     pub fn blames(&self, task: PendingTask, executor: &ExecutorId) -> bool {
+        let since = crate::util::now_ms().saturating_sub(RETRY_ELSEWHERE_MS);
         self.stages
             .get(&task.stage_id)
             .and_then(|s| s.attempt_failures.get(task.partition))
             .is_some_and(|failures| {
                 failures
                     .iter()
-                    .any(|f| f.blames_executor() && &f.executor == executor)
+                    .any(|f| f.blames_executor() && &f.executor == executor && f.at_ms >= since)
             })
     }
 
@@ -853,6 +888,16 @@ mod tests {
                 .unwrap(),
             TaskOutcome::Progress
         );
+        let states: Vec<String> = g.stage_infos()[1]
+            .tasks
+            .iter()
+            .map(|t| t.state.clone())
+            .collect();
+        assert_eq!(
+            states,
+            vec!["waiting", "waiting"],
+            "no plan, nothing pending"
+        );
         for p in [0, 1] {
             let attempt = run_on(&mut g, 1, p, "e2");
             assert_eq!(attempt, 1);
@@ -970,6 +1015,10 @@ mod tests {
             partition: 1,
         };
         assert!(!g.should_avoid(other, &e1, &[&e1, &e2]));
+        // Not for ever: a busy cluster must not keep the retry waiting.
+        g.stages.get_mut(&StageId(1)).unwrap().attempt_failures[0][0].at_ms -=
+            RETRY_ELSEWHERE_MS + 1;
+        assert!(!g.should_avoid(task, &e1, &[&e1, &e2]));
         let infos = g.stage_infos();
         let failures = &infos[0].tasks[0].failures;
         assert_eq!(failures.len(), 1);

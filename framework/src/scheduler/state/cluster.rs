@@ -104,13 +104,7 @@ impl SchedulerState {
             }
         }
         // What it had committed to its own disk is gone with it.
-        let running: Vec<JobId> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.phase == JobPhase::Running)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for job_id in running {
+        for job_id in self.running_jobs() {
             let rerun = self
                 .jobs
                 .get_mut(&job_id)
@@ -122,6 +116,14 @@ impl SchedulerState {
         }
         effects.merge(self.schedule());
         effects
+    }
+
+    fn running_jobs(&self) -> Vec<JobId> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| j.phase == JobPhase::Running)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Periodic housekeeping: lost executors, jobs that cannot make progress,
@@ -138,13 +140,7 @@ impl SchedulerState {
         if let Some(since) = self.no_executors_since
             && since.elapsed() > timeout
         {
-            let stuck: Vec<JobId> = self
-                .jobs
-                .iter()
-                .filter(|(_, j)| j.phase == JobPhase::Running)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for job_id in stuck {
+            for job_id in self.running_jobs() {
                 effects.merge(self.finish_failed(
                     &job_id,
                     BallistaError::Unavailable(format!(

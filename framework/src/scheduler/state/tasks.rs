@@ -152,7 +152,8 @@ impl SchedulerState {
             {
                 // The policy does not know where a task failed: move the
                 // retry to a free executor it has not failed on, or leave it
-                // for a later round (heartbeats schedule again).
+                // for a later round (heartbeats schedule again) until
+                // RETRY_ELSEWHERE_MS have passed.
                 let elsewhere = active.iter().find(|id| {
                     !graph.blames(assignment.task, id)
                         && self.executors.get(id).is_some_and(|e| {
