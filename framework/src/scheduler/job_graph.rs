@@ -604,7 +604,7 @@ impl JobGraph {
     }
 
     /// Whether an attempt of `task` failed on `executor`, for a reason that
-    /// may lie with the executor, less than [`RETRY_ELSEWHERE_MS`] ago.
+    /// may lie with the executor, less than `RETRY_ELSEWHERE_MS` ago.
     pub fn blames(&self, task: PendingTask, executor: &ExecutorId) -> bool {
         let since = crate::util::now_ms().saturating_sub(RETRY_ELSEWHERE_MS);
         self.stages
