@@ -1,0 +1,372 @@
+//! Unit tests of the job graph: stage progress, retries, lost output.
+
+use super::*;
+use crate::plan::split_into_stages;
+use crate::plugin::shuffle::{ExecutorAddress, PartitionStats};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::Partitioning;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+
+/// Two stages: a 3-task map stage hash-partitioned into 2, then the final stage.
+fn graph(max_attempts: u32) -> JobGraph {
+    let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+    let scan = Arc::new(EmptyExec::new(schema).with_partitions(3));
+    let repartition = RepartitionExec::try_new(
+        scan,
+        Partitioning::Hash(vec![Arc::new(Column::new("k", 0))], 2),
+    )
+    .unwrap();
+    let job_id = JobId::parse("job1").unwrap();
+    let plan = split_into_stages(&job_id, Arc::new(repartition)).unwrap();
+    assert_eq!(plan.stages.len(), 2);
+    JobGraph::try_new(job_id, plan, max_attempts).unwrap()
+}
+
+fn location(stage: u32, map: usize, output: usize) -> ShuffleLocation {
+    ShuffleLocation {
+        job_id: JobId::parse("job1").unwrap(),
+        stage_id: StageId(stage),
+        map_partition: map,
+        output_partition: output,
+        attempt: 0,
+        executor: ExecutorAddress {
+            id: ExecutorId::new("e1"),
+            host: "127.0.0.1".into(),
+            port: 1,
+        },
+        path: format!("job1/s{stage}/m{map}-p{output}.arrow"),
+        stats: PartitionStats {
+            num_rows: 1,
+            num_batches: 1,
+            num_bytes: 10,
+        },
+        durable: false,
+    }
+}
+
+fn location_on(map: usize, output: usize, executor: &str, durable: bool) -> ShuffleLocation {
+    let mut l = location(1, map, output);
+    l.executor.id = ExecutorId::new(executor);
+    l.durable = durable;
+    l
+}
+
+fn run_on(graph: &mut JobGraph, stage: u32, partition: usize, executor: &str) -> u32 {
+    graph
+        .start_task(
+            PendingTask {
+                stage_id: StageId(stage),
+                partition,
+            },
+            &ExecutorId::new(executor),
+        )
+        .unwrap()
+        .0
+}
+
+/// Runs the map stage: partitions 0 and 1 on e1, 2 on e2.
+fn complete_map_stage(g: &mut JobGraph, durable: bool) {
+    for (p, executor) in [(0, "e1"), (1, "e1"), (2, "e2")] {
+        let attempt = run_on(g, 1, p, executor);
+        let locations = vec![
+            location_on(p, 0, executor, durable),
+            location_on(p, 1, executor, durable),
+        ];
+        g.task_succeeded(StageId(1), p, attempt, locations, Default::default())
+            .unwrap();
+    }
+}
+
+fn pending_of(g: &JobGraph, stage: u32) -> Vec<usize> {
+    g.pending_tasks()
+        .into_iter()
+        .filter(|t| t.stage_id == StageId(stage))
+        .map(|t| t.partition)
+        .collect()
+}
+
+fn fetch_failure(executor: &str, map_partition: u32) -> BallistaError {
+    BallistaError::FetchFailed {
+        executor_id: executor.into(),
+        map_stage_id: 1,
+        map_partition,
+        message: "connection refused".into(),
+    }
+}
+
+#[test]
+fn a_lost_executor_reruns_only_its_map_tasks_and_the_consumer_stage_continues() {
+    let mut g = graph(3);
+    complete_map_stage(&mut g, false);
+    assert_eq!(pending_of(&g, 2), vec![0, 1]);
+    let consumer = run_on(&mut g, 2, 0, "e2");
+
+    assert_eq!(g.executor_outputs_lost(&ExecutorId::new("e1")), 2);
+    assert_eq!(pending_of(&g, 1), vec![0, 1], "only e1's map tasks re-run");
+    assert!(pending_of(&g, 2).is_empty(), "the consumer waits for them");
+    assert_eq!(g.progress().map_tasks_recomputed, 2);
+    // The running consumer read the lost output: it runs again once the
+    // map stage is complete again, without counting as a failure.
+    assert_eq!(
+        g.task_failed(StageId(2), 0, consumer, fetch_failure("e1", 0))
+            .unwrap(),
+        TaskOutcome::Progress
+    );
+    let states: Vec<String> = g.stage_infos()[1]
+        .tasks
+        .iter()
+        .map(|t| t.state.clone())
+        .collect();
+    assert_eq!(
+        states,
+        vec!["waiting", "waiting"],
+        "no plan, nothing pending"
+    );
+    for p in [0, 1] {
+        let attempt = run_on(&mut g, 1, p, "e2");
+        assert_eq!(attempt, 1);
+        let locations = vec![
+            location_on(p, 0, "e2", false),
+            location_on(p, 1, "e2", false),
+        ];
+        g.task_succeeded(StageId(1), p, attempt, locations, Default::default())
+            .unwrap();
+    }
+    assert_eq!(pending_of(&g, 2), vec![0, 1]);
+    assert_eq!(g.progress().map_tasks_recomputed, 2, "nothing re-ran twice");
+    for p in [0, 1] {
+        let attempt = run_on(&mut g, 2, p, "e2");
+        g.task_succeeded(StageId(2), p, attempt, vec![], Default::default())
+            .unwrap();
+    }
+    assert!(g.is_complete());
+    assert_eq!(g.stages[&StageId(2)].failures, vec![0, 0]);
+}
+
+#[test]
+fn durable_output_survives_its_executor() {
+    let mut g = graph(3);
+    complete_map_stage(&mut g, true);
+    assert_eq!(g.executor_outputs_lost(&ExecutorId::new("e1")), 0);
+    assert_eq!(pending_of(&g, 2), vec![0, 1]);
+    assert_eq!(g.progress().map_tasks_recomputed, 0);
+}
+
+#[test]
+fn output_no_consumer_needs_any_more_is_not_rerun() {
+    let mut g = graph(3);
+    complete_map_stage(&mut g, false);
+    for p in [0, 1] {
+        let attempt = run_on(&mut g, 2, p, "e2");
+        let mut output = location(2, p, 0);
+        output.executor.id = ExecutorId::new("e2");
+        g.task_succeeded(StageId(2), p, attempt, vec![output], Default::default())
+            .unwrap();
+    }
+    assert!(g.is_complete());
+    assert_eq!(g.executor_outputs_lost(&ExecutorId::new("e1")), 0);
+}
+
+#[test]
+fn fetch_failures_rerun_the_lost_map_output_until_they_exhaust() {
+    let mut g = graph(3);
+    complete_map_stage(&mut g, false);
+    for round in 1..MAX_FETCH_FAILURES_PER_TASK {
+        let attempt = run_on(&mut g, 2, 0, "e2");
+        assert_eq!(
+            g.task_failed(StageId(2), 0, attempt, fetch_failure("e1", 0))
+                .unwrap(),
+            TaskOutcome::Progress
+        );
+        assert_eq!(
+            pending_of(&g, 1),
+            vec![0, 1],
+            "e1's outputs of stage 1 re-run"
+        );
+        assert!(pending_of(&g, 2).is_empty());
+        for p in [0, 1] {
+            let attempt = run_on(&mut g, 1, p, "e1");
+            let locations = vec![
+                location_on(p, 0, "e1", false),
+                location_on(p, 1, "e1", false),
+            ];
+            g.task_succeeded(StageId(1), p, attempt, locations, Default::default())
+                .unwrap();
+        }
+        assert_eq!(g.progress().map_tasks_recomputed, 2 * round);
+    }
+    let attempt = run_on(&mut g, 2, 0, "e2");
+    assert_eq!(
+        g.task_failed(StageId(2), 0, attempt, fetch_failure("e1", 0))
+            .unwrap(),
+        TaskOutcome::JobFailed
+    );
+    assert!(matches!(
+        g.failure(),
+        Some(BallistaError::FetchFailed { .. })
+    ));
+}
+
+#[test]
+fn a_durable_fetch_failure_reruns_only_the_named_map_task() {
+    let mut g = graph(3);
+    complete_map_stage(&mut g, true);
+    let attempt = run_on(&mut g, 2, 1, "e2");
+    g.task_failed(StageId(2), 1, attempt, fetch_failure("e1", 1))
+        .unwrap();
+    assert_eq!(pending_of(&g, 1), vec![1]);
+}
+
+#[test]
+fn a_retry_avoids_the_executor_it_failed_on_while_another_remains() {
+    let mut g = graph(3);
+    let attempt = run_on(&mut g, 1, 0, "e1");
+    g.task_failed(StageId(1), 0, attempt, BallistaError::Io("disk".into()))
+        .unwrap();
+    let task = PendingTask {
+        stage_id: StageId(1),
+        partition: 0,
+    };
+    let (e1, e2) = (ExecutorId::new("e1"), ExecutorId::new("e2"));
+    assert!(g.should_avoid(task, &e1, &[&e1, &e2]));
+    assert!(!g.should_avoid(task, &e2, &[&e1, &e2]));
+    assert!(
+        !g.should_avoid(task, &e1, &[&e1]),
+        "the only executor still runs it"
+    );
+    let other = PendingTask {
+        stage_id: StageId(1),
+        partition: 1,
+    };
+    assert!(!g.should_avoid(other, &e1, &[&e1, &e2]));
+    // Not for ever: a busy cluster must not keep the retry waiting.
+    g.stages.get_mut(&StageId(1)).unwrap().attempt_failures[0][0].at_ms -= RETRY_ELSEWHERE_MS + 1;
+    assert!(!g.should_avoid(task, &e1, &[&e1, &e2]));
+    let infos = g.stage_infos();
+    let failures = &infos[0].tasks[0].failures;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].executor_id, "e1");
+}
+
+fn run(graph: &mut JobGraph, stage: u32, partition: usize) -> u32 {
+    let (attempt, _) = graph
+        .start_task(
+            PendingTask {
+                stage_id: StageId(stage),
+                partition,
+            },
+            &ExecutorId::new("e1"),
+        )
+        .unwrap();
+    attempt
+}
+
+#[test]
+fn consumer_stage_becomes_runnable_when_all_map_tasks_commit() {
+    let mut g = graph(3);
+    assert_eq!(g.pending_tasks().len(), 3, "only the map stage is runnable");
+    for p in 0..3 {
+        let attempt = run(&mut g, 1, p);
+        let outcome = g
+            .task_succeeded(
+                StageId(1),
+                p,
+                attempt,
+                vec![location(1, p, 0), location(1, p, 1)],
+                Default::default(),
+            )
+            .unwrap();
+        assert_eq!(outcome, TaskOutcome::Progress);
+    }
+    let pending = g.pending_tasks();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.iter().all(|t| t.stage_id == StageId(2)));
+    for p in 0..2 {
+        let attempt = run(&mut g, 2, p);
+        let outcome = g
+            .task_succeeded(
+                StageId(2),
+                p,
+                attempt,
+                vec![location(2, p, 0)],
+                Default::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            outcome,
+            if p == 1 {
+                TaskOutcome::JobSucceeded
+            } else {
+                TaskOutcome::Progress
+            }
+        );
+    }
+    assert!(g.is_complete());
+    assert_eq!(g.result_partitions().len(), 2);
+}
+
+#[test]
+fn retryable_failures_retry_with_a_new_attempt_until_exhausted() {
+    let mut g = graph(2);
+    let attempt = run(&mut g, 1, 0);
+    let io = || BallistaError::Io("disk hiccup".into());
+    assert_eq!(
+        g.task_failed(StageId(1), 0, attempt, io()).unwrap(),
+        TaskOutcome::Progress
+    );
+    // A late report of the superseded attempt changes nothing.
+    assert_eq!(
+        g.task_succeeded(StageId(1), 0, attempt, vec![], Default::default())
+            .unwrap(),
+        TaskOutcome::Stale
+    );
+    let retry = run(&mut g, 1, 0);
+    assert_eq!(retry, attempt + 1);
+    assert_eq!(
+        g.task_failed(StageId(1), 0, retry, io()).unwrap(),
+        TaskOutcome::JobFailed
+    );
+    assert!(matches!(g.failure(), Some(BallistaError::Io(_))));
+    assert!(
+        g.pending_tasks().is_empty(),
+        "a failed job launches nothing more"
+    );
+}
+
+#[test]
+fn deterministic_failures_fail_the_job_at_once() {
+    let mut g = graph(5);
+    let attempt = run(&mut g, 1, 2);
+    let outcome = g
+        .task_failed(
+            StageId(1),
+            2,
+            attempt,
+            BallistaError::NotFound("/data/x.parquet".into()),
+        )
+        .unwrap();
+    assert_eq!(outcome, TaskOutcome::JobFailed);
+}
+
+#[test]
+fn a_launch_that_may_have_started_is_retried_under_a_new_attempt() {
+    let mut g = graph(3);
+    let first = run(&mut g, 1, 0);
+    g.unlaunch_task(StageId(1), 0, first, false);
+    assert_eq!(
+        run(&mut g, 1, 0),
+        first,
+        "a refused launch keeps its attempt"
+    );
+    g.unlaunch_task(StageId(1), 0, first, true);
+    let second = run(&mut g, 1, 0);
+    assert_eq!(second, first + 1);
+    // The first copy, if it did run, is ignored.
+    assert_eq!(
+        g.task_succeeded(StageId(1), 0, first, vec![], Default::default())
+            .unwrap(),
+        TaskOutcome::Stale
+    );
+}
