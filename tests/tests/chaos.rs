@@ -31,6 +31,20 @@ const EXECUTOR: &str = "[executor]\nfailure_injection = true\nheartbeat_interval
 
 type Run = JoinHandle<(Result<Vec<RecordBatch>, BallistaError>, JobId)>;
 
+/// A cluster of `executors` × `slots` and a client of its scheduler.
+async fn start_cluster(
+    executors: usize,
+    slots: usize,
+    scheduler_toml: Option<&str>,
+    executor_toml: Option<&str>,
+) -> (TestCluster, SchedulerClient) {
+    let cluster = TestCluster::start_with(executors, slots, scheduler_toml, executor_toml).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    (cluster, scheduler)
+}
+
 async fn session(cluster: &TestCluster, rules: &str) -> Arc<TrackedSession> {
     let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
     let mut settings = vec![("datafusion.execution.target_partitions", "4")];
@@ -120,10 +134,7 @@ fn recomputed(status: &proto::JobStatus) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_an_executor_mid_stage_the_job_completes_correctly() {
-    let mut cluster = TestCluster::start_with(2, 2, Some(SCHEDULER), Some(EXECUTOR)).await;
-    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
-        .await
-        .unwrap();
+    let (mut cluster, scheduler) = start_cluster(2, 2, Some(SCHEDULER), Some(EXECUTOR)).await;
     // First attempts of the scan tasks take 6 s: the kill lands mid-stage.
     let session = session(&cluster, "1:*:0:delay=6000").await;
     let (run, job) = start(&session, QUERY).await;
@@ -174,11 +185,8 @@ async fn kill_after_map_outputs(
     executor_toml: &str,
     scheduler_toml: &str,
 ) -> (proto::JobStatus, u32) {
-    let mut cluster =
-        TestCluster::start_with(2, 2, Some(scheduler_toml), Some(executor_toml)).await;
-    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
-        .await
-        .unwrap();
+    let (mut cluster, scheduler) =
+        start_cluster(2, 2, Some(scheduler_toml), Some(executor_toml)).await;
     // The consumers' first attempts wait 4 s before reading their input.
     let session = session(&cluster, "2:*:0:delay=4000").await;
     let (run, job) = start(&session, QUERY).await;
@@ -266,10 +274,7 @@ async fn kill_9_after_map_outputs_were_written_to_object_storage_reruns_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_executor_killed_the_job_fails_clearly_within_the_grace_period() {
-    let mut cluster = TestCluster::start_with(2, 1, Some(SCHEDULER), Some(EXECUTOR)).await;
-    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
-        .await
-        .unwrap();
+    let (mut cluster, scheduler) = start_cluster(2, 1, Some(SCHEDULER), Some(EXECUTOR)).await;
     let session = session(&cluster, "1:*:*:delay=60000").await;
     let (run, job) = start(&session, QUERY).await;
     let ids = cluster.executor_ids.clone();
@@ -336,10 +341,7 @@ async fn wait_until_stopped_and_deleted(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_client_disconnect_free_the_slots_within_5_s_and_delete_shuffle_data() {
-    let cluster = TestCluster::start_with(2, 1, None, Some(EXECUTOR)).await;
-    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
-        .await
-        .unwrap();
+    let (cluster, scheduler) = start_cluster(2, 1, None, Some(EXECUTOR)).await;
 
     // Cancelled from the command line while it joins.
     let session = session(&cluster, "").await;
@@ -431,10 +433,7 @@ async fn cancel_and_client_disconnect_free_the_slots_within_5_s_and_delete_shuff
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_an_executor_its_running_task_finishes_then_it_deregisters() {
     // The default 30 s executor timeout: leaving sooner is deregistration.
-    let mut cluster = TestCluster::start_with(2, 1, None, Some(EXECUTOR)).await;
-    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
-        .await
-        .unwrap();
+    let (mut cluster, scheduler) = start_cluster(2, 1, None, Some(EXECUTOR)).await;
     let session = session(&cluster, "1:*:0:delay=3000").await;
     let (run, job) = start(&session, QUERY).await;
     let ids = cluster.executor_ids.clone();

@@ -482,9 +482,22 @@ impl JobGraph {
         }
     }
 
-    fn running_attempt(&self, stage_id: StageId, partition: usize) -> Option<(u32, &ExecutorId)> {
+    /// Where `attempt` runs, when it is the task's current attempt of a job
+    /// still going; a report of any other attempt is stale.
+    fn current_attempt(
+        &self,
+        stage_id: StageId,
+        partition: usize,
+        attempt: u32,
+    ) -> Option<ExecutorId> {
+        if self.failure.is_some() {
+            return None;
+        }
         match self.stages.get(&stage_id)?.tasks.get(partition)? {
-            TaskState::Running { attempt, executor } => Some((*attempt, executor)),
+            TaskState::Running {
+                attempt: running,
+                executor,
+            } if *running == attempt => Some(executor.clone()),
             _ => None,
         }
     }
@@ -498,13 +511,9 @@ impl JobGraph {
         locations: Vec<ShuffleLocation>,
         metrics: proto::TaskMetrics,
     ) -> Result<TaskOutcome> {
-        let Some((running, executor)) = self.running_attempt(stage_id, partition) else {
+        let Some(executor) = self.current_attempt(stage_id, partition, attempt) else {
             return Ok(TaskOutcome::Stale);
         };
-        if running != attempt || self.failure.is_some() {
-            return Ok(TaskOutcome::Stale);
-        }
-        let executor = executor.clone();
         let stage = self.stage_mut(stage_id)?;
         stage.tasks[partition] = TaskState::Done {
             attempt,
@@ -537,13 +546,9 @@ impl JobGraph {
         attempt: u32,
         error: BallistaError,
     ) -> Result<TaskOutcome> {
-        let Some((running, executor)) = self.running_attempt(stage_id, partition) else {
+        let Some(executor) = self.current_attempt(stage_id, partition, attempt) else {
             return Ok(TaskOutcome::Stale);
         };
-        if running != attempt || self.failure.is_some() {
-            return Ok(TaskOutcome::Stale);
-        }
-        let executor = executor.clone();
         let max_attempts = self.max_attempts;
         let job_id = self.job_id.clone();
         let stage = self.stage_mut(stage_id)?;
