@@ -11,7 +11,7 @@ use ballista::BallistaError;
 use ballista::client::SchedulerClient;
 use ballista::ids::JobId;
 use ballista::proto::{self, ErrorKind, JobState};
-use ballista_tests::cluster::{TestCluster, run_to_exit};
+use ballista_tests::cluster::{Finished, TestCluster, run_to_exit};
 use ballista_tests::compare::compare;
 use ballista_tests::data::tpch_data;
 use ballista_tests::s3;
@@ -307,6 +307,16 @@ async fn session_without_rules(cluster: &TestCluster) -> Arc<TrackedSession> {
     session(cluster, "").await
 }
 
+/// `ballista job <action> <job> --scheduler <the cluster's>`.
+fn job_cli(cluster: &TestCluster, action: &str, job: &str) -> Finished {
+    run_to_exit(
+        "ballista",
+        &["job", action, job, "--scheduler", &cluster.scheduler_url],
+        &[],
+        30,
+    )
+}
+
 /// Waits until no executor runs a task of `job` (as the executors
 /// themselves report) and its shuffle folders are gone; returns how long
 /// that took.
@@ -360,18 +370,7 @@ async fn cancel_and_client_disconnect_free_the_slots_within_5_s_and_delete_shuff
         .filter(|d| d.exists())
         .collect();
     assert!(!written.is_empty(), "the scans wrote shuffle data");
-    let cancel = run_to_exit(
-        "ballista",
-        &[
-            "job",
-            "cancel",
-            job.as_str(),
-            "--scheduler",
-            &cluster.scheduler_url,
-        ],
-        &[],
-        30,
-    );
+    let cancel = job_cli(&cluster, "cancel", job.as_str());
     assert_eq!(cancel.code, Some(0), "{}", cancel.stderr);
     assert!(cancel.stdout.contains("cancelled"), "{}", cancel.stdout);
     let took = wait_until_stopped_and_deleted(&cluster, &scheduler, &job).await;
@@ -383,18 +382,7 @@ async fn cancel_and_client_disconnect_free_the_slots_within_5_s_and_delete_shuff
         scheduler.job_status(&job).await.unwrap().state,
         JobState::Cancelled as i32
     );
-    let status = run_to_exit(
-        "ballista",
-        &[
-            "job",
-            "status",
-            job.as_str(),
-            "--scheduler",
-            &cluster.scheduler_url,
-        ],
-        &[],
-        30,
-    );
+    let status = job_cli(&cluster, "status", job.as_str());
     assert!(status.stdout.contains("cancelled"), "{}", status.stdout);
 
     // The client goes away while it joins.
@@ -414,18 +402,7 @@ async fn cancel_and_client_disconnect_free_the_slots_within_5_s_and_delete_shuff
     // Both executors serve the next job.
     let (rows, _) = session_without_rules(&cluster).await.run(QUERY).await;
     compare(&want(QUERY).await, &rows.unwrap()).unwrap();
-    let unknown = run_to_exit(
-        "ballista",
-        &[
-            "job",
-            "cancel",
-            "no-such-job",
-            "--scheduler",
-            &cluster.scheduler_url,
-        ],
-        &[],
-        30,
-    );
+    let unknown = job_cli(&cluster, "cancel", "no-such-job");
     assert_eq!(unknown.code, Some(1), "{}", unknown.stdout);
     assert!(unknown.stderr.contains("no-such-job"), "{}", unknown.stderr);
 }
