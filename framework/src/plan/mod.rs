@@ -63,6 +63,8 @@ pub use shuffle_reader::{
     LOCAL_READS, REMOTE_FETCHES, ShuffleReaderExec, shuffle_read_counts, spill_totals,
 };
 pub use shuffle_writer::ShuffleWriterExec;
+#[cfg(test)]
+pub(crate) use stages::two_stage_test_plan;
 pub use stages::{DistributedPlan, StagePlan, resolve_shuffle_reads, split_into_stages};
 pub use task_env::TaskEnv;
 pub use unresolved_shuffle::{ShuffleReadMode, UnresolvedShuffleExec};

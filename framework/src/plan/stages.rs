@@ -99,6 +99,27 @@ impl DistributedPlan {
     }
 }
 
+/// For unit tests: two stages, a 3-task map stage hash-partitioned into 2
+/// outputs, then the final stage.
+#[cfg(test)]
+pub(crate) fn two_stage_test_plan(job_id: &JobId) -> DistributedPlan {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::Partitioning;
+    use datafusion::physical_plan::empty::EmptyExec;
+
+    let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+    let scan = Arc::new(EmptyExec::new(schema).with_partitions(3));
+    let repartition = RepartitionExec::try_new(
+        scan,
+        Partitioning::Hash(vec![Arc::new(Column::new("k", 0))], 2),
+    )
+    .expect("a valid repartition");
+    let plan = split_into_stages(job_id, Arc::new(repartition)).expect("two stages");
+    assert_eq!(plan.stages.len(), 2);
+    plan
+}
+
 /// Splits `plan` into stages.
 pub fn split_into_stages(job_id: &JobId, plan: Arc<dyn ExecutionPlan>) -> Result<DistributedPlan> {
     let mut splitter = Splitter {

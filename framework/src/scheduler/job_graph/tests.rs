@@ -1,26 +1,13 @@
 //! Unit tests of the job graph: stage progress, retries, lost output.
 
 use super::*;
-use crate::plan::split_into_stages;
+use crate::plan::two_stage_test_plan;
 use crate::plugin::shuffle::{ExecutorAddress, PartitionStats};
-use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_plan::Partitioning;
-use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::repartition::RepartitionExec;
 
 /// Two stages: a 3-task map stage hash-partitioned into 2, then the final stage.
 fn graph(max_attempts: u32) -> JobGraph {
-    let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-    let scan = Arc::new(EmptyExec::new(schema).with_partitions(3));
-    let repartition = RepartitionExec::try_new(
-        scan,
-        Partitioning::Hash(vec![Arc::new(Column::new("k", 0))], 2),
-    )
-    .unwrap();
     let job_id = JobId::parse("job1").unwrap();
-    let plan = split_into_stages(&job_id, Arc::new(repartition)).unwrap();
-    assert_eq!(plan.stages.len(), 2);
+    let plan = two_stage_test_plan(&job_id);
     JobGraph::try_new(job_id, plan, max_attempts).unwrap()
 }
 

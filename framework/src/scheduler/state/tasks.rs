@@ -366,15 +366,9 @@ impl SchedulerState {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::physical_expr::expressions::Column;
-    use datafusion::physical_plan::Partitioning;
-    use datafusion::physical_plan::empty::EmptyExec;
-    use datafusion::physical_plan::repartition::RepartitionExec;
-
     use super::*;
     use crate::config::SchedulerSettings;
-    use crate::plan::split_into_stages;
+    use crate::plan::two_stage_test_plan;
     use crate::plugin::memory::MemoryUsage;
     use crate::plugin::scheduling::FifoPolicy;
     use crate::plugin::shuffle::ExecutorAddress;
@@ -390,14 +384,7 @@ mod tests {
                 proto::ExecuteQueryRequest::default(),
             )
             .unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        let scan = Arc::new(EmptyExec::new(schema).with_partitions(3));
-        let repartition = RepartitionExec::try_new(
-            scan,
-            Partitioning::Hash(vec![Arc::new(Column::new("k", 0))], 2),
-        )
-        .unwrap();
-        let plan = split_into_stages(&job_id, Arc::new(repartition)).unwrap();
+        let plan = two_stage_test_plan(&job_id);
         let _ = state.planned(&job_id, Ok(plan));
         job_id
     }
