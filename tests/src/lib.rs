@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod data;
 pub mod s3;
 pub mod session;
+pub mod slt;
 
 pub use ballista_bin::tpch::{bench, compare, queries};
 

@@ -86,6 +86,7 @@ async fn connect(
             })?;
     }
     let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(crate::util::cache_settings())
         .with_object_store_registry(config.object_store_registry()?)
         .build_arc()?;
     let state = SessionStateBuilder::new()

@@ -1,6 +1,8 @@
-//! Decides where a client's query runs: file-backed queries go to the
-//! cluster as a serialized logical plan; queries over session-local tables
-//! (in-memory tables, `information_schema`) run in the client.
+//! Decides where a client's query runs. Queries go to the cluster as a
+//! serialized logical plan, with the tables only this session has (in-memory
+//! tables, table functions) travelling along; session metadata
+//! (`information_schema`, `DESCRIBE`) is answered here; writes into a
+//! session's own table are computed by the cluster and stored here.
 
 use std::sync::Arc;
 
@@ -9,19 +11,20 @@ use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::source_as_provider;
-use datafusion::error::Result as DFResult;
+use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::context::QueryPlanner;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::catalog::information_schema::INFORMATION_SCHEMA;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
-use datafusion_proto::bytes::logical_plan_to_bytes;
 
 use super::SchedulerClient;
 use super::query_exec::{DistributedQueryExec, JobProgressListener};
 use super::standalone::EmbeddedCluster;
 use crate::config::settings_from_session_config;
-use crate::error::BallistaError;
+use crate::error::{BallistaError, scrub_source_paths};
 use crate::flight::FlightClientPool;
+use crate::plan::encode_client_plan;
 
 /// Sends queries to the scheduler.
 #[derive(Debug)]
@@ -45,37 +48,103 @@ impl DistributedQueryPlanner {
 }
 
 enum Placement {
+    /// The cluster runs it (session-only tables travel with the plan).
     Cluster,
+    /// Session metadata (`information_schema`, `DESCRIBE`): answered here.
     Local,
+    /// Writes into a table that exists only in this session: the cluster
+    /// computes the rows, the session stores them.
+    InsertLocally,
+    /// Changes a table that exists only in this session (DELETE, UPDATE, …).
+    ChangeLocally,
 }
 
-/// Cluster unless every table the plan reads is local to this session.
+fn is_file_table(source: &Arc<dyn datafusion::logical_expr::TableSource>) -> bool {
+    source_as_provider(source)
+        .map(|p| p.is::<ListingTable>())
+        .unwrap_or(false)
+}
+
+/// Where `plan` runs (see [`Placement`]).
 fn placement(plan: &LogicalPlan) -> DFResult<Placement> {
-    let mut distributed = Vec::new();
-    let mut local = Vec::new();
+    match plan {
+        LogicalPlan::DescribeTable(_) => return Ok(Placement::Local),
+        LogicalPlan::Dml(dml) if !is_file_table(&dml.target) => {
+            return Ok(match dml.op {
+                WriteOp::Insert(_) => Placement::InsertLocally,
+                _ => Placement::ChangeLocally,
+            });
+        }
+        _ => {}
+    }
+    let mut scans = 0;
+    let mut metadata = 0;
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
-            let is_file_table = source_as_provider(&scan.source)
-                .map(|p| p.is::<ListingTable>())
-                .unwrap_or(false);
-            if is_file_table {
-                distributed.push(scan.table_name.to_string());
-            } else {
-                local.push(scan.table_name.to_string());
+            scans += 1;
+            if scan.table_name.schema() == Some(INFORMATION_SCHEMA) {
+                metadata += 1;
             }
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    match (distributed.is_empty(), local.is_empty()) {
-        (_, true) => Ok(Placement::Cluster),
-        (true, false) => Ok(Placement::Local),
-        (false, false) => Err(BallistaError::NotSupported(format!(
-            "the query joins file-backed tables ({}) with tables that exist only in this session ({}); \
-             only tables backed by files or object storage can be read by the cluster",
-            distributed.join(", "),
-            local.join(", ")
+    Ok(if scans > 0 && scans == metadata {
+        Placement::Local
+    } else {
+        Placement::Cluster
+    })
+}
+
+impl DistributedQueryPlanner {
+    /// The error for a plan that cannot be serialized. A plan DataFusion
+    /// itself cannot execute (an outer reference where none is allowed, a
+    /// LIMIT by subquery) gets DataFusion's own error, as it would have
+    /// single-process; otherwise the reason it cannot travel.
+    async fn cannot_send(
+        &self,
+        error: DataFusionError,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> DataFusionError {
+        let error = match BallistaError::from_datafusion(error) {
+            BallistaError::DataFusion(e) => e,
+            typed => return typed.into(),
+        };
+        if let Err(planning) = DefaultPhysicalPlanner::default()
+            .create_physical_plan(logical_plan, session)
+            .await
+        {
+            return planning;
+        }
+        BallistaError::NotSupported(format!(
+            "this query cannot be sent to the cluster: {}",
+            scrub_source_paths(&error.strip_backtrace())
         ))
-        .into()),
+        .into()
+    }
+
+    async fn on_cluster(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let bytes = match encode_client_plan(logical_plan, session).await {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(self.cannot_send(e, logical_plan, session).await),
+        };
+        let listener = session
+            .config()
+            .get_extension::<JobProgressListener>()
+            .map(|l| l.as_ref().clone());
+        Ok(Arc::new(DistributedQueryExec::new(
+            self.scheduler.clone(),
+            self.flight.clone(),
+            bytes,
+            settings_from_session_config(session.config()),
+            session.session_id().to_string(),
+            Arc::new(logical_plan.schema().as_arrow().clone()),
+            listener,
+        )))
     }
 }
 
@@ -87,30 +156,22 @@ impl QueryPlanner for DistributedQueryPlanner {
         session: &dyn Session,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         match placement(logical_plan)? {
-            Placement::Local => {
+            Placement::Local | Placement::ChangeLocally => {
                 DefaultPhysicalPlanner::default()
                     .create_physical_plan(logical_plan, session)
                     .await
             }
-            Placement::Cluster => {
-                let bytes = logical_plan_to_bytes(logical_plan).map_err(|e| {
-                    BallistaError::NotSupported(format!(
-                        "this query cannot be sent to the cluster: {e}"
-                    ))
-                })?;
-                let listener = session
-                    .config()
-                    .get_extension::<JobProgressListener>()
-                    .map(|l| l.as_ref().clone());
-                Ok(Arc::new(DistributedQueryExec::new(
-                    self.scheduler.clone(),
-                    self.flight.clone(),
-                    bytes.to_vec(),
-                    settings_from_session_config(session.config()),
-                    session.session_id().to_string(),
-                    Arc::new(logical_plan.schema().as_arrow().clone()),
-                    listener,
-                )))
+            Placement::Cluster => self.on_cluster(logical_plan, session).await,
+            Placement::InsertLocally => {
+                let LogicalPlan::Dml(dml) = logical_plan else {
+                    return Err(BallistaError::Internal("an insert without its statement".into()).into());
+                };
+                let WriteOp::Insert(op) = dml.op else {
+                    return Err(BallistaError::Internal("an insert without its mode".into()).into());
+                };
+                let rows = self.on_cluster(&dml.input, session).await?;
+                let target = source_as_provider(&dml.target)?;
+                target.insert_into(session, rows, op).await
             }
         }
     }

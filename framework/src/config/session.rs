@@ -143,7 +143,14 @@ pub fn distributed_session_defaults() -> Vec<(&'static str, &'static str)> {
 
 /// Settings every distributed job runs with, whatever the client asked for.
 ///
-/// Both DataFusion features below assume that every partition of a plan runs
+/// Two operators DataFusion can plan have no serialized form, so plans avoid
+/// them (results are the same; they are faster single-process variants):
+/// - `enable_window_topn` plans a per-partition top-k (`PartitionedTopKExec`)
+///   for `ROW_NUMBER() … WHERE rn <= k`;
+/// - `enable_piecewise_merge_join` plans `PiecewiseMergeJoinExec` for
+///   single-range-predicate joins.
+///
+/// The DataFusion features below assume that every partition of a plan runs
 /// in the same process, while a distributed task runs exactly one:
 /// - the hash-join dynamic filter makes each output partition of a join wait
 ///   until every partition has built its side; the others never arrive, so
@@ -161,6 +168,8 @@ pub fn distributed_session_overrides() -> Vec<(&'static str, &'static str)> {
             "datafusion.execution.enable_file_stream_work_stealing",
             "false",
         ),
+        ("datafusion.optimizer.enable_window_topn", "false"),
+        ("datafusion.optimizer.enable_piecewise_merge_join", "false"),
     ]
 }
 

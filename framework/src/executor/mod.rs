@@ -298,6 +298,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     }
     let object_stores: Arc<dyn ObjectStoreRegistry> = registry;
     let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(crate::util::cache_settings())
         .with_object_store_registry(Arc::clone(&object_stores))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_dir])),

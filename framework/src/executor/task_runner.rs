@@ -379,6 +379,9 @@ impl TaskRunner {
                 })
             }
             Err(e) => {
+                // Encoded before typing: a DataFusion error keeps its
+                // variant and text on the way to the client.
+                let info = e.to_proto();
                 let e = e.typed();
                 if !matches!(e, BallistaError::Cancelled(_)) {
                     tracing::warn!(
@@ -388,7 +391,7 @@ impl TaskRunner {
                         task.partition
                     );
                 }
-                proto::task_status::Result::Failed(e.to_proto())
+                proto::task_status::Result::Failed(info)
             }
         };
         let status = proto::TaskStatus {
@@ -420,10 +423,10 @@ impl TaskRunner {
     /// and failed otherwise, e.g. a sort that could not spill) gets the
     /// refusal the memory manager recorded for the task.
     fn explain_memory_refusal(&self, error: BallistaError, task_id: &TaskId) -> BallistaError {
-        let error = error.typed();
-        if !matches!(error, BallistaError::ResourcesExhausted(_)) {
+        if !matches!(error.kind(), proto::ErrorKind::ResourcesExhausted) {
             return error;
         }
+        let error = error.typed();
         match self.parts.memory.refusal(task_id) {
             Some(refusal) if !error.message().contains(&refusal) => {
                 BallistaError::ResourcesExhausted(format!(

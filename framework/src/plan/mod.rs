@@ -46,19 +46,28 @@ macro_rules! leaf_node_methods {
 }
 pub(crate) use leaf_node_methods;
 
+mod amend;
 mod cancellation;
 mod codec;
+mod converter;
 mod collected_joins;
 mod compact;
+mod logical_codec;
 mod shuffle_reader;
 mod shuffle_writer;
 mod stages;
 mod task_env;
 mod unresolved_shuffle;
+mod window_filters;
 
 pub use cancellation::{CancelFlag, CancellableExec, with_cancellation};
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
+pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};
 pub use collected_joins::distribute_collected_joins;
+pub use logical_codec::{
+    BallistaLogicalCodec, MAX_SHIPPED_TABLE_BYTES, ShippedTable, decode_client_plan,
+    encode_client_plan,
+};
 pub use shuffle_reader::{
     LOCAL_READS, REMOTE_FETCHES, ShuffleReaderExec, shuffle_read_counts, spill_totals,
 };
@@ -67,4 +76,5 @@ pub use shuffle_writer::ShuffleWriterExec;
 pub(crate) use stages::two_stage_test_plan;
 pub use stages::{DistributedPlan, StagePlan, resolve_shuffle_reads, split_into_stages};
 pub use task_env::TaskEnv;
-pub use unresolved_shuffle::{ShuffleReadMode, UnresolvedShuffleExec};
+pub use unresolved_shuffle::{ShuffleReadMode, UnresolvedShuffleExec, read_equivalence};
+pub use window_filters::record_window_filters;

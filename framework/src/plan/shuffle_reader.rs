@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::LexOrdering;
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -37,7 +37,7 @@ pub struct ShuffleReaderExec {
     schema: SchemaRef,
     partitions: Vec<Vec<ShuffleLocation>>,
     output_partitioning: Partitioning,
-    output_ordering: Option<LexOrdering>,
+    equivalence: EquivalenceProperties,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -50,7 +50,7 @@ impl ShuffleReaderExec {
         schema: SchemaRef,
         partitions: Vec<Vec<ShuffleLocation>>,
         output_partitioning: Partitioning,
-        output_ordering: Option<LexOrdering>,
+        equivalence: EquivalenceProperties,
     ) -> crate::error::Result<Self> {
         if output_partitioning.partition_count() != partitions.len() {
             return Err(BallistaError::Internal(format!(
@@ -59,13 +59,13 @@ impl ShuffleReaderExec {
                 partitions.len()
             )));
         }
-        let properties = read_properties(&schema, &output_partitioning, output_ordering.clone());
+        let properties = read_properties(&output_partitioning, equivalence.clone());
         Ok(Self {
             stage_id,
             schema,
             partitions,
             output_partitioning,
-            output_ordering,
+            equivalence,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         })
@@ -83,9 +83,9 @@ impl ShuffleReaderExec {
     pub fn output_partitioning(&self) -> &Partitioning {
         &self.output_partitioning
     }
-    /// Declared ordering of each partition.
-    pub fn output_ordering(&self) -> Option<&LexOrdering> {
-        self.output_ordering.as_ref()
+    /// What is known of the rows read: orderings, equal expressions, constants.
+    pub fn equivalence(&self) -> &EquivalenceProperties {
+        &self.equivalence
     }
 }
 

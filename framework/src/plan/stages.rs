@@ -12,6 +12,17 @@
 //! - `SortPreservingMergeExec` over several partitions: the child becomes a
 //!   stage; the merge reads one map task per partition, order preserved.
 //!
+//! - An input that every partition of its consumer reads whole (the build
+//!   side of a collected join) becomes a stage of one task, unless
+//!   recomputing it in each task is cheap and gives the same rows (a shuffle
+//!   read or a scan, maybe projected or filtered): a LIMIT, a sort with a
+//!   fetch, an aggregate or a window computed once per consumer task could
+//!   differ from task to task, since shuffle reads return rows in arrival
+//!   order. An operator whose meaning spans all of its input runs exactly once.
+//!
+//! A recursive query runs whole in one task: its iterations exchange rows
+//! through an in-memory work table, which cannot span processes.
+//!
 //! The final stage writes the plan's output; a top-level coalesce is dropped
 //! so that the client reads the final partitions in turn instead of paying
 //! for one more stage.
@@ -22,7 +33,9 @@
 //! those expressions can land in stages below the wrapper, so every stage
 //! that uses a subquery value gets its own wrapper (with the subquery plans,
 //! themselves split into stages). Each task then computes the value by reading
-//! the subquery's last stage, which is small.
+//! the subquery's last stage, which is small; a subquery whose last step is
+//! not cheap to repeat (a LIMIT, an aggregate) is a stage of its own, so that
+//! every task sees the same value.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,16 +44,29 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::physical_planning_context::ScalarSubqueryResults;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
+use datafusion::physical_expr_common::physical_expr::is_volatile;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::memory::LazyMemoryExec;
+use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::scalar_subquery::{ScalarSubqueryExec, ScalarSubqueryLink};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::{
-    ExecutionPlan, ExecutionPlanProperties, Partitioning, replace_children_if_necessary,
+    Distribution, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    replace_children_if_necessary,
 };
 
-use super::{ShuffleReadMode, ShuffleReaderExec, ShuffleWriterExec, UnresolvedShuffleExec};
+use super::{
+    ShuffleReadMode, ShuffleReaderExec, ShuffleWriterExec, UnresolvedShuffleExec,
+    read_equivalence,
+};
 use crate::error::{BallistaError, Result};
 use crate::ids::{JobId, StageId};
 use crate::plugin::shuffle::ShuffleLocation;
@@ -194,14 +220,64 @@ impl Splitter {
         Ok(stage_id)
     }
 
+    /// Makes `plan` a stage and returns a read of all of its output as one
+    /// partition.
+    fn read_whole(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let map_tasks = plan.output_partitioning().partition_count();
+        let equivalence = read_equivalence(&plan, ShuffleReadMode::Coalesce);
+        let stage_id = self.add_stage(plan, None)?;
+        Ok(Arc::new(UnresolvedShuffleExec::new(
+            stage_id,
+            ShuffleReadMode::Coalesce,
+            map_tasks,
+            Partitioning::UnknownPartitioning(1),
+            equivalence,
+        )))
+    }
+
+    /// Inputs that every output partition of `plan` reads whole (see the
+    /// module documentation) become stages of their own unless they are
+    /// cheap and deterministic to recompute.
+    fn isolate_broadcast_inputs(
+        &mut self,
+        plan: &Arc<dyn ExecutionPlan>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
+        if plan.output_partitioning().partition_count() <= 1 {
+            return Ok(children);
+        }
+        let required = plan.input_distribution_requirements();
+        children
+            .into_iter()
+            .enumerate()
+            .map(|(index, child)| {
+                let read_whole = matches!(
+                    required.child_distribution(index),
+                    Some(Distribution::SinglePartition)
+                );
+                if !read_whole || is_replicable(&child)? {
+                    Ok(child)
+                } else {
+                    self.read_whole(child)
+                }
+            })
+            .collect()
+    }
+
     fn visit(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
         if let Some(exec) = plan.downcast_ref::<ScalarSubqueryExec>() {
             let links = exec
                 .subqueries()
                 .iter()
                 .map(|link| {
+                    let plan = self.visit(Arc::clone(&link.plan))?;
+                    let plan = if is_replicable(&plan)? {
+                        plan
+                    } else {
+                        self.read_whole(plan)?
+                    };
                     Ok(ScalarSubqueryLink {
-                        plan: self.visit(Arc::clone(&link.plan))?,
+                        plan,
                         index: link.index,
                     })
                 })
@@ -219,11 +295,15 @@ impl Splitter {
                 input
             });
         }
+        if plan.is::<RecursiveQueryExec>() {
+            return Ok(plan);
+        }
         let children = plan
             .children()
             .into_iter()
             .map(|child| self.visit(Arc::clone(child)))
             .collect::<Result<Vec<_>>>()?;
+        let children = self.isolate_broadcast_inputs(&plan, children)?;
 
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             let [child] = children.as_slice() else {
@@ -240,11 +320,10 @@ impl Splitter {
             };
             let read: Arc<dyn ExecutionPlan> = Arc::new(UnresolvedShuffleExec::new(
                 stage_id,
-                child.schema(),
                 ShuffleReadMode::Hash,
                 child.output_partitioning().partition_count(),
                 declared,
-                None,
+                read_equivalence(child, ShuffleReadMode::Hash),
             ));
             // A sort-preserving repartition promised sorted partitions; reads
             // interleave map outputs, so sort each partition again.
@@ -272,20 +351,18 @@ impl Splitter {
             let read: Arc<dyn ExecutionPlan> = if plan.is::<SortPreservingMergeExec>() {
                 Arc::new(UnresolvedShuffleExec::new(
                     stage_id,
-                    child.schema(),
                     ShuffleReadMode::PerMapTask,
                     input_partitions,
                     Partitioning::UnknownPartitioning(input_partitions),
-                    child.output_ordering().cloned(),
+                    read_equivalence(child, ShuffleReadMode::PerMapTask),
                 ))
             } else {
                 Arc::new(UnresolvedShuffleExec::new(
                     stage_id,
-                    child.schema(),
                     ShuffleReadMode::Coalesce,
                     input_partitions,
                     Partitioning::UnknownPartitioning(1),
-                    None,
+                    read_equivalence(child, ShuffleReadMode::Coalesce),
                 ))
             };
             return Ok(replace_children_if_necessary(plan, vec![read])?);
@@ -293,6 +370,44 @@ impl Splitter {
 
         Ok(replace_children_if_necessary(plan, children)?)
     }
+}
+
+/// Whether every task may compute `plan` itself and get the same rows at
+/// little cost: shuffle reads and scans, maybe projected, filtered or merged
+/// into one partition, with no row limit (rows read from a shuffle arrive in
+/// no fixed order, so a limit over them could keep different rows in each
+/// task) and no volatile expression.
+fn is_replicable(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
+    let cheap = plan.is::<UnresolvedShuffleExec>()
+        || plan.is::<DataSourceExec>()
+        || plan.is::<EmptyExec>()
+        || plan.is::<PlaceholderRowExec>()
+        || plan.is::<LazyMemoryExec>()
+        || plan.is::<ProjectionExec>()
+        || plan.is::<FilterExec>()
+        || plan.name() == "CoalesceBatchesExec"
+        || plan.is::<CooperativeExec>()
+        || plan.is::<CoalescePartitionsExec>();
+    if !cheap || plan.fetch().is_some() {
+        return Ok(false);
+    }
+    let mut volatile = false;
+    plan.apply_expressions(&mut |expr: &Arc<dyn PhysicalExpr>| {
+        if is_volatile(expr) {
+            volatile = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if volatile {
+        return Ok(false);
+    }
+    for child in plan.children() {
+        if !is_replicable(child)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether some expression in `plan` reads a scalar subquery value that no
@@ -375,7 +490,7 @@ pub fn resolve_shuffle_reads(
             u.schema(),
             partitions,
             u.output_partitioning().clone(),
-            u.output_ordering().cloned(),
+            u.equivalence().clone(),
         )?;
         Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
     })?;

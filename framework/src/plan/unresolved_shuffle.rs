@@ -3,13 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
 use datafusion::error::Result as DFResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, LexOrdering};
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
 };
 
 use crate::error::BallistaError;
@@ -34,7 +34,7 @@ pub struct UnresolvedShuffleExec {
     mode: ShuffleReadMode,
     input_partitions: usize,
     output_partitioning: Partitioning,
-    output_ordering: Option<LexOrdering>,
+    equivalence: EquivalenceProperties,
     properties: Arc<PlanProperties>,
 }
 
@@ -42,22 +42,22 @@ impl UnresolvedShuffleExec {
     /// A read of `stage_id`'s output. `input_partitions` is the producer's
     /// number of map tasks; `output_partitioning` is what the consumer sees
     /// (a `Hash` partitioning for hash reads, otherwise unknown partitioning of
-    /// the right count); `output_ordering` is kept for per-map-task reads.
+    /// the right count); `equivalence` is what is known of the rows read
+    /// (see [`read_equivalence`]), over the schema of the rows read.
     pub fn new(
         stage_id: StageId,
-        schema: SchemaRef,
         mode: ShuffleReadMode,
         input_partitions: usize,
         output_partitioning: Partitioning,
-        output_ordering: Option<LexOrdering>,
+        equivalence: EquivalenceProperties,
     ) -> Self {
-        let properties = read_properties(&schema, &output_partitioning, output_ordering.clone());
+        let properties = read_properties(&output_partitioning, equivalence.clone());
         Self {
             stage_id,
             mode,
             input_partitions,
             output_partitioning,
-            output_ordering,
+            equivalence,
             properties,
         }
     }
@@ -78,24 +78,43 @@ impl UnresolvedShuffleExec {
     pub fn output_partitioning(&self) -> &Partitioning {
         &self.output_partitioning
     }
-    /// Ordering of each partition, for per-map-task reads of sorted data.
-    pub fn output_ordering(&self) -> Option<&LexOrdering> {
-        self.output_ordering.as_ref()
+    /// What is known of the rows read: orderings, equal expressions, constants.
+    pub fn equivalence(&self) -> &EquivalenceProperties {
+        &self.equivalence
     }
+}
+
+/// What a read of `input`'s output in `mode` can still promise about its
+/// rows. Equal expressions survive any shuffle; orderings only a read that
+/// returns one map task's output as it was written; a constant of each
+/// partition only a read that does not mix partitions.
+pub fn read_equivalence(
+    input: &Arc<dyn ExecutionPlan>,
+    mode: ShuffleReadMode,
+) -> EquivalenceProperties {
+    let mut equivalence = input.equivalence_properties().clone();
+    let single_map_task = input.output_partitioning().partition_count() == 1;
+    let (keeps_order, mixes_partitions) = match mode {
+        ShuffleReadMode::PerMapTask => (true, false),
+        ShuffleReadMode::Coalesce => (single_map_task, !single_map_task),
+        ShuffleReadMode::Hash => (false, true),
+    };
+    if !keeps_order {
+        equivalence.clear_orderings();
+    }
+    if mixes_partitions {
+        equivalence.clear_per_partition_constants();
+    }
+    equivalence
 }
 
 /// Plan properties of a shuffle read.
 pub(crate) fn read_properties(
-    schema: &SchemaRef,
     partitioning: &Partitioning,
-    ordering: Option<LexOrdering>,
+    equivalence: EquivalenceProperties,
 ) -> Arc<PlanProperties> {
-    let eq = match ordering {
-        Some(ordering) => EquivalenceProperties::new_with_orderings(Arc::clone(schema), [ordering]),
-        None => EquivalenceProperties::new(Arc::clone(schema)),
-    };
     Arc::new(PlanProperties::new(
-        eq,
+        equivalence,
         partitioning.clone(),
         EmissionType::Incremental,
         Boundedness::Bounded,

@@ -18,7 +18,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::explain::ExplainExec;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionContext;
-use datafusion_proto::bytes::logical_plan_from_bytes;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use url::Url;
@@ -29,7 +28,10 @@ use crate::config::{
 };
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
-use crate::plan::{DistributedPlan, split_into_stages};
+use crate::plan::{
+    DistributedPlan, decode_client_plan, decode_stage_plan, encode_stage_plan,
+    record_window_filters, split_into_stages,
+};
 use crate::plugin::storage::{BallistaObjectStoreRegistry, StorageAccess};
 use crate::proto::{self, execute_query_request::Query};
 use crate::tables::{listing_table, table_info};
@@ -57,6 +59,7 @@ impl JobPlanner {
     pub async fn try_new(config: &BallistaConfig) -> Result<Self> {
         let stores = config.object_store_registry()?;
         let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(crate::util::cache_settings())
             .with_object_store_registry(Arc::clone(&stores) as _)
             .build_arc()?;
         let shuffle_root = object_store_shuffle_root(&config.settings);
@@ -173,8 +176,13 @@ impl JobPlanner {
                 state.optimize(&plan)?
             }
             Some(Query::LogicalPlan(bytes)) => {
-                let plan = logical_plan_from_bytes(bytes, &ctx.task_ctx()).map_err(|e| {
-                    BallistaError::InvalidInput(format!("cannot decode the logical plan: {e}"))
+                let plan = decode_client_plan(bytes, &ctx.task_ctx()).map_err(|e| {
+                    match BallistaError::from_datafusion(e) {
+                        BallistaError::DataFusion(e) => BallistaError::InvalidInput(format!(
+                            "cannot decode the logical plan: {e}"
+                        )),
+                        typed => typed,
+                    }
                 })?;
                 refuse_statements(&plan)?;
                 if request.plan_is_optimized {
@@ -197,7 +205,10 @@ impl JobPlanner {
         let physical = DefaultPhysicalPlanner::default()
             .create_physical_plan(&logical, &state)
             .await?;
-        split_into_stages(job_id, physical)
+        record_window_filters(&logical, &physical, state.execution_props())?;
+        let plan = split_into_stages(job_id, physical)?;
+        check_stages_travel(&plan, &state)?;
+        Ok(plan)
     }
 
     /// `EXPLAIN` shows the stages the cluster would run in place of
@@ -237,6 +248,19 @@ impl JobPlanner {
             Arc::new(ExplainExec::new(exec.schema(), plans, exec.verbose()));
         split_into_stages(job_id, explained)
     }
+}
+
+/// Every stage plan is encoded and decoded once while planning, so that a
+/// plan that cannot travel to executors (or would not rebuild there) fails
+/// the query before any task runs, with the reason.
+fn check_stages_travel(plan: &DistributedPlan, state: &SessionState) -> Result<()> {
+    let ctx = state.task_ctx();
+    for stage in &plan.stages {
+        let stage_plan: Arc<dyn ExecutionPlan> = stage.plan.clone();
+        let bytes = encode_stage_plan(&stage_plan)?;
+        decode_stage_plan(&bytes, &ctx)?;
+    }
+    Ok(())
 }
 
 /// DDL and session statements change a session, and a job has none to

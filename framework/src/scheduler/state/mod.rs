@@ -494,12 +494,14 @@ impl SchedulerState {
         if job.phase.is_terminal() {
             return effects;
         }
+        // Encoded before typing: a DataFusion error keeps its variant and
+        // text on the way to the client.
+        job.error = Some(error.to_proto());
         let error = error.typed();
         match phase {
             JobPhase::Cancelled => tracing::info!("job {job_id} cancelled: {error}"),
             _ => tracing::warn!("job {job_id} failed: {error}"),
         }
-        job.error = Some(error.to_proto());
         let running = job
             .graph
             .as_ref()

@@ -8,14 +8,24 @@
 //! cancelled job reaches the client as [`BallistaError::Cancelled`], never as
 //! a bare string.
 //!
-//! Clients see these errors wrapped in `DataFusionError::External`; downcast
-//! with [`BallistaError::from_datafusion`] or
-//! `err.find_root()` / `downcast_ref::<BallistaError>()`.
+//! A failure that is a DataFusion error (a division by zero on an executor)
+//! reaches the client as that same `DataFusionError`, variant and text, as
+//! single-process DataFusion would raise it; Ballista's own failures (a lost
+//! executor, a cancelled job) reach it wrapped in `DataFusionError::External`.
+//! [`BallistaError::from_datafusion`] gives the typed error of either.
+//!
+//! Messages leaving a process never name source files of the machine that
+//! built it (see [`scrub_source_paths`]).
+
+mod remote;
+mod scrub;
 
 use std::error::Error as StdError;
 
 use datafusion::error::DataFusionError;
 use prost::Message;
+
+pub use scrub::scrub_source_paths;
 
 use crate::proto;
 
@@ -162,11 +172,18 @@ impl BallistaError {
 
     /// Encodes the error for the wire.
     pub fn to_proto(&self) -> proto::ErrorInfo {
+        let datafusion = match self {
+            BallistaError::DataFusion(e) if find_ballista_error(e).is_none() => {
+                remote::to_wire(e)
+            }
+            _ => None,
+        };
         let mut info = proto::ErrorInfo {
             kind: self.kind() as i32,
-            message: self.message(),
+            message: scrub_source_paths(&self.message()).into_owned(),
             fetch_failure: None,
             executor_id: String::new(),
+            datafusion,
         };
         match self {
             BallistaError::FetchFailed {
@@ -189,8 +206,28 @@ impl BallistaError {
         info
     }
 
-    /// Decodes an error received from the wire into the matching variant.
+    /// Decodes an error received from the wire: the DataFusion error it
+    /// started as when it was one, otherwise the matching typed variant.
     pub fn from_proto(info: &proto::ErrorInfo) -> Self {
+        if let Some(datafusion) = &info.datafusion {
+            let io_kind = match proto::ErrorKind::try_from(info.kind) {
+                Ok(proto::ErrorKind::NotFound) => std::io::ErrorKind::NotFound,
+                Ok(proto::ErrorKind::PermissionDenied) => std::io::ErrorKind::PermissionDenied,
+                _ => std::io::ErrorKind::Other,
+            };
+            if let Some(error) = remote::from_wire(datafusion, io_kind) {
+                let rebuilt = BallistaError::DataFusion(error);
+                // The kind decides retries: keep the sender's.
+                if rebuilt.kind() as i32 == info.kind {
+                    return rebuilt;
+                }
+            }
+        }
+        Self::typed_from_proto(info)
+    }
+
+    /// The typed variant of `info`'s kind, whatever error it started as.
+    fn typed_from_proto(info: &proto::ErrorInfo) -> Self {
         use proto::ErrorKind as K;
         let message = info.message.clone();
         match proto::ErrorKind::try_from(info.kind).unwrap_or(K::Unspecified) {
@@ -229,7 +266,7 @@ impl BallistaError {
     pub fn from_datafusion(error: DataFusionError) -> Self {
         if let Some(inner) = find_ballista_error(&error) {
             // Rebuild the typed variant; the original is borrowed from the chain.
-            return BallistaError::from_proto(&inner.to_proto());
+            return BallistaError::typed_from_proto(&inner.to_proto());
         }
         BallistaError::DataFusion(error)
     }
@@ -240,7 +277,7 @@ impl BallistaError {
         match self {
             BallistaError::DataFusion(e) => {
                 let typed = BallistaError::from_datafusion(e);
-                BallistaError::from_proto(&typed.to_proto())
+                BallistaError::typed_from_proto(&typed.to_proto())
             }
             other => other,
         }
@@ -365,7 +402,8 @@ impl From<BallistaError> for tonic::Status {
     fn from(error: BallistaError) -> Self {
         let info = error.to_proto();
         let code = status_code(error.kind());
-        tonic::Status::with_details(code, error.to_string(), info.encode_to_vec().into())
+        let message = scrub_source_paths(&error.to_string()).into_owned();
+        tonic::Status::with_details(code, message, info.encode_to_vec().into())
     }
 }
 
