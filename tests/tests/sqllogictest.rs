@@ -49,9 +49,7 @@ async fn main() {
         parallel_files: 3,
         statement_timeout: Duration::from_secs(120),
     };
-    let results = run
-        .run(|file| print_file(file, verbose))
-        .await;
+    let results = run.run(|file| print_file(file, verbose)).await;
 
     let summary = Summary::of(&results, &run.exclusions);
     write_report(&results);
@@ -217,7 +215,9 @@ impl Summary {
 fn write_report(results: &[FileResult]) {
     let Ok(dir) = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cache/ballista-target")))
+        .or_else(|_| {
+            std::env::var("HOME").map(|h| PathBuf::from(h).join(".cache/ballista-target"))
+        })
     else {
         return;
     };
@@ -248,6 +248,9 @@ fn write_report(results: &[FileResult]) {
     let _ = std::fs::create_dir_all(path.parent().expect("a parent"));
     if let Ok(text) = serde_json::to_string_pretty(&files) {
         let _ = std::fs::write(&path, text);
-        println!("sqllogictest: every record's outcome is in {}", path.display());
+        println!(
+            "sqllogictest: every record's outcome is in {}",
+            path.display()
+        );
     }
 }

@@ -3,11 +3,14 @@
 use std::io::Write;
 use std::time::Instant;
 
+use datafusion::common::config::Dialect;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParserBuilder;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+use datafusion::sql::sqlparser::parser::ParserError;
+use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::output::{OutputFormat, write_result};
 
@@ -19,24 +22,77 @@ pub struct SqlRunOptions {
     pub timings: bool,
 }
 
-/// Splits SQL text into statements (a syntax error anywhere fails the whole text).
-pub fn split_statements(
-    sql: &str,
-) -> Result<Vec<datafusion::sql::parser::Statement>, DataFusionError> {
-    let dialect = GenericDialect {};
-    let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
-    Ok(parser.parse_statements()?.into_iter().collect())
+/// The next statement of `sql` and the text after it, parsed with the SQL
+/// dialect the session uses now (a `SET datafusion.sql_parser.dialect`
+/// earlier in the same text applies to what follows it). `None` when only
+/// blanks, comments and semicolons are left.
+pub fn next_statement<'a>(
+    ctx: &SessionContext,
+    sql: &'a str,
+) -> Result<Option<(datafusion::sql::parser::Statement, &'a str)>, DataFusionError> {
+    let state = ctx.state();
+    let options = &state.config().options().sql_parser;
+    let dialect = dialect_from_str(options.dialect).ok_or_else(|| {
+        DataFusionError::Plan(format!(
+            "Unsupported SQL dialect: {}. Available dialects: {}.",
+            options.dialect,
+            Dialect::available()
+        ))
+    })?;
+    let mut parser = DFParserBuilder::new(sql)
+        .with_dialect(dialect.as_ref())
+        .with_recursion_limit(options.recursion_limit.get())
+        .build()?;
+    while parser.parser.consume_token(&Token::SemiColon) {}
+    if parser.parser.peek_token().token == Token::EOF {
+        return Ok(None);
+    }
+    let statement = parser.parse_statement()?;
+    let next = parser.parser.peek_token();
+    match next.token {
+        Token::EOF => Ok(Some((statement, ""))),
+        Token::SemiColon => {
+            let offset = byte_offset(sql, next.span.start.line, next.span.start.column);
+            Ok(Some((statement, &sql[(offset + 1).min(sql.len())..])))
+        }
+        other => Err(DataFusionError::SQL(
+            Box::new(ParserError::ParserError(format!(
+                "Expected: end of statement, found: {other} at {}",
+                next.span.start
+            ))),
+            None,
+        )),
+    }
+}
+
+/// The byte offset of 1-based `line` and `column` (in characters) in `text`.
+fn byte_offset(text: &str, line: u64, column: u64) -> usize {
+    let mut offset = 0;
+    for (index, content) in text.split_inclusive('\n').enumerate() {
+        if index as u64 + 1 == line {
+            return offset
+                + content
+                    .char_indices()
+                    .nth(column.saturating_sub(1) as usize)
+                    .map_or(content.len(), |(i, _)| i);
+        }
+        offset += content.len();
+    }
+    text.len()
 }
 
 /// Runs every statement of `sql` in order, printing each result that has
-/// rows to `out`. Stops at the first failing statement.
+/// rows to `out`. Stops at the first failing statement (a statement that
+/// does not parse fails when its turn comes).
 pub async fn run_sql(
     ctx: &SessionContext,
     sql: &str,
     out: &mut dyn Write,
     options: &SqlRunOptions,
 ) -> Result<(), DataFusionError> {
-    for statement in split_statements(sql)? {
+    let mut rest = sql;
+    while let Some((statement, after)) = next_statement(ctx, rest)? {
+        rest = after;
         let started = Instant::now();
         let state = ctx.state();
         let plan = state.statement_to_plan(statement).await?;
@@ -60,6 +116,39 @@ pub async fn run_sql(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_where_they_end() {
+        let ctx = SessionContext::new();
+        let text = "SELECT 1;\n-- a comment; with a semicolon\nSELECT 'a;b' ;;\n  SELECT\n 3";
+        let mut rest = text;
+        let mut found = Vec::new();
+        while let Some((statement, after)) = next_statement(&ctx, rest).unwrap() {
+            found.push(statement.to_string());
+            rest = after;
+        }
+        assert_eq!(found, ["SELECT 1", "SELECT 'a;b'", "SELECT 3"]);
+    }
+
+    #[test]
+    fn a_dialect_set_earlier_applies_to_what_follows() {
+        let ctx = SessionContext::new();
+        let rest = "select 2 ^ 3";
+        let (generic, _) = next_statement(&ctx, rest).unwrap().unwrap();
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .set("datafusion.sql_parser.dialect", "PostgreSQL")
+            .unwrap();
+        let (postgres, _) = next_statement(&ctx, rest).unwrap().unwrap();
+        assert_ne!(format!("{generic:?}"), format!("{postgres:?}"));
+    }
 }
 
 pub mod shell;

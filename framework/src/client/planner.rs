@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::catalog::information_schema::INFORMATION_SCHEMA;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::source_as_provider;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
-use datafusion::catalog::information_schema::INFORMATION_SCHEMA;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 
@@ -164,7 +164,9 @@ impl QueryPlanner for DistributedQueryPlanner {
             Placement::Cluster => self.on_cluster(logical_plan, session).await,
             Placement::InsertLocally => {
                 let LogicalPlan::Dml(dml) = logical_plan else {
-                    return Err(BallistaError::Internal("an insert without its statement".into()).into());
+                    return Err(
+                        BallistaError::Internal("an insert without its statement".into()).into(),
+                    );
                 };
                 let WriteOp::Insert(op) = dml.op else {
                     return Err(BallistaError::Internal("an insert without its mode".into()).into());

@@ -173,9 +173,7 @@ impl BallistaError {
     /// Encodes the error for the wire.
     pub fn to_proto(&self) -> proto::ErrorInfo {
         let datafusion = match self {
-            BallistaError::DataFusion(e) if find_ballista_error(e).is_none() => {
-                remote::to_wire(e)
-            }
+            BallistaError::DataFusion(e) if find_ballista_error(e).is_none() => remote::to_wire(e),
             _ => None,
         };
         let mut info = proto::ErrorInfo {

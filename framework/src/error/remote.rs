@@ -85,7 +85,9 @@ pub(crate) fn from_wire(
         V::NotImplemented => DataFusionError::NotImplemented(message),
         V::Internal => {
             // DataFusion appends its bug-report note when displaying.
-            let note = DataFusionError::Internal(String::new()).message().into_owned();
+            let note = DataFusionError::Internal(String::new())
+                .message()
+                .into_owned();
             let description = message.strip_suffix(&note).unwrap_or(&message).to_string();
             DataFusionError::Internal(description)
         }
@@ -201,13 +203,11 @@ mod tests {
             "Cannot cast string 'a' to value of Int32 type".into(),
         )));
         round_trip(DataFusionError::from(ArrowError::OffsetOverflowError(7)));
-        round_trip(DataFusionError::ParquetError(Box::new(ParquetError::General(
-            "bad page".into(),
-        ))));
+        round_trip(DataFusionError::ParquetError(Box::new(
+            ParquetError::General("bad page".into()),
+        )));
         round_trip(DataFusionError::IoError(std::io::Error::other("disk")));
-        round_trip(
-            DataFusionError::Execution("inner".into()).context("while doing something"),
-        );
+        round_trip(DataFusionError::Execution("inner".into()).context("while doing something"));
     }
 
     #[test]

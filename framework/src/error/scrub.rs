@@ -39,8 +39,8 @@ fn find_source_location(text: &str) -> Option<(usize, usize)> {
             .rfind(|c: char| c.is_whitespace() || matches!(c, '(' | '[' | '"' | '\'' | '`'))
             .map_or(0, |i| i + 1);
         let path = &text[start..dot];
-        let absolute = path.starts_with('/')
-            || path.as_bytes().get(1) == Some(&b':') && path.contains('\\');
+        let absolute =
+            path.starts_with('/') || path.as_bytes().get(1) == Some(&b':') && path.contains('\\');
         let digits_end = text[dot + 4..]
             .find(|c: char| !(c.is_ascii_digit() || c == ':'))
             .map_or(text.len(), |i| dot + 4 + i);

@@ -63,7 +63,8 @@ pub(crate) fn amendment_for(plan: &Arc<dyn ExecutionPlan>) -> DFResult<Option<Am
     let window_exprs = if let Some(w) = plan.downcast_ref::<BoundedWindowAggExec>() {
         Some(w.window_expr())
     } else {
-        plan.downcast_ref::<WindowAggExec>().map(|w| w.window_expr())
+        plan.downcast_ref::<WindowAggExec>()
+            .map(|w| w.window_expr())
     };
     if let Some(exprs) = window_exprs {
         let facts = exprs

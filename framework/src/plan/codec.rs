@@ -120,7 +120,9 @@ fn encode_expr(
     codec: &dyn PhysicalExtensionCodec,
     converter: &dyn PhysicalProtoConverterExtension,
 ) -> DFResult<Vec<u8>> {
-    Ok(converter.physical_expr_to_proto(expr, codec)?.encode_to_vec())
+    Ok(converter
+        .physical_expr_to_proto(expr, codec)?
+        .encode_to_vec())
 }
 
 fn decode_expr(
@@ -220,8 +222,8 @@ fn decode_equivalence(
                 (true, false) => {
                     let value = dfproto::ScalarValue::decode(c.value.as_slice())
                         .map_err(|e| malformed("constant", e))?;
-                    let value = ScalarValue::try_from(&value)
-                        .map_err(|e| malformed("constant", e))?;
+                    let value =
+                        ScalarValue::try_from(&value).map_err(|e| malformed("constant", e))?;
                     AcrossPartitions::Uniform(Some(value))
                 }
             };
@@ -314,8 +316,13 @@ impl PhysicalExtensionCodec for BallistaPhysicalExtensionCodec {
                 let [input] = inputs else {
                     return Err(malformed("ShuffleWriterExec", "needs exactly one input"));
                 };
-                let partitioning =
-                    decode_partitioning(&n.output_partitioning, ctx, &input.schema(), self, converter)?;
+                let partitioning = decode_partitioning(
+                    &n.output_partitioning,
+                    ctx,
+                    &input.schema(),
+                    self,
+                    converter,
+                )?;
                 Ok(Arc::new(ShuffleWriterExec::try_new(
                     JobId::parse(&n.job_id)?,
                     StageId(n.stage_id),
@@ -325,16 +332,11 @@ impl PhysicalExtensionCodec for BallistaPhysicalExtensionCodec {
             }
             Some(Node::UnresolvedShuffle(n)) => {
                 let schema = decode_schema(&n.schema)?;
-                let partitioning = decode_partitioning(
-                    &n.output_partitioning,
-                    ctx,
-                    &schema,
-                    self,
-                    converter,
-                )?
-                .unwrap_or(Partitioning::UnknownPartitioning(
-                    n.output_partitions as usize,
-                ));
+                let partitioning =
+                    decode_partitioning(&n.output_partitioning, ctx, &schema, self, converter)?
+                        .unwrap_or(Partitioning::UnknownPartitioning(
+                            n.output_partitions as usize,
+                        ));
                 let equivalence =
                     decode_equivalence(n.equivalence.as_ref(), schema, ctx, self, converter)?;
                 Ok(Arc::new(UnresolvedShuffleExec::new(
@@ -348,14 +350,9 @@ impl PhysicalExtensionCodec for BallistaPhysicalExtensionCodec {
             Some(Node::ShuffleReader(n)) => {
                 let schema = decode_schema(&n.schema)?;
                 let partitions = ShuffleLocation::partitions_from_proto(&n.partitions)?;
-                let partitioning = decode_partitioning(
-                    &n.output_partitioning,
-                    ctx,
-                    &schema,
-                    self,
-                    converter,
-                )?
-                .unwrap_or(Partitioning::UnknownPartitioning(partitions.len()));
+                let partitioning =
+                    decode_partitioning(&n.output_partitioning, ctx, &schema, self, converter)?
+                        .unwrap_or(Partitioning::UnknownPartitioning(partitions.len()));
                 let equivalence = decode_equivalence(
                     n.equivalence.as_ref(),
                     Arc::clone(&schema),

@@ -9,9 +9,12 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{CastExpr, Literal};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion::physical_plan::sorts::partial_sort::PartialSortExec;
@@ -125,9 +128,9 @@ impl BallistaProtoConverter {
                             .map(|f| {
                                 Ok(proto::WindowExprAmendment {
                                     filter: match &f.filter {
-                                        Some(e) => self
-                                            .physical_expr_to_proto(e, codec)?
-                                            .encode_to_vec(),
+                                        Some(e) => {
+                                            self.physical_expr_to_proto(e, codec)?.encode_to_vec()
+                                        }
                                         None => Vec::new(),
                                     },
                                     ignore_nulls: f.ignore_nulls,
@@ -296,6 +299,17 @@ impl PhysicalProtoConverterExtension for BallistaProtoConverter {
         expr: &Arc<dyn PhysicalExpr>,
         codec: &dyn PhysicalExtensionCodec,
     ) -> DFResult<dfproto::PhysicalExprNode> {
+        // datafusion-proto writes a Float16 literal as a Float32 one: send a
+        // cast of the (exactly equal) Float32 value instead.
+        if let Some(literal) = expr.downcast_ref::<Literal>()
+            && let ScalarValue::Float16(value) = literal.value()
+        {
+            let as_f32: Arc<dyn PhysicalExpr> =
+                Arc::new(Literal::new(ScalarValue::Float32(value.map(f32::from))));
+            let cast: Arc<dyn PhysicalExpr> =
+                Arc::new(CastExpr::new(as_f32, DataType::Float16, None));
+            return serialize_physical_expr_with_converter(&cast, codec, self);
+        }
         serialize_physical_expr_with_converter(expr, codec, self)
     }
 }

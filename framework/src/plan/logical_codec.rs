@@ -25,32 +25,36 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+use datafusion::common::ScalarValue;
+use datafusion::common::file_options::file_type::FileType;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DFSchemaRef, TableReference};
 use datafusion::datasource::file_format::arrow::ArrowFormatFactory;
 use datafusion::datasource::file_format::csv::CsvFormatFactory;
 use datafusion::datasource::file_format::json::JsonFormatFactory;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::datasource::file_format::{
-    FileFormatFactory, format_as_file_type, file_type_to_format,
+    FileFormatFactory, file_type_to_format, format_as_file_type,
 };
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::source::DataSourceExec;
-use arrow::record_batch::RecordBatch;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source, source_as_provider};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::expr::Cast;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::logical_plan::FetchType;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     EmptyRelation, Expr, Extension, Limit, LogicalPlan, TableProviderFilterPushDown,
     UserDefinedLogicalNodeCore,
 };
-use datafusion::common::file_options::file_type::FileType;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
@@ -129,7 +133,14 @@ impl TableProvider for ShippedTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let mut plan = Arc::clone(&self.scan);
+        // Projected inside the scan where the scan can (an operator above it
+        // may be merged with a projection, which DataFusion 55 does not do
+        // correctly for lambda functions).
+        let projected = match projection {
+            Some(columns) if filters.is_empty() => project_memory_scan(&self.scan, columns)?,
+            _ => None,
+        };
+        let mut plan = projected.clone().unwrap_or_else(|| Arc::clone(&self.scan));
         // The client's table may have promised to apply these itself.
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
             let schema =
@@ -137,7 +148,7 @@ impl TableProvider for ShippedTable {
             let predicate = state.create_physical_expr(predicate, &schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
         }
-        if let Some(columns) = projection {
+        if let (None, Some(columns)) = (&projected, projection) {
             let exprs = columns
                 .iter()
                 .map(|&i| {
@@ -152,6 +163,56 @@ impl TableProvider for ShippedTable {
         }
         Ok(plan)
     }
+}
+
+/// The in-memory scan `scan` reading only `columns`, when it is one.
+fn project_memory_scan(
+    scan: &Arc<dyn ExecutionPlan>,
+    columns: &[usize],
+) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(memory) = scan
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|exec| exec.data_source().downcast_ref::<MemorySourceConfig>())
+    else {
+        return Ok(None);
+    };
+    if memory.projection().is_some() {
+        return Ok(None);
+    }
+    let projected = MemorySourceConfig::try_new(
+        memory.partitions(),
+        memory.original_schema(),
+        Some(columns.to_vec()),
+    )?
+    .with_show_sizes(memory.show_sizes())
+    .with_limit(scan.fetch());
+    // Orderings over columns the projection keeps still hold.
+    let orderings = memory
+        .sort_information()
+        .iter()
+        .filter_map(|ordering| {
+            let kept = ordering
+                .iter()
+                .map(|sort| {
+                    let column = sort
+                        .expr
+                        .downcast_ref::<datafusion::physical_expr::expressions::Column>()?;
+                    let position = columns.iter().position(|&c| c == column.index())?;
+                    Some(datafusion::physical_expr::PhysicalSortExpr::new(
+                        Arc::new(datafusion::physical_expr::expressions::Column::new(
+                            column.name(),
+                            position,
+                        )),
+                        sort.options,
+                    ))
+                })
+                .map_while(|s| s)
+                .collect::<Vec<_>>();
+            datafusion::physical_expr::LexOrdering::new(kept)
+        })
+        .collect::<Vec<_>>();
+    let projected = projected.try_with_sort_information(orderings)?;
+    Ok(Some(DataSourceExec::from_data_source(projected)))
 }
 
 /// An empty relation with its schema.
@@ -183,7 +244,11 @@ impl UserDefinedLogicalNodeCore for EmptyRelationNode {
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "EmptyRelation: rows={}", u8::from(self.produce_one_row))
     }
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DFResult<Self> {
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        _inputs: Vec<LogicalPlan>,
+    ) -> DFResult<Self> {
         Ok(self.clone())
     }
 }
@@ -219,7 +284,11 @@ impl UserDefinedLogicalNodeCore for CopyOptionsNode {
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "CopyOptions: {:?}", self.options)
     }
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> DFResult<Self> {
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> DFResult<Self> {
         let input = inputs
             .pop()
             .ok_or_else(|| malformed("CopyOptions", "no input"))?;
@@ -438,17 +507,19 @@ fn too_big(name: &TableReference, bytes: usize) -> DFResult<()> {
 /// The name of a COPY's file format when it carries no options of its own.
 fn default_format_name(file_type: &Arc<dyn FileType>) -> DFResult<Option<&'static str>> {
     let format = file_type_to_format(file_type)?;
-    Ok(if let Some(csv) = format.downcast_ref::<CsvFormatFactory>() {
-        csv.options.is_none().then_some("csv")
-    } else if let Some(json) = format.downcast_ref::<JsonFormatFactory>() {
-        json.options.is_none().then_some("json")
-    } else if let Some(parquet) = format.downcast_ref::<ParquetFormatFactory>() {
-        parquet.options.is_none().then_some("parquet")
-    } else if format.is::<ArrowFormatFactory>() {
-        Some("arrow")
-    } else {
-        None
-    })
+    Ok(
+        if let Some(csv) = format.downcast_ref::<CsvFormatFactory>() {
+            csv.options.is_none().then_some("csv")
+        } else if let Some(json) = format.downcast_ref::<JsonFormatFactory>() {
+            json.options.is_none().then_some("json")
+        } else if let Some(parquet) = format.downcast_ref::<ParquetFormatFactory>() {
+            parquet.options.is_none().then_some("parquet")
+        } else if format.is::<ArrowFormatFactory>() {
+            Some("arrow")
+        } else {
+            None
+        },
+    )
 }
 
 /// A file format without options of its own, by name.
@@ -461,6 +532,27 @@ fn default_format(name: &str) -> DFResult<Option<Arc<dyn FileFormatFactory>>> {
         "arrow" => Arc::new(ArrowFormatFactory::new()),
         other => return Err(malformed("COPY", format!("unknown file format {other}"))),
     }))
+}
+
+/// datafusion-proto writes a Float16 literal as a Float32 one, which changes
+/// the type of everything computed from it: the literal travels as a cast of
+/// the (exactly equal) Float32 value instead, under its original name.
+fn float16_literals_as_casts(plan: LogicalPlan) -> DFResult<Transformed<LogicalPlan>> {
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|expr| {
+        let name = names.save(&expr);
+        let rewritten = expr.transform_up(|e| match e {
+            Expr::Literal(ScalarValue::Float16(value), metadata) => {
+                let as_f32 = Expr::Literal(ScalarValue::Float32(value.map(f32::from)), metadata);
+                Ok(Transformed::yes(Expr::Cast(Cast::new(
+                    Box::new(as_f32),
+                    DataType::Float16,
+                ))))
+            }
+            other => Ok(Transformed::no(other)),
+        })?;
+        Ok(rewritten.update_data(|e| name.restore(e)))
+    })
 }
 
 /// Serializes a client's (optimized) logical plan for the scheduler, with
@@ -487,6 +579,8 @@ pub async fn encode_client_plan(plan: &LogicalPlan, session: &dyn Session) -> DF
     }
     let prepared = plan
         .clone()
+        .transform_up_with_subqueries(float16_literals_as_casts)?
+        .data
         .transform_up_with_subqueries(|node| match node {
             LogicalPlan::TableScan(mut scan) => {
                 let Ok(provider) = source_as_provider(&scan.source) else {
@@ -500,17 +594,20 @@ pub async fn encode_client_plan(plan: &LogicalPlan, session: &dyn Session) -> DF
                     None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
                 }
             }
-            LogicalPlan::EmptyRelation(empty) => Ok(Transformed::yes(LogicalPlan::Extension(
-                Extension {
+            LogicalPlan::EmptyRelation(empty) => {
+                Ok(Transformed::yes(LogicalPlan::Extension(Extension {
                     node: Arc::new(EmptyRelationNode {
                         produce_one_row: empty.produce_one_row,
                         schema: empty.schema,
                     }),
-                },
-            ))),
+                })))
+            }
             LogicalPlan::Copy(copy) => {
-                let mut options: Vec<(String, String)> =
-                    copy.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let mut options: Vec<(String, String)> = copy
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 options.sort();
                 let default_format = default_format_name(&copy.file_type)?.unwrap_or_default();
                 Ok(Transformed::yes(LogicalPlan::Extension(Extension {

@@ -49,9 +49,9 @@ pub(crate) use leaf_node_methods;
 mod amend;
 mod cancellation;
 mod codec;
-mod converter;
 mod collected_joins;
 mod compact;
+mod converter;
 mod logical_codec;
 mod shuffle_reader;
 mod shuffle_writer;
@@ -62,8 +62,8 @@ mod window_filters;
 
 pub use cancellation::{CancelFlag, CancellableExec, with_cancellation};
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
-pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};
 pub use collected_joins::distribute_collected_joins;
+pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};
 pub use logical_codec::{
     BallistaLogicalCodec, MAX_SHIPPED_TABLE_BYTES, ShippedTable, decode_client_plan,
     encode_client_plan,

@@ -41,6 +41,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::physical_planning_context::ScalarSubqueryResults;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
@@ -57,15 +58,13 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::scalar_subquery::{ScalarSubqueryExec, ScalarSubqueryLink};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::{
     Distribution, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     replace_children_if_necessary,
 };
 
 use super::{
-    ShuffleReadMode, ShuffleReaderExec, ShuffleWriterExec, UnresolvedShuffleExec,
-    read_equivalence,
+    ShuffleReadMode, ShuffleReaderExec, ShuffleWriterExec, UnresolvedShuffleExec, read_equivalence,
 };
 use crate::error::{BallistaError, Result};
 use crate::ids::{JobId, StageId};

@@ -59,7 +59,7 @@ impl JobPlanner {
     pub async fn try_new(config: &BallistaConfig) -> Result<Self> {
         let stores = config.object_store_registry()?;
         let runtime = RuntimeEnvBuilder::new()
-        .with_cache_manager(crate::util::cache_settings())
+            .with_cache_manager(crate::util::cache_settings())
             .with_object_store_registry(Arc::clone(&stores) as _)
             .build_arc()?;
         let shuffle_root = object_store_shuffle_root(&config.settings);

@@ -66,7 +66,10 @@ impl Exclusions {
             .chain(list.statements.iter().map(|s| (&s.starts_with, &s.reason)))
         {
             if reason.trim().is_empty() {
-                return Err(format!("{}: '{what}' is excluded without a reason", path.display()));
+                return Err(format!(
+                    "{}: '{what}' is excluded without a reason",
+                    path.display()
+                ));
             }
         }
         Ok(list)
@@ -112,7 +115,10 @@ impl Exclusions {
 fn strip_leading_comments(sql: &str) -> &str {
     let mut rest = sql.trim_start();
     while let Some(after) = rest.strip_prefix("--") {
-        rest = after.split_once('\n').map_or("", |(_, tail)| tail).trim_start();
+        rest = after
+            .split_once('\n')
+            .map_or("", |(_, tail)| tail)
+            .trim_start();
     }
     rest
 }
@@ -144,7 +150,10 @@ mod tests {
         assert_eq!(list.file("avro.slt"), Some("r2"));
         assert_eq!(list.file("avro2.slt"), None);
         assert_eq!(list.record("window.slt:10", "select 1"), Some("r3"));
-        assert_eq!(list.record("a.slt:1", "-- c\n  EXPLAIN select 1"), Some("r4"));
+        assert_eq!(
+            list.record("a.slt:1", "-- c\n  EXPLAIN select 1"),
+            Some("r4")
+        );
         assert_eq!(list.record("a.slt:1", "select 'explain'"), None);
     }
 }

@@ -52,7 +52,8 @@ pub fn suite_root() -> Result<PathBuf, String> {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .or_else(|| {
-                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ballista-target"))
+                    std::env::var_os("HOME")
+                        .map(|h| PathBuf::from(h).join(".cache/ballista-target"))
                 })
                 .ok_or("neither BALLISTA_SLT_DIR, CARGO_TARGET_DIR nor HOME is set")?;
             target.join("sqllogictest").join(SUITE_CRATE)
@@ -288,9 +289,7 @@ pub fn local_session() -> SessionContext {
 }
 
 /// A session on the cluster behind `scheduler_url`, with the same settings.
-pub async fn remote_session(
-    scheduler_url: &str,
-) -> datafusion::error::Result<SessionContext> {
+pub async fn remote_session(scheduler_url: &str) -> datafusion::error::Result<SessionContext> {
     use ballista::client::SessionContextExt;
     let ctx = SessionContext::remote(scheduler_url).await?;
     for (key, value) in SESSION_SETTINGS {
@@ -397,7 +396,10 @@ fn location(loc: &sqllogictest::Location, test_files: &Path) -> String {
             let base = test_files.canonicalize().ok()?;
             file.strip_prefix(base).ok().map(Path::to_path_buf)
         })
-        .map_or_else(|| loc.file().to_string(), |p| p.to_string_lossy().into_owned());
+        .map_or_else(
+            || loc.file().to_string(),
+            |p| p.to_string_lossy().into_owned(),
+        );
     format!("{relative}:{}", loc.line())
 }
 

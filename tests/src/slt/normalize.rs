@@ -139,11 +139,10 @@ pub fn cell(column: &ArrayRef, row: usize) -> Result<String, ArrowError> {
     Ok(match column.data_type() {
         DataType::Null => "NULL".to_string(),
         DataType::Boolean => column.as_boolean().value(row).to_string(),
-        DataType::Float16 => {
-            float_text(f64::from(column.as_primitive::<Float16Type>().value(row)), || {
-                column.as_primitive::<Float16Type>().value(row).to_string()
-            })
-        }
+        DataType::Float16 => float_text(
+            f64::from(column.as_primitive::<Float16Type>().value(row)),
+            || column.as_primitive::<Float16Type>().value(row).to_string(),
+        ),
         DataType::Float32 => float_text(
             f64::from(column.as_primitive::<Float32Type>().value(row)),
             || column.as_primitive::<Float32Type>().value(row).to_string(),
