@@ -127,7 +127,7 @@ impl DistributedQueryPlanner {
         &self,
         logical_plan: &LogicalPlan,
         session: &dyn Session,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+    ) -> DFResult<DistributedQueryExec> {
         let bytes = match encode_client_plan(logical_plan, session).await {
             Ok(bytes) => bytes,
             Err(e) => return Err(self.cannot_send(e, logical_plan, session).await),
@@ -136,7 +136,7 @@ impl DistributedQueryPlanner {
             .config()
             .get_extension::<JobProgressListener>()
             .map(|l| l.as_ref().clone());
-        Ok(Arc::new(DistributedQueryExec::new(
+        Ok(DistributedQueryExec::new(
             self.scheduler.clone(),
             self.flight.clone(),
             bytes,
@@ -144,7 +144,7 @@ impl DistributedQueryPlanner {
             session.session_id().to_string(),
             Arc::new(logical_plan.schema().as_arrow().clone()),
             listener,
-        )))
+        ))
     }
 }
 
@@ -161,7 +161,7 @@ impl QueryPlanner for DistributedQueryPlanner {
                     .create_physical_plan(logical_plan, session)
                     .await
             }
-            Placement::Cluster => self.on_cluster(logical_plan, session).await,
+            Placement::Cluster => Ok(Arc::new(self.on_cluster(logical_plan, session).await?)),
             Placement::InsertLocally => {
                 let LogicalPlan::Dml(dml) = logical_plan else {
                     return Err(
@@ -171,7 +171,11 @@ impl QueryPlanner for DistributedQueryPlanner {
                 let WriteOp::Insert(op) = dml.op else {
                     return Err(BallistaError::Internal("an insert without its mode".into()).into());
                 };
-                let rows = self.on_cluster(&dml.input, session).await?;
+                let rows = Arc::new(
+                    self.on_cluster(&dml.input, session)
+                        .await?
+                        .with_strict_nullability(true),
+                );
                 let target = source_as_provider(&dml.target)?;
                 target.insert_into(session, rows, op).await
             }

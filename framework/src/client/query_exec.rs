@@ -19,6 +19,7 @@ use super::SchedulerClient;
 use crate::error::{BallistaError, Result};
 use crate::flight::FlightClientPool;
 use crate::ids::JobId;
+use crate::plan::{conform, conform_strict};
 use crate::plugin::shuffle::ShuffleLocation;
 use crate::proto::{self, JobState};
 
@@ -44,6 +45,7 @@ pub struct DistributedQueryExec {
     schema: SchemaRef,
     listener: Option<JobProgressListener>,
     properties: Arc<PlanProperties>,
+    strict_nullability: bool,
 }
 
 impl DistributedQueryExec {
@@ -72,7 +74,15 @@ impl DistributedQueryExec {
             schema,
             listener,
             properties,
+            strict_nullability: false,
         }
+    }
+
+    /// Fails on a NULL in a column the plan declares non-nullable (the rows
+    /// are about to be written into a table that requires it).
+    pub fn with_strict_nullability(mut self, strict: bool) -> Self {
+        self.strict_nullability = strict;
+        self
     }
 }
 
@@ -123,7 +133,22 @@ impl ExecutionPlan for DistributedQueryExec {
             Arc::clone(&self.schema),
             self.listener.clone(),
         );
-        let batches = futures::stream::once(job).try_flatten();
+        // Rows come back exactly as the plan declared them: types that
+        // crossed the wire in another form, and the nullability the client
+        // planned (a NULL where the plan promised none fails here, as it
+        // would single-process).
+        let schema = Arc::clone(&self.schema);
+        let strict = self.strict_nullability;
+        let batches = futures::stream::once(job)
+            .try_flatten()
+            .and_then(move |batch| {
+                let conformed = if strict {
+                    conform_strict(batch, &schema)
+                } else {
+                    conform(batch, &schema)
+                };
+                futures::future::ready(conformed.map_err(DataFusionError::from))
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             batches,

@@ -101,7 +101,23 @@ pub enum BallistaError {
     /// An error raised by DataFusion in this process; its kind is derived from
     /// its content when it is sent over the wire.
     #[error(transparent)]
-    DataFusion(#[from] DataFusionError),
+    DataFusion(DataFusionError),
+}
+
+impl From<DataFusionError> for BallistaError {
+    /// A Ballista error that travelled through DataFusion as `External`
+    /// comes back out as itself rather than wrapped a second time.
+    fn from(error: DataFusionError) -> Self {
+        match error {
+            DataFusionError::External(inner) if inner.is::<BallistaError>() => {
+                match inner.downcast::<BallistaError>() {
+                    Ok(ballista) => *ballista,
+                    Err(other) => BallistaError::DataFusion(DataFusionError::External(other)),
+                }
+            }
+            other => BallistaError::DataFusion(other),
+        }
+    }
 }
 
 impl BallistaError {

@@ -28,6 +28,17 @@ use datafusion::physical_plan::windows::{
 };
 use datafusion::physical_plan::{PhysicalExpr, WindowExpr};
 
+use arrow::csv::WriterBuilder;
+use datafusion::common::file_options::csv_writer::CsvWriterOptions;
+use datafusion::datasource::file_format::csv::CsvSink;
+use datafusion::datasource::physical_plan::FileSink;
+use datafusion::datasource::sink::DataSinkExec;
+
+use datafusion::common::parsers::CompressionTypeVariant;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::physical_plan::{CsvSource, FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::source::DataSourceExec;
+
 use super::window_filters;
 use crate::error::BallistaError;
 use crate::proto;
@@ -43,6 +54,10 @@ pub(crate) enum Amendment {
     Window(Vec<WindowFacts>),
     /// An aggregate with grouping sets but no grouping expression.
     Aggregate(proto::AggregateAmendment),
+    /// A CSV writer's date and time formats.
+    CsvSink(proto::CsvSinkAmendment),
+    /// A file scan's compression and CSV terminator.
+    FileScan(proto::FileScanAmendment),
 }
 
 /// What datafusion-proto drops from one window expression.
@@ -75,6 +90,48 @@ pub(crate) fn amendment_for(plan: &Arc<dyn ExecutionPlan>) -> DFResult<Option<Am
             return Ok(None);
         }
         return Ok(Some(Amendment::Window(facts)));
+    }
+    if let Some(scan) = plan.downcast_ref::<DataSourceExec>()
+        && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
+    {
+        let csv = config.file_source().downcast_ref::<CsvSource>();
+        if let Some(csv) = csv
+            && format!("{csv:?}").contains("null_regex: Some(")
+        {
+            return Err(BallistaError::NotSupported(
+                "a CSV table with format.null_regex cannot be read on the cluster: \
+                 DataFusion 55 cannot send that option to executors"
+                    .into(),
+            )
+            .into());
+        }
+        let compression = match config.file_compression_type.get_variant() {
+            CompressionTypeVariant::UNCOMPRESSED => "",
+            CompressionTypeVariant::GZIP => "gzip",
+            CompressionTypeVariant::BZIP2 => "bzip2",
+            CompressionTypeVariant::XZ => "xz",
+            CompressionTypeVariant::ZSTD => "zstd",
+        };
+        let csv_terminator = csv.and_then(CsvSource::terminator).map(u32::from);
+        if compression.is_empty() && csv_terminator.is_none() {
+            return Ok(None);
+        }
+        return Ok(Some(Amendment::FileScan(proto::FileScanAmendment {
+            compression: compression.to_string(),
+            csv_terminator,
+        })));
+    }
+    if let Some(sink) = plan.downcast_ref::<DataSinkExec>()
+        && let Some(csv) = sink.sink().downcast_ref::<CsvSink>()
+    {
+        let writer = &csv.writer_options().writer_options;
+        return Ok(Some(Amendment::CsvSink(proto::CsvSinkAmendment {
+            date_format: writer.date_format().map(str::to_string),
+            datetime_format: writer.datetime_format().map(str::to_string),
+            timestamp_format: writer.timestamp_format().map(str::to_string),
+            timestamp_tz_format: writer.timestamp_tz_format().map(str::to_string),
+            time_format: writer.time_format().map(str::to_string),
+        })));
     }
     if let Some(aggregate) = plan.downcast_ref::<AggregateExec>() {
         let group_by = aggregate.group_expr();
@@ -272,6 +329,89 @@ fn amend_window_expr(
         expr.partition_by(),
         expr.order_by(),
         frame,
+    )))
+}
+
+/// Applies a file scan's compression and CSV terminator to the node
+/// datafusion-proto rebuilt.
+pub(crate) fn amend_file_scan(
+    plan: Arc<dyn ExecutionPlan>,
+    facts: &proto::FileScanAmendment,
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    let config = plan
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|scan| scan.data_source().downcast_ref::<FileScanConfig>())
+        .ok_or_else(|| internal("a file scan amendment arrived for another node"))?;
+    let compression = match facts.compression.as_str() {
+        "" => CompressionTypeVariant::UNCOMPRESSED,
+        "gzip" => CompressionTypeVariant::GZIP,
+        "bzip2" => CompressionTypeVariant::BZIP2,
+        "xz" => CompressionTypeVariant::XZ,
+        "zstd" => CompressionTypeVariant::ZSTD,
+        other => return Err(internal(format!("unknown file compression {other}"))),
+    };
+    let mut builder = FileScanConfigBuilder::from(config.clone())
+        .with_file_compression_type(FileCompressionType::from(compression));
+    if let Some(terminator) = facts.csv_terminator {
+        let csv = config
+            .file_source()
+            .downcast_ref::<CsvSource>()
+            .ok_or_else(|| internal("a CSV terminator arrived for another file format"))?;
+        let terminator = u8::try_from(terminator)
+            .map_err(|_| internal(format!("CSV terminator {terminator} is not a byte")))?;
+        builder = builder.with_source(Arc::new(csv.with_terminator(Some(terminator))));
+    }
+    Ok(DataSourceExec::from_data_source(builder.build()))
+}
+
+/// Applies a CSV writer's formats to the node datafusion-proto rebuilt.
+pub(crate) fn amend_csv_sink(
+    plan: Arc<dyn ExecutionPlan>,
+    formats: &proto::CsvSinkAmendment,
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    let exec = plan
+        .downcast_ref::<DataSinkExec>()
+        .ok_or_else(|| internal("a CSV writer amendment arrived for another node"))?;
+    let sink = exec
+        .sink()
+        .downcast_ref::<CsvSink>()
+        .ok_or_else(|| internal("a CSV writer amendment arrived for another sink"))?;
+    let decoded = &sink.writer_options().writer_options;
+    let mut writer = WriterBuilder::new()
+        .with_header(decoded.header())
+        .with_delimiter(decoded.delimiter())
+        .with_quote(decoded.quote())
+        .with_escape(decoded.escape())
+        .with_double_quote(decoded.double_quote())
+        .with_null(decoded.null().to_string())
+        .with_ignore_leading_whitespace(decoded.ignore_leading_whitespace())
+        .with_ignore_trailing_whitespace(decoded.ignore_trailing_whitespace())
+        .with_quote_style(decoded.quote_style())
+        .with_line_terminator(decoded.line_terminator().clone());
+    if let Some(f) = &formats.date_format {
+        writer = writer.with_date_format(f.clone());
+    }
+    if let Some(f) = &formats.datetime_format {
+        writer = writer.with_datetime_format(f.clone());
+    }
+    if let Some(f) = &formats.timestamp_format {
+        writer = writer.with_timestamp_format(f.clone());
+    }
+    if let Some(f) = &formats.timestamp_tz_format {
+        writer = writer.with_timestamp_tz_format(f.clone());
+    }
+    if let Some(f) = &formats.time_format {
+        writer = writer.with_time_format(f.clone());
+    }
+    let options = CsvWriterOptions {
+        writer_options: writer,
+        ..sink.writer_options().clone()
+    };
+    let sink = CsvSink::new(sink.config().clone(), options);
+    Ok(Arc::new(DataSinkExec::new(
+        Arc::clone(exec.input()),
+        Arc::new(sink),
+        exec.sort_order().clone(),
     )))
 }
 

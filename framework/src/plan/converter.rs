@@ -141,6 +141,8 @@ impl BallistaProtoConverter {
                     })
                 }
                 Amendment::Aggregate(a) => proto::amended_node::Amendment::Aggregate(a),
+                Amendment::CsvSink(c) => proto::amended_node::Amendment::CsvSink(c),
+                Amendment::FileScan(f) => proto::amended_node::Amendment::FileScan(f),
             };
             let node = Node::Amended(proto::AmendedNode {
                 datafusion: datafusion.encode_to_vec(),
@@ -189,6 +191,8 @@ impl BallistaProtoConverter {
                 amend::amend_window(plan, facts)
             }
             Some(proto::amended_node::Amendment::Aggregate(a)) => amend::amend_aggregate(plan, a),
+            Some(proto::amended_node::Amendment::CsvSink(c)) => amend::amend_csv_sink(plan, c),
+            Some(proto::amended_node::Amendment::FileScan(f)) => amend::amend_file_scan(plan, f),
             None => Ok(plan),
         }
     }

@@ -52,17 +52,20 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::logical_plan::FetchType;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    EmptyRelation, Expr, Extension, Limit, LogicalPlan, TableProviderFilterPushDown,
-    UserDefinedLogicalNodeCore,
+    EmptyRelation, Expr, Extension, Limit, LogicalPlan, RecursiveQuery,
+    TableProviderFilterPushDown, UserDefinedLogicalNodeCore, Values,
 };
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion_proto::logical_plan::from_proto::parse_exprs;
+use datafusion_proto::logical_plan::to_proto::serialize_exprs;
 use datafusion_proto::logical_plan::{DefaultLogicalExtensionCodec, LogicalExtensionCodec};
 use datafusion_proto::protobuf as dfproto;
 use prost::Message;
 
 use super::converter::{decode_physical_plan, encode_physical_plan};
+use super::wire_types::{conform, wire_schema};
 use crate::error::BallistaError;
 use crate::proto::{self, ballista_logical_node::Node};
 
@@ -136,11 +139,17 @@ impl TableProvider for ShippedTable {
         // Projected inside the scan where the scan can (an operator above it
         // may be merged with a projection, which DataFusion 55 does not do
         // correctly for lambda functions).
+        let wire_types = self.scan.schema().fields() != self.schema.fields();
         let projected = match projection {
-            Some(columns) if filters.is_empty() => project_memory_scan(&self.scan, columns)?,
+            Some(columns) if filters.is_empty() && !wire_types => {
+                project_memory_scan(&self.scan, columns)?
+            }
             _ => None,
         };
         let mut plan = projected.clone().unwrap_or_else(|| Arc::clone(&self.scan));
+        if wire_types {
+            plan = cast_to(plan, &self.schema)?;
+        }
         // The client's table may have promised to apply these itself.
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
             let schema =
@@ -163,6 +172,28 @@ impl TableProvider for ShippedTable {
         }
         Ok(plan)
     }
+}
+
+/// `plan` with its columns cast to the types of `schema`.
+fn cast_to(plan: Arc<dyn ExecutionPlan>, schema: &SchemaRef) -> DFResult<Arc<dyn ExecutionPlan>> {
+    use datafusion::physical_expr::expressions::{CastExpr, Column};
+    let exprs = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let column: Arc<dyn datafusion::physical_plan::PhysicalExpr> =
+                Arc::new(Column::new(field.name(), i));
+            let expr: Arc<dyn datafusion::physical_plan::PhysicalExpr> =
+                if plan.schema().field(i).data_type() == field.data_type() {
+                    column
+                } else {
+                    Arc::new(CastExpr::new(column, field.data_type().clone(), None))
+                };
+            (expr, field.name().to_string())
+        })
+        .collect::<Vec<_>>();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
 }
 
 /// The in-memory scan `scan` reading only `columns`, when it is one.
@@ -300,6 +331,105 @@ impl UserDefinedLogicalNodeCore for CopyOptionsNode {
     }
 }
 
+/// A recursive query with the schema the client planned it with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RecursiveQueryNode {
+    name: String,
+    is_distinct: bool,
+    static_term: LogicalPlan,
+    recursive_term: LogicalPlan,
+    schema: DFSchemaRef,
+}
+
+impl PartialOrd for RecursiveQueryNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (self == other).then_some(Ordering::Equal)
+    }
+}
+
+impl UserDefinedLogicalNodeCore for RecursiveQueryNode {
+    fn name(&self) -> &str {
+        "RecursiveQuery"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.static_term, &self.recursive_term]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "RecursiveQuery: name={}, is_distinct={}",
+            self.name, self.is_distinct
+        )
+    }
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> DFResult<Self> {
+        let [static_term, recursive_term]: [LogicalPlan; 2] = inputs
+            .try_into()
+            .map_err(|_| malformed("RecursiveQuery", "needs two inputs"))?;
+        Ok(Self {
+            static_term,
+            recursive_term,
+            ..self.clone()
+        })
+    }
+}
+
+/// VALUES with the schema the client planned it with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ValuesNode {
+    schema: DFSchemaRef,
+    values: Vec<Vec<Expr>>,
+}
+
+impl PartialOrd for ValuesNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (self == other).then_some(Ordering::Equal)
+    }
+}
+
+impl UserDefinedLogicalNodeCore for ValuesNode {
+    fn name(&self) -> &str {
+        "Values"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        Vec::new()
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        self.values.iter().flatten().cloned().collect()
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "Values: {} row(s)", self.values.len())
+    }
+    fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DFResult<Self> {
+        let columns = self.schema.fields().len().max(1);
+        Ok(Self {
+            schema: Arc::clone(&self.schema),
+            values: exprs.chunks(columns).map(<[Expr]>::to_vec).collect(),
+        })
+    }
+}
+
+fn encode_df_schema(schema: &DFSchemaRef) -> DFResult<Vec<u8>> {
+    Ok(dfproto::DfSchema::try_from(schema)
+        .map_err(|e| malformed("schema", e))?
+        .encode_to_vec())
+}
+
+fn decode_df_schema(bytes: &[u8]) -> DFResult<DFSchemaRef> {
+    dfproto::DfSchema::decode(bytes)
+        .map_err(|e| malformed("schema", e))?
+        .try_into()
+        .map_err(|e| malformed("schema", e))
+}
+
 /// Encodes and decodes what [`encode_client_plan`] adds to a logical plan.
 #[derive(Debug, Default)]
 pub struct BallistaLogicalCodec;
@@ -309,20 +439,36 @@ impl LogicalExtensionCodec for BallistaLogicalCodec {
         &self,
         buf: &[u8],
         inputs: &[LogicalPlan],
-        _ctx: &TaskContext,
+        ctx: &TaskContext,
     ) -> DFResult<Extension> {
         let node = proto::BallistaLogicalNode::decode(buf)
             .map_err(|e| malformed("Ballista logical node", e))?;
         let node: Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode> = match node.node {
-            Some(Node::EmptyRelation(n)) => {
-                let schema = dfproto::DfSchema::decode(n.schema.as_slice())
-                    .map_err(|e| malformed("empty relation schema", e))?;
-                let schema: DFSchemaRef = schema
-                    .try_into()
-                    .map_err(|e| malformed("empty relation schema", e))?;
-                Arc::new(EmptyRelationNode {
-                    produce_one_row: n.produce_one_row,
-                    schema,
+            Some(Node::EmptyRelation(n)) => Arc::new(EmptyRelationNode {
+                produce_one_row: n.produce_one_row,
+                schema: decode_df_schema(&n.schema)?,
+            }),
+            Some(Node::Values(n)) => {
+                let exprs = dfproto::LogicalExprNodeCollection::decode(n.values.as_slice())
+                    .map_err(|e| malformed("VALUES", e))?;
+                let exprs = parse_exprs(&exprs.logical_expr_nodes, ctx, self)
+                    .map_err(|e| malformed("VALUES", e))?;
+                let columns = (n.columns as usize).max(1);
+                Arc::new(ValuesNode {
+                    schema: decode_df_schema(&n.schema)?,
+                    values: exprs.chunks(columns).map(<[Expr]>::to_vec).collect(),
+                })
+            }
+            Some(Node::RecursiveQuery(n)) => {
+                let [static_term, recursive_term] = inputs else {
+                    return Err(malformed("RecursiveQuery", "needs two inputs"));
+                };
+                Arc::new(RecursiveQueryNode {
+                    name: n.name,
+                    is_distinct: n.is_distinct,
+                    static_term: static_term.clone(),
+                    recursive_term: recursive_term.clone(),
+                    schema: decode_df_schema(&n.schema)?,
                 })
             }
             Some(Node::CopyOptions(n)) => {
@@ -343,11 +489,26 @@ impl LogicalExtensionCodec for BallistaLogicalCodec {
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DFResult<()> {
         let any = node.node.as_any();
         let encoded = if let Some(n) = any.downcast_ref::<EmptyRelationNode>() {
-            let schema = dfproto::DfSchema::try_from(&n.schema)
-                .map_err(|e| malformed("empty relation schema", e))?;
             Node::EmptyRelation(proto::EmptyRelationNode {
                 produce_one_row: n.produce_one_row,
-                schema: schema.encode_to_vec(),
+                schema: encode_df_schema(&n.schema)?,
+            })
+        } else if let Some(n) = any.downcast_ref::<ValuesNode>() {
+            let exprs: Vec<Expr> = n.values.iter().flatten().cloned().collect();
+            let nodes = serialize_exprs(&exprs, self).map_err(|e| malformed("VALUES", e))?;
+            Node::Values(proto::ValuesNode {
+                schema: encode_df_schema(&n.schema)?,
+                values: dfproto::LogicalExprNodeCollection {
+                    logical_expr_nodes: nodes,
+                }
+                .encode_to_vec(),
+                columns: n.schema.fields().len() as u32,
+            })
+        } else if let Some(n) = any.downcast_ref::<RecursiveQueryNode>() {
+            Node::RecursiveQuery(proto::RecursiveQueryNode {
+                name: n.name.clone(),
+                is_distinct: n.is_distinct,
+                schema: encode_df_schema(&n.schema)?,
             })
         } else if let Some(n) = any.downcast_ref::<CopyOptionsNode>() {
             Node::CopyOptions(proto::CopyOptionsNode {
@@ -376,7 +537,7 @@ impl LogicalExtensionCodec for BallistaLogicalCodec {
         ctx: &TaskContext,
     ) -> DFResult<Arc<dyn TableProvider>> {
         let scan = decode_physical_plan(buf, ctx)?;
-        if scan.schema().fields() != schema.fields() {
+        if scan.schema().fields() != wire_schema(&schema).fields() {
             return Err(malformed(
                 "table",
                 format!("the scan of {table_ref} does not return the table's columns"),
@@ -441,14 +602,25 @@ async fn ship(
 ) -> DFResult<ShippingTable> {
     let schema = provider.schema();
     let scan = with_table_schema(provider.scan(session, None, &[], None).await?)?;
-    let bytes = match encode_physical_plan(&scan) {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let rows = collect(scan, session.task_ctx()).await?;
+    // Columns of a type Arrow IPC cannot write travel as their wire type.
+    let wire = wire_schema(&schema);
+    let encoded = if Arc::ptr_eq(&wire, &schema) {
+        encode_physical_plan(&scan).ok()
+    } else {
+        None
+    };
+    let bytes = match encoded {
+        Some(bytes) => bytes,
+        None => {
+            let rows = collect(scan, session.task_ctx())
+                .await?
+                .into_iter()
+                .map(|batch| conform(batch, &wire).map_err(DataFusionError::from))
+                .collect::<DFResult<Vec<_>>>()?;
             let size: usize = rows.iter().map(|b| b.get_array_memory_size()).sum();
             too_big(name, size)?;
             let exec: Arc<dyn ExecutionPlan> =
-                MemorySourceConfig::try_new_exec(&[rows], Arc::clone(&schema), None)?;
+                MemorySourceConfig::try_new_exec(&[rows], wire, None)?;
             encode_physical_plan(&exec)?
         }
     };
@@ -602,6 +774,25 @@ pub async fn encode_client_plan(plan: &LogicalPlan, session: &dyn Session) -> DF
                     }),
                 })))
             }
+            LogicalPlan::Values(values) => {
+                Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+                    node: Arc::new(ValuesNode {
+                        schema: values.schema,
+                        values: values.values,
+                    }),
+                })))
+            }
+            LogicalPlan::RecursiveQuery(query) => {
+                Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+                    node: Arc::new(RecursiveQueryNode {
+                        name: query.name,
+                        is_distinct: query.is_distinct,
+                        static_term: Arc::unwrap_or_clone(query.static_term),
+                        recursive_term: Arc::unwrap_or_clone(query.recursive_term),
+                        schema: query.schema,
+                    }),
+                })))
+            }
             LogicalPlan::Copy(copy) => {
                 let mut options: Vec<(String, String)> = copy
                     .options
@@ -643,6 +834,21 @@ pub fn decode_client_plan(bytes: &[u8], ctx: &TaskContext) -> DFResult<LogicalPl
                 return Ok(Transformed::yes(LogicalPlan::EmptyRelation(EmptyRelation {
                     produce_one_row: empty.produce_one_row,
                     schema: Arc::clone(&empty.schema),
+                })));
+            }
+            if let Some(values) = any.downcast_ref::<ValuesNode>() {
+                return Ok(Transformed::yes(LogicalPlan::Values(Values {
+                    schema: Arc::clone(&values.schema),
+                    values: values.values.clone(),
+                })));
+            }
+            if let Some(query) = any.downcast_ref::<RecursiveQueryNode>() {
+                return Ok(Transformed::yes(LogicalPlan::RecursiveQuery(RecursiveQuery {
+                    name: query.name.clone(),
+                    static_term: Arc::new(query.static_term.clone()),
+                    recursive_term: Arc::new(query.recursive_term.clone()),
+                    is_distinct: query.is_distinct,
+                    schema: Arc::clone(&query.schema),
                 })));
             }
             if let Some(copy) = any.downcast_ref::<CopyOptionsNode>()

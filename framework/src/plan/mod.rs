@@ -59,6 +59,7 @@ mod stages;
 mod task_env;
 mod unresolved_shuffle;
 mod window_filters;
+mod wire_types;
 
 pub use cancellation::{CancelFlag, CancellableExec, with_cancellation};
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
@@ -78,3 +79,4 @@ pub use stages::{DistributedPlan, StagePlan, resolve_shuffle_reads, split_into_s
 pub use task_env::TaskEnv;
 pub use unresolved_shuffle::{ShuffleReadMode, UnresolvedShuffleExec, read_equivalence};
 pub use window_filters::record_window_filters;
+pub use wire_types::{conform, conform_strict, wire_schema};

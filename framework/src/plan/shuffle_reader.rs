@@ -16,6 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::TaskEnv;
 use super::unresolved_shuffle::read_properties;
+use super::wire_types::{conform, wire_schema};
 use crate::error::BallistaError;
 use crate::flight::FlightClientPool;
 use crate::ids::StageId;
@@ -135,7 +136,7 @@ impl ExecutionPlan for ShuffleReaderExec {
                 Ok(env) => (
                     Arc::clone(&env.shuffle_reader),
                     ShuffleReadContext {
-                        schema: Arc::clone(&self.schema),
+                        schema: wire_schema(&self.schema),
                         local_executor: Some(env.executor.id.clone()),
                         work_dir: Some(env.work_dir.clone()),
                         flight: env.flight.clone(),
@@ -146,7 +147,7 @@ impl ExecutionPlan for ShuffleReaderExec {
                 Err(_) => (
                     Arc::new(LocalDiskShuffle::default()),
                     ShuffleReadContext {
-                        schema: Arc::clone(&self.schema),
+                        schema: wire_schema(&self.schema),
                         local_executor: None,
                         work_dir: None,
                         flight: FlightClientPool::default(),
@@ -176,6 +177,12 @@ impl ExecutionPlan for ShuffleReaderExec {
             })
             .buffer_unordered(CONCURRENT_FETCHES)
             .try_flatten_unordered(CONCURRENT_FETCHES)
+            .and_then({
+                let schema = Arc::clone(&self.schema);
+                move |batch| {
+                    futures::future::ready(conform(batch, &schema).map_err(DataFusionError::from))
+                }
+            })
             .inspect_ok(move |batch| output_rows.add(batch.num_rows()));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),

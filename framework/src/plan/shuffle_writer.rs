@@ -21,6 +21,7 @@ use futures::StreamExt;
 
 use super::TaskEnv;
 use super::compact::compact_view_columns;
+use super::wire_types::{conform, wire_schema};
 use crate::error::{BallistaError, Result};
 use crate::ids::{JobId, StageId};
 use crate::plugin::shuffle::{MapOutputWriter, MapTaskContext, ShuffleLocation};
@@ -113,7 +114,7 @@ impl ShuffleWriterExec {
             .shuffle_writer
             .open(MapTaskContext {
                 task,
-                schema: self.input.schema(),
+                schema: wire_schema(&self.input.schema()),
                 num_output_partitions: self.output_partition_count(),
                 executor: env.executor.clone(),
                 work_dir: env.work_dir.clone(),
@@ -136,6 +137,7 @@ impl ShuffleWriterExec {
         writer: &mut dyn MapOutputWriter,
     ) -> Result<()> {
         let schema = self.input.schema();
+        let wire = wire_schema(&schema);
         let batch_size = context.session_config().batch_size();
         let mut coalescers: Vec<BatchCoalescer> = (0..self.output_partition_count())
             .map(|_| {
@@ -168,7 +170,8 @@ impl ShuffleWriterExec {
                 coalescer.push_batch(part)?;
                 while let Some(done) = coalescer.next_completed_batch() {
                     let _timer = write_time.timer();
-                    writer.write(output, compact_view_columns(done)?).await?;
+                    let done = conform(compact_view_columns(done)?, &wire)?;
+                    writer.write(output, done).await?;
                 }
             }
         }
@@ -176,7 +179,8 @@ impl ShuffleWriterExec {
             coalescer.finish_buffered_batch()?;
             while let Some(done) = coalescer.next_completed_batch() {
                 let _timer = write_time.timer();
-                writer.write(output, compact_view_columns(done)?).await?;
+                let done = conform(compact_view_columns(done)?, &wire)?;
+                writer.write(output, done).await?;
             }
         }
         Ok(())
