@@ -27,12 +27,14 @@ use datafusion_proto::physical_plan::{
 use datafusion_proto::protobuf as dfproto;
 use prost::Message;
 
+use super::arrow_sink::arrow_sink_exec;
 use super::converter::{decode_physical_plan, encode_physical_plan};
 use super::{ShuffleReadMode, ShuffleReaderExec, ShuffleWriterExec, UnresolvedShuffleExec};
 use crate::error::{BallistaError, Result};
 use crate::ids::{JobId, StageId};
 use crate::plugin::shuffle::ShuffleLocation;
 use crate::proto::{self, ballista_physical_plan_node::Node, decode_schema, encode_schema};
+use datafusion::datasource::physical_plan::FileSinkConfig;
 
 /// Decodes [`ShuffleWriterExec`], [`UnresolvedShuffleExec`],
 /// [`ShuffleReaderExec`] and the DataFusion nodes Ballista encodes itself;
@@ -404,6 +406,15 @@ impl PhysicalExtensionCodec for BallistaPhysicalExtensionCodec {
                     decode_schema(&n.schema)?,
                     projection,
                 )?))
+            }
+            Some(Node::ArrowSink(n)) => {
+                let [input] = inputs else {
+                    return Err(malformed("ArrowSinkExec", "needs exactly one input"));
+                };
+                let config = dfproto::FileSinkConfig::decode(n.config.as_slice())
+                    .map_err(|e| malformed("Arrow sink", e))?;
+                let config = FileSinkConfig::try_from(&config)?;
+                arrow_sink_exec(Arc::clone(input), config)
             }
             // Decoded by the converter, which has the surrounding context.
             Some(Node::Amended(_)) => Err(internal("an amended node reached the codec")),

@@ -30,10 +30,12 @@ use datafusion_proto::protobuf::physical_plan_node::PhysicalPlanType;
 use prost::Message;
 
 use super::amend::{self, Amendment, WindowFacts};
+use super::arrow_sink::ArrowSinkSpec;
 use super::codec::{BallistaPhysicalExtensionCodec, ballista_node, encode_ordering};
 use super::{ShuffleReaderExec, ShuffleWriterExec, UnresolvedShuffleExec};
 use crate::error::BallistaError;
 use crate::proto::{self, ballista_physical_plan_node::Node, encode_schema};
+use datafusion::datasource::sink::DataSinkExec;
 
 /// Serializes and deserializes plans node by node (see the module docs).
 #[derive(Default)]
@@ -68,6 +70,15 @@ impl BallistaProtoConverter {
             || plan.is::<ShuffleReaderExec>()
         {
             let node = ballista_node(plan, codec, self)?;
+            return self.extension(node, &plan.children(), codec).map(Some);
+        }
+        if let Some(sink) = plan.downcast_ref::<DataSinkExec>()
+            && let Some(arrow) = sink.sink().downcast_ref::<ArrowSinkSpec>()
+        {
+            let config = dfproto::FileSinkConfig::try_from(arrow.config())?;
+            let node = Node::ArrowSink(proto::ArrowSinkExecNode {
+                config: config.encode_to_vec(),
+            });
             return self.extension(node, &plan.children(), codec).map(Some);
         }
         if let Some(sort) = plan.downcast_ref::<PartialSortExec>() {

@@ -48,12 +48,12 @@ use datafusion::datasource::{TableProvider, TableType, provider_as_source, sourc
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::expr::Cast;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::expr_rewriter::{NamePreserver, normalize_col};
 use datafusion::logical_expr::logical_plan::FetchType;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     EmptyRelation, Expr, Extension, Limit, LogicalPlan, RecursiveQuery,
-    TableProviderFilterPushDown, UserDefinedLogicalNodeCore, Values,
+    TableProviderFilterPushDown, UserDefinedLogicalNodeCore, Values, WriteOp,
 };
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
@@ -701,19 +701,38 @@ fn default_format(name: &str) -> DFResult<Option<Arc<dyn FileFormatFactory>>> {
         "csv" => Arc::new(CsvFormatFactory::new()),
         "json" => Arc::new(JsonFormatFactory::new()),
         "parquet" => Arc::new(ParquetFormatFactory::new()),
-        "arrow" => Arc::new(ArrowFormatFactory::new()),
+        // Arrow writes are planned so that they can travel (see `arrow_sink`).
+        "arrow" => Arc::new(super::arrow_sink::ArrowWriteFormatFactory),
         other => return Err(malformed("COPY", format!("unknown file format {other}"))),
     }))
 }
 
-/// datafusion-proto writes a Float16 literal as a Float32 one, which changes
-/// the type of everything computed from it: the literal travels as a cast of
-/// the (exactly equal) Float32 value instead, under its original name.
-fn float16_literals_as_casts(plan: LogicalPlan) -> DFResult<Transformed<LogicalPlan>> {
+/// Rewrites a node's expressions so that they decode to the same plan:
+/// - datafusion-proto writes a Float16 literal as a Float32 one, which changes
+///   the type of everything computed from it: the literal travels as a cast
+///   of the (exactly equal) Float32 value instead;
+/// - the decoder rebuilds projections, aggregates and windows through
+///   DataFusion's plan builder, which qualifies bare column names (`a` becomes
+///   `t.a`) and so renames the columns they compute: the optimizer leaves bare
+///   names behind (`sum(CASE WHEN __datafusion_extracted_1 …)`), so they are
+///   qualified here, before encoding.
+///
+/// Output columns keep their names (an alias where the text changed).
+fn portable_expressions(plan: LogicalPlan) -> DFResult<Transformed<LogicalPlan>> {
+    let qualify = matches!(
+        plan,
+        LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) | LogicalPlan::Window(_)
+    );
+    let input = match (&plan, qualify) {
+        (LogicalPlan::Projection(p), true) => Some(Arc::clone(&p.input)),
+        (LogicalPlan::Aggregate(a), true) => Some(Arc::clone(&a.input)),
+        (LogicalPlan::Window(w), true) => Some(Arc::clone(&w.input)),
+        _ => None,
+    };
     let names = NamePreserver::new(&plan);
     plan.map_expressions(|expr| {
         let name = names.save(&expr);
-        let rewritten = expr.transform_up(|e| match e {
+        let mut rewritten = expr.transform_up(|e| match e {
             Expr::Literal(ScalarValue::Float16(value), metadata) => {
                 let as_f32 = Expr::Literal(ScalarValue::Float32(value.map(f32::from)), metadata);
                 Ok(Transformed::yes(Expr::Cast(Cast::new(
@@ -723,6 +742,15 @@ fn float16_literals_as_casts(plan: LogicalPlan) -> DFResult<Transformed<LogicalP
             }
             other => Ok(Transformed::no(other)),
         })?;
+        if let Some(input) = &input {
+            let before = rewritten.data.clone();
+            let qualified = normalize_col(rewritten.data, input)?;
+            rewritten = if qualified != before {
+                Transformed::yes(qualified)
+            } else {
+                Transformed::new(qualified, rewritten.transformed, rewritten.tnr)
+            };
+        }
         Ok(rewritten.update_data(|e| name.restore(e)))
     })
 }
@@ -751,7 +779,7 @@ pub async fn encode_client_plan(plan: &LogicalPlan, session: &dyn Session) -> DF
     }
     let prepared = plan
         .clone()
-        .transform_up_with_subqueries(float16_literals_as_casts)?
+        .transform_up_with_subqueries(portable_expressions)?
         .data
         .transform_up_with_subqueries(|node| match node {
             LogicalPlan::TableScan(mut scan) => {
@@ -862,6 +890,21 @@ pub fn decode_client_plan(bytes: &[u8], ctx: &TaskContext) -> DFResult<LogicalPl
                 return Ok(Transformed::yes(LogicalPlan::Copy(inner)));
             }
             Ok(Transformed::no(LogicalPlan::Extension(extension)))
+        }
+        LogicalPlan::Dml(mut dml) if matches!(dml.op, WriteOp::Insert(_)) => {
+            let rebuilt = source_as_provider(&dml.target)
+                .ok()
+                .and_then(|p| p.downcast_ref::<ListingTable>().cloned())
+                .map(|table| super::arrow_sink::with_shippable_arrow_writes(&table))
+                .transpose()?
+                .flatten();
+            match rebuilt {
+                Some(table) => {
+                    dml.target = provider_as_source(Arc::new(table));
+                    Ok(Transformed::yes(LogicalPlan::Dml(dml)))
+                }
+                None => Ok(Transformed::no(LogicalPlan::Dml(dml))),
+            }
         }
         LogicalPlan::Limit(limit)
             if matches!(limit.get_fetch_type(), Ok(FetchType::Literal(Some(n))) if n >= i64::MAX as usize) =>

@@ -47,6 +47,7 @@ macro_rules! leaf_node_methods {
 pub(crate) use leaf_node_methods;
 
 mod amend;
+mod arrow_sink;
 mod cancellation;
 mod codec;
 mod collected_joins;
@@ -61,6 +62,7 @@ mod unresolved_shuffle;
 mod window_filters;
 mod wire_types;
 
+pub use arrow_sink::{ArrowSinkSpec, ArrowWriteFormat, ArrowWriteFormatFactory};
 pub use cancellation::{CancelFlag, CancellableExec, with_cancellation};
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
 pub use collected_joins::distribute_collected_joins;

@@ -357,9 +357,9 @@ fn object_store_shuffle_root(settings: &crate::config::BallistaSettings) -> Opti
 
 /// DataFusion reads a table whose location does not exist as an empty table.
 /// A user asking for a file that is not there wants to hear about it, so a
-/// missing file, or a missing local directory, is an error naming the table.
-/// (An existing but empty directory, or an empty object-store prefix, is an
-/// empty table.)
+/// missing file is an error naming the table. A folder location (ending in
+/// `/`) is an empty table while it does not exist, as in DataFusion: `CREATE
+/// EXTERNAL TABLE … LOCATION 'dir/'` followed by `INSERT` creates it.
 async fn check_table_locations(plan: &LogicalPlan, state: &SessionState) -> Result<()> {
     let mut tables: Vec<(String, Vec<ListingTableUrl>)> = Vec::new();
     plan.apply_with_subqueries(|node| {
@@ -385,12 +385,14 @@ async fn check_table_locations(plan: &LogicalPlan, state: &SessionState) -> Resu
 }
 
 async fn location_exists(url: &ListingTableUrl, state: &SessionState) -> Result<bool> {
+    // A folder (a location ending in `/`) may not exist yet: it is an empty
+    // table until something is written there, as in DataFusion.
+    if url.is_collection() {
+        return Ok(true);
+    }
     if url.scheme() == "file" {
         let path = std::path::Path::new("/").join(url.prefix().as_ref());
         return Ok(path.exists());
-    }
-    if url.is_collection() {
-        return Ok(true);
     }
     let store = state.runtime_env().object_store(url.object_store())?;
     match store.head(url.prefix()).await {
