@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod data;
 pub mod s3;
+pub mod semantics;
 pub mod session;
 pub mod slt;
 

@@ -94,6 +94,19 @@ pub(crate) fn amendment_for(plan: &Arc<dyn ExecutionPlan>) -> DFResult<Option<Am
     if let Some(scan) = plan.downcast_ref::<DataSourceExec>()
         && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
     {
+        if !config
+            .file_source()
+            .table_schema()
+            .virtual_columns()
+            .is_empty()
+        {
+            return Err(BallistaError::NotSupported(
+                "file_row_index() cannot run on the cluster: DataFusion 55 cannot send a \
+                 scan's virtual columns to executors"
+                    .into(),
+            )
+            .into());
+        }
         let csv = config.file_source().downcast_ref::<CsvSource>();
         if let Some(csv) = csv
             && format!("{csv:?}").contains("null_regex: Some(")
