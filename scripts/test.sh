@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, rustdoc, the stock
 # binaries (integration tests start them as separate processes), the
-# S3-compatible test server, then unit and integration tests. Needs a Rust
-# toolchain with rustfmt and clippy, Python 3 with pip (for moto_server), and
-# network access to crates.io and PyPI on the first run.
+# S3-compatible test server, DataFusion's sqllogictest files, then unit and
+# integration tests. Needs a Rust toolchain with rustfmt and clippy, Python 3
+# with pip (for moto_server), curl, and network access to crates.io and PyPI
+# on the first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +56,9 @@ done
 export TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 export TEST_S3_STRICT_ENDPOINT="http://127.0.0.1:$strict_port"
 echo "S3 test server at $TEST_S3_ENDPOINT (credential-checking one at $TEST_S3_STRICT_ENDPOINT)"
+
+step "DataFusion's sqllogictest files (crates.io, checksum-verified)"
+scripts/fetch-slt.sh
 
 step "unit and integration tests"
 cargo test --workspace

@@ -119,7 +119,7 @@ impl FileFormat for ArrowWriteFormat {
 }
 
 /// A write of Arrow IPC files, described; executors run it with
-/// DataFusion's own Arrow sink (see [`arrow_sink_exec`]).
+/// DataFusion's own Arrow sink.
 #[derive(Debug)]
 pub struct ArrowSinkSpec {
     config: FileSinkConfig,
@@ -178,10 +178,7 @@ pub fn with_shippable_arrow_writes(table: &ListingTable) -> DFResult<Option<List
     use datafusion::datasource::listing::ListingTableConfig;
     let partitions = table.options().table_partition_cols.len();
     let table_schema = datafusion::datasource::TableProvider::schema(table);
-    let file_fields: Vec<_> = table_schema.fields()[..table_schema.fields().len() - partitions]
-        .iter()
-        .cloned()
-        .collect();
+    let file_fields = table_schema.fields()[..table_schema.fields().len() - partitions].to_vec();
     let file_schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
         file_fields,
         table_schema.metadata().clone(),

@@ -349,3 +349,52 @@ pub fn decode_physical_plan(
     let decode_ctx = PhysicalPlanDecodeContext::new(ctx, &codec);
     converter.proto_to_execution_plan(&node, &decode_ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::physical_plan::filter::FilterExec;
+    use datafusion::physical_plan::streaming::StreamingTableExec;
+
+    /// A node datafusion-proto cannot serialize, under one it can: the
+    /// error names the node and holds no dump of the plan.
+    #[test]
+    fn a_node_that_cannot_travel_is_named_not_dumped() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Boolean, true)]));
+        let stream: Arc<dyn ExecutionPlan> = Arc::new(
+            StreamingTableExec::try_new(Arc::clone(&schema), vec![], None, vec![], false, None)
+                .unwrap(),
+        );
+        let predicate = datafusion::physical_expr::expressions::col("a", &schema).unwrap();
+        let plan: Arc<dyn ExecutionPlan> =
+            Arc::new(FilterExec::try_new(predicate, stream).unwrap());
+        let message = encode_physical_plan(&plan).unwrap_err().to_string();
+        assert!(message.contains("StreamingTableExec"), "{message}");
+        assert!(message.contains("cannot be sent to executors"), "{message}");
+        assert!(
+            !message.contains('{') && !message.contains(".rs:"),
+            "{message}"
+        );
+    }
+
+    /// Float16 literals keep their type (datafusion-proto writes them as
+    /// Float32).
+    #[test]
+    fn float16_literals_keep_their_type() {
+        use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
+        use datafusion::physical_plan::projection::ProjectionExec;
+        let input: Arc<dyn ExecutionPlan> =
+            Arc::new(PlaceholderRowExec::new(Arc::new(Schema::empty())));
+        let half = ScalarValue::Float32(Some(1.5))
+            .cast_to(&DataType::Float16)
+            .unwrap();
+        let literal: Arc<dyn PhysicalExpr> = Arc::new(Literal::new(half));
+        let plan: Arc<dyn ExecutionPlan> =
+            Arc::new(ProjectionExec::try_new(vec![(literal, "x".to_string())], input).unwrap());
+        let bytes = encode_physical_plan(&plan).unwrap();
+        let ctx = datafusion::execution::TaskContext::default();
+        let back = decode_physical_plan(&bytes, &ctx).unwrap();
+        assert_eq!(back.schema().field(0).data_type(), &DataType::Float16);
+    }
+}

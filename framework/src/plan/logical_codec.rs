@@ -1,13 +1,7 @@
 //! How a client's logical plan reaches the scheduler whole.
 //!
-//! datafusion-proto serializes file-backed tables itself. Every other table a
-//! query reads (an in-memory table, a table function such as
-//! `generate_series`, a custom provider) travels as the physical plan of a
-//! full scan, encoded like a stage plan; when that plan cannot be serialized
-//! (`information_schema`, a streaming provider), as the rows the scan returns.
-//! Either way at most [`MAX_SHIPPED_TABLE_BYTES`] travel per query. The
-//! scheduler plans against a [`ShippedTable`], which applies the query's
-//! filters and projection to that scan.
+//! Tables that exist only in the client's session travel with the plan (see
+//! `shipped_table`).
 //!
 //! Some nodes would lose meaning in datafusion-proto 55 and travel as
 //! extension nodes that the scheduler turns back into them:
@@ -20,20 +14,16 @@
 //! huge LIMIT, which later serializations truncate).
 
 use std::any::Any;
-use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
-use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
+use datafusion::common::TableReference;
 use datafusion::common::file_options::file_type::FileType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, DFSchemaRef, TableReference};
 use datafusion::datasource::file_format::arrow::ArrowFormatFactory;
 use datafusion::datasource::file_format::csv::CsvFormatFactory;
 use datafusion::datasource::file_format::json::JsonFormatFactory;
@@ -42,393 +32,29 @@ use datafusion::datasource::file_format::{
     FileFormatFactory, file_type_to_format, format_as_file_type,
 };
 use datafusion::datasource::listing::ListingTable;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::{TableProvider, TableType, provider_as_source, source_as_provider};
-use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::datasource::{TableProvider, provider_as_source, source_as_provider};
+use datafusion::error::Result as DFResult;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::expr_rewriter::{NamePreserver, normalize_col};
 use datafusion::logical_expr::logical_plan::FetchType;
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    EmptyRelation, Expr, Extension, Limit, LogicalPlan, RecursiveQuery,
-    TableProviderFilterPushDown, UserDefinedLogicalNodeCore, Values, WriteOp,
+    EmptyRelation, Expr, Extension, Limit, LogicalPlan, RecursiveQuery, TableScanBuilder, Values,
+    WriteOp,
 };
-use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion_proto::logical_plan::from_proto::parse_exprs;
 use datafusion_proto::logical_plan::to_proto::serialize_exprs;
 use datafusion_proto::logical_plan::{DefaultLogicalExtensionCodec, LogicalExtensionCodec};
 use datafusion_proto::protobuf as dfproto;
 use prost::Message;
 
-use super::converter::{decode_physical_plan, encode_physical_plan};
-use super::wire_types::{conform, wire_schema};
+use super::logical_nodes::{
+    CopyOptionsNode, EmptyRelationNode, RecursiveQueryNode, ScanProjectionNode, ValuesNode,
+    decode_df_schema, encode_df_schema, malformed, projected_scan,
+};
+use super::shipped_table::{ShippedTable, ShippingTable, ship, too_big, travels_by_itself};
 use crate::error::BallistaError;
 use crate::proto::{self, ballista_logical_node::Node};
-
-/// Most bytes of session tables (encoded) that travel with one query.
-pub const MAX_SHIPPED_TABLE_BYTES: usize = 64 * 1024 * 1024;
-
-fn malformed(what: &str, error: impl fmt::Display) -> DataFusionError {
-    BallistaError::InvalidInput(format!("malformed logical plan: {what}: {error}")).into()
-}
-
-/// A client-side stand-in for a table whose scan travels with the query.
-#[derive(Debug)]
-struct ShippingTable {
-    schema: SchemaRef,
-    scan: Vec<u8>,
-}
-
-#[async_trait]
-impl TableProvider for ShippingTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        Err(BallistaError::Internal("a table on its way to the cluster was scanned".into()).into())
-    }
-}
-
-/// A table that travelled with a query: the full scan the client made of it.
-#[derive(Debug)]
-pub struct ShippedTable {
-    name: TableReference,
-    schema: SchemaRef,
-    scan: Arc<dyn ExecutionPlan>,
-}
-
-#[async_trait]
-impl TableProvider for ShippedTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        // Projected inside the scan where the scan can (an operator above it
-        // may be merged with a projection, which DataFusion 55 does not do
-        // correctly for lambda functions).
-        let wire_types = self.scan.schema().fields() != self.schema.fields();
-        let projected = match projection {
-            Some(columns) if filters.is_empty() && !wire_types => {
-                project_memory_scan(&self.scan, columns)?
-            }
-            _ => None,
-        };
-        let mut plan = projected.clone().unwrap_or_else(|| Arc::clone(&self.scan));
-        if wire_types {
-            plan = cast_to(plan, &self.schema)?;
-        }
-        // The client's table may have promised to apply these itself.
-        if let Some(predicate) = conjunction(filters.iter().cloned()) {
-            let schema =
-                DFSchema::try_from_qualified_schema(self.name.clone(), self.schema.as_ref())?;
-            let predicate = state.create_physical_expr(predicate, &schema)?;
-            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
-        }
-        if let (None, Some(columns)) = (&projected, projection) {
-            let exprs = columns
-                .iter()
-                .map(|&i| {
-                    let field = self.schema.field(i);
-                    let column: Arc<dyn datafusion::physical_plan::PhysicalExpr> = Arc::new(
-                        datafusion::physical_expr::expressions::Column::new(field.name(), i),
-                    );
-                    (column, field.name().to_string())
-                })
-                .collect::<Vec<_>>();
-            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
-        }
-        Ok(plan)
-    }
-}
-
-/// `plan` with its columns cast to the types of `schema`.
-fn cast_to(plan: Arc<dyn ExecutionPlan>, schema: &SchemaRef) -> DFResult<Arc<dyn ExecutionPlan>> {
-    use datafusion::physical_expr::expressions::{CastExpr, Column};
-    let exprs = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, field)| {
-            let column: Arc<dyn datafusion::physical_plan::PhysicalExpr> =
-                Arc::new(Column::new(field.name(), i));
-            let expr: Arc<dyn datafusion::physical_plan::PhysicalExpr> =
-                if plan.schema().field(i).data_type() == field.data_type() {
-                    column
-                } else {
-                    Arc::new(CastExpr::new(column, field.data_type().clone(), None))
-                };
-            (expr, field.name().to_string())
-        })
-        .collect::<Vec<_>>();
-    Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
-}
-
-/// The in-memory scan `scan` reading only `columns`, when it is one.
-fn project_memory_scan(
-    scan: &Arc<dyn ExecutionPlan>,
-    columns: &[usize],
-) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
-    let Some(memory) = scan
-        .downcast_ref::<DataSourceExec>()
-        .and_then(|exec| exec.data_source().downcast_ref::<MemorySourceConfig>())
-    else {
-        return Ok(None);
-    };
-    if memory.projection().is_some() {
-        return Ok(None);
-    }
-    let projected = MemorySourceConfig::try_new(
-        memory.partitions(),
-        memory.original_schema(),
-        Some(columns.to_vec()),
-    )?
-    .with_show_sizes(memory.show_sizes())
-    .with_limit(scan.fetch());
-    // Orderings over columns the projection keeps still hold.
-    let orderings = memory
-        .sort_information()
-        .iter()
-        .filter_map(|ordering| {
-            let kept = ordering
-                .iter()
-                .map(|sort| {
-                    let column = sort
-                        .expr
-                        .downcast_ref::<datafusion::physical_expr::expressions::Column>()?;
-                    let position = columns.iter().position(|&c| c == column.index())?;
-                    Some(datafusion::physical_expr::PhysicalSortExpr::new(
-                        Arc::new(datafusion::physical_expr::expressions::Column::new(
-                            column.name(),
-                            position,
-                        )),
-                        sort.options,
-                    ))
-                })
-                .map_while(|s| s)
-                .collect::<Vec<_>>();
-            datafusion::physical_expr::LexOrdering::new(kept)
-        })
-        .collect::<Vec<_>>();
-    let projected = projected.try_with_sort_information(orderings)?;
-    Ok(Some(DataSourceExec::from_data_source(projected)))
-}
-
-/// An empty relation with its schema.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct EmptyRelationNode {
-    produce_one_row: bool,
-    schema: DFSchemaRef,
-}
-
-impl PartialOrd for EmptyRelationNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
-}
-
-impl UserDefinedLogicalNodeCore for EmptyRelationNode {
-    fn name(&self) -> &str {
-        "EmptyRelation"
-    }
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        Vec::new()
-    }
-    fn schema(&self) -> &DFSchemaRef {
-        &self.schema
-    }
-    fn expressions(&self) -> Vec<Expr> {
-        Vec::new()
-    }
-    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "EmptyRelation: rows={}", u8::from(self.produce_one_row))
-    }
-    fn with_exprs_and_inputs(
-        &self,
-        _exprs: Vec<Expr>,
-        _inputs: Vec<LogicalPlan>,
-    ) -> DFResult<Self> {
-        Ok(self.clone())
-    }
-}
-
-/// The options of the COPY node below it, and whether its file format is
-/// the session's default one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CopyOptionsNode {
-    input: LogicalPlan,
-    options: Vec<(String, String)>,
-    default_format: String,
-}
-
-impl PartialOrd for CopyOptionsNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
-}
-
-impl UserDefinedLogicalNodeCore for CopyOptionsNode {
-    fn name(&self) -> &str {
-        "CopyOptions"
-    }
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        vec![&self.input]
-    }
-    fn schema(&self) -> &DFSchemaRef {
-        self.input.schema()
-    }
-    fn expressions(&self) -> Vec<Expr> {
-        Vec::new()
-    }
-    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "CopyOptions: {:?}", self.options)
-    }
-    fn with_exprs_and_inputs(
-        &self,
-        _exprs: Vec<Expr>,
-        mut inputs: Vec<LogicalPlan>,
-    ) -> DFResult<Self> {
-        let input = inputs
-            .pop()
-            .ok_or_else(|| malformed("CopyOptions", "no input"))?;
-        Ok(Self {
-            input,
-            options: self.options.clone(),
-            default_format: self.default_format.clone(),
-        })
-    }
-}
-
-/// A recursive query with the schema the client planned it with.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RecursiveQueryNode {
-    name: String,
-    is_distinct: bool,
-    static_term: LogicalPlan,
-    recursive_term: LogicalPlan,
-    schema: DFSchemaRef,
-}
-
-impl PartialOrd for RecursiveQueryNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
-}
-
-impl UserDefinedLogicalNodeCore for RecursiveQueryNode {
-    fn name(&self) -> &str {
-        "RecursiveQuery"
-    }
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        vec![&self.static_term, &self.recursive_term]
-    }
-    fn schema(&self) -> &DFSchemaRef {
-        &self.schema
-    }
-    fn expressions(&self) -> Vec<Expr> {
-        Vec::new()
-    }
-    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "RecursiveQuery: name={}, is_distinct={}",
-            self.name, self.is_distinct
-        )
-    }
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> DFResult<Self> {
-        let [static_term, recursive_term]: [LogicalPlan; 2] = inputs
-            .try_into()
-            .map_err(|_| malformed("RecursiveQuery", "needs two inputs"))?;
-        Ok(Self {
-            static_term,
-            recursive_term,
-            ..self.clone()
-        })
-    }
-}
-
-/// VALUES with the schema the client planned it with.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ValuesNode {
-    schema: DFSchemaRef,
-    values: Vec<Vec<Expr>>,
-}
-
-impl PartialOrd for ValuesNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
-}
-
-impl UserDefinedLogicalNodeCore for ValuesNode {
-    fn name(&self) -> &str {
-        "Values"
-    }
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        Vec::new()
-    }
-    fn schema(&self) -> &DFSchemaRef {
-        &self.schema
-    }
-    fn expressions(&self) -> Vec<Expr> {
-        self.values.iter().flatten().cloned().collect()
-    }
-    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "Values: {} row(s)", self.values.len())
-    }
-    fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DFResult<Self> {
-        let columns = self.schema.fields().len().max(1);
-        Ok(Self {
-            schema: Arc::clone(&self.schema),
-            values: exprs.chunks(columns).map(<[Expr]>::to_vec).collect(),
-        })
-    }
-}
-
-fn encode_df_schema(schema: &DFSchemaRef) -> DFResult<Vec<u8>> {
-    Ok(dfproto::DfSchema::try_from(schema)
-        .map_err(|e| malformed("schema", e))?
-        .encode_to_vec())
-}
-
-fn decode_df_schema(bytes: &[u8]) -> DFResult<DFSchemaRef> {
-    dfproto::DfSchema::decode(bytes)
-        .map_err(|e| malformed("schema", e))?
-        .try_into()
-        .map_err(|e| malformed("schema", e))
-}
 
 /// Encodes and decodes what [`encode_client_plan`] adds to a logical plan.
 #[derive(Debug, Default)]
@@ -457,6 +83,18 @@ impl LogicalExtensionCodec for BallistaLogicalCodec {
                 Arc::new(ValuesNode {
                     schema: decode_df_schema(&n.schema)?,
                     values: exprs.chunks(columns).map(<[Expr]>::to_vec).collect(),
+                })
+            }
+            Some(Node::ScanProjection(n)) => {
+                let [input] = inputs else {
+                    return Err(malformed("ScanProjection", "needs one input"));
+                };
+                let columns: Vec<usize> = n.columns.iter().map(|c| *c as usize).collect();
+                let schema = Arc::clone(projected_scan(input, &columns)?.schema());
+                Arc::new(ScanProjectionNode {
+                    input: input.clone(),
+                    columns,
+                    schema,
                 })
             }
             Some(Node::RecursiveQuery(n)) => {
@@ -492,6 +130,10 @@ impl LogicalExtensionCodec for BallistaLogicalCodec {
             Node::EmptyRelation(proto::EmptyRelationNode {
                 produce_one_row: n.produce_one_row,
                 schema: encode_df_schema(&n.schema)?,
+            })
+        } else if let Some(n) = any.downcast_ref::<ScanProjectionNode>() {
+            Node::ScanProjection(proto::ScanProjectionNode {
+                columns: n.columns.iter().map(|c| *c as u32).collect(),
             })
         } else if let Some(n) = any.downcast_ref::<ValuesNode>() {
             let exprs: Vec<Expr> = n.values.iter().flatten().cloned().collect();
@@ -536,18 +178,7 @@ impl LogicalExtensionCodec for BallistaLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> DFResult<Arc<dyn TableProvider>> {
-        let scan = decode_physical_plan(buf, ctx)?;
-        if scan.schema().fields() != wire_schema(&schema).fields() {
-            return Err(malformed(
-                "table",
-                format!("the scan of {table_ref} does not return the table's columns"),
-            ));
-        }
-        Ok(Arc::new(ShippedTable {
-            name: table_ref.clone(),
-            schema,
-            scan,
-        }))
+        Ok(Arc::new(ShippedTable::decode(buf, table_ref, schema, ctx)?))
     }
 
     fn try_encode_table_provider(
@@ -583,97 +214,6 @@ impl LogicalExtensionCodec for BallistaLogicalCodec {
     ) -> DFResult<()> {
         DefaultLogicalExtensionCodec {}.try_encode_file_format(buf, node)
     }
-}
-
-/// Whether the table is read by the cluster as it is (files, or nothing to read).
-fn travels_by_itself(provider: &Arc<dyn TableProvider>) -> bool {
-    provider.is::<ListingTable>()
-        || provider.is::<datafusion::datasource::cte_worktable::CteWorkTable>()
-        || provider.is::<datafusion::datasource::empty::EmptyTable>()
-        || provider.is::<datafusion::datasource::ViewTable>()
-}
-
-/// How a table the cluster cannot read by itself travels: its full scan, or
-/// the rows of that scan.
-async fn ship(
-    name: &TableReference,
-    provider: &Arc<dyn TableProvider>,
-    session: &dyn Session,
-) -> DFResult<ShippingTable> {
-    let schema = provider.schema();
-    let scan = with_table_schema(provider.scan(session, None, &[], None).await?)?;
-    // Columns of a type Arrow IPC cannot write travel as their wire type.
-    let wire = wire_schema(&schema);
-    let encoded = if Arc::ptr_eq(&wire, &schema) {
-        encode_physical_plan(&scan).ok()
-    } else {
-        None
-    };
-    let bytes = match encoded {
-        Some(bytes) => bytes,
-        None => {
-            let rows = collect(scan, session.task_ctx())
-                .await?
-                .into_iter()
-                .map(|batch| conform(batch, &wire).map_err(DataFusionError::from))
-                .collect::<DFResult<Vec<_>>>()?;
-            let size: usize = rows.iter().map(|b| b.get_array_memory_size()).sum();
-            too_big(name, size)?;
-            let exec: Arc<dyn ExecutionPlan> =
-                MemorySourceConfig::try_new_exec(&[rows], wire, None)?;
-            encode_physical_plan(&exec)?
-        }
-    };
-    too_big(name, bytes.len())?;
-    Ok(ShippingTable {
-        schema,
-        scan: bytes,
-    })
-}
-
-/// An in-memory table keeps each batch as it was inserted, with that batch's
-/// own nullability; they are written in one stream under the table's schema,
-/// which the receiver checks every batch against.
-fn with_table_schema(scan: Arc<dyn ExecutionPlan>) -> DFResult<Arc<dyn ExecutionPlan>> {
-    let Some(memory) = scan
-        .downcast_ref::<DataSourceExec>()
-        .and_then(|exec| exec.data_source().downcast_ref::<MemorySourceConfig>())
-    else {
-        return Ok(scan);
-    };
-    let schema = memory.original_schema();
-    let partitions = memory
-        .partitions()
-        .iter()
-        .map(|batches| {
-            batches
-                .iter()
-                .map(|batch| {
-                    RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
-                        .map_err(DataFusionError::from)
-                })
-                .collect::<DFResult<Vec<_>>>()
-        })
-        .collect::<DFResult<Vec<_>>>()?;
-    let rebuilt = MemorySourceConfig::try_new(&partitions, schema, memory.projection().clone())?
-        .try_with_sort_information(memory.sort_information().to_vec())?
-        .with_show_sizes(memory.show_sizes())
-        .with_limit(scan.fetch());
-    Ok(DataSourceExec::from_data_source(rebuilt))
-}
-
-fn too_big(name: &TableReference, bytes: usize) -> DFResult<()> {
-    if bytes <= MAX_SHIPPED_TABLE_BYTES {
-        return Ok(());
-    }
-    Err(BallistaError::ResourcesExhausted(format!(
-        "table {name} exists only in this session and holds {:.1} MiB; at most {} MiB of such \
-         tables travel with a query to the cluster: write it to files (COPY {name} TO '…') \
-         and query those instead",
-        bytes as f64 / (1024.0 * 1024.0),
-        MAX_SHIPPED_TABLE_BYTES / (1024 * 1024)
-    ))
-    .into())
 }
 
 /// The name of a COPY's file format when it carries no options of its own.
@@ -782,6 +322,26 @@ pub async fn encode_client_plan(plan: &LogicalPlan, session: &dyn Session) -> DF
         .transform_up_with_subqueries(portable_expressions)?
         .data
         .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::TableScan(scan)
+                if scan.projection.is_some()
+                    && source_as_provider(&scan.source).is_ok_and(|p| {
+                        p.is::<datafusion::datasource::cte_worktable::CteWorkTable>()
+                    }) =>
+            {
+                let columns = scan.projection.clone().unwrap_or_default();
+                let schema = Arc::clone(&scan.projected_schema);
+                let full = TableScanBuilder::new(scan.table_name.clone(), Arc::clone(&scan.source))
+                    .with_filters(scan.filters.clone())
+                    .with_fetch(scan.fetch)
+                    .build()?;
+                Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+                    node: Arc::new(ScanProjectionNode {
+                        input: LogicalPlan::TableScan(full),
+                        columns,
+                        schema,
+                    }),
+                })))
+            }
             LogicalPlan::TableScan(mut scan) => {
                 let Ok(provider) = source_as_provider(&scan.source) else {
                     return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
@@ -863,6 +423,12 @@ pub fn decode_client_plan(bytes: &[u8], ctx: &TaskContext) -> DFResult<LogicalPl
                     produce_one_row: empty.produce_one_row,
                     schema: Arc::clone(&empty.schema),
                 })));
+            }
+            if let Some(projection) = any.downcast_ref::<ScanProjectionNode>() {
+                return Ok(Transformed::yes(projected_scan(
+                    &projection.input,
+                    &projection.columns,
+                )?));
             }
             if let Some(values) = any.downcast_ref::<ValuesNode>() {
                 return Ok(Transformed::yes(LogicalPlan::Values(Values {

@@ -54,6 +54,8 @@ mod collected_joins;
 mod compact;
 mod converter;
 mod logical_codec;
+mod logical_nodes;
+mod shipped_table;
 mod shuffle_reader;
 mod shuffle_writer;
 mod stages;
@@ -67,10 +69,8 @@ pub use cancellation::{CancelFlag, CancellableExec, with_cancellation};
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
 pub use collected_joins::distribute_collected_joins;
 pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};
-pub use logical_codec::{
-    BallistaLogicalCodec, MAX_SHIPPED_TABLE_BYTES, ShippedTable, decode_client_plan,
-    encode_client_plan,
-};
+pub use logical_codec::{BallistaLogicalCodec, decode_client_plan, encode_client_plan};
+pub use shipped_table::{MAX_SHIPPED_TABLE_BYTES, ShippedTable};
 pub use shuffle_reader::{
     LOCAL_READS, REMOTE_FETCHES, ShuffleReaderExec, shuffle_read_counts, spill_totals,
 };

@@ -198,13 +198,16 @@ impl JobPlanner {
             }
         };
         check_storage_access(&logical, &self.stores, self.shuffle_root.as_deref())?;
-        check_table_locations(&logical, &state).await?;
         if let LogicalPlan::Explain(explain) = &logical {
+            check_table_locations(&logical, &state).await?;
             return self.plan_explain(job_id, explain, &state).await;
         }
+        // Planning first: a query DataFusion refuses fails with DataFusion's
+        // reason, whatever its tables hold.
         let physical = DefaultPhysicalPlanner::default()
             .create_physical_plan(&logical, &state)
             .await?;
+        check_table_locations(&logical, &state).await?;
         record_window_filters(&logical, &physical, state.execution_props())?;
         let plan = split_into_stages(job_id, physical)?;
         check_stages_travel(&plan, &state)?;
