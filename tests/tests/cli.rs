@@ -58,6 +58,35 @@ fn sql_file_runs_statements_in_order_in_one_session_as_csv() {
     );
 }
 
+#[test]
+fn commands_and_files_run_in_the_order_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = dir.path().join("setup.sql");
+    std::fs::write(&setup, "CREATE TABLE t AS VALUES (1), (2), (3);\n").unwrap();
+    let last = dir.path().join("last.sql");
+    std::fs::write(&last, "SELECT 'from the last file' AS step;\n").unwrap();
+    let output = run(&[
+        "sql",
+        "-c",
+        "SELECT 'first' AS step",
+        "-f",
+        setup.to_str().unwrap(),
+        "-c",
+        "SELECT sum(column1) AS total FROM t",
+        "--file",
+        last.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "step\nfirst\ntotal\n6\nstep\nfrom the last file\n"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_against_a_remote_scheduler_and_a_failing_statement() {
     let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
@@ -135,6 +164,36 @@ async fn sql_against_a_remote_scheduler_and_a_failing_statement() {
         stderr.contains("Error: planning failed") && stderr.contains("missing_table"),
         "{stderr}"
     );
+    assert!(!stderr.contains("(job "), "no job ran: {stderr}");
+
+    // A job that fails on the executors is named next to DataFusion's error.
+    let output = run(&[
+        "sql",
+        "--scheduler",
+        &cluster.scheduler_url,
+        "-c",
+        &format!(
+            "CREATE EXTERNAL TABLE nation STORED AS PARQUET LOCATION '{}/nation/'; \
+             SELECT n_nationkey / (n_nationkey - n_nationkey) FROM nation",
+            data.display()
+        ),
+        "--quiet",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Error: execution failed: Divide by zero error"),
+        "{stderr}"
+    );
+    let job = stderr
+        .split("(job ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("the failed job is not named: {stderr}"));
+    let status = run(&["job", "status", job, "--scheduler", &cluster.scheduler_url]);
+    let printed = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{printed}");
+    assert!(printed.contains("failed"), "{printed}");
 }
 
 #[test]

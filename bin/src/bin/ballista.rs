@@ -14,7 +14,7 @@ use ballista_bin::logging;
 use ballista_bin::output::OutputFormat;
 use ballista_bin::sql::{SqlRunOptions, run_sql};
 use ballista_bin::tpch::{bench, datagen, processes, queries};
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::{ArgMatches, Args as ClapArgs, CommandFactory, FromArgMatches, Parser, Subcommand};
 use datafusion::prelude::SessionContext;
 
 /// Ballista command-line client.
@@ -119,6 +119,35 @@ struct SqlArgs {
     quiet: bool,
 }
 
+/// SQL given on the command line, in the order it was given.
+enum SqlSource {
+    Command(String),
+    File(PathBuf),
+}
+
+/// The `-c` and `-f` of `args`, interleaved as on the command line (clap
+/// keeps each kind in its own list).
+fn sql_sources(args: &SqlArgs, matches: Option<&ArgMatches>) -> Vec<SqlSource> {
+    let positions = |id: &str, count: usize| -> Vec<usize> {
+        matches
+            .and_then(|m| m.indices_of(id))
+            .map(|i| i.collect())
+            .unwrap_or_else(|| (0..count).collect())
+    };
+    let mut sources: Vec<(usize, SqlSource)> = positions("commands", args.commands.len())
+        .into_iter()
+        .zip(args.commands.iter().cloned().map(SqlSource::Command))
+        .chain(
+            positions("files", args.files.len())
+                .into_iter()
+                .map(|i| i + usize::from(matches.is_none()) * args.commands.len())
+                .zip(args.files.iter().cloned().map(SqlSource::File)),
+        )
+        .collect();
+    sources.sort_by_key(|(position, _)| *position);
+    sources.into_iter().map(|(_, source)| source).collect()
+}
+
 #[derive(Debug, ClapArgs)]
 struct TpchArgs {
     #[command(flatten)]
@@ -154,13 +183,24 @@ struct TpchArgs {
     memory_limit: Option<MemoryAmount>,
 }
 
-fn progress_listener() -> Option<JobProgressListener> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    Some(JobProgressListener(Arc::new(|status: &JobStatus| {
+/// The job whose failure or cancellation ended the current statement, so
+/// that the error printed for it can name it (DataFusion's errors do not).
+type EndedJob = Arc<std::sync::Mutex<Option<String>>>;
+
+/// Records jobs that failed into `ended` and, when `show` and stderr is a
+/// terminal, draws the progress line of the running job.
+fn progress_listener(show: bool, ended: EndedJob) -> JobProgressListener {
+    let show = show && std::io::stderr().is_terminal();
+    JobProgressListener(Arc::new(move |status: &JobStatus| {
+        let state = JobState::try_from(status.state);
+        if matches!(state, Ok(JobState::Failed | JobState::Cancelled)) {
+            *ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(status.job_id.clone());
+        }
+        if !show {
+            return;
+        }
         let done = matches!(
-            JobState::try_from(status.state),
+            state,
             Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
         );
         let mut err = std::io::stderr();
@@ -190,7 +230,7 @@ fn progress_listener() -> Option<JobProgressListener> {
             );
         }
         let _ = err.flush();
-    })))
+    }))
 }
 
 async fn connect(
@@ -236,14 +276,12 @@ fn error_exit(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-async fn sql_command(args: SqlArgs) -> ExitCode {
-    let interactive = args.commands.is_empty() && args.files.is_empty();
-    let listener = if args.quiet {
-        None
-    } else {
-        progress_listener()
-    };
-    let ctx = match connect(&args.cluster, listener).await {
+async fn sql_command(args: SqlArgs, matches: Option<&ArgMatches>) -> ExitCode {
+    let sources = sql_sources(&args, matches);
+    let interactive = sources.is_empty();
+    let ended_job = EndedJob::default();
+    let listener = progress_listener(!args.quiet, Arc::clone(&ended_job));
+    let ctx = match connect(&args.cluster, Some(listener)).await {
         Ok(ctx) => ctx,
         Err(e) => return error_exit(e),
     };
@@ -255,20 +293,26 @@ async fn sql_command(args: SqlArgs) -> ExitCode {
     if interactive {
         return ballista_bin::sql::shell::run(&ctx, &options).await;
     }
-    let mut scripts: Vec<(String, String)> = args
-        .commands
-        .into_iter()
-        .map(|c| ("-c".to_string(), c))
-        .collect();
-    for file in &args.files {
-        match std::fs::read_to_string(file) {
-            Ok(text) => scripts.push((file.display().to_string(), text)),
-            Err(e) => return error_exit(format!("cannot read {}: {e}", file.display())),
+    let mut scripts = Vec::with_capacity(sources.len());
+    for source in sources {
+        match source {
+            SqlSource::Command(sql) => scripts.push(sql),
+            SqlSource::File(file) => match std::fs::read_to_string(&file) {
+                Ok(text) => scripts.push(text),
+                Err(e) => return error_exit(format!("cannot read {}: {e}", file.display())),
+            },
         }
     }
-    for (_, sql) in scripts {
+    for sql in scripts {
         if let Err(e) = run_sql(&ctx, &sql, &mut stdout, &options).await {
-            return error_exit(describe(e));
+            let job = ended_job.lock().unwrap_or_else(|e| e.into_inner()).take();
+            return match job {
+                Some(job) => error_exit(format!(
+                    "{}\n(job {job}: `ballista job status {job}` shows its failed attempts)",
+                    describe(e)
+                )),
+                None => error_exit(describe(e)),
+            };
         }
     }
     ExitCode::SUCCESS
@@ -496,8 +540,10 @@ async fn executor_memory(
 #[tokio::main]
 async fn main() -> ExitCode {
     logging::init("error");
-    match Cli::parse().command {
-        Command::Sql(args) => sql_command(args).await,
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Command::Sql(args) => sql_command(args, matches.subcommand_matches("sql")).await,
         Command::Tpch(args) => tpch_command(args).await,
         Command::Config(command) => config_command(command),
         Command::Job(args) => job_command(args).await,

@@ -697,7 +697,9 @@ impl JobGraph {
             for t in &stage.tasks {
                 match t {
                     TaskState::Done { .. } => p.tasks_completed += 1,
-                    TaskState::Running { .. } => p.tasks_running += 1,
+                    // A failed or cancelled job's other attempts are being
+                    // cancelled: none of them runs on for the job any more.
+                    TaskState::Running { .. } if self.failure.is_none() => p.tasks_running += 1,
                     _ => {}
                 }
             }

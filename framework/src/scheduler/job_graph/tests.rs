@@ -357,3 +357,13 @@ fn a_launch_that_may_have_started_is_retried_under_a_new_attempt() {
         TaskOutcome::Stale
     );
 }
+
+#[test]
+fn a_failed_job_shows_no_running_tasks() {
+    let mut g = graph(1);
+    run_on(&mut g, 1, 0, "e1");
+    run_on(&mut g, 1, 1, "e2");
+    assert_eq!(g.progress().tasks_running, 2);
+    g.fail(BallistaError::Cancelled("cancelled by its client".into()));
+    assert_eq!(g.progress().tasks_running, 0);
+}
