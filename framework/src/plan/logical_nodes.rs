@@ -20,17 +20,30 @@ pub(super) fn malformed(what: &str, error: impl fmt::Display) -> DataFusionError
     BallistaError::InvalidInput(format!("malformed logical plan: {what}: {error}")).into()
 }
 
+/// Plan nodes need `PartialOrd`; these only know whether two are equal.
+macro_rules! ordered_by_equality {
+    ($($node:ty),*) => {$(
+        impl PartialOrd for $node {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                (self == other).then_some(Ordering::Equal)
+            }
+        }
+    )*};
+}
+
+ordered_by_equality!(
+    EmptyRelationNode,
+    CopyOptionsNode,
+    RecursiveQueryNode,
+    ValuesNode,
+    ScanProjectionNode
+);
+
 /// An empty relation with its schema.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct EmptyRelationNode {
     pub(super) produce_one_row: bool,
     pub(super) schema: DFSchemaRef,
-}
-
-impl PartialOrd for EmptyRelationNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
 }
 
 impl UserDefinedLogicalNodeCore for EmptyRelationNode {
@@ -65,12 +78,6 @@ pub(super) struct CopyOptionsNode {
     pub(super) input: LogicalPlan,
     pub(super) options: Vec<(String, String)>,
     pub(super) default_format: String,
-}
-
-impl PartialOrd for CopyOptionsNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
 }
 
 impl UserDefinedLogicalNodeCore for CopyOptionsNode {
@@ -115,12 +122,6 @@ pub(super) struct RecursiveQueryNode {
     pub(super) schema: DFSchemaRef,
 }
 
-impl PartialOrd for RecursiveQueryNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
-}
-
 impl UserDefinedLogicalNodeCore for RecursiveQueryNode {
     fn name(&self) -> &str {
         "RecursiveQuery"
@@ -160,12 +161,6 @@ pub(super) struct ValuesNode {
     pub(super) values: Vec<Vec<Expr>>,
 }
 
-impl PartialOrd for ValuesNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
-}
-
 impl UserDefinedLogicalNodeCore for ValuesNode {
     fn name(&self) -> &str {
         "Values"
@@ -197,12 +192,6 @@ pub(super) struct ScanProjectionNode {
     pub(super) input: LogicalPlan,
     pub(super) columns: Vec<usize>,
     pub(super) schema: DFSchemaRef,
-}
-
-impl PartialOrd for ScanProjectionNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (self == other).then_some(Ordering::Equal)
-    }
 }
 
 impl UserDefinedLogicalNodeCore for ScanProjectionNode {
