@@ -12,6 +12,7 @@
 //! ```
 
 mod byte_size;
+mod client_settings;
 mod load;
 mod memory_amount;
 mod plugin_spec;
@@ -27,6 +28,7 @@ use typed_builder::TypedBuilder;
 use url::Url;
 
 pub use byte_size::ByteSize;
+pub use client_settings::check_client_settings;
 pub(crate) use load::full_key_path;
 pub use load::{ENV_PREFIX, env_var_for};
 pub use memory_amount::MemoryAmount;
@@ -40,8 +42,8 @@ pub use session::{
     settings_from_session_config, tenant_of, validate_ballista_settings,
 };
 pub use settings::{
-    BallistaSettings, ClientSettings, ExecutorSettings, InvalidSetting, SchedulerSettings,
-    SessionDefaults, TableDefinition, TableFormat,
+    BallistaSettings, ClientSettings, ExecutorSettings, InvalidSetting, SchedulerLimits,
+    SchedulerSettings, SessionDefaults, TableDefinition, TableFormat,
 };
 
 use crate::error::Result;

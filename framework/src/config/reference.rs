@@ -71,22 +71,26 @@ fn render_section(
         let _ = writeln!(out, "{text}\n");
     }
     let nested = render_rows(out, path, def, defs, with_env);
-    for (key, item) in nested {
+    for (key, item, is_list) in nested {
         let child = format!("{path}.{key}");
-        // Lists of tables cannot be set from the environment.
-        render_section(out, &format!("[[{child}]]"), &child, &item, defs, false);
+        if is_list {
+            // Lists of tables cannot be set from the environment.
+            render_section(out, &format!("[[{child}]]"), &child, &item, defs, false);
+        } else {
+            render_section(out, &format!("[{child}]"), &child, &item, defs, with_env);
+        }
     }
 }
 
 /// Writes a key table for `def`'s properties; returns properties that are
-/// lists of tables, to be documented as their own sections.
+/// tables or lists of tables (`true`), to be documented as their own sections.
 fn render_rows(
     out: &mut String,
     path: &str,
     def: &Value,
     defs: &Map<String, Value>,
     with_env: bool,
-) -> Vec<(String, Value)> {
+) -> Vec<(String, Value, bool)> {
     let props = match def.get("properties").and_then(Value::as_object) {
         Some(props) if !props.is_empty() => props,
         _ => {
@@ -109,6 +113,7 @@ fn render_rows(
         let key_path = format!("{path}.{key}");
         let items = prop.get("items").map(|i| resolve(i, defs));
         let is_table_list = items.is_some_and(|i| i.get("properties").is_some());
+        let is_table = !is_table_list && resolve(prop, defs).get("properties").is_some();
         let default = if required.contains(&key.as_str()) {
             "required".to_string()
         } else {
@@ -121,6 +126,8 @@ fn render_rows(
             .unwrap_or_default();
         let text = if is_table_list {
             format!("{text} See `[[{key_path}]]` below.")
+        } else if is_table {
+            format!("{text} See `[{key_path}]` below.")
         } else {
             text
         };
@@ -137,7 +144,9 @@ fn render_rows(
         let _ = writeln!(row, " {} |", cell(&text));
         out.push_str(&row);
         if is_table_list {
-            nested.push((key.clone(), items.cloned().unwrap_or_default()));
+            nested.push((key.clone(), items.cloned().unwrap_or_default(), true));
+        } else if is_table {
+            nested.push((key.clone(), prop.clone(), false));
         }
     }
     out.push('\n');

@@ -75,6 +75,42 @@ pub struct SchedulerSettings {
     pub session: SessionDefaults,
     /// Tables every client can query without registering them.
     pub tables: Vec<TableDefinition>,
+    /// What one request may ask of the cluster.
+    pub limits: SchedulerLimits,
+}
+
+/// Limits on what one client request may ask of the cluster
+/// (`[scheduler.limits]`). A request over a limit is refused with an error
+/// that names it; none is silently lowered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerLimits {
+    /// Deepest nesting of one expression in a query (`1+1+…+1` of n terms
+    /// nests n deep). Deeper expressions could not travel to executors, and
+    /// walking them would overflow a thread's stack.
+    pub max_expression_depth: usize,
+    /// Largest `datafusion.execution.target_partitions` (and
+    /// `planning_concurrency`) a session may set: the tasks of one stage.
+    pub max_partitions_per_stage: usize,
+    /// Most tasks one job may have, over all its stages.
+    pub max_tasks_per_job: usize,
+    /// Largest `datafusion.execution.batch_size` a session may set (rows per
+    /// batch; operators allocate for a whole batch up front).
+    pub max_batch_size: usize,
+    /// Largest `datafusion.sql_parser.recursion_limit` a session may set.
+    pub max_parser_recursion: usize,
+}
+
+impl Default for SchedulerLimits {
+    fn default() -> Self {
+        Self {
+            max_expression_depth: crate::plan::DEFAULT_MAX_EXPRESSION_DEPTH,
+            max_partitions_per_stage: 1024,
+            max_tasks_per_job: 100_000,
+            max_batch_size: 1 << 20,
+            max_parser_recursion: 500,
+        }
+    }
 }
 
 impl Default for SchedulerSettings {
@@ -89,6 +125,7 @@ impl Default for SchedulerSettings {
             job_timeout_secs: 0,
             session: SessionDefaults::default(),
             tables: Vec::new(),
+            limits: SchedulerLimits::default(),
         }
     }
 }
@@ -309,6 +346,30 @@ impl BallistaSettings {
             return Err(InvalidSetting::new(
                 "scheduler.executor_timeout_secs",
                 " = 0: expected at least 1",
+            ));
+        }
+        let l = &s.limits;
+        for (key, value) in [
+            ("max_expression_depth", l.max_expression_depth),
+            ("max_partitions_per_stage", l.max_partitions_per_stage),
+            ("max_tasks_per_job", l.max_tasks_per_job),
+            ("max_batch_size", l.max_batch_size),
+            ("max_parser_recursion", l.max_parser_recursion),
+        ] {
+            if value == 0 {
+                return Err(InvalidSetting::new(
+                    format!("scheduler.limits.{key}"),
+                    " = 0: expected at least 1",
+                ));
+            }
+        }
+        if s.target_partitions > l.max_partitions_per_stage {
+            return Err(InvalidSetting::new(
+                "scheduler.target_partitions",
+                format!(
+                    " = {}: expected at most scheduler.limits.max_partitions_per_stage ({})",
+                    s.target_partitions, l.max_partitions_per_stage
+                ),
             ));
         }
         let mut names = std::collections::HashSet::new();

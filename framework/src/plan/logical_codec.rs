@@ -79,6 +79,7 @@ impl LogicalExtensionCodec for BallistaLogicalCodec {
                     .map_err(|e| malformed("VALUES", e))?;
                 let exprs = parse_exprs(&exprs.logical_expr_nodes, ctx, self)
                     .map_err(|e| malformed("VALUES", e))?;
+                let exprs = super::depth::check_decoded_expressions(exprs)?;
                 let columns = (n.columns as usize).max(1);
                 Arc::new(ValuesNode {
                     schema: decode_df_schema(&n.schema)?,

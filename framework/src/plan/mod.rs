@@ -53,6 +53,7 @@ mod codec;
 mod collected_joins;
 mod compact;
 mod converter;
+mod depth;
 mod logical_codec;
 mod logical_nodes;
 mod shipped_table;
@@ -69,6 +70,7 @@ pub use cancellation::{CancelFlag, CancellableExec, with_cancellation};
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
 pub use collected_joins::distribute_collected_joins;
 pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};
+pub use depth::{DEFAULT_MAX_EXPRESSION_DEPTH, check_expression_depth, expression_depth};
 pub use logical_codec::{BallistaLogicalCodec, decode_client_plan, encode_client_plan};
 pub use shipped_table::{MAX_SHIPPED_TABLE_BYTES, ShippedTable};
 pub use shuffle_reader::{

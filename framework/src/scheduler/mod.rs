@@ -179,7 +179,9 @@ impl SchedulerInner {
             let planning = {
                 let inner = Arc::clone(&inner);
                 let job_id = job_id.clone();
-                tokio::spawn(async move { inner.planner.plan(&job_id, &request, &settings).await })
+                tokio::spawn(crate::util::LargeStack::new(async move {
+                    inner.planner.plan(&job_id, &request, &settings).await
+                }))
             };
             // A planner panic fails the job rather than leaving it planning forever.
             let plan = planning.await.unwrap_or_else(|e| {

@@ -23,14 +23,15 @@ use object_store::ObjectStoreExt;
 use url::Url;
 
 use crate::config::{
-    BallistaConfig, SchedulerSettings, TableDefinition, distributed_session_defaults,
-    distributed_session_overrides, session_config_from_settings, validate_ballista_settings,
+    BallistaConfig, SchedulerSettings, TableDefinition, check_client_settings,
+    distributed_session_defaults, distributed_session_overrides, session_config_from_settings,
+    validate_ballista_settings,
 };
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
 use crate::plan::{
-    DistributedPlan, decode_client_plan, decode_stage_plan, encode_stage_plan,
-    record_window_filters, split_into_stages,
+    DistributedPlan, check_expression_depth, decode_client_plan, decode_stage_plan,
+    encode_stage_plan, record_window_filters, split_into_stages,
 };
 use crate::plugin::storage::{BallistaObjectStoreRegistry, StorageAccess};
 use crate::proto::{self, execute_query_request::Query};
@@ -111,7 +112,9 @@ impl JobPlanner {
 
     fn target_partitions(&self, cluster_slots: usize) -> usize {
         match self.settings.target_partitions {
-            0 => cluster_slots.max(2),
+            0 => cluster_slots
+                .max(2)
+                .min(self.settings.limits.max_partitions_per_stage),
             n => n,
         }
     }
@@ -148,6 +151,8 @@ impl JobPlanner {
 
     fn context(&self, settings: &HashMap<String, String>) -> Result<SessionContext> {
         validate_ballista_settings(settings)?;
+        let defaults = session_config_from_settings(&self.default_settings(0))?;
+        check_client_settings(settings, &self.settings.limits, defaults.options())?;
         let state = SessionStateBuilder::new()
             .with_config(session_config_from_settings(settings)?)
             .with_runtime_env(Arc::clone(&self.runtime))
@@ -169,9 +174,11 @@ impl JobPlanner {
     ) -> Result<DistributedPlan> {
         let ctx = self.context(settings)?;
         let state = ctx.state();
+        let depth_limit = self.settings.limits.max_expression_depth;
         let logical = match &request.query {
             Some(Query::Sql(sql)) => {
                 let plan = state.create_logical_plan(sql).await?;
+                let plan = check_expression_depth(plan, depth_limit)?;
                 refuse_statements(&plan)?;
                 state.optimize(&plan)?
             }
@@ -184,6 +191,7 @@ impl JobPlanner {
                         typed => typed,
                     }
                 })?;
+                let plan = check_expression_depth(plan, depth_limit)?;
                 refuse_statements(&plan)?;
                 if request.plan_is_optimized {
                     plan
@@ -210,8 +218,28 @@ impl JobPlanner {
         check_table_locations(&logical, &state).await?;
         record_window_filters(&logical, &physical, state.execution_props())?;
         let plan = split_into_stages(job_id, physical)?;
+        self.check_task_count(&plan)?;
         check_stages_travel(&plan, &state)?;
         Ok(plan)
+    }
+
+    /// Refuses a job of more tasks than `scheduler.limits.max_tasks_per_job`
+    /// before anything is allocated per task.
+    fn check_task_count(&self, plan: &DistributedPlan) -> Result<()> {
+        let tasks: usize = plan
+            .stages
+            .iter()
+            .map(|stage| stage.plan.input_partition_count())
+            .fold(0, usize::saturating_add);
+        let limit = self.settings.limits.max_tasks_per_job;
+        if tasks > limit {
+            return Err(BallistaError::ResourcesExhausted(format!(
+                "the job would run {tasks} tasks in {} stages; the limit is {limit} \
+                 (scheduler.limits.max_tasks_per_job): lower datafusion.execution.target_partitions",
+                plan.stages.len()
+            )));
+        }
+        Ok(())
     }
 
     /// `EXPLAIN` shows the stages the cluster would run in place of
