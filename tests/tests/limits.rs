@@ -13,6 +13,18 @@ fn kind_of(error: datafusion::error::DataFusionError) -> (ErrorKind, String) {
     (typed.kind(), typed.to_string())
 }
 
+/// The error the cluster answers `sql` with, by kind and message.
+async fn refusal(ctx: &SessionContext, sql: &str) -> (ErrorKind, String) {
+    let err = ctx
+        .sql(sql)
+        .await
+        .expect("plans in the client")
+        .collect()
+        .await
+        .expect_err("the cluster refuses the query");
+    kind_of(err)
+}
+
 async fn sum_of(ctx: &SessionContext, sql: &str) -> i64 {
     let batches = ctx
         .sql(sql)
@@ -92,14 +104,7 @@ async fn deep_expressions_are_refused_naming_the_limit() {
     assert_eq!(sum_of(&ctx, &chain(30)).await, 180);
 
     // 1,000 terms planned by the client, then sent as a plan.
-    let err = ctx
-        .sql(&chain(1000))
-        .await
-        .expect("plans in the client")
-        .collect()
-        .await
-        .unwrap_err();
-    let (kind, message) = kind_of(err);
+    let (kind, message) = refusal(&ctx, &chain(1000)).await;
     assert_eq!(kind, ErrorKind::InvalidInput, "{message}");
     assert!(
         message.contains("1001 levels") && message.contains("max_expression_depth"),
@@ -166,14 +171,7 @@ async fn session_settings_outside_the_cluster_limits_are_refused() {
             .await
             .unwrap();
         session.sql(&format!("SET {setting}")).await.unwrap();
-        let err = session
-            .sql("SELECT count(*) FROM generate_series(1, 3)")
-            .await
-            .expect("plans in the client")
-            .collect()
-            .await
-            .unwrap_err();
-        let (kind, message) = kind_of(err);
+        let (kind, message) = refusal(&session, "SELECT count(*) FROM generate_series(1, 3)").await;
         assert_eq!(kind, ErrorKind::InvalidInput, "{setting}: {message}");
         for needle in needles {
             assert!(message.contains(needle), "{needle}: {message}");
@@ -189,17 +187,12 @@ async fn session_settings_outside_the_cluster_limits_are_refused() {
         .sql("SET datafusion.execution.target_partitions = 64")
         .await
         .unwrap();
-    let err = session
-        .sql(
-            "SELECT v % 7 AS k, count(*) FROM (SELECT value AS v FROM generate_series(1, 1000)) \
-             GROUP BY v % 7",
-        )
-        .await
-        .expect("plans in the client")
-        .collect()
-        .await
-        .unwrap_err();
-    let (kind, message) = kind_of(err);
+    let (kind, message) = refusal(
+        &session,
+        "SELECT v % 7 AS k, count(*) FROM (SELECT value AS v FROM generate_series(1, 1000)) \
+         GROUP BY v % 7",
+    )
+    .await;
     assert_eq!(kind, ErrorKind::ResourcesExhausted, "{message}");
     assert!(
         message.contains("the limit is 40 (scheduler.limits.max_tasks_per_job)"),
