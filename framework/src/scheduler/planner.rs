@@ -52,6 +52,9 @@ pub struct JobPlanner {
     shuffle_root: Option<String>,
     settings: SchedulerSettings,
     tables: Vec<DeclaredTable>,
+    /// The options every session starts from, which client settings are
+    /// checked against (built once: they depend on the settings alone).
+    client_defaults: datafusion::config::ConfigOptions,
 }
 
 impl JobPlanner {
@@ -70,7 +73,12 @@ impl JobPlanner {
             shuffle_root,
             settings: config.settings.scheduler.clone(),
             tables: Vec::new(),
+            client_defaults: Default::default(),
         };
+        planner.client_defaults = session_config_from_settings(&planner.default_settings(0))?
+            .options()
+            .as_ref()
+            .clone();
         let ctx = planner.context(&planner.default_settings(0))?;
         let state = ctx.state();
         for definition in &config.settings.scheduler.tables {
@@ -151,8 +159,7 @@ impl JobPlanner {
 
     fn context(&self, settings: &HashMap<String, String>) -> Result<SessionContext> {
         validate_ballista_settings(settings)?;
-        let defaults = session_config_from_settings(&self.default_settings(0))?;
-        check_client_settings(settings, &self.settings.limits, defaults.options())?;
+        check_client_settings(settings, &self.settings.limits, &self.client_defaults)?;
         let state = SessionStateBuilder::new()
             .with_config(session_config_from_settings(settings)?)
             .with_runtime_env(Arc::clone(&self.runtime))
