@@ -31,7 +31,8 @@ impl JobId {
             Ok(Self(value.to_string()))
         } else {
             Err(BallistaError::InvalidInput(format!(
-                "invalid job id {value:?}: expected 1-128 ASCII letters, digits, '-' or '_'"
+                "invalid job id \"{}\": expected 1-128 ASCII letters, digits, '-' or '_'",
+                crate::util::loggable(value)
             )))
         }
     }
@@ -69,9 +70,29 @@ impl ExecutorId {
         Self(format!("exec-{}", &uuid[..12]))
     }
 
-    /// Wraps an id received from the network or configuration.
+    /// Wraps an id this process made or was configured with.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
+    }
+
+    /// Parses an executor id received from the network: 1-128 ASCII
+    /// letters, digits, `-`, `_`, `.` or `:`. Ids are logged and shown to
+    /// every client, so nothing else (no newline that forges a log line,
+    /// no megabytes of text) gets past the door.
+    pub fn parse(value: &str) -> Result<Self> {
+        let valid = !value.is_empty()
+            && value.len() <= 128
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if valid {
+            Ok(Self(value.to_string()))
+        } else {
+            Err(BallistaError::InvalidInput(format!(
+                "invalid executor id \"{}\": expected 1-128 ASCII letters, digits, '-', '_', '.' or ':'",
+                crate::util::loggable(value)
+            )))
+        }
     }
 
     /// The id as a string slice.

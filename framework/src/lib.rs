@@ -22,6 +22,7 @@ pub mod error;
 pub mod executor;
 pub mod flight;
 pub mod ids;
+pub mod listener;
 pub mod plan;
 pub mod plugin;
 pub mod proto;

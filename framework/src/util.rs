@@ -54,3 +54,151 @@ impl<F: Future> Future for LargeStack<F> {
         stacker::grow(PLANNING_STACK_BYTES, move || inner.poll(cx))
     }
 }
+
+/// Characters of a name or id from the network shown in a log line or an
+/// error; the rest is summarised by its length.
+pub const LOGGED_CHARS: usize = 200;
+
+/// Characters of a message from the network (an error report) shown in a
+/// log line.
+pub const LOGGED_MESSAGE_CHARS: usize = 4000;
+
+/// A string from the network made safe to log: control characters
+/// (newlines forge log lines, escape sequences drive terminals) are shown
+/// escaped, and anything past [`LOGGED_CHARS`] characters is cut, with the
+/// full length said.
+pub fn loggable(value: &str) -> Loggable<'_> {
+    Loggable(value, LOGGED_CHARS)
+}
+
+/// [`loggable`] for messages, such as errors reported by another process:
+/// cut at [`LOGGED_MESSAGE_CHARS`].
+pub fn loggable_message(value: &str) -> Loggable<'_> {
+    Loggable(value, LOGGED_MESSAGE_CHARS)
+}
+
+/// See [`loggable`].
+#[derive(Debug, Clone, Copy)]
+pub struct Loggable<'a>(&'a str, usize);
+
+impl std::fmt::Display for Loggable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for (shown, c) in self.0.chars().enumerate() {
+            if shown == self.1 {
+                return write!(f, "…({} bytes in all)", self.0.len());
+            }
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                for e in c.escape_default() {
+                    f.write_char(e)?;
+                }
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod loggable_tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_long_values_cut() {
+        assert_eq!(
+            loggable("a\nINFO forged\x1b[2J").to_string(),
+            "a\\nINFO forged\\u{1b}[2J"
+        );
+        let long = "x".repeat(5000);
+        let shown = loggable(&long).to_string();
+        assert!(shown.starts_with(&"x".repeat(LOGGED_CHARS)));
+        assert!(shown.ends_with("…(5000 bytes in all)"), "{shown}");
+    }
+}
+
+/// Runs a decoder of bytes from another process, turning a panic inside it
+/// (arrow and datafusion-proto assert on some malformed inputs) into an
+/// `InvalidInput` error naming `what`, so a bad message fails its request
+/// rather than a thread.
+pub fn decode_guarded<T, E: From<crate::error::BallistaError>>(
+    what: &str,
+    decode: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    GUARDED_DECODES.with(|depth| depth.set(depth.get() + 1));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+    GUARDED_DECODES.with(|depth| depth.set(depth.get() - 1));
+    outcome.unwrap_or_else(|payload| {
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(crate::error::BallistaError::InvalidInput(format!(
+            "malformed {what}: {}",
+            loggable_message(&reason)
+        ))
+        .into())
+    })
+}
+
+thread_local! {
+    static GUARDED_DECODES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the current thread runs inside [`decode_guarded`], for a panic
+/// hook that tells a panic the decoder turns into an error from one that
+/// escapes (fuzz tests count only the latter as findings).
+pub fn inside_guarded_decoder() -> bool {
+    GUARDED_DECODES.with(|depth| depth.get() > 0)
+}
+
+/// A stream whose polls run as [`decode_guarded`] does: a panic inside
+/// (arrow's IPC reader asserts on some malformed messages) ends the stream
+/// with an `InvalidInput` error naming `what`.
+pub struct DecodeGuardedStream<S> {
+    inner: Option<S>,
+    what: &'static str,
+}
+
+impl<S> DecodeGuardedStream<S> {
+    /// Guards `inner`, which decodes `what` (named in the error).
+    pub fn new(inner: S, what: &'static str) -> Self {
+        Self {
+            inner: Some(inner),
+            what,
+        }
+    }
+}
+
+impl<S, T, E> futures::Stream for DecodeGuardedStream<S>
+where
+    S: futures::Stream<Item = Result<T, E>> + Unpin,
+    E: From<crate::error::BallistaError>,
+{
+    type Item = Result<T, E>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use futures::StreamExt;
+        let what = self.what;
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let mut poll = None;
+        let outcome = decode_guarded(what, || {
+            poll = Some(inner.poll_next_unpin(cx));
+            Ok::<(), E>(())
+        });
+        match (outcome, poll) {
+            (Ok(()), Some(poll)) => poll,
+            (Err(error), _) => {
+                self.inner = None;
+                std::task::Poll::Ready(Some(Err(error)))
+            }
+            (Ok(()), None) => std::task::Poll::Pending,
+        }
+    }
+}

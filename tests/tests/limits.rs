@@ -4,7 +4,8 @@
 
 use ballista::BallistaError;
 use ballista::client::{SchedulerClient, SessionContextExt};
-use ballista::proto::{self, ErrorKind, JobState};
+use ballista::ids::JobId;
+use ballista::proto::{self, ErrorKind, JobState, scheduler_grpc_client::SchedulerGrpcClient};
 use ballista_tests::cluster::TestCluster;
 use datafusion::prelude::SessionContext;
 
@@ -198,5 +199,149 @@ async fn session_settings_outside_the_cluster_limits_are_refused() {
         message.contains("the limit is 40 (scheduler.limits.max_tasks_per_job)"),
         "{message}"
     );
+    assert_healthy(&mut cluster, &ctx).await;
+}
+
+/// A job that holds its tasks for 30 s (an injected delay), in `session`.
+fn long_job(session: &str) -> proto::ExecuteQueryRequest {
+    proto::ExecuteQueryRequest {
+        query: Some(proto::execute_query_request::Query::Sql(
+            "SELECT sum(value) FROM generate_series(1, 10)".into(),
+        )),
+        settings: proto::key_values([("ballista.inject_failures", "*:*:*:delay=30000")]),
+        session_id: session.into(),
+        ..Default::default()
+    }
+}
+
+fn quick_job() -> proto::ExecuteQueryRequest {
+    proto::ExecuteQueryRequest {
+        query: Some(proto::execute_query_request::Query::Sql(
+            "SELECT sum(value) FROM generate_series(1, 10)".into(),
+        )),
+        session_id: "session-quick".into(),
+        ..Default::default()
+    }
+}
+
+fn assert_exhausted(error: BallistaError, needle: &str) {
+    let typed = error.typed();
+    assert_eq!(typed.kind(), ErrorKind::ResourcesExhausted, "{typed}");
+    assert!(typed.to_string().contains(needle), "{needle}: {typed}");
+}
+
+fn fake_registration(id: &str) -> proto::RegisterExecutorRequest {
+    proto::RegisterExecutorRequest {
+        metadata: Some(proto::ExecutorMetadata {
+            id: id.into(),
+            host: "127.0.0.1".into(),
+            port: 4000,
+            slots: 1,
+            version: "test".into(),
+        }),
+        memory: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_executors_and_history_are_capped_naming_the_limit() {
+    let mut cluster = TestCluster::start_with(
+        1,
+        2,
+        Some(
+            "[scheduler.limits]\nmax_jobs = 3\nmax_jobs_per_session = 2\nmax_executors = 2\n\
+             max_finished_jobs = 1\n",
+        ),
+        Some("[executor]\nfailure_injection = true\n"),
+    )
+    .await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+
+    // Two long jobs of one session run (or queue); its third is refused.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(scheduler.execute(long_job("session-a")).await.unwrap());
+    }
+    let refused = scheduler.execute(long_job("session-a")).await.err();
+    assert_exhausted(
+        refused.expect("a third job of the session is refused"),
+        "scheduler.limits.max_jobs_per_session = 2",
+    );
+    // Another session takes the last of the three places in all.
+    held.push(scheduler.execute(long_job("session-b")).await.unwrap());
+    let refused = scheduler.execute(long_job("session-c")).await.err();
+    assert_exhausted(
+        refused.expect("a fourth job in all is refused"),
+        "scheduler.limits.max_jobs = 3",
+    );
+    let mut job_ids = Vec::new();
+    for updates in &mut held {
+        let first = updates.message().await.unwrap().expect("a first status");
+        job_ids.push(JobId::parse(&first.job_id).unwrap());
+    }
+    for job_id in &job_ids {
+        assert!(scheduler.cancel(job_id).await.unwrap());
+    }
+    drop(held);
+
+    // One executor is registered: a second may join, a third may not.
+    let mut raw = SchedulerGrpcClient::connect(cluster.scheduler_url.clone())
+        .await
+        .unwrap();
+    raw.register_executor(fake_registration("fake-1"))
+        .await
+        .expect("a second executor registers");
+    let status = raw
+        .register_executor(fake_registration("fake-2"))
+        .await
+        .expect_err("a third executor is refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("scheduler.limits.max_executors"),
+        "{status:?}"
+    );
+    raw.deregister_executor(proto::DeregisterExecutorRequest {
+        executor_id: "fake-1".into(),
+        reason: "test over".into(),
+    })
+    .await
+    .unwrap();
+
+    // Finished jobs whose results are released: only the newest is kept.
+    let mut finished = Vec::new();
+    for _ in 0..3 {
+        let mut updates = scheduler.execute(quick_job()).await.unwrap();
+        let mut last = None;
+        while let Some(status) = updates.message().await.unwrap() {
+            last = Some(status);
+        }
+        let last = last.expect("a final status");
+        assert_eq!(last.state, JobState::Succeeded as i32, "{last:?}");
+        let job_id = JobId::parse(&last.job_id).unwrap();
+        scheduler.release(&job_id).await.unwrap();
+        finished.push(job_id);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let forgotten = scheduler.job_status(&finished[0]).await.is_err()
+            && scheduler.job_status(&finished[1]).await.is_err();
+        if forgotten {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "finished jobs beyond scheduler.limits.max_finished_jobs = 1 are still kept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    scheduler
+        .job_status(&finished[2])
+        .await
+        .expect("the newest finished job is kept");
+    let ctx = SessionContext::remote(&cluster.scheduler_url)
+        .await
+        .unwrap();
     assert_healthy(&mut cluster, &ctx).await;
 }

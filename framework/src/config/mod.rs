@@ -18,6 +18,7 @@ mod memory_amount;
 mod plugin_spec;
 pub mod reference;
 mod secret;
+mod server_limits;
 mod session;
 mod settings;
 
@@ -35,6 +36,7 @@ pub use memory_amount::MemoryAmount;
 pub use plugin_spec::PluginSpec;
 pub(crate) use secret::scrub_values;
 pub use secret::{REDACTED, Secret, is_secret_key};
+pub use server_limits::ServerLimits;
 pub use session::{
     BallistaSessionOptions, JOB_TIMEOUT_KEY, MEMORY_QUOTA_KEY, POOL_KEY, PRIORITY_KEY,
     SPILL_TO_DISK_KEY, TENANT_KEY, distributed_session_defaults, distributed_session_overrides,

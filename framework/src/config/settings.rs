@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{MemoryAmount, PluginSpec};
+use super::{MemoryAmount, PluginSpec, ServerLimits};
 
 /// All settings. The scheduler reads `[scheduler]`, the executor `[executor]`,
 /// the `ballista` client `[client]`; the plugin tables (`[[storage]]`,
@@ -77,6 +77,8 @@ pub struct SchedulerSettings {
     pub tables: Vec<TableDefinition>,
     /// What one request may ask of the cluster.
     pub limits: SchedulerLimits,
+    /// Connections, streams and request sizes of the gRPC listener.
+    pub server: ServerLimits,
 }
 
 /// Limits on what one client request may ask of the cluster
@@ -99,6 +101,18 @@ pub struct SchedulerLimits {
     pub max_batch_size: usize,
     /// Largest `datafusion.sql_parser.recursion_limit` a session may set.
     pub max_parser_recursion: usize,
+    /// Jobs queued or running at once, over all clients.
+    pub max_jobs: usize,
+    /// Jobs queued or running at once for one client session.
+    pub max_jobs_per_session: usize,
+    /// Executors registered at once.
+    pub max_executors: usize,
+    /// Finished jobs kept for status queries; the oldest are forgotten
+    /// first (their results, if not yet released, stay until
+    /// `result_retention_secs`).
+    pub max_finished_jobs: usize,
+    /// Seconds a finished job stays listed for status queries.
+    pub finished_job_retention_secs: u64,
 }
 
 impl Default for SchedulerLimits {
@@ -109,6 +123,11 @@ impl Default for SchedulerLimits {
             max_tasks_per_job: 100_000,
             max_batch_size: 1 << 20,
             max_parser_recursion: 500,
+            max_jobs: 1000,
+            max_jobs_per_session: 100,
+            max_executors: 1000,
+            max_finished_jobs: 1000,
+            finished_job_retention_secs: 3600,
         }
     }
 }
@@ -126,6 +145,7 @@ impl Default for SchedulerSettings {
             session: SessionDefaults::default(),
             tables: Vec::new(),
             limits: SchedulerLimits::default(),
+            server: ServerLimits::default(),
         }
     }
 }
@@ -248,6 +268,9 @@ pub struct ExecutorSettings {
     /// answer: keep it that much below the grace period of whatever stops
     /// the process (Kubernetes: 30 s by default).
     pub drain_timeout_secs: u64,
+    /// Connections, streams and request sizes of the Flight and control
+    /// listener.
+    pub server: ServerLimits,
 }
 
 impl Default for ExecutorSettings {
@@ -263,6 +286,7 @@ impl Default for ExecutorSettings {
             heartbeat_interval_secs: 2,
             failure_injection: false,
             drain_timeout_secs: 15,
+            server: ServerLimits::default(),
         }
     }
 }
@@ -315,7 +339,7 @@ pub struct InvalidSetting {
 }
 
 impl InvalidSetting {
-    fn new(key_path: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(key_path: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             key_path: key_path.into(),
             problem: problem.into(),
@@ -355,6 +379,10 @@ impl BallistaSettings {
             ("max_tasks_per_job", l.max_tasks_per_job),
             ("max_batch_size", l.max_batch_size),
             ("max_parser_recursion", l.max_parser_recursion),
+            ("max_jobs", l.max_jobs),
+            ("max_jobs_per_session", l.max_jobs_per_session),
+            ("max_executors", l.max_executors),
+            ("max_finished_jobs", l.max_finished_jobs),
         ] {
             if value == 0 {
                 return Err(InvalidSetting::new(
@@ -372,6 +400,7 @@ impl BallistaSettings {
                 ),
             ));
         }
+        s.server.validate("scheduler.server")?;
         let mut names = std::collections::HashSet::new();
         for (i, table) in s.tables.iter().enumerate() {
             let key = |field: &str| format!("scheduler.tables[{i}].{field}");
@@ -412,6 +441,7 @@ impl BallistaSettings {
                 " = 0: expected a positive size such as 4GiB",
             ));
         }
+        e.server.validate("executor.server")?;
         check_url("executor.scheduler_url", &e.scheduler_url)?;
         if let Some(url) = &self.client.scheduler_url {
             check_url("client.scheduler_url", url)?;

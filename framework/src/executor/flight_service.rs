@@ -64,7 +64,8 @@ impl ExecutorFlightService {
         let job_id = JobId::parse(job_id)?;
         if !self.published.contains(&job_id, path) {
             return Err(BallistaError::PermissionDenied(format!(
-                "ticket path {path:?} is not an object committed by this executor for job {job_id}"
+                "ticket path \"{}\" is not an object committed by this executor for job {job_id}",
+                crate::util::loggable(path)
             )));
         }
         let location = ShuffleLocation {
@@ -91,7 +92,8 @@ impl ExecutorFlightService {
             .await?
             .ok_or_else(|| {
                 BallistaError::PermissionDenied(format!(
-                    "ticket path {path:?} is a URL, but the executor's shuffle ({}) keeps no data in object storage",
+                    "ticket path \"{}\" is a URL, but the executor's shuffle ({}) keeps no data in object storage",
+                    crate::util::loggable(path),
                     self.shuffle_reader.name()
                 ))
             })?;

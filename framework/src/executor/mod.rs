@@ -12,6 +12,7 @@ mod flight_service;
 mod scheduler_link;
 mod staged_writes;
 mod task_runner;
+mod task_threads;
 mod work_dir;
 
 use std::net::SocketAddr;
@@ -30,7 +31,6 @@ use tokio::task::JoinHandle;
 
 use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
-use crate::flight::MAX_MESSAGE_SIZE;
 use crate::ids::ExecutorId;
 use crate::plugin::shuffle::ExecutorAddress;
 use crate::plugin::storage::StorageAccess;
@@ -59,11 +59,16 @@ pub struct ExecutorHandle {
     drain_timeout: Duration,
     _work_dir_lock: Option<work_dir::WorkDirLock>,
     _temp_dir: Option<tempfile::TempDir>,
+    _task_threads: task_threads::TaskThreads,
 }
 
 /// How long a drain waits for the outcomes of finished tasks to reach the
 /// scheduler.
 const DRAIN_DELIVERY_GRACE: Duration = Duration::from_secs(5);
+
+/// Executor calls that carry a plan; every other call (cancellations,
+/// Flight tickets) gets the control message limit.
+const PLAN_METHODS: &[&str] = &["/ballista.ExecutorControl/LaunchTasks"];
 
 /// How a drain ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +310,9 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         )
         .build_arc()?;
 
+    let task_threads = task_threads::TaskThreads::start(
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    )?;
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     let undelivered = Arc::new(AtomicUsize::new(0));
     let runner = Arc::new(TaskRunner::new(TaskRunnerParts {
@@ -318,6 +326,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         shuffle_reader: Arc::clone(&shuffle.reader),
         status_tx,
         undelivered: Arc::clone(&undelivered),
+        task_threads: task_threads.handle(),
     }));
 
     let flight = FlightServiceServer::new(flight_service::ExecutorFlightService::new(
@@ -327,19 +336,20 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         object_stores,
         runner.published(),
     ))
-    .max_decoding_message_size(MAX_MESSAGE_SIZE)
-    .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    .max_decoding_message_size(crate::listener::max_decoding_message_size(&settings.server))
+    .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);
     let control = ExecutorControlServer::new(control_service::ExecutorControlService::new(
         Arc::clone(&runner),
     ))
-    .max_decoding_message_size(MAX_MESSAGE_SIZE)
-    .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    .max_decoding_message_size(crate::listener::max_decoding_message_size(&settings.server))
+    .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let connections = crate::listener::connections(listener, &settings.server, "executor");
     let server = tokio::spawn(
-        crate::flight::server()
+        crate::listener::grpc_server(&settings.server, PLAN_METHODS, "executor.server")
             .add_service(flight)
             .add_service(control)
-            .serve_with_incoming_shutdown(crate::flight::incoming(listener), async {
+            .serve_with_incoming_shutdown(connections, async {
                 let _ = shutdown_rx.await;
             }),
     );
@@ -388,5 +398,6 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
         _work_dir_lock: work_dir_lock,
         _temp_dir: temp_dir,
+        _task_threads: task_threads,
     })
 }

@@ -64,6 +64,8 @@ pub(crate) struct TaskRunnerParts {
     pub status_tx: mpsc::UnboundedSender<proto::TaskStatus>,
     /// Statuses sent to `status_tx` and not yet accepted by the scheduler.
     pub undelivered: Arc<AtomicUsize>,
+    /// The runtime tasks run on, apart from the control plane's.
+    pub task_threads: tokio::runtime::Handle,
 }
 
 /// A task in flight, and how to stop it.
@@ -255,7 +257,7 @@ impl TaskRunner {
             let runner = Arc::clone(self);
             let started = now_ms();
             let cancel = CancelFlag::new();
-            let work = tokio::spawn({
+            let work = self.parts.task_threads.spawn({
                 let runner = Arc::clone(self);
                 let task_id = task_id.clone();
                 let cancel = cancel.clone();

@@ -7,10 +7,15 @@
 //! compressed, with no decode and re-encode; any Flight client can read them.
 
 mod client;
+mod ipc_guard;
 mod ipc_stream;
 mod ticket;
 
-pub use client::{FlightClientPool, flight_endpoint};
+pub use client::{FlightClientPool, flight_data_batches, flight_endpoint};
+pub use ipc_guard::{
+    MAX_DECOMPRESSED_BUFFER_BYTES, MAX_IPC_BATCH_ROWS, MAX_IPC_MESSAGE_BYTES, check_ipc_message,
+    check_ipc_stream,
+};
 pub use ipc_stream::{
     ChunkReader, ipc_chunk_batches, ipc_file_batches, ipc_file_flight_data, ipc_flight_data,
 };
@@ -24,19 +29,3 @@ pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 pub const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 /// Connection-level HTTP/2 window.
 pub const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
-
-/// Connections accepted on `listener`, with Nagle's algorithm off. tonic
-/// applies its own `tcp_nodelay` only to listeners it binds itself; without
-/// this, small responses wait for delayed ACKs (40 ms each on Linux).
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-/// A gRPC server configured the way Ballista serves: no Nagle delay and
-/// large HTTP/2 windows.
-pub fn server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-}

@@ -36,8 +36,8 @@ pub fn resolve_ticket_path(work_dir: &Path, ticket: &FetchPartitionTicket) -> Re
     let requested = Path::new(&ticket.path);
     if ticket.path.is_empty() || requested.is_absolute() || requested.has_root() {
         return Err(BallistaError::PermissionDenied(format!(
-            "ticket path {:?} must be relative to the executor's work directory",
-            ticket.path
+            "ticket path \"{}\" must be relative to the executor's work directory",
+            crate::util::loggable(&ticket.path)
         )));
     }
     let mut components = requested.components();
@@ -49,32 +49,32 @@ pub fn resolve_ticket_path(work_dir: &Path, ticket: &FetchPartitionTicket) -> Re
         };
         if !plain {
             return Err(BallistaError::PermissionDenied(format!(
-                "ticket path {:?} may only contain plain names (no '..', no hidden files)",
-                ticket.path
+                "ticket path \"{}\" may only contain plain names (no '..', no hidden files)",
+                crate::util::loggable(&ticket.path)
             )));
         }
     }
     if components.next() != Some(Component::Normal(job_id.as_str().as_ref())) {
         return Err(BallistaError::PermissionDenied(format!(
-            "ticket path {:?} is not inside the directory of job {job_id}",
-            ticket.path
+            "ticket path \"{}\" is not inside the directory of job {job_id}",
+            crate::util::loggable(&ticket.path)
         )));
     }
     let full = work_dir.join(requested);
     let canonical = full.canonicalize().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             BallistaError::NotFound(format!(
-                "shuffle file {:?} does not exist on this executor",
-                ticket.path
+                "shuffle file \"{}\" does not exist on this executor",
+                crate::util::loggable(&ticket.path)
             ))
         } else {
-            BallistaError::Io(format!("cannot open {:?}: {e}", ticket.path))
+            BallistaError::Io(format!("cannot open \"{}\": {e}", ticket.path))
         }
     })?;
     if !canonical.starts_with(work_dir) {
         return Err(BallistaError::PermissionDenied(format!(
-            "ticket path {:?} resolves outside the executor's work directory",
-            ticket.path
+            "ticket path \"{}\" resolves outside the executor's work directory",
+            crate::util::loggable(&ticket.path)
         )));
     }
     Ok(canonical)

@@ -186,6 +186,11 @@ impl ExecutorRegistry {
     pub fn is_empty(&self) -> bool {
         self.executors.is_empty()
     }
+
+    /// How many executors are registered.
+    pub fn len(&self) -> usize {
+        self.executors.len()
+    }
 }
 
 #[cfg(test)]

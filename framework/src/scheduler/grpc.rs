@@ -25,6 +25,32 @@ fn parse_job_id(value: &str) -> Result<JobId, Status> {
     JobId::parse(value).map_err(Status::from)
 }
 
+fn parse_executor_id(value: &str) -> Result<ExecutorId, Status> {
+    ExecutorId::parse(value).map_err(Status::from)
+}
+
+/// A host name or IP address as an executor advertises it: at most 253
+/// characters of letters, digits, `-`, `.`, `_`, and for IPv6 `:`, `[`, `]`.
+fn check_host(host: &str) -> Result<(), Status> {
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(BallistaError::InvalidInput(format!(
+            "invalid executor host \"{}\": expected a host name or IP address",
+            crate::util::loggable(host)
+        ))
+        .into())
+    }
+}
+
+/// Longest version string an executor may report.
+const MAX_VERSION_CHARS: usize = 64;
+
 #[tonic::async_trait]
 impl SchedulerGrpc for SchedulerService {
     type ExecuteQueryStream = JobStatusStream;
@@ -111,15 +137,24 @@ impl SchedulerGrpc for SchedulerService {
         let metadata = request.metadata.ok_or_else(|| {
             BallistaError::InvalidInput("registration without executor metadata".into())
         })?;
-        let port = u16::try_from(metadata.port).ok().filter(|p| *p != 0);
-        let (Some(port), false, false) = (port, metadata.id.is_empty(), metadata.host.is_empty())
-        else {
+        let id = parse_executor_id(&metadata.id)?;
+        check_host(&metadata.host)?;
+        let Some(port) = u16::try_from(metadata.port).ok().filter(|p| *p != 0) else {
             return Err(BallistaError::InvalidInput(format!(
-                "invalid executor registration: id {:?}, host {:?}, port {}",
-                metadata.id, metadata.host, metadata.port
+                "invalid executor port {}: expected 1-65535",
+                metadata.port
             ))
             .into());
         };
+        if metadata.version.len() > MAX_VERSION_CHARS
+            || metadata.version.chars().any(char::is_control)
+        {
+            return Err(BallistaError::InvalidInput(format!(
+                "invalid executor version \"{}\": expected at most {MAX_VERSION_CHARS} printable characters",
+                crate::util::loggable(&metadata.version)
+            ))
+            .into());
+        }
         if metadata.slots == 0 {
             return Err(BallistaError::InvalidInput(
                 "an executor needs at least one task slot".into(),
@@ -127,7 +162,7 @@ impl SchedulerGrpc for SchedulerService {
             .into());
         }
         let address = ExecutorAddress {
-            id: ExecutorId::new(metadata.id),
+            id,
             host: metadata.host,
             port,
         };
@@ -147,7 +182,7 @@ impl SchedulerGrpc for SchedulerService {
     ) -> Result<Response<proto::HeartBeatResponse>, Status> {
         let request = request.into_inner();
         let memory = request.memory.unwrap_or_default();
-        let executor_id = ExecutorId::new(request.executor_id);
+        let executor_id = parse_executor_id(&request.executor_id)?;
         let (known, effects) = {
             let mut state = self.inner.state.lock();
             state.note_reported_running(&executor_id, request.running_tasks);
@@ -164,7 +199,7 @@ impl SchedulerGrpc for SchedulerService {
         request: Request<proto::UpdateTaskStatusRequest>,
     ) -> Result<Response<proto::UpdateTaskStatusResponse>, Status> {
         let request = request.into_inner();
-        let executor_id = ExecutorId::new(request.executor_id);
+        let executor_id = parse_executor_id(&request.executor_id)?;
         let effects = self
             .inner
             .state
@@ -180,16 +215,16 @@ impl SchedulerGrpc for SchedulerService {
         request: Request<proto::DeregisterExecutorRequest>,
     ) -> Result<Response<proto::DeregisterExecutorResponse>, Status> {
         let request = request.into_inner();
+        let executor_id = parse_executor_id(&request.executor_id)?;
         let reason = if request.reason.trim().is_empty() {
             "it deregistered".to_string()
         } else {
-            format!("it deregistered ({})", request.reason.trim())
+            format!(
+                "it deregistered ({})",
+                crate::util::loggable(request.reason.trim())
+            )
         };
-        let effects = self
-            .inner
-            .state
-            .lock()
-            .executor_lost(&ExecutorId::new(request.executor_id), &reason);
+        let effects = self.inner.state.lock().executor_lost(&executor_id, &reason);
         self.inner.apply(effects);
         self.inner.admit_queued();
         Ok(Response::new(proto::DeregisterExecutorResponse {}))

@@ -9,6 +9,7 @@
 mod executors;
 mod grpc;
 mod job_graph;
+mod liveness;
 mod planner;
 mod state;
 mod status_stream;
@@ -25,7 +26,6 @@ use tokio::task::JoinHandle;
 
 use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
-use crate::flight::MAX_MESSAGE_SIZE;
 use crate::ids::JobId;
 use crate::proto;
 use crate::proto::scheduler_grpc_server::SchedulerGrpcServer;
@@ -154,6 +154,7 @@ impl SchedulerInner {
                 "the request holds no query".into(),
             ));
         }
+        check_session_id(&request.session_id)?;
         let job_id = JobId::generate();
         let cluster_slots = self.state.lock().total_slots();
         let settings = Arc::new(self.planner.job_settings(&request, cluster_slots));
@@ -271,6 +272,27 @@ impl Drop for SchedulerHandle {
     }
 }
 
+/// A client's session id: at most 128 ASCII letters, digits, `-`, `_`,
+/// `.` or `:` (it is kept with every job and logged).
+fn check_session_id(session_id: &str) -> Result<()> {
+    let valid = session_id.len() <= 128
+        && session_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if valid {
+        Ok(())
+    } else {
+        Err(BallistaError::InvalidInput(format!(
+            "invalid session id \"{}\": expected at most 128 ASCII letters, digits, '-', '_', '.' or ':'",
+            crate::util::loggable(session_id)
+        )))
+    }
+}
+
+/// Scheduler calls that carry a plan; every other call gets the control
+/// message limit.
+const PLAN_METHODS: &[&str] = &["/ballista.SchedulerGrpc/ExecuteQuery"];
+
 /// Starts a scheduler from a [`BallistaConfig`].
 pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> {
     let settings = config.settings.scheduler.clone();
@@ -288,25 +310,31 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     let local_addr = listener.local_addr()?;
 
     let weak = Arc::downgrade(&inner);
+    let probed = Arc::downgrade(&inner);
     let housekeeping = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            match weak.upgrade() {
-                Some(inner) => inner.housekeeping(),
-                None => return,
+        let periodic = async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(inner) => inner.housekeeping(),
+                    None => return,
+                }
             }
-        }
+        };
+        tokio::join!(periodic, liveness::probe_executors(probed));
     });
 
+    let limits = &settings.server;
     let service = SchedulerGrpcServer::new(grpc::SchedulerService::new(Arc::clone(&inner)))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        .max_decoding_message_size(crate::listener::max_decoding_message_size(limits))
+        .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let connections = crate::listener::connections(listener, limits, "scheduler");
     let server = tokio::spawn(
-        crate::flight::server()
+        crate::listener::grpc_server(limits, PLAN_METHODS, "scheduler.server")
             .add_service(service)
-            .serve_with_incoming_shutdown(crate::flight::incoming(listener), async {
+            .serve_with_incoming_shutdown(connections, async {
                 let _ = shutdown_rx.await;
             }),
     );

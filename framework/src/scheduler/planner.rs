@@ -129,8 +129,14 @@ impl JobPlanner {
 
     /// The defaults and tables handed to clients.
     pub fn session_defaults(&self, cluster_slots: usize) -> proto::GetSessionDefaultsResponse {
-        let mut settings: Vec<(String, String)> =
-            self.default_settings(cluster_slots).into_iter().collect();
+        // Secrets (keys, passwords, tokens) stay here: the scheduler adds
+        // them to every job's settings itself, and a client never needs
+        // to see them.
+        let mut settings: Vec<(String, String)> = self
+            .default_settings(cluster_slots)
+            .into_iter()
+            .filter(|(key, _)| !crate::config::is_secret_key(key.rsplit('.').next().unwrap_or(key)))
+            .collect();
         settings.sort();
         proto::GetSessionDefaultsResponse {
             tables: self

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::{Effects, FINISHED_JOB_RETENTION, JobPhase, MAX_FINISHED_JOBS, SchedulerState};
+use super::{Effects, JobPhase, SchedulerState};
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId};
 use crate::plugin::memory::MemoryUsage;
@@ -23,13 +23,20 @@ impl SchedulerState {
     ) -> Result<Effects> {
         let id = address.id.clone();
         let mut effects = Effects::default();
+        let max_executors = self.settings.limits.max_executors;
+        if self.executors.get(&id).is_none() && self.executors.len() >= max_executors {
+            return Err(BallistaError::ResourcesExhausted(format!(
+                "executor {id} refused: {max_executors} executors are registered, the most \
+                 the scheduler accepts (scheduler.limits.max_executors)"
+            )));
+        }
         if self.executors.get(&id).is_some() {
             // Same id again: the process restarted; what it ran is gone.
             effects.merge(self.executor_lost(&id, "it registered again (restarted)"));
         }
         tracing::info!(
             "executor {id} registered at {}:{} with {slots} slots",
-            address.host,
+            crate::util::loggable(&address.host),
             address.port
         );
         self.executors.register(address, slots, version, memory)?;
@@ -71,12 +78,24 @@ impl SchedulerState {
         }
     }
 
+    /// Addresses of the executors running tasks.
+    pub fn busy_executors(&self) -> Vec<ExecutorAddress> {
+        self.executors
+            .all()
+            .filter(|e| !e.running.is_empty())
+            .map(|e| e.address.clone())
+            .collect()
+    }
+
     /// Forgets an executor; its running tasks fail as lost (and are retried).
     pub fn executor_lost(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
         let Some(entry) = self.executors.remove(executor_id) else {
             return Effects::default();
         };
-        tracing::warn!("executor {executor_id} lost: {reason}");
+        tracing::warn!(
+            "executor {executor_id} lost: {}",
+            crate::util::loggable_message(reason)
+        );
         if self.executors.is_empty() {
             self.no_executors_since = Some(Instant::now());
         }
@@ -177,9 +196,11 @@ impl SchedulerState {
             .filter_map(|(id, j)| j.ended_at.map(|t| (t, id.clone())))
             .collect();
         finished.sort();
-        let excess = finished.len().saturating_sub(MAX_FINISHED_JOBS);
+        let limits = &self.settings.limits;
+        let excess = finished.len().saturating_sub(limits.max_finished_jobs);
+        let retention = Duration::from_secs(limits.finished_job_retention_secs);
         for (i, (ended, job_id)) in finished.into_iter().enumerate() {
-            if i < excess || ended.elapsed() > FINISHED_JOB_RETENTION {
+            if i < excess || ended.elapsed() > retention {
                 self.jobs.remove(&job_id);
             }
         }

@@ -27,11 +27,6 @@ use crate::proto::executor_control_client::ExecutorControlClient;
 use crate::proto::{self, JobState};
 use crate::util::now_ms;
 
-/// How long finished jobs stay listed for status queries.
-const FINISHED_JOB_RETENTION: Duration = Duration::from_secs(3600);
-/// At most this many finished jobs are kept for status queries.
-const MAX_FINISHED_JOBS: usize = 1000;
-
 /// Where a job is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobPhase {
@@ -175,6 +170,7 @@ impl SchedulerState {
         Option<proto::ExecuteQueryRequest>,
         watch::Receiver<proto::JobStatus>,
     )> {
+        self.check_job_counts(&session_id)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         let admission = self.admission_of(&job_id, &settings, seq);
@@ -219,6 +215,34 @@ impl SchedulerState {
         );
         self.publish(&job_id);
         Ok((to_plan, status_rx))
+    }
+
+    /// Refuses a job over `max_jobs` or `max_jobs_per_session`.
+    fn check_job_counts(&self, session_id: &str) -> Result<()> {
+        let limits = &self.settings.limits;
+        let active = self.jobs.values().filter(|j| !j.phase.is_terminal());
+        let (mut total, mut of_session) = (0usize, 0usize);
+        for job in active {
+            total += 1;
+            if job.session_id == session_id {
+                of_session += 1;
+            }
+        }
+        if total >= limits.max_jobs {
+            return Err(BallistaError::ResourcesExhausted(format!(
+                "job refused: {total} jobs are queued or running, the most the scheduler \
+                 admits at once (scheduler.limits.max_jobs = {})",
+                limits.max_jobs
+            )));
+        }
+        if of_session >= limits.max_jobs_per_session {
+            return Err(BallistaError::ResourcesExhausted(format!(
+                "job refused: this session has {of_session} jobs queued or running, the most \
+                 one session may have (scheduler.limits.max_jobs_per_session = {})",
+                limits.max_jobs_per_session
+            )));
+        }
+        Ok(())
     }
 
     /// Asks the policy again about queued jobs, oldest first; returns the
@@ -499,8 +523,14 @@ impl SchedulerState {
         job.error = Some(error.to_proto());
         let error = error.typed();
         match phase {
-            JobPhase::Cancelled => tracing::info!("job {job_id} cancelled: {error}"),
-            _ => tracing::warn!("job {job_id} failed: {error}"),
+            JobPhase::Cancelled => tracing::info!(
+                "job {job_id} cancelled: {}",
+                crate::util::loggable_message(&error.to_string())
+            ),
+            _ => tracing::warn!(
+                "job {job_id} failed: {}",
+                crate::util::loggable_message(&error.to_string())
+            ),
         }
         let running = job
             .graph

@@ -12,6 +12,9 @@ use crate::proto;
 use crate::scheduler::executors::TaskKey;
 use crate::scheduler::job_graph::TaskOutcome;
 
+/// Ignored statuses of one report that are logged one by one.
+const IGNORED_STATUSES_LOGGED: usize = 3;
+
 impl SchedulerState {
     /// Asks the policy to fill free slots and prepares the launches.
     pub fn schedule(&mut self) -> Effects {
@@ -246,11 +249,28 @@ impl SchedulerState {
         statuses: Vec<proto::TaskStatus>,
     ) -> Effects {
         let mut effects = Effects::default();
+        let mut ignored = 0usize;
         for status in statuses {
             match self.task_status(executor_id, status) {
                 Ok(e) => effects.merge(e),
-                Err(e) => tracing::warn!("ignoring task status from {executor_id}: {e}"),
+                Err(e) => {
+                    ignored += 1;
+                    // A report may hold thousands of statuses: a few lines
+                    // say what was wrong, one more how many.
+                    if ignored <= IGNORED_STATUSES_LOGGED {
+                        tracing::warn!(
+                            "ignoring task status from {executor_id}: {}",
+                            crate::util::loggable_message(&e.to_string())
+                        );
+                    }
+                }
             }
+        }
+        if ignored > IGNORED_STATUSES_LOGGED {
+            tracing::warn!(
+                "ignored {} more task status(es) of the same report from {executor_id}",
+                ignored - IGNORED_STATUSES_LOGGED
+            );
         }
         effects.merge(self.schedule());
         effects

@@ -1,0 +1,76 @@
+//! How the scheduler's and executors' gRPC and Flight listeners serve
+//! peers they cannot trust: each listener keeps to its [`ServerLimits`].
+//!
+//! - **Connections** are capped ([`guarded_connections`]); one that does
+//!   not start HTTP/2 within the handshake timeout is closed.
+//! - **Streams** per connection are capped by HTTP/2
+//!   `SETTINGS_MAX_CONCURRENT_STREAMS`, and idle connections are pinged;
+//!   a peer that stops answering is disconnected.
+//! - **Calls** ([`CallLimitsLayer`]) have a size limit by method, a budget
+//!   of request bytes held at once over the listener, and a deadline.
+
+mod connections;
+mod request_limits;
+
+use std::time::Duration;
+
+use tonic::transport::Server;
+use tower::layer::util::{Identity, Stack};
+
+pub use connections::{GuardedConnection, guarded_connections};
+pub use request_limits::{CallLimits, CallLimitsLayer, CallLimitsService};
+
+use crate::config::ServerLimits;
+use crate::flight::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
+
+/// Largest HTTP/2 header block a peer may send (gRPC metadata).
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+/// A gRPC server that keeps to `limits` (read from the TOML section
+/// `section`, named in refusals). `plan_methods` are the full gRPC paths
+/// allowed `max_plan_message_bytes`. Serve it with
+/// [`guarded_connections`] of the same limits.
+pub fn grpc_server(
+    limits: &ServerLimits,
+    plan_methods: &'static [&'static str],
+    section: &'static str,
+) -> Server<Stack<CallLimitsLayer, Identity>> {
+    let keepalive = Duration::from_secs(limits.keepalive_interval_secs);
+    Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .layer(CallLimitsLayer::new(CallLimits::new(
+            limits,
+            plan_methods,
+            section,
+        )))
+}
+
+/// Largest message tonic itself decodes for a service under `limits`; the
+/// per-method limits of [`CallLimitsLayer`] are the ones that bite.
+pub fn max_decoding_message_size(limits: &ServerLimits) -> usize {
+    let largest = limits
+        .max_plan_message_bytes
+        .0
+        .max(limits.max_control_message_bytes.0);
+    usize::try_from(largest).unwrap_or(usize::MAX)
+}
+
+/// The connections accepted on `listener` under `limits`; `name` (such as
+/// `scheduler`) prefixes what is logged.
+pub fn connections(
+    listener: tokio::net::TcpListener,
+    limits: &ServerLimits,
+    name: &'static str,
+) -> impl futures::Stream<Item = std::io::Result<GuardedConnection>> + Send + 'static {
+    guarded_connections(
+        listener,
+        limits.max_connections,
+        Duration::from_secs(limits.handshake_timeout_secs),
+        name,
+    )
+}

@@ -1,0 +1,217 @@
+//! Limits per gRPC call: the size of each request by method, the bytes of
+//! unfinished requests held at once, and the time to an answer.
+//!
+//! tonic limits message size per service, but one service mixes calls that
+//! need kilobytes (a heartbeat) with calls that carry plans. This layer
+//! counts the bytes of each request body as they arrive and fails the call
+//! with `RESOURCE_EXHAUSTED`, naming the limit, as soon as the request grows
+//! past the limit of its method or the listener holds too many bytes of
+//! requests still arriving; a call not answered in time fails with
+//! `DEADLINE_EXCEEDED`, which also frees a request sent one byte short.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::http;
+
+use crate::config::ServerLimits;
+
+/// The limits of one listener's calls.
+#[derive(Debug)]
+pub struct CallLimits {
+    plan_methods: &'static [&'static str],
+    plan_bytes: u64,
+    control_bytes: u64,
+    pending_budget: u64,
+    pending: AtomicU64,
+    timeout: Duration,
+    section: &'static str,
+}
+
+impl CallLimits {
+    /// Limits from `limits` (read from the TOML section `section`, such as
+    /// `scheduler.server`, named in refusals). `plan_methods` are full gRPC
+    /// paths (`/ballista.SchedulerGrpc/ExecuteQuery`) allowed
+    /// `max_plan_message_bytes`; every other method gets
+    /// `max_control_message_bytes`.
+    pub fn new(
+        limits: &ServerLimits,
+        plan_methods: &'static [&'static str],
+        section: &'static str,
+    ) -> Self {
+        Self {
+            plan_methods,
+            plan_bytes: limits.max_plan_message_bytes.0,
+            control_bytes: limits.max_control_message_bytes.0,
+            pending_budget: limits.max_pending_request_bytes.0,
+            pending: AtomicU64::new(0),
+            timeout: Duration::from_secs(limits.request_timeout_secs),
+            section,
+        }
+    }
+
+    fn size_limit_of(&self, path: &str) -> (u64, &'static str) {
+        if self.plan_methods.contains(&path) {
+            (self.plan_bytes, "max_plan_message_bytes")
+        } else {
+            (self.control_bytes, "max_control_message_bytes")
+        }
+    }
+}
+
+/// Wraps a service so that its calls keep to [`CallLimits`].
+#[derive(Debug, Clone)]
+pub struct CallLimitsLayer {
+    limits: Arc<CallLimits>,
+}
+
+impl CallLimitsLayer {
+    /// A layer enforcing `limits`.
+    pub fn new(limits: CallLimits) -> Self {
+        Self {
+            limits: Arc::new(limits),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for CallLimitsLayer {
+    type Service = CallLimitsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallLimitsService {
+            inner,
+            limits: Arc::clone(&self.limits),
+        }
+    }
+}
+
+/// The service [`CallLimitsLayer`] produces.
+#[derive(Debug, Clone)]
+pub struct CallLimitsService<S> {
+    inner: S,
+    limits: Arc<CallLimits>,
+}
+
+type BoxedResponse<E> =
+    Pin<Box<dyn Future<Output = Result<http::Response<Body>, E>> + Send + 'static>>;
+
+impl<S> tower::Service<http::Request<Body>> for CallLimitsService<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxedResponse<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let limits = Arc::clone(&self.limits);
+        let method = crate::util::loggable(request.uri().path()).to_string();
+        let (size_limit, size_setting) = limits.size_limit_of(request.uri().path());
+        let request = request.map(|body| {
+            Body::new(LimitedBody {
+                inner: body,
+                remaining: size_limit,
+                size_limit,
+                size_setting,
+                held: 0,
+                limits: Arc::clone(&limits),
+                method: method.clone(),
+            })
+        });
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(limits.timeout, call).await {
+                Ok(answer) => answer,
+                Err(_) => Ok(Status::deadline_exceeded(format!(
+                    "the call to {method} was not received and answered within {}s ({}.request_timeout_secs)",
+                    limits.timeout.as_secs(),
+                    limits.section
+                ))
+                .into_http()),
+            }
+        })
+    }
+}
+
+/// A request body that fails once more than its method's limit has
+/// arrived, or when the listener holds too many bytes of unfinished
+/// requests. The bytes it counted are returned to the listener when it is
+/// dropped.
+struct LimitedBody {
+    inner: Body,
+    remaining: u64,
+    size_limit: u64,
+    size_setting: &'static str,
+    held: u64,
+    limits: Arc<CallLimits>,
+    method: String,
+}
+
+impl LimitedBody {
+    fn hold(&mut self, len: u64) -> Result<(), Status> {
+        if len > self.remaining {
+            return Err(Status::resource_exhausted(format!(
+                "the request to {} is larger than {} bytes ({}.{})",
+                self.method, self.size_limit, self.limits.section, self.size_setting
+            )));
+        }
+        let before = self.limits.pending.fetch_add(len, Ordering::AcqRel);
+        self.held += len;
+        if before + len > self.limits.pending_budget {
+            return Err(Status::resource_exhausted(format!(
+                "the server holds more than {} bytes of requests still arriving \
+                 ({}.max_pending_request_bytes); try again later",
+                self.limits.pending_budget, self.limits.section
+            )));
+        }
+        self.remaining -= len;
+        Ok(())
+    }
+}
+
+impl Drop for LimitedBody {
+    fn drop(&mut self) {
+        self.limits.pending.fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
+
+impl HttpBody for LimitedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let Some(frame) = ready!(Pin::new(&mut this.inner).poll_frame(cx)) else {
+            return Poll::Ready(None);
+        };
+        let frame = frame?;
+        if let Some(data) = frame.data_ref() {
+            this.hold(data.len() as u64)?;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
