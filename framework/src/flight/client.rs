@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::TryStreamExt;
+use futures::{Stream, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
@@ -81,17 +84,38 @@ impl FlightClientPool {
                 }
                 _ => BallistaError::from(status),
             })?;
-        let batches = FlightRecordBatchStream::new_from_flight_data(
+        let batches = flight_data_batches(
             response
                 .into_inner()
                 .map_err(arrow_flight::error::FlightError::from),
         )
-        .map_err(|e| {
-            DataFusionError::from(match e {
-                arrow_flight::error::FlightError::Tonic(status) => BallistaError::from(*status),
-                other => BallistaError::Io(format!("reading Flight stream: {other}")),
-            })
-        });
+        .map_err(DataFusionError::from);
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
+}
+
+/// The record batches of a Flight stream from another process: each
+/// message checked ([`check_ipc_message`](super::check_ipc_message)) before
+/// arrow decodes it, and a panic in arrow's decoder turned into an error.
+pub fn flight_data_batches<S>(messages: S) -> impl Stream<Item = Result<RecordBatch>> + Send
+where
+    S: Stream<Item = std::result::Result<FlightData, FlightError>> + Send + 'static,
+{
+    let checked = messages.map(|data| {
+        let data = data?;
+        if !data.data_header.is_empty() {
+            super::check_ipc_message(&data.data_header, &data.data_body)
+                .map_err(|e| FlightError::ExternalError(Box::new(e)))?;
+        }
+        Ok(data)
+    });
+    let batches = FlightRecordBatchStream::new_from_flight_data(checked).map_err(|e| match e {
+        FlightError::Tonic(status) => BallistaError::from(*status),
+        FlightError::ExternalError(external) => match external.downcast::<BallistaError>() {
+            Ok(error) => *error,
+            Err(other) => BallistaError::Io(format!("reading Flight stream: {other}")),
+        },
+        other => BallistaError::Io(format!("reading Flight stream: {other}")),
+    });
+    crate::util::DecodeGuardedStream::new(Box::pin(batches), "Flight stream")
 }

@@ -1,6 +1,7 @@
 //! Reading Arrow IPC stream files, either as record batches (local reads) or
 //! as the raw messages Flight sends (serving reads).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use arrow::buffer::Buffer;
@@ -14,6 +15,7 @@ use std::task::{Context, Poll};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
+use super::ipc_guard::{MAX_IPC_MESSAGE_BYTES, check_ipc_message};
 use crate::error::{BallistaError, Result};
 
 const READ_CHUNK_BYTES: usize = 1024 * 1024;
@@ -41,31 +43,44 @@ pub fn ipc_file_batches(path: PathBuf) -> impl Stream<Item = Result<RecordBatch>
 }
 
 /// Batches of an IPC stream arriving as byte chunks of any size (for example
-/// the body of an object-store GET), decoded as the chunks arrive.
+/// the body of an object-store GET), decoded as the chunks arrive. Each
+/// message is framed and checked ([`check_ipc_message`]) before arrow sees
+/// it.
 pub fn ipc_chunk_batches<S>(chunks: S) -> impl Stream<Item = Result<RecordBatch>> + Send
 where
     S: Stream<Item = Result<Bytes>> + Send + Unpin,
 {
-    struct State<S> {
-        chunks: S,
+    struct State<M> {
+        messages: M,
         decoder: StreamDecoder,
-        pending: Buffer,
+        pending: VecDeque<Buffer>,
     }
     let state = State {
-        chunks,
+        messages: Box::pin(ipc_flight_data(ChunkReader::new(chunks))),
         decoder: StreamDecoder::new(),
-        pending: Buffer::from(Vec::<u8>::new()),
+        pending: VecDeque::new(),
     };
     futures::stream::try_unfold(state, |mut s| async move {
         loop {
-            if !s.pending.is_empty() {
-                if let Some(batch) = s.decoder.decode(&mut s.pending)? {
+            if let Some(buffer) = s.pending.front_mut() {
+                if buffer.is_empty() {
+                    s.pending.pop_front();
+                } else if let Some(batch) = crate::util::decode_guarded("Arrow IPC stream", || {
+                    s.decoder.decode(buffer).map_err(BallistaError::from)
+                })? {
                     return Ok(Some((batch, s)));
                 }
                 continue;
             }
-            match s.chunks.next().await {
-                Some(chunk) => s.pending = Buffer::from(chunk?.to_vec()),
+            match s.messages.next().await {
+                Some(message) => {
+                    let message = message?;
+                    let mut prefix = CONTINUATION_MARKER.to_le_bytes().to_vec();
+                    prefix.extend_from_slice(&(message.data_header.len() as u32).to_le_bytes());
+                    s.pending.push_back(Buffer::from(prefix));
+                    s.pending.push_back(Buffer::from(message.data_header));
+                    s.pending.push_back(Buffer::from(message.data_body));
+                }
                 None => {
                     s.decoder.finish()?;
                     return Ok(None);
@@ -89,7 +104,7 @@ pub fn ipc_file_flight_data(path: PathBuf) -> impl Stream<Item = Result<FlightDa
 }
 
 /// The messages of the IPC stream `reader` yields, one `FlightData` each,
-/// without decoding the batches.
+/// checked ([`check_ipc_message`]) but not decoded.
 pub fn ipc_flight_data<R>(reader: R) -> impl Stream<Item = Result<FlightData>> + Send
 where
     R: AsyncRead + Unpin + Send,
@@ -160,15 +175,28 @@ async fn next_message<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Fli
         // End-of-stream marker.
         return Ok(None);
     }
+    if u64::from(length) > MAX_IPC_MESSAGE_BYTES {
+        return Err(BallistaError::InvalidInput(format!(
+            "refused Arrow IPC message: a header of {length} bytes (at most {MAX_IPC_MESSAGE_BYTES})"
+        )));
+    }
     let mut header = vec![0u8; length as usize];
     reader.read_exact(&mut header).await?;
     let message = arrow::ipc::root_as_message(&header).map_err(|e| {
         BallistaError::Io(format!("corrupt Arrow IPC message in shuffle file: {e}"))
     })?;
-    let body_length = usize::try_from(message.bodyLength())
-        .map_err(|_| BallistaError::Io("negative IPC body length in shuffle file".into()))?;
-    let mut body = vec![0u8; body_length];
+    let body_length = u64::try_from(message.bodyLength())
+        .ok()
+        .filter(|n| *n <= MAX_IPC_MESSAGE_BYTES)
+        .ok_or_else(|| {
+            BallistaError::InvalidInput(format!(
+                "refused Arrow IPC message: a body of {} bytes (at most {MAX_IPC_MESSAGE_BYTES})",
+                message.bodyLength()
+            ))
+        })?;
+    let mut body = vec![0u8; body_length as usize];
     reader.read_exact(&mut body).await?;
+    check_ipc_message(&header, &body)?;
     Ok(Some(FlightData {
         data_header: Bytes::from(header),
         data_body: Bytes::from(body),

@@ -49,7 +49,9 @@ pub fn encode_stage_plan(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
 
 /// Deserializes a stage plan on an executor.
 pub fn decode_stage_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
-    Ok(decode_physical_plan(bytes, ctx)?)
+    Ok(crate::util::decode_guarded("stage plan", || {
+        decode_physical_plan(bytes, ctx)
+    })?)
 }
 
 fn internal(message: impl Into<String>) -> DataFusionError {

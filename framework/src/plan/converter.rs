@@ -281,6 +281,13 @@ impl PhysicalProtoConverterExtension for BallistaProtoConverter {
         {
             return self.decode_amended(amended, ctx);
         }
+        // Rows travelling in the plan are Arrow IPC that arrow would
+        // allocate for as declared: checked first.
+        if let Some(PhysicalPlanType::MemoryScan(scan)) = &proto.physical_plan_type {
+            for partition in &scan.partitions {
+                crate::flight::check_ipc_stream(partition).map_err(DataFusionError::from)?;
+            }
+        }
         proto.try_into_physical_plan_with_context(ctx, self)
     }
 

@@ -411,6 +411,10 @@ pub async fn encode_client_plan(plan: &LogicalPlan, session: &dyn Session) -> DF
 /// Deserializes what [`encode_client_plan`] wrote, restoring the nodes it
 /// turned into extensions.
 pub fn decode_client_plan(bytes: &[u8], ctx: &TaskContext) -> DFResult<LogicalPlan> {
+    crate::util::decode_guarded("client plan", || decode_client_plan_unguarded(bytes, ctx))
+}
+
+fn decode_client_plan_unguarded(bytes: &[u8], ctx: &TaskContext) -> DFResult<LogicalPlan> {
     let plan = datafusion_proto::bytes::logical_plan_from_bytes_with_extension_codec(
         bytes,
         ctx,

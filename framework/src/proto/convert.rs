@@ -21,6 +21,10 @@ pub fn encode_schema(schema: &Schema) -> Vec<u8> {
 
 /// Decodes a schema written by [`encode_schema`].
 pub fn decode_schema(bytes: &[u8]) -> Result<SchemaRef> {
+    crate::util::decode_guarded("Arrow IPC schema", || decode_schema_unguarded(bytes))
+}
+
+fn decode_schema_unguarded(bytes: &[u8]) -> Result<SchemaRef> {
     let message = arrow::ipc::root_as_message(bytes).map_err(|e| {
         BallistaError::InvalidInput(format!("malformed Arrow IPC schema message: {e}"))
     })?;
