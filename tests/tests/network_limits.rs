@@ -116,7 +116,7 @@ async fn silent_and_excess_connections_are_closed() {
     }
     let logs = cluster.scheduler.logs();
     assert!(
-        logs.contains("over the limit of 32 open at once (server.max_connections)"),
+        logs.contains("over the limit of 32 open at once (scheduler.server.max_connections)"),
         "{logs}"
     );
     assert_serves(&mut cluster).await;
@@ -127,7 +127,10 @@ async fn a_request_over_its_method_limit_is_refused_naming_the_limit() {
     let mut cluster = TestCluster::start(
         1,
         2,
-        Some("[scheduler.server]\nmax_control_message_bytes = \"64KiB\"\n"),
+        Some(
+            "[scheduler.server]\nmax_control_message_bytes = \"64KiB\"\n\
+             max_plan_message_bytes = \"1MiB\"\n",
+        ),
     )
     .await;
     let mut client = scheduler_client(&cluster).await;
@@ -143,6 +146,24 @@ async fn a_request_over_its_method_limit_is_refused_naming_the_limit() {
         status
             .message()
             .contains("/ballista.SchedulerGrpc/HeartBeat is larger than 65536 bytes (scheduler.server.max_control_message_bytes)"),
+        "{status:?}"
+    );
+    // A plan over its own limit is refused on the length it declares.
+    let status = client
+        .execute_query(proto::ExecuteQueryRequest {
+            query: Some(proto::execute_query_request::Query::Sql(format!(
+                "SELECT '{}'",
+                "z".repeat(2 << 20)
+            ))),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a 2 MiB query is over a 1 MiB limit");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("(scheduler.server.max_plan_message_bytes)"),
         "{status:?}"
     );
     // A query is a plan: its own, larger limit applies.

@@ -245,7 +245,7 @@ pub struct ExecutorSettings {
     pub port: u16,
     /// URL of the scheduler.
     pub scheduler_url: String,
-    /// Tasks run at the same time (0: one per CPU core).
+    /// Tasks run at the same time (0: one per CPU core; at most 1024).
     pub slots: usize,
     /// Where shuffle files and spills are written (default: a fresh
     /// temporary folder, removed on exit).
@@ -429,6 +429,12 @@ impl BallistaSettings {
             }
         }
         let e = &self.executor;
+        if e.slots > 1024 {
+            return Err(InvalidSetting::new(
+                "executor.slots",
+                format!(" = {}: expected at most 1024", e.slots),
+            ));
+        }
         if e.heartbeat_interval_secs == 0 {
             return Err(InvalidSetting::new(
                 "executor.heartbeat_interval_secs",

@@ -123,7 +123,9 @@ impl FlightService for ExecutorFlightService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let peer = request.remote_addr();
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "an unknown peer".to_string(), |a| a.to_string());
         let ticket = decode_ticket(&request.into_inner().ticket)?;
         if ticket.path.contains("://") {
             let stream = self
@@ -131,7 +133,7 @@ impl FlightService for ExecutorFlightService {
                 .await
                 .inspect_err(|e| {
                     if matches!(e, BallistaError::PermissionDenied(_)) {
-                        tracing::warn!("refused Flight ticket from {peer:?}: {e}");
+                        tracing::warn!("refused Flight ticket from {peer}: {e}");
                     }
                 })?;
             return Ok(Response::new(stream));
@@ -141,7 +143,7 @@ impl FlightService for ExecutorFlightService {
                 e,
                 BallistaError::PermissionDenied(_) | BallistaError::InvalidInput(_)
             ) {
-                tracing::warn!("refused Flight ticket from {peer:?}: {e}");
+                tracing::warn!("refused Flight ticket from {peer}: {e}");
             }
         })?;
         let stream = ipc_file_flight_data(path).map_err(Status::from);

@@ -54,11 +54,13 @@ where
         messages: M,
         decoder: StreamDecoder,
         pending: VecDeque<Buffer>,
+        ended: bool,
     }
     let state = State {
         messages: Box::pin(ipc_flight_data(ChunkReader::new(chunks))),
         decoder: StreamDecoder::new(),
         pending: VecDeque::new(),
+        ended: false,
     };
     futures::stream::try_unfold(state, |mut s| async move {
         loop {
@@ -80,6 +82,14 @@ where
                     s.pending.push_back(Buffer::from(prefix));
                     s.pending.push_back(Buffer::from(message.data_header));
                     s.pending.push_back(Buffer::from(message.data_body));
+                }
+                // The decoder completes a message with an empty body only
+                // when it sees the bytes after it: the end-of-stream marker.
+                None if !s.ended => {
+                    s.ended = true;
+                    let mut marker = CONTINUATION_MARKER.to_le_bytes().to_vec();
+                    marker.extend_from_slice(&0u32.to_le_bytes());
+                    s.pending.push_back(Buffer::from(marker));
                 }
                 None => {
                     s.decoder.finish()?;
@@ -294,5 +304,52 @@ mod tests {
         let results: Vec<Result<FlightData>> = ipc_file_flight_data(path).collect().await;
         let err = results.into_iter().find_map(|r| r.err()).expect("an error");
         assert!(matches!(err, BallistaError::Io(_)), "{err:?}");
+    }
+
+    /// Batches of no columns have messages with empty bodies, which the
+    /// decoder completes only on the bytes that follow (at the end, the
+    /// end-of-stream marker).
+    #[tokio::test]
+    async fn batches_without_columns_are_read_to_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.arrow");
+        let schema = Arc::new(Schema::empty());
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(3));
+        let batch = RecordBatch::try_new_with_options(schema.clone(), vec![], &options).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = StreamWriter::try_new(file, &schema).unwrap();
+        writer.write(&batch).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+
+        let read: Vec<RecordBatch> = ipc_file_batches(path).try_collect().await.unwrap();
+        assert_eq!(
+            read.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            vec![3, 3]
+        );
+    }
+
+    /// A shuffle file of one zero-column batch, as the shuffle writer wrote
+    /// it for `dense_rank() OVER ()` over two constant rows.
+    #[tokio::test]
+    async fn a_written_zero_column_shuffle_file_reads_back() {
+        const ZERO_COLUMN_FILE: [u8; 200] = [
+            255, 255, 255, 255, 56, 0, 0, 0, 16, 0, 0, 0, 0, 0, 10, 0, 12, 0, 10, 0, 9, 0, 4, 0,
+            10, 0, 0, 0, 16, 0, 0, 0, 0, 1, 4, 0, 8, 0, 8, 0, 0, 0, 4, 0, 8, 0, 0, 0, 4, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 120, 0, 0, 0, 16, 0, 0, 0, 0,
+            0, 10, 0, 12, 0, 10, 0, 9, 0, 4, 0, 10, 0, 0, 0, 20, 0, 0, 0, 0, 3, 4, 0, 12, 0, 28, 0,
+            16, 0, 12, 0, 8, 0, 4, 0, 12, 0, 0, 0, 40, 0, 0, 0, 28, 0, 0, 0, 16, 0, 0, 0, 1, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 4, 0, 4, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.arrow");
+        std::fs::write(&path, ZERO_COLUMN_FILE).unwrap();
+        let read: Vec<RecordBatch> = ipc_file_batches(path).try_collect().await.unwrap();
+        assert_eq!(
+            read.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            vec![1]
+        );
     }
 }

@@ -68,7 +68,10 @@ pub fn resolve_ticket_path(work_dir: &Path, ticket: &FetchPartitionTicket) -> Re
                 crate::util::loggable(&ticket.path)
             ))
         } else {
-            BallistaError::Io(format!("cannot open \"{}\": {e}", ticket.path))
+            BallistaError::Io(format!(
+                "cannot open \"{}\": {e}",
+                crate::util::loggable(&ticket.path)
+            ))
         }
     })?;
     if !canonical.starts_with(work_dir) {

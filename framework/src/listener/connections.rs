@@ -131,7 +131,7 @@ impl AcceptState {
         if due {
             tracing::warn!(
                 "{name}: closed {} connection(s) over the limit of {} open at once \
-                 (server.max_connections)",
+                 ({name}.server.max_connections)",
                 self.refused_since_log,
                 self.max_connections
             );

@@ -129,6 +129,7 @@ where
                 held: 0,
                 limits: Arc::clone(&limits),
                 method: method.clone(),
+                framing: GrpcFraming::default(),
             })
         });
         let call = self.inner.call(request);
@@ -147,9 +148,9 @@ where
 }
 
 /// A request body that fails once more than its method's limit has
-/// arrived, or when the listener holds too many bytes of unfinished
-/// requests. The bytes it counted are returned to the listener when it is
-/// dropped.
+/// arrived or a gRPC message declares more, or when the listener holds too
+/// many bytes of unfinished requests. The bytes it counted are returned to
+/// the listener when it is dropped.
 struct LimitedBody {
     inner: Body,
     remaining: u64,
@@ -158,15 +159,62 @@ struct LimitedBody {
     held: u64,
     limits: Arc<CallLimits>,
     method: String,
+    framing: GrpcFraming,
+}
+
+/// Where a body is in gRPC's framing: each message is a 5-byte prefix (a
+/// flag and a big-endian length) and that many bytes.
+#[derive(Debug, Default)]
+struct GrpcFraming {
+    prefix: [u8; 5],
+    prefix_read: usize,
+    message_left: u64,
+}
+
+impl GrpcFraming {
+    /// Follows `data`; returns the largest message length a prefix in it
+    /// declared.
+    fn follow(&mut self, mut data: &[u8]) -> u64 {
+        let mut largest = 0;
+        while !data.is_empty() {
+            if self.message_left > 0 {
+                let skip = self.message_left.min(data.len() as u64);
+                self.message_left -= skip;
+                data = &data[skip as usize..];
+                continue;
+            }
+            let take = (5 - self.prefix_read).min(data.len());
+            self.prefix[self.prefix_read..self.prefix_read + take].copy_from_slice(&data[..take]);
+            self.prefix_read += take;
+            data = &data[take..];
+            if self.prefix_read == 5 {
+                let declared = u64::from(u32::from_be_bytes(
+                    self.prefix[1..5].try_into().expect("4 bytes"),
+                ));
+                largest = largest.max(declared);
+                self.message_left = declared;
+                self.prefix_read = 0;
+            }
+        }
+        largest
+    }
 }
 
 impl LimitedBody {
-    fn hold(&mut self, len: u64) -> Result<(), Status> {
-        if len > self.remaining {
-            return Err(Status::resource_exhausted(format!(
-                "the request to {} is larger than {} bytes ({}.{})",
-                self.method, self.size_limit, self.limits.section, self.size_setting
-            )));
+    fn too_large(&self) -> Status {
+        Status::resource_exhausted(format!(
+            "the request to {} is larger than {} bytes ({}.{})",
+            self.method, self.size_limit, self.limits.section, self.size_setting
+        ))
+    }
+
+    fn hold(&mut self, data: &[u8]) -> Result<(), Status> {
+        let len = data.len() as u64;
+        // A message that declares more than the limit is refused before
+        // its bytes arrive (tonic would otherwise answer with its own,
+        // nameless limit).
+        if len > self.remaining || self.framing.follow(data) > self.size_limit {
+            return Err(self.too_large());
         }
         let before = self.limits.pending.fetch_add(len, Ordering::AcqRel);
         self.held += len;
@@ -202,7 +250,7 @@ impl HttpBody for LimitedBody {
         };
         let frame = frame?;
         if let Some(data) = frame.data_ref() {
-            this.hold(data.len() as u64)?;
+            this.hold(data)?;
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -213,5 +261,19 @@ impl HttpBody for LimitedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GrpcFraming;
+
+    #[test]
+    fn declared_message_lengths_are_read_across_chunks() {
+        let mut framing = GrpcFraming::default();
+        // A 3-byte message, then a prefix declaring 1000 split over chunks.
+        assert_eq!(framing.follow(&[0, 0, 0, 0, 3, b'a', b'b']), 3);
+        assert_eq!(framing.follow(&[b'c', 0, 0, 0]), 0);
+        assert_eq!(framing.follow(&[3, 232, b'x']), 1000);
     }
 }

@@ -48,6 +48,10 @@ fn check_host(host: &str) -> Result<(), Status> {
     }
 }
 
+/// Most task slots one executor may offer (a claim of millions would draw
+/// every job's tasks to one registration).
+const MAX_EXECUTOR_SLOTS: u32 = 1024;
+
 /// Longest version string an executor may report.
 const MAX_VERSION_CHARS: usize = 64;
 
@@ -155,10 +159,11 @@ impl SchedulerGrpc for SchedulerService {
             ))
             .into());
         }
-        if metadata.slots == 0 {
-            return Err(BallistaError::InvalidInput(
-                "an executor needs at least one task slot".into(),
-            )
+        if metadata.slots == 0 || metadata.slots > MAX_EXECUTOR_SLOTS {
+            return Err(BallistaError::InvalidInput(format!(
+                "invalid executor slots {}: expected 1 to {MAX_EXECUTOR_SLOTS}",
+                metadata.slots
+            ))
             .into());
         }
         let address = ExecutorAddress {
