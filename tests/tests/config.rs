@@ -221,6 +221,31 @@ fn bad_keys_values_and_types_stop_start_up_naming_the_key() {
             &[],
             &["executor.scheduler_url", "\"localhost:50050\"", "http://"],
         ),
+        // Listener limits that contradict each other, or a count of zero.
+        (
+            "ballista-executor",
+            "[executor.server]\nmax_control_message_bytes = \"1GiB\"\n",
+            &[],
+            &[
+                "executor.server.max_control_message_bytes = 1GiB",
+                "expected at most executor.server.max_plan_message_bytes (256MiB)",
+            ],
+        ),
+        (
+            "ballista-scheduler",
+            "[scheduler.limits]\nmax_jobs_per_session = 0\n",
+            &[],
+            &[
+                "scheduler.limits.max_jobs_per_session = 0",
+                "expected at least 1",
+            ],
+        ),
+        (
+            "ballista-executor",
+            "[executor]\nslots = 5000\n",
+            &[],
+            &["executor.slots = 5000", "expected at most 1024"],
+        ),
         // A key in a table of tables.
         (
             "ballista-scheduler",

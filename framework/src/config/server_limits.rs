@@ -103,6 +103,15 @@ impl ServerLimits {
                 ));
             }
         }
+        if self.max_control_message_bytes > self.max_plan_message_bytes {
+            return Err(InvalidSetting::new(
+                format!("{section}.max_control_message_bytes"),
+                format!(
+                    " = {}: expected at most {section}.max_plan_message_bytes ({})",
+                    self.max_control_message_bytes, self.max_plan_message_bytes
+                ),
+            ));
+        }
         Ok(())
     }
 }
