@@ -104,11 +104,12 @@ async fn deep_expressions_are_refused_naming_the_limit() {
     // Within the limit: the answer.
     assert_eq!(sum_of(&ctx, &chain(30)).await, 180);
 
-    // 1,000 terms planned by the client, then sent as a plan.
+    // 1,000 terms planned by the client, then sent as a plan: its list
+    // of operands is refused before the scheduler decodes it.
     let (kind, message) = refusal(&ctx, &chain(1000)).await;
     assert_eq!(kind, ErrorKind::InvalidInput, "{message}");
     assert!(
-        message.contains("1001 levels") && message.contains("max_expression_depth"),
+        message.contains("chains 1000 operands") && message.contains("max_expression_depth"),
         "{message}"
     );
     assert_healthy(&mut cluster, &ctx).await;
@@ -340,6 +341,75 @@ async fn jobs_executors_and_history_are_capped_naming_the_limit() {
         .job_status(&finished[2])
         .await
         .expect("the newest finished job is kept");
+    let ctx = SessionContext::remote(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    assert_healthy(&mut cluster, &ctx).await;
+}
+
+/// A client plan whose one binary operator lists 100,000 operands (585 KiB
+/// on the wire) is refused before DataFusion rebuilds the chain, which
+/// would take minutes and gigabytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_made_plan_with_a_huge_operand_list_is_refused_before_decoding() {
+    use datafusion_proto::protobuf::logical_expr_node::ExprType;
+    use datafusion_proto::protobuf::logical_plan_node::LogicalPlanType;
+    use datafusion_proto::protobuf::{LogicalExprNode, LogicalPlanNode};
+    use prost::Message;
+
+    fn binary(expr: &mut LogicalExprNode) -> &mut datafusion_proto::protobuf::BinaryExprNode {
+        match expr.expr_type.as_mut() {
+            Some(ExprType::BinaryExpr(binary)) => binary,
+            Some(ExprType::Alias(alias)) => {
+                binary(alias.expr.as_mut().expect("aliased expression"))
+            }
+            other => panic!("not a binary expression: {other:?}"),
+        }
+    }
+
+    let mut cluster = TestCluster::start(1, 2, None).await;
+    let local = SessionContext::new();
+    let plan = local
+        .sql("SELECT v + v AS s FROM (VALUES (1), (2)) AS t(v)")
+        .await
+        .unwrap()
+        .logical_plan()
+        .clone();
+    let bytes = ballista::plan::encode_client_plan(&plan, &local.state())
+        .await
+        .unwrap();
+    let mut node = LogicalPlanNode::decode(bytes.as_slice()).unwrap();
+    let Some(LogicalPlanType::Projection(projection)) = node.logical_plan_type.as_mut() else {
+        panic!("not a projection: {node:?}");
+    };
+    let sum = binary(&mut projection.expr[0]);
+    let operand = sum.operands[0].clone();
+    sum.operands = vec![operand; 100_000];
+    let huge = node.encode_to_vec();
+
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        final_status(
+            &scheduler,
+            proto::ExecuteQueryRequest {
+                query: Some(proto::execute_query_request::Query::LogicalPlan(huge)),
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .expect("refused within a minute, not after minutes of decoding");
+    assert_refused(
+        &status,
+        ErrorKind::InvalidInput,
+        &[
+            "chains 100000 operands",
+            "scheduler.limits.max_expression_depth",
+        ],
+    );
     let ctx = SessionContext::remote(&cluster.scheduler_url)
         .await
         .unwrap();

@@ -56,6 +56,7 @@ mod converter;
 mod depth;
 mod logical_codec;
 mod logical_nodes;
+mod operand_lists;
 mod shipped_table;
 mod shuffle_reader;
 mod shuffle_writer;
@@ -72,6 +73,7 @@ pub use collected_joins::distribute_collected_joins;
 pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};
 pub use depth::{DEFAULT_MAX_EXPRESSION_DEPTH, check_expression_depth, expression_depth};
 pub use logical_codec::{BallistaLogicalCodec, decode_client_plan, encode_client_plan};
+pub use operand_lists::check_operand_lists;
 pub use shipped_table::{MAX_SHIPPED_TABLE_BYTES, ShippedTable};
 pub use shuffle_reader::{
     LOCAL_READS, REMOTE_FETCHES, ShuffleReaderExec, shuffle_read_counts, spill_totals,

@@ -30,8 +30,8 @@ use crate::config::{
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
 use crate::plan::{
-    DistributedPlan, check_expression_depth, decode_client_plan, decode_stage_plan,
-    encode_stage_plan, record_window_filters, split_into_stages,
+    DistributedPlan, check_expression_depth, check_operand_lists, decode_client_plan,
+    decode_stage_plan, encode_stage_plan, record_window_filters, split_into_stages,
 };
 use crate::plugin::storage::{BallistaObjectStoreRegistry, StorageAccess};
 use crate::proto::{self, execute_query_request::Query};
@@ -196,6 +196,7 @@ impl JobPlanner {
                 state.optimize(&plan)?
             }
             Some(Query::LogicalPlan(bytes)) => {
+                check_operand_lists(bytes, depth_limit)?;
                 let plan = decode_client_plan(bytes, &ctx.task_ctx()).map_err(|e| {
                     match BallistaError::from_datafusion(e) {
                         BallistaError::DataFusion(e) => BallistaError::InvalidInput(format!(
