@@ -80,6 +80,12 @@ pub fn resolve_ticket_path(work_dir: &Path, ticket: &FetchPartitionTicket) -> Re
             crate::util::loggable(&ticket.path)
         )));
     }
+    if !canonical.is_file() {
+        return Err(BallistaError::PermissionDenied(format!(
+            "ticket path \"{}\" is not a shuffle file",
+            crate::util::loggable(&ticket.path)
+        )));
+    }
     Ok(canonical)
 }
 
@@ -115,6 +121,7 @@ mod tests {
             ("job1", "job1/link/secret"),
             ("job1", "job1/s1/.m0-a0-p0.arrow.tmp"),
             ("job1", ""),
+            ("job1", "job1/s1"),
         ] {
             let err = resolve_ticket_path(&work, &ticket(job, path)).unwrap_err();
             assert!(
