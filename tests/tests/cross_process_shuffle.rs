@@ -113,3 +113,47 @@ async fn shuffle_partitions_are_read_across_executors_over_flight() {
     let expected = local.sql(QUERY).await.unwrap().collect().await.unwrap();
     compare::compare(&expected, &actual).unwrap();
 }
+
+/// SQL text planned by the scheduler itself: `count(*)` over a table
+/// function leaves a `generate_series` scan projected to no columns, which
+/// must reach the executors as such (datafusion-proto alone would send the
+/// projected schema without the projection, and the task fail with
+/// "number of columns(1) must match number of fields(0)").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_planned_count_over_a_table_function_runs() {
+    let cluster = TestCluster::start(2, 2, None).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT count(*) FROM generate_series(1, 10)",
+        "SELECT count(*) FROM range(5) WHERE random() >= 0",
+    ] {
+        let request = proto::ExecuteQueryRequest {
+            query: Some(proto::execute_query_request::Query::Sql(sql.into())),
+            ..Default::default()
+        };
+        let mut updates = scheduler.execute(request).await.unwrap();
+        let mut last = None;
+        while let Some(status) = updates.message().await.unwrap() {
+            last = Some(status);
+        }
+        let status = last.expect("a final status");
+        assert_eq!(
+            status.state,
+            JobState::Succeeded as i32,
+            "{sql}: {:?}",
+            status.error
+        );
+        let result = status.result.expect("a result");
+        let schema = ballista::proto::decode_schema(&result.schema).unwrap();
+        assert_eq!(schema.fields().len(), 1, "{sql}: {schema:?}");
+        let rows: u64 = result
+            .partitions
+            .iter()
+            .flat_map(|p| &p.locations)
+            .map(|l| l.stats.as_ref().map_or(0, |s| s.num_rows))
+            .sum();
+        assert_eq!(rows, 1, "{sql}");
+    }
+}

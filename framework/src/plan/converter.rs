@@ -14,8 +14,11 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::expressions::{CastExpr, Literal};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::memory::LazyMemoryExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion::physical_plan::sorts::partial_sort::PartialSortExec;
 use datafusion::physical_plan::work_table::WorkTableExec;
@@ -65,6 +68,9 @@ impl BallistaProtoConverter {
         plan: &Arc<dyn ExecutionPlan>,
         codec: &dyn PhysicalExtensionCodec,
     ) -> DFResult<Option<dfproto::PhysicalPlanNode>> {
+        if let Some(unprojected) = unprojected_lazy_memory(plan)? {
+            return self.execution_plan_to_proto(&unprojected, codec).map(Some);
+        }
         if plan.is::<ShuffleWriterExec>()
             || plan.is::<UnresolvedShuffleExec>()
             || plan.is::<ShuffleReaderExec>()
@@ -234,6 +240,50 @@ fn work_table_projection(work_table: &WorkTableExec) -> DFResult<Option<Vec<usiz
         })
         .collect::<DFResult<Vec<_>>>()
         .map(Some)
+}
+
+/// A projected `generate_series` scan (`LazyMemoryExec` with a projection,
+/// as `count(*)` leaves it) as the full scan under a `ProjectionExec`.
+/// datafusion-proto writes such a scan with its projected schema but no
+/// projection, and the rebuilt generator then yields columns the schema
+/// does not have. The full schema is read from one batch of a fresh copy
+/// of the generator.
+fn unprojected_lazy_memory(
+    plan: &Arc<dyn ExecutionPlan>,
+) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(lazy) = plan.downcast_ref::<LazyMemoryExec>() else {
+        return Ok(None);
+    };
+    let [generator] = lazy.generators().as_slice() else {
+        return Ok(None);
+    };
+    let sample = generator
+        .read()
+        .reset_state()
+        .write()
+        .generate_next_batch()?;
+    let Some(sample) = sample else {
+        return Ok(None);
+    };
+    let full_schema = sample.schema();
+    if full_schema.fields() == lazy.schema().fields() {
+        return Ok(None);
+    }
+    let full: Arc<dyn ExecutionPlan> = Arc::new(LazyMemoryExec::try_new(
+        Arc::clone(&full_schema),
+        vec![generator.read().reset_state()],
+    )?);
+    let columns = lazy
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| {
+            let index = full_schema.index_of(field.name())?;
+            let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), index));
+            Ok((column, field.name().clone()))
+        })
+        .collect::<DFResult<Vec<_>>>()?;
+    Ok(Some(Arc::new(ProjectionExec::try_new(columns, full)?)))
 }
 
 fn malformed(message: impl Into<String>) -> DataFusionError {
