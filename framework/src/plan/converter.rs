@@ -13,8 +13,8 @@ use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::functions_table::generate_series::GenericSeriesState;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::expressions::{CastExpr, Literal};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::memory::LazyMemoryExec;
@@ -242,12 +242,12 @@ fn work_table_projection(work_table: &WorkTableExec) -> DFResult<Option<Vec<usiz
         .map(Some)
 }
 
-/// A projected `generate_series` scan (`LazyMemoryExec` with a projection,
-/// as `count(*)` leaves it) as the full scan under a `ProjectionExec`.
-/// datafusion-proto writes such a scan with its projected schema but no
-/// projection, and the rebuilt generator then yields columns the schema
-/// does not have. The full schema is read from one batch of a fresh copy
-/// of the generator.
+/// A `generate_series` scan projected to no columns (as `count(*)` leaves
+/// it) as the full scan under an empty `ProjectionExec`. datafusion-proto
+/// writes such a scan with its projected schema but no projection, and the
+/// rebuilt generator then yields a column the schema lacks. Only integer
+/// series are rewritten: their one column is `value: Int64`; nothing is
+/// generated to find out.
 fn unprojected_lazy_memory(
     plan: &Arc<dyn ExecutionPlan>,
 ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
@@ -257,33 +257,23 @@ fn unprojected_lazy_memory(
     let [generator] = lazy.generators().as_slice() else {
         return Ok(None);
     };
-    let sample = generator
+    let integers = generator
         .read()
-        .reset_state()
-        .write()
-        .generate_next_batch()?;
-    let Some(sample) = sample else {
-        return Ok(None);
-    };
-    let full_schema = sample.schema();
-    if full_schema.fields() == lazy.schema().fields() {
+        .as_any()
+        .downcast_ref::<GenericSeriesState<i64>>()
+        .is_some();
+    if !integers || !lazy.schema().fields().is_empty() {
         return Ok(None);
     }
+    let full_schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("value", DataType::Int64, false),
+    ]));
     let full: Arc<dyn ExecutionPlan> = Arc::new(LazyMemoryExec::try_new(
-        Arc::clone(&full_schema),
+        full_schema,
         vec![generator.read().reset_state()],
     )?);
-    let columns = lazy
-        .schema()
-        .fields()
-        .iter()
-        .map(|field| {
-            let index = full_schema.index_of(field.name())?;
-            let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), index));
-            Ok((column, field.name().clone()))
-        })
-        .collect::<DFResult<Vec<_>>>()?;
-    Ok(Some(Arc::new(ProjectionExec::try_new(columns, full)?)))
+    let no_columns: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+    Ok(Some(Arc::new(ProjectionExec::try_new(no_columns, full)?)))
 }
 
 fn malformed(message: impl Into<String>) -> DataFusionError {
