@@ -5,6 +5,15 @@ use std::fmt;
 
 use crate::error::{BallistaError, Result};
 
+/// Whether `value` is at most `max_len` ASCII letters, digits and bytes of
+/// `extra`: the shape of every id and name the network may send.
+pub fn is_plain_ascii(value: &str, max_len: usize, extra: &[u8]) -> bool {
+    value.len() <= max_len
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
 /// Identifies a submitted query (a job) across the cluster.
 ///
 /// Job ids appear in paths on executors' disks, so only ASCII letters, digits,
@@ -22,11 +31,7 @@ impl JobId {
     /// Parses a job id received from the network, refusing anything that could
     /// escape a directory when used as a path component.
     pub fn parse(value: &str) -> Result<Self> {
-        let valid = !value.is_empty()
-            && value.len() <= 128
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid = !value.is_empty() && is_plain_ascii(value, 128, b"-_");
         if valid {
             Ok(Self(value.to_string()))
         } else {
@@ -80,11 +85,7 @@ impl ExecutorId {
     /// every client, so nothing else (no newline that forges a log line,
     /// no megabytes of text) gets past the door.
     pub fn parse(value: &str) -> Result<Self> {
-        let valid = !value.is_empty()
-            && value.len() <= 128
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        let valid = !value.is_empty() && is_plain_ascii(value, 128, b"-_.:");
         if valid {
             Ok(Self(value.to_string()))
         } else {

@@ -32,12 +32,7 @@ fn parse_executor_id(value: &str) -> Result<ExecutorId, Status> {
 /// A host name or IP address as an executor advertises it: at most 253
 /// characters of letters, digits, `-`, `.`, `_`, and for IPv6 `:`, `[`, `]`.
 fn check_host(host: &str) -> Result<(), Status> {
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
-        });
-    if valid {
+    if !host.is_empty() && crate::ids::is_plain_ascii(host, 253, b"-._:[]") {
         Ok(())
     } else {
         Err(BallistaError::InvalidInput(format!(

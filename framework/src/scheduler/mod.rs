@@ -275,11 +275,7 @@ impl Drop for SchedulerHandle {
 /// A client's session id: at most 128 ASCII letters, digits, `-`, `_`,
 /// `.` or `:` (it is kept with every job and logged).
 fn check_session_id(session_id: &str) -> Result<()> {
-    let valid = session_id.len() <= 128
-        && session_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if valid {
+    if crate::ids::is_plain_ascii(session_id, 128, b"-_.:") {
         Ok(())
     } else {
         Err(BallistaError::InvalidInput(format!(
