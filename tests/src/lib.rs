@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod data;
+pub mod probe;
 pub mod s3;
 pub mod semantics;
 pub mod session;

@@ -133,12 +133,7 @@ async fn scheduler_planned_count_over_a_table_function_runs() {
             query: Some(proto::execute_query_request::Query::Sql(sql.into())),
             ..Default::default()
         };
-        let mut updates = scheduler.execute(request).await.unwrap();
-        let mut last = None;
-        while let Some(status) = updates.message().await.unwrap() {
-            last = Some(status);
-        }
-        let status = last.expect("a final status");
+        let status = ballista_tests::probe::final_status(&scheduler, request).await;
         assert_eq!(
             status.state,
             JobState::Succeeded as i32,

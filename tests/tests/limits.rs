@@ -7,6 +7,7 @@ use ballista::client::{SchedulerClient, SessionContextExt};
 use ballista::ids::JobId;
 use ballista::proto::{self, ErrorKind, JobState, scheduler_grpc_client::SchedulerGrpcClient};
 use ballista_tests::cluster::TestCluster;
+use ballista_tests::probe::{assert_processes_up, final_status, single_i64 as sum_of};
 use datafusion::prelude::SessionContext;
 
 fn kind_of(error: datafusion::error::DataFusionError) -> (ErrorKind, String) {
@@ -26,31 +27,8 @@ async fn refusal(ctx: &SessionContext, sql: &str) -> (ErrorKind, String) {
     kind_of(err)
 }
 
-async fn sum_of(ctx: &SessionContext, sql: &str) -> i64 {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .expect("plan")
-        .collect()
-        .await
-        .expect("the query succeeds");
-    batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<datafusion::arrow::array::Int64Array>()
-        .unwrap()
-        .value(0)
-}
-
 async fn assert_healthy(cluster: &mut TestCluster, ctx: &SessionContext) {
-    assert!(
-        cluster.scheduler.is_running(),
-        "{}",
-        cluster.scheduler.logs()
-    );
-    for executor in &mut cluster.executors {
-        assert!(executor.is_running(), "{}", executor.logs());
-    }
+    assert_processes_up(cluster);
     let n = sum_of(
         ctx,
         "SELECT sum(v) FROM (SELECT value AS v FROM generate_series(1, 100)) GROUP BY v % 1 ",
@@ -66,18 +44,6 @@ fn chain(terms: usize) -> String {
         "SELECT sum({}) FROM (SELECT value AS v FROM generate_series(1, 3))",
         vec!["v"; terms].join("+")
     )
-}
-
-async fn final_status(
-    scheduler: &SchedulerClient,
-    request: proto::ExecuteQueryRequest,
-) -> proto::JobStatus {
-    let mut updates = scheduler.execute(request).await.expect("submit");
-    let mut last = None;
-    while let Some(status) = updates.message().await.expect("status stream") {
-        last = Some(status);
-    }
-    last.expect("final status")
 }
 
 fn assert_refused(status: &proto::JobStatus, kind: ErrorKind, needles: &[&str]) {

@@ -9,24 +9,8 @@ use std::time::{Duration, Instant};
 
 use ballista::client::{SchedulerClient, SessionContextExt};
 use ballista_tests::cluster::TestCluster;
-use datafusion::arrow::array::Int64Array;
+use ballista_tests::probe::single_i64 as count_of;
 use datafusion::prelude::SessionContext;
-
-async fn count_of(ctx: &SessionContext, sql: &str) -> i64 {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .expect("plan")
-        .collect()
-        .await
-        .expect("the query succeeds");
-    batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .expect("an Int64 count")
-        .value(0)
-}
 
 const GROUPED: &str = "SELECT count(*) FROM (SELECT value % 1000 AS k, count(*) AS n \
      FROM generate_series(1, 300000) GROUP BY value % 1000) WHERE n > 0";

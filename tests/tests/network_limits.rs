@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ballista::client::SessionContextExt;
 use ballista::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
 use ballista_tests::cluster::TestCluster;
+use ballista_tests::probe::{assert_processes_up, single_i64};
 use bytes::Bytes;
 use datafusion::prelude::SessionContext;
 use tokio::io::AsyncReadExt;
@@ -32,30 +33,11 @@ fn scheduler_port(cluster: &TestCluster) -> u16 {
 
 /// The processes are up and a query through the client gives its answer.
 async fn assert_serves(cluster: &mut TestCluster) {
-    assert!(
-        cluster.scheduler.is_running(),
-        "{}",
-        cluster.scheduler.logs()
-    );
-    for executor in &mut cluster.executors {
-        assert!(executor.is_running(), "{}", executor.logs());
-    }
+    assert_processes_up(cluster);
     let ctx = SessionContext::remote(&cluster.scheduler_url)
         .await
         .expect("connect");
-    let batches = ctx
-        .sql("SELECT sum(value) FROM generate_series(1, 100)")
-        .await
-        .expect("plan")
-        .collect()
-        .await
-        .expect("the query succeeds");
-    let sum = batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<datafusion::arrow::array::Int64Array>()
-        .expect("an Int64 sum")
-        .value(0);
+    let sum = single_i64(&ctx, "SELECT sum(value) FROM generate_series(1, 100)").await;
     assert_eq!(sum, 5050);
 }
 
