@@ -335,6 +335,10 @@ async fn aging_lets_a_low_priority_job_finish_under_a_stream_of_high_ones() {
     let stream_scheduler = scheduler.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stream_stop = std::sync::Arc::clone(&stop);
+    // How many high jobs the stream has submitted: the test stops it only
+    // once one was submitted after the low job ended, however slow the jobs.
+    let submitted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stream_submitted = std::sync::Arc::clone(&submitted);
     // Two high jobs in flight at all times.
     let stream = tokio::spawn(async move {
         let mut in_flight = tokio::task::JoinSet::new();
@@ -344,6 +348,7 @@ async fn aging_lets_a_low_priority_job_finish_under_a_stream_of_high_ones() {
                 let job = submit(&stream_scheduler, 4, &[("ballista.priority", "10")])
                     .await
                     .unwrap();
+                stream_submitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let s = stream_scheduler.clone();
                 in_flight.spawn(async move { job.finish(&s).await });
             }
@@ -365,8 +370,18 @@ async fn aging_lets_a_low_priority_job_finish_under_a_stream_of_high_ones() {
         .await
         .expect("the low-priority job finished within 40 s");
     let took = submitted_at.elapsed();
-    // Let a few more high jobs come after it.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let more high jobs come after it (on a loaded machine the two in flight
+    // can take several seconds to finish). Two more submissions, since one
+    // may have been on the wire while the low job ended.
+    let submitted_when_low_ended = submitted.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while submitted.load(std::sync::atomic::Ordering::SeqCst) < submitted_when_low_ended + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no high job was submitted within 60 s after the low job ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let highs = stream.await.unwrap();
     let waited = first_start(&low_status).saturating_sub(low_status.submitted_at_ms);
