@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use ballista::client::SchedulerClient;
+use ballista::client::{ClientAuth, SchedulerClient};
 use ballista::ids::JobId;
 use ballista::proto::{self, JobState};
 
@@ -19,8 +19,8 @@ pub enum JobAction {
 
 /// Runs `action` against the scheduler at `url`; exit code 1 with the
 /// scheduler's error (unknown job, bad id, unreachable scheduler).
-pub async fn run(url: &str, job_id: &str, action: JobAction) -> ExitCode {
-    match try_run(url, job_id, action).await {
+pub async fn run(url: &str, job_id: &str, action: JobAction, auth: ClientAuth) -> ExitCode {
+    match try_run(url, job_id, action, auth).await {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -32,9 +32,14 @@ pub async fn run(url: &str, job_id: &str, action: JobAction) -> ExitCode {
     }
 }
 
-async fn try_run(url: &str, job_id: &str, action: JobAction) -> ballista::Result<String> {
+async fn try_run(
+    url: &str,
+    job_id: &str,
+    action: JobAction,
+    auth: ClientAuth,
+) -> ballista::Result<String> {
     let job_id = JobId::parse(job_id)?;
-    let client = SchedulerClient::connect(url).await?;
+    let client = SchedulerClient::connect_with(url, auth).await?;
     match action {
         JobAction::Cancel => {
             let cancelled = client.cancel(&job_id).await?;

@@ -10,12 +10,14 @@
 //! places tasks on executors, which exchange data through the shuffle plugin
 //! over Arrow Flight.
 //!
-//! The [plugin seams](plugin) (storage, memory, scheduling policy, shuffle)
+//! The [plugin seams](plugin) (storage, memory, scheduling policy, shuffle,
+//! authentication)
 //! are assembled with [`BallistaConfig::builder()`](config::BallistaConfig::builder);
 //! the stock binaries do the same from a TOML file.
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;

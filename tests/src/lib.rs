@@ -1,6 +1,7 @@
 //! Helpers for integration tests: real scheduler and executor processes
 //! started from the stock binaries, and shared TPC-H test data.
 
+pub mod auth;
 pub mod cluster;
 pub mod data;
 pub mod probe;

@@ -176,7 +176,7 @@ async fn flight_tickets_cannot_name_files_outside_the_work_directory() {
             .connect()
             .await
             .unwrap();
-    let mut flight = FlightServiceClient::new(channel);
+    let mut flight = FlightServiceClient::new(ballista_tests::auth::admin().wrap(channel));
 
     for (job_id, path, code) in [
         (

@@ -61,6 +61,8 @@ use arrow_flight::{
     Action, Criteria, Empty, FlightData, FlightDescriptor, HandshakeRequest, Ticket,
 };
 use ballista::BallistaError;
+use ballista::auth::{AuthChannel, CallCredentials, SecretKey};
+use ballista::client::ClientAuth;
 use ballista::client::{SchedulerClient, SessionContextExt};
 use ballista::config::{
     BallistaConfig, JOB_TIMEOUT_KEY, session_config_from_settings, settings_from_session_config,
@@ -226,7 +228,7 @@ enum Answer {
     NoAnswer,
 }
 
-async fn call(channel: Channel, target: &NetworkTarget, body: Vec<u8>) -> Answer {
+async fn call(channel: AuthChannel, target: &NetworkTarget, body: Vec<u8>) -> Answer {
     let exchanged = exchange(channel, target.method, target.shape, Bytes::from(body));
     match tokio::time::timeout(CALL_TIMEOUT, exchanged).await {
         Ok(Ok(())) => Answer::Code(Code::Ok),
@@ -236,7 +238,7 @@ async fn call(channel: Channel, target: &NetworkTarget, body: Vec<u8>) -> Answer
 }
 
 async fn exchange(
-    channel: Channel,
+    channel: AuthChannel,
     method: &'static str,
     shape: CallShape,
     body: Bytes,
@@ -300,11 +302,14 @@ struct Cluster {
     client: SchedulerClient,
     scheduler_channel: Channel,
     executor_channel: Channel,
+    cluster_key: SecretKey,
 }
 
 impl Cluster {
     async fn start() -> Self {
         let mut config = BallistaConfig::default();
+        let cluster_key = SecretKey::random().expect("a random key");
+        config.cluster_key = Some(cluster_key.clone());
         let scheduler_settings = &mut config.settings.scheduler;
         scheduler_settings.bind_host = "127.0.0.1".into();
         scheduler_settings.port = 0;
@@ -325,9 +330,13 @@ impl Cluster {
         let executor_url = format!("http://127.0.0.1:{}", executor.local_addr().port());
 
         let cluster = Self {
-            client: SchedulerClient::connect(&scheduler_url)
-                .await
-                .expect("the scheduler answers"),
+            client: SchedulerClient::connect_with(
+                &scheduler_url,
+                ClientAuth::ClusterKey(cluster_key.clone()),
+            )
+            .await
+            .expect("the scheduler answers"),
+            cluster_key,
             scheduler_channel: connect(&scheduler_url).await,
             executor_channel: connect(&executor_url).await,
             scheduler,
@@ -342,11 +351,42 @@ impl Cluster {
         self.executor.address().id.as_str()
     }
 
-    fn channel(&self, service: Service) -> Channel {
-        match service {
+    /// A channel to `target`'s service with the credentials its callers
+    /// have: the executor's for the calls executors make, the scheduler's
+    /// for the executor's control service, an admin's for the rest. The
+    /// fuzzed bodies then reach the decoders behind the gate.
+    fn channel(&self, target: &NetworkTarget) -> AuthChannel {
+        let credentials = match target.method {
+            "/ballista.SchedulerGrpc/RegisterExecutor" => CallCredentials::Member {
+                cluster: self.cluster_key.clone(),
+                id: JUNK_EXECUTORS[0].to_string(),
+            },
+            "/ballista.SchedulerGrpc/HeartBeat" | "/ballista.SchedulerGrpc/UpdateTaskStatus" => {
+                self.executor
+                    .executor_credentials()
+                    .expect("the executor has registered")
+            }
+            method if method.starts_with("/ballista.ExecutorControl/") => {
+                self.scheduler_credentials()
+            }
+            _ => self.admin(),
+        };
+        let channel = match target.service {
             Service::Scheduler => self.scheduler_channel.clone(),
             Service::Executor => self.executor_channel.clone(),
-        }
+        };
+        credentials.wrap(channel)
+    }
+
+    fn admin(&self) -> CallCredentials {
+        CallCredentials::Admin(self.cluster_key.clone())
+    }
+
+    /// What the scheduler calls the executor's control service with.
+    fn scheduler_credentials(&self) -> CallCredentials {
+        self.executor
+            .scheduler_credentials()
+            .expect("the executor has registered")
     }
 
     /// The ids of the executors the scheduler lists.
@@ -382,7 +422,10 @@ impl Cluster {
     /// Both services still answer real requests.
     async fn assert_serving(&self) {
         self.wait_for_real_executor().await;
-        let mut control = ExecutorControlClient::new(self.executor_channel.clone());
+        let mut control = ExecutorControlClient::new(
+            self.scheduler_credentials()
+                .wrap(self.executor_channel.clone()),
+        );
         let request = proto::CancelTasksRequest {
             job_id: JobId::generate().to_string(),
         };
@@ -395,7 +438,8 @@ impl Cluster {
 
     /// Deregisters every executor but the real one; returns how many.
     async fn remove_junk_executors(&self) -> usize {
-        let mut scheduler = SchedulerGrpcClient::new(self.scheduler_channel.clone());
+        let mut scheduler =
+            SchedulerGrpcClient::new(self.admin().wrap(self.scheduler_channel.clone()));
         let junk: Vec<String> = self
             .registered_executors()
             .await
@@ -417,7 +461,10 @@ impl Cluster {
 
     /// Stops what the executor runs of `job_id` and deletes its data.
     async fn forget_job_on_executor(&self, job_id: &JobId) {
-        let mut control = ExecutorControlClient::new(self.executor_channel.clone());
+        let mut control = ExecutorControlClient::new(
+            self.scheduler_credentials()
+                .wrap(self.executor_channel.clone()),
+        );
         let cancel = proto::CancelTasksRequest {
             job_id: job_id.to_string(),
         };
@@ -488,7 +535,10 @@ async fn collect_sql(
 
 /// A query through the framework's client returns the right rows.
 async fn assert_cluster_answers_queries(cluster: &Cluster) {
-    let ctx = SessionContext::remote(&cluster.scheduler_url)
+    let config = BallistaConfig::builder()
+        .cluster_key(cluster.cluster_key.clone())
+        .build();
+    let ctx = SessionContext::remote_with_config(&cluster.scheduler_url, config)
         .await
         .expect("a client connects");
     let sql = "SELECT v % 7 AS k, count(*) AS n \
@@ -951,7 +1001,12 @@ fn register_executor_target(fixtures: &NetworkFixtures) -> NetworkTarget {
         CallShape::Unary,
         vec![
             seed(&registration(first, JUNK_EXECUTOR_PORT, 2, job), Code::Ok),
-            seed(&registration(second, JUNK_EXECUTOR_PORT, 8, job), Code::Ok),
+            // Its credentials are the first junk executor's: the second's
+            // id is not theirs to register.
+            seed(
+                &registration(second, JUNK_EXECUTOR_PORT, 8, job),
+                Code::PermissionDenied,
+            ),
             seed(
                 &registration("fuzz-executor-3", JUNK_EXECUTOR_PORT, 0, job),
                 Code::InvalidArgument,
@@ -980,9 +1035,11 @@ fn heart_beat_target(fixtures: &NetworkFixtures) -> NetworkTarget {
         "/ballista.SchedulerGrpc/HeartBeat",
         CallShape::Unary,
         vec![
-            seed(&beat(JUNK_EXECUTORS[0], false), Code::Ok),
-            seed(&beat(JUNK_EXECUTORS[1], true), Code::Ok),
-            seed(&beat("fuzz-executor-9", false), Code::Ok),
+            // Sent with the real executor's credentials: only its own id
+            // is accepted.
+            seed(&beat(fixtures.executor.id.as_str(), false), Code::Ok),
+            seed(&beat(JUNK_EXECUTORS[0], false), Code::PermissionDenied),
+            seed(&beat("fuzz-executor-9", false), Code::PermissionDenied),
         ],
     )
 }
@@ -1178,8 +1235,8 @@ fn report(executor_id: &str, statuses: Vec<proto::TaskStatus>) -> proto::UpdateT
     }
 }
 
-/// Reports from a junk executor about a job that has ended.
-fn finished_job_reports(job_id: &JobId) -> Vec<proto::UpdateTaskStatusRequest> {
+/// Reports from `reporter` about a job that has ended.
+fn finished_job_reports(job_id: &JobId, reporter: &str) -> Vec<proto::UpdateTaskStatusRequest> {
     let now = now_ms();
     let failed = proto::TaskStatus {
         task: Some(proto::TaskId {
@@ -1188,7 +1245,7 @@ fn finished_job_reports(job_id: &JobId) -> Vec<proto::UpdateTaskStatusRequest> {
             partition: 0,
             attempt: 0,
         }),
-        executor_id: JUNK_EXECUTORS[1].into(),
+        executor_id: reporter.into(),
         result: Some(TaskResult::Failed(
             BallistaError::DataFusion(DataFusionError::Context(
                 "while reading partition 0".into(),
@@ -1209,14 +1266,17 @@ fn finished_job_reports(job_id: &JobId) -> Vec<proto::UpdateTaskStatusRequest> {
         )),
         ..failed.clone()
     };
-    vec![report(JUNK_EXECUTORS[1], vec![failed, lost])]
+    vec![report(reporter, vec![failed, lost])]
 }
 
 fn update_task_status_target(fixtures: &NetworkFixtures, running: &RunningJob) -> NetworkTarget {
     let reports = running
         .reports(&fixtures.executor)
         .into_iter()
-        .chain(finished_job_reports(&fixtures.finished_job));
+        .chain(finished_job_reports(
+            &fixtures.finished_job,
+            fixtures.executor.id.as_str(),
+        ));
     NetworkTarget::new::<proto::UpdateTaskStatusRequest>(
         Service::Scheduler,
         "/ballista.SchedulerGrpc/UpdateTaskStatus",
@@ -1427,7 +1487,7 @@ async fn fuzz_network_target(campaign: &mut Campaign, cluster: &Cluster, target:
     let mut tally = Tally::new(name);
     let seeds = target.seeds.iter().map(|seed| seed.bytes.clone()).collect();
     let mut inputs = Mutator::new(name, seeds);
-    let channel = cluster.channel(target.service);
+    let channel = cluster.channel(target);
     for index in 0..network_inputs().max(target.seeds.len()) {
         let input = inputs.input(index);
         let parses = (target.parses)(&input.bytes);

@@ -5,7 +5,7 @@
 use ballista::BallistaError;
 use ballista::client::{SchedulerClient, SessionContextExt};
 use ballista::ids::JobId;
-use ballista::proto::{self, ErrorKind, JobState, scheduler_grpc_client::SchedulerGrpcClient};
+use ballista::proto::{self, ErrorKind, JobState};
 use ballista_tests::cluster::TestCluster;
 use ballista_tests::probe::{assert_processes_up, final_status, single_i64 as sum_of};
 use datafusion::prelude::SessionContext;
@@ -254,13 +254,14 @@ async fn jobs_executors_and_history_are_capped_naming_the_limit() {
     drop(held);
 
     // One executor is registered: a second may join, a third may not.
-    let mut raw = SchedulerGrpcClient::connect(cluster.scheduler_url.clone())
+    let url = &cluster.scheduler_url;
+    ballista_tests::auth::scheduler_grpc(url, &ballista_tests::auth::member("fake-1"))
         .await
-        .unwrap();
-    raw.register_executor(fake_registration("fake-1"))
+        .register_executor(fake_registration("fake-1"))
         .await
         .expect("a second executor registers");
-    let status = raw
+    let status = ballista_tests::auth::scheduler_grpc(url, &ballista_tests::auth::member("fake-2"))
+        .await
         .register_executor(fake_registration("fake-2"))
         .await
         .expect_err("a third executor is refused");
@@ -269,6 +270,7 @@ async fn jobs_executors_and_history_are_capped_naming_the_limit() {
         status.message().contains("scheduler.limits.max_executors"),
         "{status:?}"
     );
+    let mut raw = ballista_tests::auth::scheduler_grpc(url, &ballista_tests::auth::admin()).await;
     raw.deregister_executor(proto::DeregisterExecutorRequest {
         executor_id: "fake-1".into(),
         reason: "test over".into(),

@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use ballista::auth::{AuthChannel, CallCredentials, SecretKey};
 use ballista::client::SessionContextExt;
 use ballista::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
+use ballista_tests::auth;
 use ballista_tests::cluster::TestCluster;
 use ballista_tests::probe::{assert_processes_up, single_i64};
 use bytes::Bytes;
@@ -15,10 +17,12 @@ use datafusion::prelude::SessionContext;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-async fn scheduler_client(cluster: &TestCluster) -> SchedulerGrpcClient<tonic::transport::Channel> {
-    SchedulerGrpcClient::connect(cluster.scheduler_url.clone())
+async fn scheduler_client(
+    cluster: &TestCluster,
+    credentials: &CallCredentials,
+) -> SchedulerGrpcClient<AuthChannel> {
+    auth::scheduler_grpc(&cluster.scheduler_url, credentials)
         .await
-        .expect("scheduler reachable")
         .max_encoding_message_size(64 << 20)
 }
 
@@ -115,19 +119,18 @@ async fn a_request_over_its_method_limit_is_refused_naming_the_limit() {
         ),
     )
     .await;
-    let mut client = scheduler_client(&cluster).await;
+    let mut client = scheduler_client(&cluster, &auth::admin()).await;
     let status = client
-        .heart_beat(proto::HeartBeatRequest {
-            executor_id: "x".repeat(100 * 1024),
-            ..Default::default()
+        .get_job_status(proto::GetJobStatusRequest {
+            job_id: "x".repeat(100 * 1024),
         })
         .await
-        .expect_err("a 100 KiB heartbeat is over a 64 KiB limit");
+        .expect_err("a 100 KiB status request is over a 64 KiB limit");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert!(
         status
             .message()
-            .contains("/ballista.SchedulerGrpc/HeartBeat is larger than 65536 bytes (scheduler.server.max_control_message_bytes)"),
+            .contains("/ballista.SchedulerGrpc/GetJobStatus is larger than 65536 bytes (scheduler.server.max_control_message_bytes)"),
         "{status:?}"
     );
     // A plan over its own limit is refused on the length it declares.
@@ -170,11 +173,16 @@ async fn a_request_over_its_method_limit_is_refused_naming_the_limit() {
     assert_serves(&mut cluster).await;
 }
 
-/// Opens a raw HTTP/2 connection to `port` and starts a HeartBeat call
-/// whose message announces `announced` bytes but sends one byte fewer,
-/// leaving the request open. Returns the response's gRPC status code and
-/// message, and how long the answer took.
-async fn half_sent_heartbeat(port: u16, announced: usize) -> (String, String, Duration) {
+/// Opens a raw HTTP/2 connection to `port` and starts a GetSessionDefaults
+/// call (with `authorization` when given) whose message announces
+/// `announced` bytes but sends one byte fewer, leaving the request open.
+/// Returns the response's gRPC status code and message, and how long the
+/// answer took.
+async fn half_sent_request(
+    port: u16,
+    announced: usize,
+    authorization: Option<String>,
+) -> (String, String, Duration) {
     let tcp = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -182,15 +190,17 @@ async fn half_sent_heartbeat(port: u16, announced: usize) -> (String, String, Du
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method("POST")
         .uri(format!(
-            "http://127.0.0.1:{port}/ballista.SchedulerGrpc/HeartBeat"
+            "http://127.0.0.1:{port}/ballista.SchedulerGrpc/GetSessionDefaults"
         ))
         .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("request");
+        .header("te", "trailers");
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let request = request.body(()).expect("request");
     let mut send = send.ready().await.expect("ready");
     let started = Instant::now();
     let (response, mut body) = send.send_request(request, false).expect("send");
@@ -201,8 +211,9 @@ async fn half_sent_heartbeat(port: u16, announced: usize) -> (String, String, Du
     // Flow control lets the body out as the server reads it; the send is
     // not awaited, so the request stays one byte short.
     body.reserve_capacity(frame.len());
-    body.send_data(Bytes::from(frame), false)
-        .expect("send body");
+    // A request refused at once (no credentials) has no stream left to
+    // send on: its answer is what counts.
+    let _ = body.send_data(Bytes::from(frame), false);
     let response = tokio::time::timeout(Duration::from_secs(30), response)
         .await
         .expect("an answer within 30 s")
@@ -228,7 +239,15 @@ async fn a_request_sent_one_byte_short_is_dropped_at_the_deadline() {
     )
     .await;
     let port = scheduler_port(&cluster);
-    let (code, message, took) = half_sent_heartbeat(port, 4 << 20).await;
+    // Without credentials it is refused at once (16: UNAUTHENTICATED): an
+    // unknown peer pins nothing.
+    let (code, message, took) = half_sent_request(port, 4 << 20, None).await;
+    assert_eq!(code, "16", "grpc-message {message:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
+    let (code, message, took) = half_sent_request(port, 4 << 20, auth::admin().header()).await;
     // 4 is DEADLINE_EXCEEDED.
     assert_eq!(code, "4", "grpc-message {message:?}");
     assert!(
@@ -256,7 +275,7 @@ async fn a_request_sent_one_byte_short_is_dropped_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_and_hosts_from_the_network_are_checked_and_logged_safely() {
     let mut cluster = TestCluster::start(1, 2, None).await;
-    let mut client = scheduler_client(&cluster).await;
+    let mut client = scheduler_client(&cluster, &auth::member("fake-1")).await;
     let register = |id: String, host: &str| proto::RegisterExecutorRequest {
         metadata: Some(proto::ExecutorMetadata {
             id,
@@ -301,7 +320,24 @@ async fn ids_and_hosts_from_the_network_are_checked_and_logged_safely() {
         "{status:?}"
     );
 
-    // A heartbeat and a status report for an id that is not an id.
+    // A registered (fake) executor, speaking with the session key its
+    // registration answered.
+    let session_key = client
+        .register_executor(register("fake-1".into(), "127.0.0.1"))
+        .await
+        .expect("a valid registration")
+        .into_inner()
+        .session_key;
+    let fake = CallCredentials::Executor {
+        cluster: auth::cluster_key(),
+        id: "fake-1".into(),
+        session: std::sync::Arc::new(parking_lot::RwLock::new(Some(
+            SecretKey::from_bytes(&session_key).expect("a session key"),
+        ))),
+    };
+    let mut client = scheduler_client(&cluster, &fake).await;
+
+    // A heartbeat for an id that is not an id.
     let status = client
         .heart_beat(proto::HeartBeatRequest {
             executor_id: "x\ny".into(),
@@ -311,12 +347,8 @@ async fn ids_and_hosts_from_the_network_are_checked_and_logged_safely() {
         .expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 
-    // A registered (fake) executor reports 20,000 statuses of unknown
-    // jobs: a few log lines say so, not 20,000.
-    client
-        .register_executor(register("fake-1".into(), "127.0.0.1"))
-        .await
-        .expect("a valid registration");
+    // It reports 20,000 statuses of unknown jobs: a few log lines say so,
+    // not 20,000.
     let log_before = cluster.scheduler.logs().len();
     let statuses = (0..20_000)
         .map(|i| proto::TaskStatus {
@@ -365,9 +397,8 @@ async fn a_huge_flight_ticket_is_refused_and_logged_in_brief() {
     use arrow_flight::flight_service_client::FlightServiceClient;
 
     let mut cluster = TestCluster::start(1, 2, None).await;
-    let executors = SchedulerGrpcClient::connect(cluster.scheduler_url.clone())
+    let executors = scheduler_client(&cluster, &auth::admin())
         .await
-        .expect("scheduler")
         .get_executors_metadata(proto::GetExecutorsMetadataRequest {})
         .await
         .expect("executors")
@@ -382,7 +413,8 @@ async fn a_huge_flight_ticket_is_refused_and_logged_in_brief() {
     .connect()
     .await
     .expect("executor reachable");
-    let mut flight = FlightServiceClient::new(channel).max_encoding_message_size(64 << 20);
+    let mut flight =
+        FlightServiceClient::new(auth::admin().wrap(channel)).max_encoding_message_size(64 << 20);
     let log_before = cluster.executors[0].logs().len();
     let ticket = prost::Message::encode_to_vec(&proto::FetchPartitionTicket {
         job_id: "job1".into(),

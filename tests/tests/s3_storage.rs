@@ -204,7 +204,7 @@ async fn object_store_shuffle_writes_under_the_prefix_is_read_across_executors_a
         .find_map(|e| e.metadata)
         .unwrap();
     let seen_key = seen.iter().next().unwrap();
-    let refused = FlightClientPool::default()
+    let refused = FlightClientPool::with_credentials(ballista_tests::auth::admin())
         .fetch(
             &executor.host,
             executor.port as u16,

@@ -37,6 +37,16 @@ enum Command {
     Config(ConfigCommand),
     /// A running cluster's jobs: status, cancel.
     Job(JobArgs),
+    /// Users of a cluster's users file.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Read a password from stdin (one line) and print its argon2 hash, for
+    /// `password_hash` in a users file.
+    Hash,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -50,6 +60,10 @@ struct JobArgs {
     /// Configuration file to take client.scheduler_url from.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log in as this user; the password is read from BALLISTA_PASSWORD
+    /// (default: client.user, else the cluster key of this machine).
+    #[arg(long, global = true, value_name = "USER")]
+    user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +113,11 @@ struct ClusterArgs {
     /// Task slots per embedded executor (default: one per CPU core).
     #[arg(long)]
     slots: Option<usize>,
+    /// Log in to --scheduler as this user; the password is read from
+    /// BALLISTA_PASSWORD (default: client.user, else the cluster key of this
+    /// machine, as the cluster administrator).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -240,6 +259,9 @@ async fn connect(
     let mut settings = BallistaSettings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     if let Some(slots) = args.slots {
         settings.executor.slots = slots;
+    }
+    if let Some(user) = &args.user {
+        settings.client.user = Some(user.clone());
     }
     let scheduler = args
         .scheduler
@@ -547,28 +569,55 @@ async fn main() -> ExitCode {
         Command::Tpch(args) => tpch_command(args).await,
         Command::Config(command) => config_command(command),
         Command::Job(args) => job_command(args).await,
+        Command::Users(UsersCommand::Hash) => users_hash_command(),
+    }
+}
+
+fn users_hash_command() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        return error_exit(format!("cannot read the password from stdin: {e}"));
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return error_exit("no password on stdin (give it as one line)");
+    }
+    match ballista::plugin::auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => error_exit(e),
     }
 }
 
 async fn job_command(args: JobArgs) -> ExitCode {
-    let url = match args.scheduler {
-        Some(url) => url,
-        None => match BallistaSettings::load(args.config.as_deref()) {
-            Ok(settings) => settings
-                .client
-                .scheduler_url
-                .unwrap_or_else(|| "http://127.0.0.1:50050".to_string()),
-            Err(e) => {
-                eprintln!("ballista: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    let mut settings = match BallistaSettings::load(args.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("ballista: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let url = args.scheduler.unwrap_or_else(|| {
+        settings
+            .client
+            .scheduler_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:50050".to_string())
+    });
+    if let Some(user) = args.user {
+        settings.client.user = Some(user);
+    }
+    let auth = match ballista::client::ClientAuth::from_settings(&settings.client) {
+        Ok(auth) => auth,
+        Err(e) => return error_exit(e),
     };
     let (job_id, action) = match args.action {
         JobSubcommand::Status { job_id } => (job_id, JobAction::Status),
         JobSubcommand::Cancel { job_id } => (job_id, JobAction::Cancel),
     };
-    ballista_bin::job_command::run(&url, &job_id, action).await
+    ballista_bin::job_command::run(&url, &job_id, action, auth).await
 }
 
 fn config_command(command: ConfigCommand) -> ExitCode {

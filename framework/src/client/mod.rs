@@ -33,7 +33,7 @@ use datafusion::prelude::SessionContext;
 
 pub use planner::DistributedQueryPlanner;
 pub use query_exec::{DistributedQueryExec, JobProgressListener, run_job};
-pub use scheduler_client::{CONNECT_TIMEOUT, SchedulerClient};
+pub use scheduler_client::{CONNECT_TIMEOUT, ClientAuth, PASSWORD_ENV, SchedulerClient};
 pub use standalone::EmbeddedCluster;
 
 use crate::config::{BallistaConfig, new_session_config};
@@ -43,12 +43,15 @@ use crate::tables::listing_table_from_info;
 /// Ballista constructors for DataFusion's [`SessionContext`].
 pub trait SessionContextExt: Sized {
     /// A session whose queries run on the cluster behind the scheduler at
-    /// `url` (e.g. `http://localhost:50050`). Fails at once, with the reason,
-    /// when the scheduler cannot be reached.
+    /// `url` (e.g. `http://localhost:50050`), as the cluster administrator
+    /// when this machine holds the cluster key ([`ClientAuth::Auto`]). Fails
+    /// at once, with the reason, when the scheduler cannot be reached.
     fn remote(url: &str) -> impl Future<Output = DFResult<Self>> + Send;
 
     /// Like [`remote`](Self::remote), with the client's storage plugins taken
-    /// from `config` (the client lists files and reads schemas itself).
+    /// from `config` (the client lists files and reads schemas itself), and
+    /// its credentials from `config.settings.client` (see
+    /// [`ClientAuth::from_settings`]) or `config.cluster_key`.
     fn remote_with_config(
         url: &str,
         config: BallistaConfig,
@@ -71,7 +74,12 @@ async fn connect(
     config: BallistaConfig,
     cluster: Option<Arc<EmbeddedCluster>>,
 ) -> DFResult<SessionContext> {
-    let scheduler = SchedulerClient::connect(url).await?;
+    let auth = match (&cluster, &config.cluster_key) {
+        (Some(cluster), _) => cluster.client_auth(),
+        (None, Some(key)) => ClientAuth::ClusterKey(key.clone()),
+        (None, None) => ClientAuth::from_settings(&config.settings.client)?,
+    };
+    let scheduler = SchedulerClient::connect_with(url, auth).await?;
     let defaults = scheduler.session_defaults().await?;
     let mut session_config = new_session_config();
     for kv in &defaults.settings {

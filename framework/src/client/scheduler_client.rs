@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use tonic::Streaming;
-use tonic::transport::Channel;
 
+use crate::auth::{AuthChannel, CallCredentials, SecretKey};
+use crate::config::{ClientSettings, Secret};
 use crate::error::{BallistaError, Result};
 use crate::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
 use crate::ids::JobId;
@@ -13,11 +14,86 @@ use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
 /// How long connecting to the scheduler may take before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How a client proves who it is to the cluster.
+#[derive(Debug, Clone, Default)]
+pub enum ClientAuth {
+    /// The cluster key when this machine holds it (`BALLISTA_CLUSTER__KEY`,
+    /// `BALLISTA_CLUSTER__KEY_FILE`, or the default key file): the client is
+    /// the cluster administrator. Otherwise no credentials.
+    #[default]
+    Auto,
+    /// Log in with a user name and password (Arrow Flight handshake).
+    Password {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+    },
+    /// A bearer token obtained elsewhere.
+    Token(Secret),
+    /// The cluster key: act as the cluster administrator.
+    ClusterKey(SecretKey),
+    /// No credentials (every call but the login is refused).
+    None,
+}
+
+impl ClientAuth {
+    /// The credentials of the `[client]` settings: `user` (password from
+    /// `password` or `BALLISTA_PASSWORD`), else `token`, else [`Auto`](Self::Auto).
+    pub fn from_settings(settings: &ClientSettings) -> Result<Self> {
+        if let Some(user) = settings.user.as_ref().filter(|u| !u.is_empty()) {
+            let password = match &settings.password {
+                Some(password) => password.clone(),
+                None => Secret::new(std::env::var(PASSWORD_ENV).map_err(|_| {
+                    BallistaError::Configuration(format!(
+                        "client.user is {user} but no password is set: set {PASSWORD_ENV} \
+                         (or client.password)"
+                    ))
+                })?),
+            };
+            return Ok(ClientAuth::Password {
+                user: user.clone(),
+                password,
+            });
+        }
+        if let Some(token) = settings.token.as_ref().filter(|t| !t.is_empty()) {
+            return Ok(ClientAuth::Token(token.clone()));
+        }
+        Ok(ClientAuth::Auto)
+    }
+}
+
+/// Environment variable a client's password is read from.
+pub const PASSWORD_ENV: &str = "BALLISTA_PASSWORD";
+
+/// The cluster key this machine holds, if any, for [`ClientAuth::Auto`]:
+/// never creates a key file.
+fn key_on_this_machine() -> Option<SecretKey> {
+    if let Ok(hex) = std::env::var("BALLISTA_CLUSTER__KEY") {
+        return SecretKey::from_hex(&hex).ok();
+    }
+    let path = match std::env::var_os("BALLISTA_CLUSTER__KEY_FILE") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => crate::auth::default_key_file().ok()?,
+    };
+    if !path.exists() {
+        return None;
+    }
+    match crate::auth::read_key_file(&path) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            tracing::warn!("not using the cluster key: {e}");
+            None
+        }
+    }
+}
+
 /// Connection to a scheduler.
 #[derive(Debug, Clone)]
 pub struct SchedulerClient {
     url: String,
-    client: SchedulerGrpcClient<Channel>,
+    client: SchedulerGrpcClient<AuthChannel>,
+    credentials: CallCredentials,
 }
 
 fn unreachable(url: &str, error: &dyn std::error::Error) -> BallistaError {
@@ -31,8 +107,15 @@ fn unreachable(url: &str, error: &dyn std::error::Error) -> BallistaError {
 }
 
 impl SchedulerClient {
-    /// Connects, failing within [`CONNECT_TIMEOUT`] when nothing answers.
+    /// Connects with [`ClientAuth::Auto`], failing within
+    /// [`CONNECT_TIMEOUT`] when nothing answers.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, ClientAuth::Auto).await
+    }
+
+    /// Connects and authenticates with `auth` (a password is checked now:
+    /// a wrong one fails here).
+    pub async fn connect_with(url: &str, auth: ClientAuth) -> Result<Self> {
         let url = if url.contains("://") {
             url.to_string()
         } else {
@@ -47,10 +130,33 @@ impl SchedulerClient {
                 ))
             })?
             .map_err(|e| unreachable(&url, &e))?;
-        let client = SchedulerGrpcClient::new(channel)
+        let credentials = match auth {
+            ClientAuth::Auto => match key_on_this_machine() {
+                Some(key) => CallCredentials::Admin(key),
+                None => CallCredentials::None,
+            },
+            ClientAuth::Password { user, password } => {
+                let token = crate::auth::log_in(channel.clone(), &user, password.expose()).await?;
+                CallCredentials::bearer(token)
+            }
+            ClientAuth::Token(token) => CallCredentials::bearer(token.expose()),
+            ClientAuth::ClusterKey(key) => CallCredentials::Admin(key),
+            ClientAuth::None => CallCredentials::None,
+        };
+        let client = SchedulerGrpcClient::new(credentials.wrap(channel))
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
-        Ok(Self { url, client })
+        Ok(Self {
+            url,
+            client,
+            credentials,
+        })
+    }
+
+    /// What this client sends on each call; the same credentials open the
+    /// executors' Flight services for fetching results.
+    pub fn credentials(&self) -> &CallCredentials {
+        &self.credentials
     }
 
     /// The scheduler's URL.
@@ -66,7 +172,21 @@ impl SchedulerClient {
                 status.message()
             ));
         }
-        BallistaError::from(status)
+        match BallistaError::from(status) {
+            BallistaError::Unauthenticated(message)
+                if matches!(self.credentials, CallCredentials::None) =>
+            {
+                BallistaError::Unauthenticated(format!(
+                    "{message} (this client has no credentials: give a user name, with the \
+                     password in {PASSWORD_ENV}, or a token; or run it where the cluster key \
+                     is, such as {})",
+                    crate::auth::default_key_file()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| "~/.ballista/cluster.key".into())
+                ))
+            }
+            other => other,
+        }
     }
 
     /// Tables and session defaults.

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::SchedulerClient;
+use crate::auth::SecretKey;
+use crate::client::{ClientAuth, SchedulerClient};
 use crate::config::{BallistaConfig, MemoryAmount};
 use crate::error::{BallistaError, Result};
 use crate::executor::{DEFAULT_MEMORY_FRACTION, ExecutorHandle, start_executor};
@@ -13,6 +14,9 @@ use crate::scheduler::{SchedulerHandle, start_scheduler};
 #[derive(Debug)]
 pub struct EmbeddedCluster {
     scheduler_url: String,
+    /// The key its members share, made for it alone: its client, in the
+    /// same process, is its administrator.
+    cluster_key: SecretKey,
     _scheduler: SchedulerHandle,
     _executors: Vec<ExecutorHandle>,
 }
@@ -32,7 +36,12 @@ impl std::fmt::Debug for ExecutorHandle {
 impl EmbeddedCluster {
     /// Starts a scheduler and `executors` executors on loopback ports chosen
     /// by the OS, and waits until every executor has registered.
-    pub async fn start(config: BallistaConfig, executors: usize) -> Result<Self> {
+    pub async fn start(mut config: BallistaConfig, executors: usize) -> Result<Self> {
+        let cluster_key = match &config.cluster_key {
+            Some(key) => key.clone(),
+            None => SecretKey::random()?,
+        };
+        config.cluster_key = Some(cluster_key.clone());
         let mut scheduler_config = config.clone();
         scheduler_config.settings.scheduler.bind_host = "127.0.0.1".into();
         scheduler_config.settings.scheduler.port = 0;
@@ -62,7 +71,11 @@ impl EmbeddedCluster {
             handles.push(start_executor(executor_config).await?);
         }
 
-        let client = SchedulerClient::connect(&scheduler_url).await?;
+        let client = SchedulerClient::connect_with(
+            &scheduler_url,
+            ClientAuth::ClusterKey(cluster_key.clone()),
+        )
+        .await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let registered = client.executors().await?.len();
@@ -79,6 +92,7 @@ impl EmbeddedCluster {
         }
         Ok(Self {
             scheduler_url,
+            cluster_key,
             _scheduler: scheduler,
             _executors: handles,
         })
@@ -87,5 +101,10 @@ impl EmbeddedCluster {
     /// URL of the embedded scheduler.
     pub fn scheduler_url(&self) -> &str {
         &self.scheduler_url
+    }
+
+    /// How a client in this process connects to it: as its administrator.
+    pub fn client_auth(&self) -> ClientAuth {
+        ClientAuth::ClusterKey(self.cluster_key.clone())
     }
 }

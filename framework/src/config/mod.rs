@@ -44,11 +44,13 @@ pub use session::{
     settings_from_session_config, tenant_of, validate_ballista_settings,
 };
 pub use settings::{
-    BallistaSettings, ClientSettings, ExecutorSettings, InvalidSetting, SchedulerLimits,
-    SchedulerSettings, SessionDefaults, TableDefinition, TableFormat,
+    BallistaSettings, ClientSettings, ClusterSettings, ExecutorSettings, InvalidSetting,
+    SchedulerLimits, SchedulerSettings, SessionDefaults, TableDefinition, TableFormat,
 };
 
+use crate::auth::SecretKey;
 use crate::error::Result;
+use crate::plugin::auth::Authenticator;
 use crate::plugin::memory::MemoryManager;
 use crate::plugin::registry::{PluginRegistry, Seam, ShuffleComponents};
 use crate::plugin::scheduling::TaskSchedulingPolicy;
@@ -104,6 +106,13 @@ pub struct BallistaConfig {
     /// How map outputs are read, set in code (default: `[shuffle]`).
     #[builder(default, setter(strip_option))]
     pub shuffle_reader: Option<Arc<dyn ShuffleReader>>,
+    /// Who clients are, set in code (default: `[auth]`).
+    #[builder(default, setter(strip_option))]
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// The cluster key, set in code (default: `[cluster]`, see
+    /// [`crate::auth::cluster_key`]). An embedded cluster makes a fresh one.
+    #[builder(default, setter(strip_option))]
+    pub cluster_key: Option<SecretKey>,
 }
 
 impl Default for BallistaConfig {
@@ -179,6 +188,38 @@ impl BallistaConfig {
         })
     }
 
+    /// The authenticator: the one set in code, else `[auth]`.
+    pub fn resolve_authenticator(&self) -> Result<Arc<dyn Authenticator>> {
+        match &self.authenticator {
+            Some(authenticator) => {
+                self.warn_if_overridden(Seam::Auth);
+                Ok(Arc::clone(authenticator))
+            }
+            None => self.registry.authenticator(&self.settings),
+        }
+    }
+
+    /// The cluster key: the one set in code, else `cluster.key`, else the
+    /// file `cluster.key_file`, else the default key file, created when
+    /// missing (see [`crate::auth::cluster_key`]).
+    pub fn resolve_cluster_key(&self) -> Result<SecretKey> {
+        if let Some(key) = &self.cluster_key {
+            return Ok(key.clone());
+        }
+        let cluster = &self.settings.cluster;
+        if let Some(key) = &cluster.key {
+            return SecretKey::from_hex(key.expose()).map_err(|_| {
+                crate::error::BallistaError::Configuration(
+                    "cluster.key: expected 64 hex digits".into(),
+                )
+            });
+        }
+        match &cluster.key_file {
+            Some(path) => crate::auth::read_key_file(path),
+            None => crate::auth::read_or_create_key_file(&crate::auth::default_key_file()?),
+        }
+    }
+
     /// Builds every plugin the settings select, so that a bad plugin table
     /// fails at start-up rather than on first use.
     pub fn validate_plugins(&self) -> Result<()> {
@@ -186,6 +227,7 @@ impl BallistaConfig {
         self.resolve_scheduling_policy()?;
         self.resolve_memory_manager()?;
         self.resolve_shuffle()?;
+        self.resolve_authenticator()?;
         Ok(())
     }
 
@@ -194,6 +236,7 @@ impl BallistaConfig {
             Seam::Memory => &self.settings.memory,
             Seam::Scheduling => &self.settings.scheduling,
             Seam::Shuffle => &self.settings.shuffle,
+            Seam::Auth => &self.settings.auth,
             Seam::Storage => return,
         };
         if let Some(kind) = &spec.kind {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{MemoryAmount, PluginSpec, ServerLimits};
+use super::{MemoryAmount, PluginSpec, Secret, ServerLimits};
 
 /// All settings. The scheduler reads `[scheduler]`, the executor `[executor]`,
 /// the `ballista` client `[client]`; the plugin tables (`[[storage]]`,
@@ -32,6 +32,26 @@ pub struct BallistaSettings {
     pub scheduling: PluginSpec,
     /// Shuffle plugin: how map outputs are written and read.
     pub shuffle: PluginSpec,
+    /// The cluster key every member holds (scheduler, executors, and the
+    /// operator's clients).
+    pub cluster: ClusterSettings,
+    /// Authentication plugin of the scheduler: users, passwords and grants.
+    pub auth: PluginSpec,
+}
+
+/// The cluster key (`[cluster]`): the secret that makes a process a member
+/// of the cluster. Holding it also makes a client the cluster's
+/// administrator. Set neither key: every process of one user on one machine
+/// shares `~/.ballista/cluster.key` (`$BALLISTA_HOME/cluster.key`), created
+/// on first use; copy that file to the other machines of a cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The key itself, 64 hex digits (say from a Kubernetes secret through
+    /// `BALLISTA_CLUSTER__KEY`). Wins over `key_file`.
+    pub key: Option<Secret>,
+    /// File holding the key (64 hex digits, readable by its owner only).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Settings of the `ballista` command-line client (`[client]`).
@@ -41,6 +61,15 @@ pub struct ClientSettings {
     /// Scheduler to send queries to, e.g. `http://scheduler:50050`. Unset: the
     /// client starts an embedded cluster in its own process.
     pub scheduler_url: Option<String>,
+    /// User to log in as (password from `password` or the
+    /// `BALLISTA_PASSWORD` environment variable). Unset: a bearer `token` if
+    /// set, else the cluster key when this machine holds it (as the cluster
+    /// administrator).
+    pub user: Option<String>,
+    /// Password of `user`.
+    pub password: Option<Secret>,
+    /// A bearer token to send instead of logging in.
+    pub token: Option<Secret>,
 }
 
 /// Scheduler settings (`[scheduler]`).
@@ -79,6 +108,8 @@ pub struct SchedulerSettings {
     pub limits: SchedulerLimits,
     /// Connections, streams and request sizes of the gRPC listener.
     pub server: ServerLimits,
+    /// How long a bearer token from a login stays valid.
+    pub token_ttl_secs: u64,
 }
 
 /// Limits on what one client request may ask of the cluster
@@ -146,6 +177,7 @@ impl Default for SchedulerSettings {
             tables: Vec::new(),
             limits: SchedulerLimits::default(),
             server: ServerLimits::default(),
+            token_ttl_secs: 12 * 3600,
         }
     }
 }

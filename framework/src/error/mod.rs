@@ -92,9 +92,14 @@ pub enum BallistaError {
     /// A service (scheduler, executor, store) could not be reached.
     #[error("unavailable: {0}")]
     Unavailable(String),
-    /// Access was refused (outside the work directory, bad credentials).
+    /// Access was refused: the caller is known but may not do this (another
+    /// user's job, a path outside the work directory).
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The caller could not be identified: no credentials, a wrong
+    /// password, an expired or forged token.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     /// A bug or an unexpected state.
     #[error("internal error: {0}")]
     Internal(String),
@@ -139,6 +144,7 @@ impl BallistaError {
             BallistaError::Timeout(_) => K::Timeout,
             BallistaError::Unavailable(_) => K::Unavailable,
             BallistaError::PermissionDenied(_) => K::PermissionDenied,
+            BallistaError::Unauthenticated(_) => K::Unauthenticated,
             BallistaError::Internal(_) => K::Internal,
             BallistaError::DataFusion(e) => classify_datafusion(e),
         }
@@ -159,6 +165,7 @@ impl BallistaError {
             | BallistaError::Timeout(m)
             | BallistaError::Unavailable(m)
             | BallistaError::PermissionDenied(m)
+            | BallistaError::Unauthenticated(m)
             | BallistaError::Internal(m) => m.clone(),
             BallistaError::FetchFailed { message, .. }
             | BallistaError::ExecutorLost { message, .. } => message.clone(),
@@ -270,6 +277,7 @@ impl BallistaError {
             K::Timeout => BallistaError::Timeout(message),
             K::Unavailable => BallistaError::Unavailable(message),
             K::PermissionDenied => BallistaError::PermissionDenied(message),
+            K::Unauthenticated => BallistaError::Unauthenticated(message),
             K::Internal | K::Unspecified => BallistaError::Internal(message),
         }
     }
@@ -406,6 +414,7 @@ fn status_code(kind: proto::ErrorKind) -> tonic::Code {
         K::Timeout => Code::DeadlineExceeded,
         K::Unavailable | K::ExecutorLost => Code::Unavailable,
         K::PermissionDenied => Code::PermissionDenied,
+        K::Unauthenticated => Code::Unauthenticated,
         K::Configuration => Code::FailedPrecondition,
         K::FetchFailed | K::Io | K::Execution => Code::Aborted,
         K::Internal | K::Unspecified => Code::Internal,
@@ -441,9 +450,8 @@ impl From<tonic::Status> for BallistaError {
             Code::Unimplemented => BallistaError::NotSupported(message),
             Code::DeadlineExceeded => BallistaError::Timeout(message),
             Code::Unavailable => BallistaError::Unavailable(message),
-            Code::PermissionDenied | Code::Unauthenticated => {
-                BallistaError::PermissionDenied(message)
-            }
+            Code::PermissionDenied => BallistaError::PermissionDenied(message),
+            Code::Unauthenticated => BallistaError::Unauthenticated(message),
             Code::FailedPrecondition => BallistaError::Configuration(message),
             Code::Aborted => BallistaError::Execution(message),
             _ => BallistaError::Internal(format!("{}: {message}", status.code())),

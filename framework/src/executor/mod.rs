@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::auth::{AuthChannel, CallCredentials, Gate, GateLayer, SessionKeySlot};
 use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
 use crate::ids::ExecutorId;
@@ -37,7 +38,6 @@ use crate::plugin::storage::StorageAccess;
 use crate::proto;
 use crate::proto::executor_control_server::ExecutorControlServer;
 use crate::proto::scheduler_grpc_client::SchedulerGrpcClient;
-use tonic::transport::Channel;
 
 use task_runner::{TaskRunner, TaskRunnerParts};
 
@@ -54,7 +54,8 @@ pub struct ExecutorHandle {
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
     registration: JoinHandle<()>,
     reporter: JoinHandle<()>,
-    scheduler: SchedulerGrpcClient<Channel>,
+    scheduler: SchedulerGrpcClient<AuthChannel>,
+    session_key: SessionKeySlot,
     undelivered: Arc<AtomicUsize>,
     drain_timeout: Duration,
     _work_dir_lock: Option<work_dir::WorkDirLock>,
@@ -97,6 +98,30 @@ impl ExecutorHandle {
     /// The executor's work directory.
     pub fn work_dir(&self) -> &Path {
         &self.work_dir
+    }
+
+    /// The credentials its scheduler calls its control service with (none
+    /// before it has registered). Whoever holds them can launch, cancel and
+    /// delete this executor's tasks: for tests and for a process embedding
+    /// the executor, never to be sent anywhere.
+    pub fn scheduler_credentials(&self) -> Option<CallCredentials> {
+        let key = self.session_key.read().clone()?;
+        Some(CallCredentials::Scheduler {
+            executor_id: self.address.id.to_string(),
+            key,
+        })
+    }
+
+    /// The credentials this executor calls its scheduler with (heartbeats,
+    /// task statuses), under the same caution as
+    /// [`scheduler_credentials`](Self::scheduler_credentials).
+    pub fn executor_credentials(&self) -> Option<CallCredentials> {
+        let key = self.session_key.read().clone()?;
+        Some(CallCredentials::Executor {
+            cluster: key.clone(),
+            id: self.address.id.to_string(),
+            session: Arc::new(parking_lot::RwLock::new(Some(key))),
+        })
     }
 
     /// Waits until the server stops.
@@ -275,6 +300,12 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         port: local_addr.port(),
     };
 
+    let cluster_key = config.resolve_cluster_key()?;
+    let session_key = SessionKeySlot::default();
+    let member = CallCredentials::Member {
+        cluster: cluster_key.clone(),
+        id: address.id.to_string(),
+    };
     let memory = config.resolve_memory_manager()?;
     let shuffle = config.resolve_shuffle()?;
     // Shuffle files live in their own folder, the only one Flight serves, so
@@ -327,6 +358,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         status_tx,
         undelivered: Arc::clone(&undelivered),
         task_threads: task_threads.handle(),
+        flight_credentials: member.clone(),
     }));
 
     let flight = FlightServiceServer::new(flight_service::ExecutorFlightService::new(
@@ -347,6 +379,11 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let connections = crate::listener::connections(listener, &settings.server, "executor");
     let server = tokio::spawn(
         crate::listener::grpc_server(&settings.server, PLAN_METHODS, "executor.server")
+            .layer(GateLayer::new(Arc::new(Gate::executor(
+                cluster_key.clone(),
+                address.id.to_string(),
+                Arc::clone(&session_key),
+            ))))
             .add_service(flight)
             .add_service(control)
             .serve_with_incoming_shutdown(connections, async {
@@ -355,7 +392,15 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     );
 
     let scheduler_url = settings.scheduler_url.clone();
-    let client = scheduler_link::scheduler_client(&scheduler_url)?;
+    let register_client = scheduler_link::scheduler_client(&scheduler_url, &member)?;
+    let client = scheduler_link::scheduler_client(
+        &scheduler_url,
+        &CallCredentials::Executor {
+            cluster: cluster_key,
+            id: address.id.to_string(),
+            session: Arc::clone(&session_key),
+        },
+    )?;
     let metadata = proto::ExecutorMetadata {
         id: address.id.to_string(),
         host: address.host.clone(),
@@ -364,7 +409,9 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let registration = tokio::spawn(scheduler_link::registration_loop(
+        register_client,
         client.clone(),
+        Arc::clone(&session_key),
         scheduler_url,
         metadata,
         Arc::clone(&runner),
@@ -394,6 +441,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         registration,
         reporter,
         scheduler: client,
+        session_key,
         undelivered,
         drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
         _work_dir_lock: work_dir_lock,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::auth::{AuthChannel, CallCredentials, SecretKey, SessionKeySlot};
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 use super::task_runner::TaskRunner;
 use crate::error::Result;
@@ -16,9 +16,13 @@ use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-pub(crate) fn scheduler_client(url: &str) -> Result<SchedulerGrpcClient<Channel>> {
+/// A client of the scheduler at `url` whose calls carry `credentials`.
+pub(crate) fn scheduler_client(
+    url: &str,
+    credentials: &CallCredentials,
+) -> Result<SchedulerGrpcClient<AuthChannel>> {
     Ok(
-        SchedulerGrpcClient::new(flight_endpoint(url)?.connect_lazy())
+        SchedulerGrpcClient::new(credentials.wrap(flight_endpoint(url)?.connect_lazy()))
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE),
     )
@@ -48,11 +52,15 @@ fn memory_report(memory: &dyn MemoryManager) -> proto::MemoryReport {
     }
 }
 
-/// Registers, then heartbeats forever; registers again whenever the
+/// Registers (with `register_client`, which proves the cluster key), then
+/// heartbeats forever (with `client`, which proves the session key the
+/// scheduler answered, kept in `session`); registers again whenever the
 /// scheduler says it does not know this executor. While the scheduler cannot
 /// be reached it says so and keeps retrying.
 pub(crate) async fn registration_loop(
-    mut client: SchedulerGrpcClient<Channel>,
+    mut register_client: SchedulerGrpcClient<AuthChannel>,
+    mut client: SchedulerGrpcClient<AuthChannel>,
+    session: SessionKeySlot,
     url: String,
     metadata: proto::ExecutorMetadata,
     runner: Arc<TaskRunner>,
@@ -66,8 +74,22 @@ pub(crate) async fn registration_loop(
                 metadata: Some(metadata.clone()),
                 memory: Some(memory_report(runner.memory().as_ref())),
             };
-            match client.register_executor(request).await {
-                Ok(_) => {
+            let answer = register_client
+                .register_executor(request)
+                .await
+                .map(|response| SecretKey::from_bytes(&response.into_inner().session_key));
+            match answer {
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        "the scheduler at {url} answered the registration without a valid session key ({e}); retrying in {}s",
+                        backoff.as_secs()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Ok(Ok(key)) => {
+                    *session.write() = Some(key);
                     tracing::info!(
                         "executor {} registered with the scheduler at {url}",
                         metadata.id
@@ -102,6 +124,15 @@ pub(crate) async fn registration_loop(
                 registered = false;
             }
             Ok(_) => {}
+            // The scheduler no longer knows this executor's session key (it
+            // restarted, or declared the executor lost).
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                tracing::warn!(
+                    "the scheduler at {url} refused the heartbeat ({}); registering again",
+                    describe(&status)
+                );
+                registered = false;
+            }
             Err(status) => {
                 tracing::warn!(
                     "cannot reach the scheduler at {url} for a heartbeat: {}",
@@ -115,7 +146,7 @@ pub(crate) async fn registration_loop(
 /// Delivers task statuses as they come, in batches; retries until the
 /// scheduler accepts them so that no outcome is lost.
 pub(crate) async fn status_reporter(
-    mut client: SchedulerGrpcClient<Channel>,
+    mut client: SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
     undelivered: Arc<AtomicUsize>,
@@ -153,7 +184,7 @@ pub(crate) async fn status_reporter(
 /// Tells the scheduler this executor leaves, so that it is forgotten now
 /// rather than after the heartbeat timeout.
 pub(crate) async fn deregister(
-    client: &mut SchedulerGrpcClient<Channel>,
+    client: &mut SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
     reason: String,
 ) -> std::result::Result<(), String> {
@@ -170,7 +201,7 @@ pub(crate) async fn deregister(
 
 /// Sends one heartbeat now (say, to announce draining at once).
 pub(crate) async fn heartbeat_now(
-    client: &mut SchedulerGrpcClient<Channel>,
+    client: &mut SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
     runner: &TaskRunner,
 ) {

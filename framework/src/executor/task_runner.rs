@@ -66,6 +66,8 @@ pub(crate) struct TaskRunnerParts {
     pub undelivered: Arc<AtomicUsize>,
     /// The runtime tasks run on, apart from the control plane's.
     pub task_threads: tokio::runtime::Handle,
+    /// What this executor proves when it fetches shuffle data from others.
+    pub flight_credentials: crate::auth::CallCredentials,
 }
 
 /// A task in flight, and how to stop it.
@@ -168,9 +170,9 @@ impl TaskRunner {
         };
         Self {
             slots: Arc::new(Semaphore::new(parts.slots)),
+            flight: FlightClientPool::with_credentials(parts.flight_credentials.clone()),
             parts,
             functions,
-            flight: FlightClientPool::default(),
             running: Mutex::new(HashMap::new()),
             ended_jobs: Mutex::new(EndedJobs::default()),
             draining: AtomicBool::new(false),

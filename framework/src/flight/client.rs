@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_SIZE, STREAM_WINDOW_BYTES, encode_ticket};
+use crate::auth::{AuthChannel, CallCredentials};
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
 
@@ -39,11 +40,21 @@ pub fn flight_endpoint(url: &str) -> Result<Endpoint> {
 #[derive(Debug, Clone, Default)]
 pub struct FlightClientPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    credentials: CallCredentials,
 }
 
 impl FlightClientPool {
+    /// A pool whose calls carry `credentials` (an executor's cluster
+    /// membership, a client's token).
+    pub fn with_credentials(credentials: CallCredentials) -> Self {
+        Self {
+            channels: Arc::default(),
+            credentials,
+        }
+    }
+
     /// A client for the executor at `host:port`.
-    pub fn client(&self, host: &str, port: u16) -> Result<FlightServiceClient<Channel>> {
+    pub fn client(&self, host: &str, port: u16) -> Result<FlightServiceClient<AuthChannel>> {
         let url = format!("http://{host}:{port}");
         let channel = {
             let mut channels = self.channels.lock();
@@ -56,7 +67,7 @@ impl FlightClientPool {
                 }
             }
         };
-        Ok(FlightServiceClient::new(channel)
+        Ok(FlightServiceClient::new(self.credentials.wrap(channel))
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE))
     }

@@ -11,10 +11,12 @@
 //! | memory | [`memory::MemoryManager`] | [`memory::ExecutorMemoryManager`]: one bounded pool per executor |
 //! | scheduling | [`scheduling::TaskSchedulingPolicy`] | [`scheduling::FifoPolicy`]: submission order |
 //! | shuffle | [`shuffle::ShuffleWriter`] / [`shuffle::ShuffleReader`] | [`shuffle::local`]: compressed Arrow IPC files served over Flight |
+//! | auth | [`auth::Authenticator`] | [`auth::UsersFileAuthenticator`]: users and argon2 hashes from a TOML file |
 //!
 //! The stock binaries choose plugins from TOML instead: each seam's table
 //! names a registered `kind`, and the [`registry`] turns it into a component.
 
+pub mod auth;
 pub mod memory;
 pub mod registry;
 pub mod scheduling;

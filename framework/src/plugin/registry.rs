@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::auth::{Authenticator, UsersFileAuthenticator, UsersFileOptions};
 use super::memory::{ExecutorMemoryManager, MemoryManager};
 use super::scheduling::{FifoPolicy, TaskSchedulingPolicy};
 use super::shuffle::local::LocalDiskShuffle;
@@ -67,11 +68,19 @@ pub enum Seam {
     Scheduling,
     /// `[shuffle]`: writing and reading map outputs.
     Shuffle,
+    /// `[auth]`: who clients are and what they are granted.
+    Auth,
 }
 
 impl Seam {
     /// Every seam, in the order the configuration lists them.
-    pub const ALL: [Seam; 4] = [Seam::Storage, Seam::Memory, Seam::Scheduling, Seam::Shuffle];
+    pub const ALL: [Seam; 5] = [
+        Seam::Storage,
+        Seam::Memory,
+        Seam::Scheduling,
+        Seam::Shuffle,
+        Seam::Auth,
+    ];
 
     /// The seam's table name in TOML.
     pub fn key(self) -> &'static str {
@@ -80,6 +89,7 @@ impl Seam {
             Seam::Memory => "memory",
             Seam::Scheduling => "scheduling",
             Seam::Shuffle => "shuffle",
+            Seam::Auth => "auth",
         }
     }
 
@@ -91,6 +101,7 @@ impl Seam {
             Seam::Memory => Some("shared"),
             Seam::Scheduling => Some("fifo"),
             Seam::Shuffle => Some("local-disk"),
+            Seam::Auth => Some("users-file"),
         }
     }
 }
@@ -288,6 +299,7 @@ pub struct PluginRegistry {
     memory: Kinds<dyn MemoryManager>,
     scheduling: Kinds<dyn TaskSchedulingPolicy>,
     shuffle: Kinds<ShuffleComponents>,
+    auth: Kinds<dyn Authenticator>,
 }
 
 impl fmt::Debug for PluginRegistry {
@@ -297,6 +309,7 @@ impl fmt::Debug for PluginRegistry {
             .field("memory", &self.memory.names())
             .field("scheduling", &self.scheduling.names())
             .field("shuffle", &self.shuffle.names())
+            .field("auth", &self.auth.names())
             .finish()
     }
 }
@@ -362,6 +375,7 @@ impl PluginRegistry {
             memory: Kinds::new(Seam::Memory),
             scheduling: Kinds::new(Seam::Scheduling),
             shuffle: Kinds::new(Seam::Shuffle),
+            auth: Kinds::new(Seam::Auth),
         }
     }
 
@@ -416,7 +430,32 @@ impl PluginRegistry {
                 }))
             },
         );
+        registry.register_auth(
+            "users-file",
+            "Users, argon2 password hashes, tenants and pools from a TOML file (users_file); clients log in with the Arrow Flight handshake.",
+            |options: UsersFileOptions, _| {
+                Ok(match &options.users_file {
+                    Some(path) => Arc::new(UsersFileAuthenticator::from_file(path)?),
+                    None => Arc::new(UsersFileAuthenticator::default()),
+                })
+            },
+        );
         registry
+    }
+
+    /// Registers an authentication plugin factory under `kind`.
+    pub fn register_auth<O, F>(&mut self, kind: &str, description: &str, create: F) -> &mut Self
+    where
+        O: DeserializeOwned + JsonSchema + 'static,
+        F: Fn(O, &PluginContext<'_>) -> Result<Arc<dyn Authenticator>> + Send + Sync + 'static,
+    {
+        self.auth.register(kind, description, create);
+        self
+    }
+
+    /// The authentication plugin selected by `settings.auth`.
+    pub fn authenticator(&self, settings: &BallistaSettings) -> Result<Arc<dyn Authenticator>> {
+        self.auth.create(&settings.auth, "auth".into(), settings)
     }
 
     /// Registers a storage plugin factory under `kind`.
@@ -481,6 +520,7 @@ impl PluginRegistry {
             Seam::Memory => infos(&self.memory),
             Seam::Scheduling => infos(&self.scheduling),
             Seam::Shuffle => infos(&self.shuffle),
+            Seam::Auth => infos(&self.auth),
         }
     }
 
@@ -526,6 +566,7 @@ impl PluginRegistry {
             (Seam::Memory, &mut resolved.memory),
             (Seam::Scheduling, &mut resolved.scheduling),
             (Seam::Shuffle, &mut resolved.shuffle),
+            (Seam::Auth, &mut resolved.auth),
         ] {
             if spec.kind.is_none() {
                 spec.kind = seam.default_kind().map(str::to_string);

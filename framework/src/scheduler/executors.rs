@@ -3,8 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
-
+use crate::auth::{AuthChannel, CallCredentials, SecretKey};
 use crate::error::Result;
 use crate::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
 use crate::ids::{ExecutorId, JobId, StageId};
@@ -40,7 +39,7 @@ pub struct ExecutorEntry {
     /// Tasks it said it runs at its last heartbeat.
     pub reported_running: u32,
     /// Control-service client.
-    pub client: ExecutorControlClient<Channel>,
+    pub client: ExecutorControlClient<AuthChannel>,
     /// Version string it reported.
     pub version: String,
 }
@@ -90,11 +89,17 @@ impl ExecutorRegistry {
         slots: usize,
         version: String,
         memory: MemoryUsage,
+        session_key: SecretKey,
     ) -> Result<Option<ExecutorEntry>> {
         let url = format!("http://{}:{}", address.host, address.port);
-        let client = ExecutorControlClient::new(flight_endpoint(&url)?.connect_lazy())
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        let credentials = CallCredentials::Scheduler {
+            executor_id: address.id.to_string(),
+            key: session_key,
+        };
+        let client =
+            ExecutorControlClient::new(credentials.wrap(flight_endpoint(&url)?.connect_lazy()))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE);
         let entry = ExecutorEntry {
             address: address.clone(),
             slots,
@@ -217,7 +222,13 @@ mod tests {
             port: 1,
         };
         registry
-            .register(address, 4, "test".into(), usage(10, 20))
+            .register(
+                address,
+                4,
+                "test".into(),
+                usage(10, 20),
+                crate::auth::SecretKey::random().unwrap(),
+            )
             .unwrap();
         let (a, b, c, d) = (
             JobId::generate(),

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::SchedulerInner;
 use super::status_stream::JobStatusStream;
+use crate::auth::{Caller, ExecutorKeys, SecretKey};
 use crate::error::BallistaError;
 use crate::ids::{ExecutorId, JobId};
 use crate::plugin::shuffle::ExecutorAddress;
@@ -13,11 +14,50 @@ use crate::proto::{self, scheduler_grpc_server::SchedulerGrpc};
 
 pub(crate) struct SchedulerService {
     inner: Arc<SchedulerInner>,
+    executor_keys: ExecutorKeys,
 }
 
 impl SchedulerService {
-    pub(crate) fn new(inner: Arc<SchedulerInner>) -> Self {
-        Self { inner }
+    pub(crate) fn new(inner: Arc<SchedulerInner>, executor_keys: ExecutorKeys) -> Self {
+        Self {
+            inner,
+            executor_keys,
+        }
+    }
+
+    /// The job `job_id` when `caller` may see and act on it: its owner or an
+    /// admin.
+    fn owned_job(&self, caller: &Caller, job_id: &JobId, what: &str) -> Result<(), Status> {
+        let identity = caller.client(what)?;
+        let owner = self.inner.state.lock().owner_of(job_id).ok_or_else(|| {
+            BallistaError::NotFound(format!("job {job_id} is not known to this scheduler"))
+        })?;
+        if identity.admin || owner == identity.user {
+            Ok(())
+        } else {
+            Err(BallistaError::PermissionDenied(format!(
+                "job {job_id} belongs to another user; only its owner or an admin may {what}"
+            ))
+            .into())
+        }
+    }
+}
+
+/// The executor id a member's call was proven for, which must be the one the
+/// request names.
+fn executor_caller(caller: &Caller, claimed: &ExecutorId, what: &str) -> Result<(), Status> {
+    match caller {
+        Caller::Executor(id) | Caller::Member(id) if id == claimed.as_str() => Ok(()),
+        Caller::Executor(id) | Caller::Member(id) => Err(BallistaError::PermissionDenied(format!(
+            "executor {} may not {what} for executor {claimed}",
+            crate::util::loggable(id)
+        ))
+        .into()),
+        other => Err(BallistaError::PermissionDenied(format!(
+            "only executors may {what}; this caller is {}",
+            other.describe()
+        ))
+        .into()),
     }
 }
 
@@ -58,7 +98,8 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         request: Request<proto::ExecuteQueryRequest>,
     ) -> Result<Response<Self::ExecuteQueryStream>, Status> {
-        let (job_id, status) = self.inner.submit(request.into_inner())?;
+        let identity = Caller::of(&request).client("submitting a query")?;
+        let (job_id, status) = self.inner.submit(request.into_inner(), &identity)?;
         tracing::info!("job {job_id} submitted");
         Ok(Response::new(JobStatusStream::new(
             job_id,
@@ -71,7 +112,9 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         request: Request<proto::GetJobStatusRequest>,
     ) -> Result<Response<proto::JobStatus>, Status> {
+        let caller = Caller::of(&request);
         let job_id = parse_job_id(&request.into_inner().job_id)?;
+        self.owned_job(&caller, &job_id, "see its status")?;
         let status = self.inner.state.lock().status(&job_id);
         status.map(Response::new).ok_or_else(|| {
             BallistaError::NotFound(format!("job {job_id} is not known to this scheduler")).into()
@@ -82,13 +125,9 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         request: Request<proto::CancelJobRequest>,
     ) -> Result<Response<proto::CancelJobResponse>, Status> {
+        let caller = Caller::of(&request);
         let job_id = parse_job_id(&request.into_inner().job_id)?;
-        if !self.inner.state.lock().has_job(&job_id) {
-            return Err(BallistaError::NotFound(format!(
-                "job {job_id} is not known to this scheduler"
-            ))
-            .into());
-        }
+        self.owned_job(&caller, &job_id, "cancel it")?;
         let cancelled = self.inner.cancel(&job_id, "was cancelled on request");
         Ok(Response::new(proto::CancelJobResponse { cancelled }))
     }
@@ -97,7 +136,13 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         request: Request<proto::ReleaseJobRequest>,
     ) -> Result<Response<proto::ReleaseJobResponse>, Status> {
+        let caller = Caller::of(&request);
         let job_id = parse_job_id(&request.into_inner().job_id)?;
+        // Releasing a job already forgotten is done already.
+        if !self.inner.state.lock().has_job(&job_id) {
+            return Ok(Response::new(proto::ReleaseJobResponse {}));
+        }
+        self.owned_job(&caller, &job_id, "release it")?;
         let effects = self.inner.state.lock().release(&job_id);
         self.inner.apply(effects);
         Ok(Response::new(proto::ReleaseJobResponse {}))
@@ -105,8 +150,9 @@ impl SchedulerGrpc for SchedulerService {
 
     async fn get_executors_metadata(
         &self,
-        _request: Request<proto::GetExecutorsMetadataRequest>,
+        request: Request<proto::GetExecutorsMetadataRequest>,
     ) -> Result<Response<proto::GetExecutorsMetadataResponse>, Status> {
+        Caller::of(&request).client("listing executors")?;
         let executors = self.inner.state.lock().executors_info();
         Ok(Response::new(proto::GetExecutorsMetadataResponse {
             executors,
@@ -115,8 +161,9 @@ impl SchedulerGrpc for SchedulerService {
 
     async fn get_session_defaults(
         &self,
-        _request: Request<proto::GetSessionDefaultsRequest>,
+        request: Request<proto::GetSessionDefaultsRequest>,
     ) -> Result<Response<proto::GetSessionDefaultsResponse>, Status> {
+        Caller::of(&request).client("reading session defaults")?;
         let cluster_slots = self.inner.state.lock().total_slots();
         Ok(Response::new(
             self.inner.planner.session_defaults(cluster_slots),
@@ -127,6 +174,7 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         request: Request<proto::RegisterExecutorRequest>,
     ) -> Result<Response<proto::RegisterExecutorResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let memory = request
             .memory
@@ -161,28 +209,53 @@ impl SchedulerGrpc for SchedulerService {
             ))
             .into());
         }
+        executor_caller(&caller, &id, "register")?;
         let address = ExecutorAddress {
-            id,
+            id: id.clone(),
             host: metadata.host,
             port,
         };
-        let effects = self.inner.state.lock().register_executor(
-            address,
-            metadata.slots as usize,
-            metadata.version,
-            memory,
-        )?;
+        let session_key = SecretKey::random()?;
+        let effects = {
+            let mut state = self.inner.state.lock();
+            // An id cannot be taken over: while it is registered and alive,
+            // nobody registers under it (its own process never needs to: it
+            // registers again only when the scheduler no longer knows it).
+            if state.is_executor_registered(&id) {
+                return Err(BallistaError::PermissionDenied(format!(
+                    "executor {id} is registered and alive; another registration under its id \
+                     is refused (a restarted executor registers once the old one is declared \
+                     lost, after scheduler.executor_timeout_secs)"
+                ))
+                .into());
+            }
+            let effects = state.register_executor(
+                address,
+                metadata.slots as usize,
+                metadata.version,
+                memory,
+                session_key.clone(),
+            )?;
+            let mut keys = self.executor_keys.write();
+            keys.retain(|known, _| state.is_executor_registered_str(known));
+            keys.insert(id.to_string(), session_key.clone());
+            effects
+        };
         self.inner.apply(effects);
-        Ok(Response::new(proto::RegisterExecutorResponse {}))
+        Ok(Response::new(proto::RegisterExecutorResponse {
+            session_key: session_key.as_bytes().to_vec(),
+        }))
     }
 
     async fn heart_beat(
         &self,
         request: Request<proto::HeartBeatRequest>,
     ) -> Result<Response<proto::HeartBeatResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let memory = request.memory.unwrap_or_default();
         let executor_id = parse_executor_id(&request.executor_id)?;
+        executor_caller(&caller, &executor_id, "send heartbeats")?;
         let (known, effects) = {
             let mut state = self.inner.state.lock();
             state.note_reported_running(&executor_id, request.running_tasks);
@@ -198,8 +271,10 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         request: Request<proto::UpdateTaskStatusRequest>,
     ) -> Result<Response<proto::UpdateTaskStatusResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let executor_id = parse_executor_id(&request.executor_id)?;
+        executor_caller(&caller, &executor_id, "report task statuses")?;
         let effects = self
             .inner
             .state
@@ -214,8 +289,13 @@ impl SchedulerGrpc for SchedulerService {
         &self,
         request: Request<proto::DeregisterExecutorRequest>,
     ) -> Result<Response<proto::DeregisterExecutorResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let executor_id = parse_executor_id(&request.executor_id)?;
+        // An operator (admin) may remove an executor too.
+        if !matches!(&caller, Caller::Client(identity) if identity.admin) {
+            executor_caller(&caller, &executor_id, "deregister")?;
+        }
         let reason = if request.reason.trim().is_empty() {
             "it deregistered".to_string()
         } else {
@@ -225,6 +305,7 @@ impl SchedulerGrpc for SchedulerService {
             )
         };
         let effects = self.inner.state.lock().executor_lost(&executor_id, &reason);
+        self.executor_keys.write().remove(executor_id.as_str());
         self.inner.apply(effects);
         self.inner.admit_queued();
         Ok(Response::new(proto::DeregisterExecutorResponse {}))

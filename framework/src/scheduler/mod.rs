@@ -24,11 +24,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::BallistaConfig;
+use crate::auth::{ExecutorKeys, Gate, GateLayer, SchedulerFlightService};
+use crate::config::{BallistaConfig, POOL_KEY, TENANT_KEY};
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
+use crate::plugin::auth::Identity;
 use crate::proto;
 use crate::proto::scheduler_grpc_server::SchedulerGrpcServer;
+use arrow_flight::flight_service_server::FlightServiceServer;
 
 pub use job_graph::{JobGraph, TaskOutcome, TaskState};
 pub use planner::JobPlanner;
@@ -148,6 +151,7 @@ impl SchedulerInner {
     fn submit(
         self: &Arc<Self>,
         request: proto::ExecuteQueryRequest,
+        identity: &Identity,
     ) -> Result<(JobId, watch::Receiver<proto::JobStatus>)> {
         if request.query.is_none() {
             return Err(BallistaError::InvalidInput(
@@ -157,12 +161,31 @@ impl SchedulerInner {
         check_session_id(&request.session_id)?;
         let job_id = JobId::generate();
         let cluster_slots = self.state.lock().total_slots();
-        let settings = Arc::new(self.planner.job_settings(&request, cluster_slots));
+        let mut settings = self.planner.job_settings(&request, cluster_slots);
+        // The tenant and pool a job is filed under come from its identity:
+        // a session picks among those granted, never others.
+        let requested = |key: &str| {
+            request
+                .settings
+                .iter()
+                .find(|kv| kv.key == key)
+                .map(|kv| kv.value.as_str())
+        };
+        if let Some(tenant) = identity.tenant_for(requested(TENANT_KEY))? {
+            settings.insert(TENANT_KEY.to_string(), tenant);
+        }
+        if let Some(pool) = identity.pool_for(requested(POOL_KEY))? {
+            settings.insert(POOL_KEY.to_string(), pool);
+        }
+        let settings = Arc::new(settings);
         let session_id = request.session_id.clone();
-        let (to_plan, status) =
-            self.state
-                .lock()
-                .submit(job_id.clone(), session_id, Arc::clone(&settings), request)?;
+        let (to_plan, status) = self.state.lock().submit(
+            job_id.clone(),
+            session_id,
+            identity.user.clone(),
+            Arc::clone(&settings),
+            request,
+        )?;
         if let Some(request) = to_plan {
             self.start_planning(job_id.clone(), request, settings);
         }
@@ -321,22 +344,43 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         tokio::join!(periodic, liveness::probe_executors(probed));
     });
 
+    let cluster_key = config.resolve_cluster_key()?;
+    let authenticator = config.resolve_authenticator()?;
+    let executor_keys = ExecutorKeys::default();
+    let gate = Arc::new(Gate::scheduler(
+        cluster_key.clone(),
+        Arc::clone(&executor_keys),
+        Arc::clone(&authenticator),
+    ));
+    let login = FlightServiceServer::new(SchedulerFlightService::new(
+        &cluster_key,
+        Arc::clone(&authenticator),
+        settings.token_ttl_secs,
+    ))
+    .max_decoding_message_size(64 * 1024);
+
     let limits = &settings.server;
-    let service = SchedulerGrpcServer::new(grpc::SchedulerService::new(Arc::clone(&inner)))
-        .max_decoding_message_size(crate::listener::max_decoding_message_size(limits))
-        .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);
+    let service = SchedulerGrpcServer::new(grpc::SchedulerService::new(
+        Arc::clone(&inner),
+        executor_keys,
+    ))
+    .max_decoding_message_size(crate::listener::max_decoding_message_size(limits))
+    .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let connections = crate::listener::connections(listener, limits, "scheduler");
     let server = tokio::spawn(
         crate::listener::grpc_server(limits, PLAN_METHODS, "scheduler.server")
+            .layer(GateLayer::new(gate))
             .add_service(service)
+            .add_service(login)
             .serve_with_incoming_shutdown(connections, async {
                 let _ = shutdown_rx.await;
             }),
     );
     tracing::info!(
-        "scheduler listening on {local_addr} (policy: {})",
-        policy.name()
+        "scheduler listening on {local_addr} (policy: {}, authentication: {})",
+        policy.name(),
+        authenticator.name()
     );
     Ok(SchedulerHandle {
         local_addr,

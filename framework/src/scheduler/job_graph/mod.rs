@@ -484,7 +484,7 @@ impl JobGraph {
 
     /// Where `attempt` runs, when it is the task's current attempt of a job
     /// still going; a report of any other attempt is stale.
-    fn current_attempt(
+    pub fn current_attempt(
         &self,
         stage_id: StageId,
         partition: usize,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::{Effects, JobPhase, SchedulerState};
+use crate::auth::SecretKey;
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId};
 use crate::plugin::memory::MemoryUsage;
@@ -20,6 +21,7 @@ impl SchedulerState {
         slots: usize,
         version: String,
         memory: MemoryUsage,
+        session_key: SecretKey,
     ) -> Result<Effects> {
         let id = address.id.clone();
         let mut effects = Effects::default();
@@ -39,10 +41,22 @@ impl SchedulerState {
             crate::util::loggable(&address.host),
             address.port
         );
-        self.executors.register(address, slots, version, memory)?;
+        self.executors
+            .register(address, slots, version, memory, session_key)?;
         self.no_executors_since = None;
         effects.merge(self.schedule());
         Ok(effects)
+    }
+
+    /// Whether `id` is registered (and not declared lost).
+    pub fn is_executor_registered(&self, id: &ExecutorId) -> bool {
+        self.executors.get(id).is_some()
+    }
+
+    /// Like [`is_executor_registered`](Self::is_executor_registered), for an
+    /// id as text.
+    pub fn is_executor_registered_str(&self, id: &str) -> bool {
+        self.executors.get(&ExecutorId::new(id)).is_some()
     }
 
     /// Records a heartbeat. Returns false when the executor should register again.

@@ -11,7 +11,6 @@ mod cluster;
 mod tasks;
 
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use super::executors::ExecutorRegistry;
 use super::job_graph::JobGraph;
@@ -56,6 +55,9 @@ impl JobPhase {
 struct JobEntry {
     seq: u64,
     session_id: String,
+    /// The user who submitted it: status, cancel, release and results are
+    /// theirs (or an admin's).
+    owner: String,
     settings: Arc<HashMap<String, String>>,
     phase: JobPhase,
     graph: Option<JobGraph>,
@@ -95,7 +97,7 @@ pub struct Launch {
     /// Target executor.
     pub executor_id: ExecutorId,
     /// Its control client.
-    pub client: ExecutorControlClient<Channel>,
+    pub client: ExecutorControlClient<crate::auth::AuthChannel>,
     /// The tasks.
     pub tasks: Vec<proto::TaskDefinition>,
 }
@@ -106,7 +108,7 @@ pub struct Cleanup {
     /// Target executor.
     pub executor_id: ExecutorId,
     /// Its control client.
-    pub client: ExecutorControlClient<Channel>,
+    pub client: ExecutorControlClient<crate::auth::AuthChannel>,
     /// The job.
     pub job_id: JobId,
     /// Stop its running tasks.
@@ -164,6 +166,7 @@ impl SchedulerState {
         &mut self,
         job_id: JobId,
         session_id: String,
+        owner: String,
         settings: Arc<HashMap<String, String>>,
         request: proto::ExecuteQueryRequest,
     ) -> Result<(
@@ -196,6 +199,7 @@ impl SchedulerState {
             JobEntry {
                 seq,
                 session_id,
+                owner,
                 settings,
                 phase,
                 graph: None,
@@ -479,6 +483,7 @@ impl SchedulerState {
             memory: job.memory.values().cloned().collect(),
             pool: job.labels.pool.clone(),
             priority: job.labels.priority,
+            owner: job.owner.clone(),
             queue_position: self.queue_position(job_id),
         };
         if job.phase == JobPhase::Succeeded
@@ -643,6 +648,11 @@ impl SchedulerState {
     pub fn has_job(&self, job_id: &JobId) -> bool {
         self.jobs.contains_key(job_id)
     }
+
+    /// The user who submitted a job.
+    pub fn owner_of(&self, job_id: &JobId) -> Option<String> {
+        self.jobs.get(job_id).map(|job| job.owner.clone())
+    }
 }
 
 #[cfg(test)]
@@ -693,6 +703,7 @@ mod tests {
             .submit(
                 job_id.clone(),
                 String::new(),
+                "test-user".into(),
                 Arc::default(),
                 proto::ExecuteQueryRequest::default(),
             )

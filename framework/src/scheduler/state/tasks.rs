@@ -7,7 +7,7 @@ use super::{Effects, JobPhase, Launch, SchedulerState};
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId, StageId};
 use crate::plugin::scheduling::{ExecutorSlots, PendingTask, SchedulableJob};
-use crate::plugin::shuffle::ShuffleLocation;
+use crate::plugin::shuffle::{ExecutorAddress, ShuffleLocation};
 use crate::proto;
 use crate::scheduler::executors::TaskKey;
 use crate::scheduler::job_graph::TaskOutcome;
@@ -288,15 +288,26 @@ impl SchedulerState {
         let stage_id = StageId(task.stage_id);
         let partition = task.partition as usize;
         let key: TaskKey = (job_id.clone(), stage_id, partition, task.attempt);
-        if let Some(entry) = self.executors.get_mut(executor_id) {
-            entry.running.remove(&key);
-        }
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return Ok(Effects::default());
         };
         let Some(graph) = job.graph.as_mut() else {
             return Ok(Effects::default());
         };
+        // Only the executor running an attempt speaks for it.
+        if let Some(runner) = graph.current_attempt(stage_id, partition, task.attempt)
+            && &runner != executor_id
+        {
+            return Err(BallistaError::PermissionDenied(format!(
+                "task {stage_id}/{partition} attempt {} of job {job_id} runs on executor {runner}, \
+                 not on {executor_id}",
+                task.attempt
+            )));
+        }
+        if let Some(entry) = self.executors.get_mut(executor_id) {
+            entry.running.remove(&key);
+        }
+        let reporter = self.executors.get(executor_id).map(|e| e.address.clone());
         let applied: Result<TaskOutcome> = match status.result {
             Some(proto::task_status::Result::Succeeded(success)) => success
                 .locations
@@ -304,6 +315,7 @@ impl SchedulerState {
                 .map(ShuffleLocation::from_proto)
                 .collect::<Result<Vec<_>>>()
                 .and_then(|locations| {
+                    check_locations(&locations, executor_id, reporter.as_ref())?;
                     let mut metrics = success.metrics.unwrap_or_default();
                     metrics.started_at_ms = status.started_at_ms;
                     metrics.ended_at_ms = status.ended_at_ms;
@@ -382,6 +394,32 @@ impl SchedulerState {
     }
 }
 
+/// Output an executor reports is on that executor (where consumers will
+/// fetch it from), or in durable storage: an executor cannot point
+/// consumers at another host.
+fn check_locations(
+    locations: &[ShuffleLocation],
+    reporter_id: &ExecutorId,
+    reporter: Option<&ExecutorAddress>,
+) -> Result<()> {
+    for location in locations.iter().filter(|l| !l.durable) {
+        let on_reporter = reporter.is_some_and(|r| {
+            &location.executor.id == reporter_id
+                && location.executor.host == r.host
+                && location.executor.port == r.port
+        });
+        if !on_reporter {
+            return Err(BallistaError::PermissionDenied(format!(
+                "executor {reporter_id} reported output on executor {} at {}:{}, not on itself",
+                location.executor.id,
+                crate::util::loggable(&location.executor.host),
+                location.executor.port
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -400,6 +438,7 @@ mod tests {
             .submit(
                 job_id.clone(),
                 String::new(),
+                "test-user".into(),
                 Arc::default(),
                 proto::ExecuteQueryRequest::default(),
             )
@@ -444,7 +483,13 @@ mod tests {
                 port: 1,
             };
             let _ = state
-                .register_executor(address, slots, "test".into(), memory(available))
+                .register_executor(
+                    address,
+                    slots,
+                    "test".into(),
+                    memory(available),
+                    crate::auth::SecretKey::random().unwrap(),
+                )
                 .unwrap();
         }
         // Executors running nothing take any job: their figures may be old.
@@ -471,7 +516,13 @@ mod tests {
                 port: 1,
             };
             let _ = state
-                .register_executor(address, 4, "test".into(), memory(100))
+                .register_executor(
+                    address,
+                    4,
+                    "test".into(),
+                    memory(100),
+                    crate::auth::SecretKey::random().unwrap(),
+                )
                 .unwrap();
         }
         let job = submit(&mut state, "joba");

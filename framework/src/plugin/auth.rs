@@ -1,0 +1,386 @@
+//! Authentication seam: who a client is, and what it is granted.
+//!
+//! The scheduler calls [`Authenticator::authenticate_password`] when a client
+//! logs in with the Arrow Flight handshake (`authorization: Basic …`), and
+//! answers with a bearer token the cluster signs. On every later call that
+//! carries the token, it calls [`Authenticator::identity`] with the token's
+//! user, so that grants changed in the plugin's source (a users file edited
+//! and reloaded, a directory) apply at once and a removed user is refused. A
+//! bearer token the cluster did not issue (say, a JWT from the company's
+//! identity provider) goes to [`Authenticator::authenticate_token`].
+//!
+//! What the scheduler does with the [`Identity`]: jobs are owned by its
+//! `user` (status, cancel, release and results are the owner's or an
+//! admin's); a job's memory tenant and scheduling pool must be among its
+//! `tenants` and `pools`.
+//!
+//! Cluster members (scheduler, executors) and the operator's clients that
+//! hold the cluster key do not go through this seam: see [`crate::auth`].
+//!
+//! The framework default, [`UsersFileAuthenticator`] (TOML `kind =
+//! "users-file"`), reads users, argon2 password hashes and grants from a
+//! TOML file:
+//!
+//! ```toml
+//! [users.alice]
+//! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"   # ballista users hash
+//! tenants = ["analytics"]
+//! pools = ["etl"]
+//! admin = false
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BallistaError, Result};
+
+/// Who a client is and what it may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The user name; jobs it submits are owned by this name.
+    pub user: String,
+    /// May see, cancel and release every job, and choose any tenant and pool.
+    pub admin: bool,
+    /// Memory tenants its jobs may run under; the first is the default.
+    /// Empty: its own user name is its only tenant.
+    pub tenants: Vec<String>,
+    /// Scheduling pools its jobs may be counted in; the first is the
+    /// default. Empty: the policy's default pool only.
+    pub pools: Vec<String>,
+}
+
+impl Identity {
+    /// The cluster's administrator: a client holding the cluster key, or the
+    /// client of an embedded cluster.
+    pub fn cluster_admin() -> Self {
+        Identity {
+            user: CLUSTER_ADMIN.into(),
+            admin: true,
+            tenants: Vec::new(),
+            pools: Vec::new(),
+        }
+    }
+
+    /// The memory tenant a job runs under: `requested` when granted, else
+    /// the first granted tenant; with no tenants granted, a user's own name
+    /// (an admin's: none, the memory plugin's default). A tenant not granted
+    /// is refused, naming the grants.
+    pub fn tenant_for(&self, requested: Option<&str>) -> Result<Option<String>> {
+        let own = [self.user.clone()];
+        let granted: &[String] = if !self.tenants.is_empty() {
+            &self.tenants
+        } else if self.admin {
+            &[]
+        } else {
+            &own
+        };
+        match requested {
+            None => Ok(granted.first().cloned()),
+            Some(t) if self.admin || granted.iter().any(|g| g == t) => Ok(Some(t.to_string())),
+            Some(t) => Err(BallistaError::PermissionDenied(format!(
+                "user {} may not run jobs under memory tenant \"{}\" (granted: {})",
+                self.user,
+                crate::util::loggable(t),
+                granted.join(", ")
+            ))),
+        }
+    }
+
+    /// The pool a job is counted in: `requested` when granted, else the
+    /// first granted pool (`None`: the policy's default).
+    pub fn pool_for(&self, requested: Option<&str>) -> Result<Option<String>> {
+        match requested {
+            None => Ok(self.pools.first().cloned()),
+            Some(p) if self.admin || self.pools.iter().any(|g| g == p) => Ok(Some(p.to_string())),
+            Some(p) => Err(BallistaError::PermissionDenied(format!(
+                "user {} may not use scheduling pool \"{}\" (granted: {})",
+                self.user,
+                crate::util::loggable(p),
+                if self.pools.is_empty() {
+                    "the default pool only".to_string()
+                } else {
+                    self.pools.join(", ")
+                }
+            ))),
+        }
+    }
+}
+
+/// The user name of [`Identity::cluster_admin`]; no users-file user may
+/// take it.
+pub const CLUSTER_ADMIN: &str = "cluster-admin";
+
+/// Decides who a client is. See the [module docs](self) for when each
+/// method is called.
+#[async_trait]
+pub trait Authenticator: Send + Sync + Debug {
+    /// The name TOML selects this plugin by, for logs.
+    fn name(&self) -> &str;
+
+    /// Checks a user name and password. A wrong password and an unknown
+    /// user must give the same [`BallistaError::Unauthenticated`] (no hint
+    /// which users exist).
+    async fn authenticate_password(&self, user: &str, password: &str) -> Result<Identity>;
+
+    /// The identity of `user`, to whom the cluster issued a token earlier;
+    /// [`BallistaError::Unauthenticated`] when the user no longer exists.
+    async fn identity(&self, user: &str) -> Result<Identity>;
+
+    /// A bearer token the cluster did not issue. By default every such
+    /// token is refused.
+    async fn authenticate_token(&self, _token: &str) -> Result<Identity> {
+        Err(BallistaError::Unauthenticated(
+            "the bearer token was not issued by this cluster; log in with a user name and \
+             password (Flight handshake) to get one"
+                .into(),
+        ))
+    }
+}
+
+/// Options of the `users-file` authenticator (`[auth]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsersFileOptions {
+    /// TOML file of users (`[users.NAME]` with `password_hash`, `tenants`,
+    /// `pools`, `admin`). Unset: no user can log in with a password; only
+    /// clients holding the cluster key are served.
+    pub users_file: Option<PathBuf>,
+}
+
+/// One user of a users file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    password_hash: String,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    tenants: Vec<String>,
+    #[serde(default)]
+    pools: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    users: BTreeMap<String, UserEntry>,
+}
+
+/// Users, argon2 password hashes and grants read from a TOML file at start.
+#[derive(Debug)]
+pub struct UsersFileAuthenticator {
+    users: BTreeMap<String, (String, Identity)>,
+    /// Logins hash at most this many passwords at once: argon2 is made to be
+    /// expensive, and a flood of guesses must not starve the scheduler.
+    hashing: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for UsersFileAuthenticator {
+    /// No users: only clients holding the cluster key are served.
+    fn default() -> Self {
+        Self {
+            users: BTreeMap::new(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS)),
+        }
+    }
+}
+
+/// Most password checks run at once.
+const CONCURRENT_PASSWORD_CHECKS: usize = 2;
+
+/// Whether `name` may be a user name: 1 to 64 letters, digits, `_`, `-`,
+/// `.` or `@`.
+pub fn is_valid_user_name(name: &str) -> bool {
+    crate::ids::is_plain_ascii(name, 64, b"_-.@")
+}
+
+impl UsersFileAuthenticator {
+    /// Reads `path`; every problem names the file and the user.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            BallistaError::Configuration(format!(
+                "auth.users_file: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
+        Self::from_toml(&text).map_err(|e| {
+            BallistaError::Configuration(format!(
+                "auth.users_file {}: {}",
+                path.display(),
+                e.message()
+            ))
+        })
+    }
+
+    /// Parses users-file text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let file: UsersFile = toml::from_str(text)
+            .map_err(|e| BallistaError::Configuration(e.message().to_string()))?;
+        let mut users = BTreeMap::new();
+        for (name, entry) in file.users {
+            if !is_valid_user_name(&name) || name == CLUSTER_ADMIN {
+                return Err(BallistaError::Configuration(format!(
+                    "user \"{}\": a user name is 1 to 64 letters, digits, '_', '-', '.' or '@' \
+                     (and not {CLUSTER_ADMIN})",
+                    crate::util::loggable(&name)
+                )));
+            }
+            PasswordHash::new(&entry.password_hash).map_err(|e| {
+                BallistaError::Configuration(format!(
+                    "user {name}: password_hash is not an argon2 hash ({e}); make one with \
+                     `ballista users hash`"
+                ))
+            })?;
+            let identity = Identity {
+                user: name.clone(),
+                admin: entry.admin,
+                tenants: entry.tenants,
+                pools: entry.pools,
+            };
+            users.insert(name, (entry.password_hash, identity));
+        }
+        Ok(Self {
+            users,
+            hashing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS)),
+        })
+    }
+
+    /// How many users the file holds.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+}
+
+fn wrong_credentials() -> BallistaError {
+    BallistaError::Unauthenticated("wrong user name or password".into())
+}
+
+#[async_trait]
+impl Authenticator for UsersFileAuthenticator {
+    fn name(&self) -> &str {
+        "users-file"
+    }
+
+    async fn authenticate_password(&self, user: &str, password: &str) -> Result<Identity> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| BallistaError::Internal("password checks are shut down".into()))?;
+        let entry = self.users.get(user).cloned();
+        let password = password.as_bytes().to_vec();
+        // An unknown user costs as much as a known one: no timing hint.
+        let hash = entry
+            .as_ref()
+            .map(|(hash, _)| hash.clone())
+            .unwrap_or_else(|| DECOY_HASH.to_string());
+        let matches = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(&password, &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| BallistaError::Internal(format!("password check failed: {e}")))?;
+        match entry {
+            Some((_, identity)) if matches => Ok(identity),
+            _ => Err(wrong_credentials()),
+        }
+    }
+
+    async fn identity(&self, user: &str) -> Result<Identity> {
+        self.users
+            .get(user)
+            .map(|(_, identity)| identity.clone())
+            .ok_or_else(|| {
+                BallistaError::Unauthenticated(format!(
+                    "user {} is no longer known to this cluster",
+                    crate::util::loggable(user)
+                ))
+            })
+    }
+}
+
+/// The hash an unknown user's password is checked against (of a password
+/// nobody knows), so that a login for an unknown user takes as long.
+const DECOY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0Mh6nMGLrIGA1g9yXc0Hcx3m+8ZGk6yJd3QXcA2cI4o";
+
+/// An argon2id hash of `password` with a fresh salt, in the PHC string form
+/// a users file holds.
+pub fn hash_password(password: &str) -> Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| BallistaError::Internal(format!("hashing the password failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn users_log_in_with_their_password_only() {
+        let hash = hash_password("s3cret").unwrap();
+        let file = format!(
+            "[users.alice]\npassword_hash = \"{hash}\"\ntenants = [\"a\", \"b\"]\npools = [\"etl\"]\n"
+        );
+        let auth = UsersFileAuthenticator::from_toml(&file).unwrap();
+        let alice = auth.authenticate_password("alice", "s3cret").await.unwrap();
+        assert_eq!(alice.user, "alice");
+        assert_eq!(alice.tenants, vec!["a", "b"]);
+        for (user, password) in [("alice", "wrong"), ("bob", "s3cret")] {
+            let err = auth
+                .authenticate_password(user, password)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, BallistaError::Unauthenticated(m) if m == "wrong user name or password"),
+                "{err:?}"
+            );
+        }
+        assert!(matches!(
+            auth.identity("bob").await,
+            Err(BallistaError::Unauthenticated(_))
+        ));
+        assert_eq!(alice.tenant_for(None).unwrap().as_deref(), Some("a"));
+        assert_eq!(alice.tenant_for(Some("b")).unwrap().as_deref(), Some("b"));
+        assert_eq!(Identity::cluster_admin().tenant_for(None).unwrap(), None);
+        let err = alice.tenant_for(Some("c")).unwrap_err().to_string();
+        assert!(
+            err.contains("tenant \"c\"") && err.contains("granted: a, b"),
+            "{err}"
+        );
+        assert_eq!(alice.pool_for(None).unwrap().as_deref(), Some("etl"));
+        assert!(alice.pool_for(Some("adhoc")).is_err());
+    }
+
+    #[test]
+    fn bad_users_files_name_the_user_and_the_problem() {
+        let err = UsersFileAuthenticator::from_toml("[users.\"a b\"]\npassword_hash = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user \"a b\""), "{err}");
+        let err = UsersFileAuthenticator::from_toml("[users.bob]\npassword_hash = \"plain\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("user bob: password_hash is not an argon2 hash"),
+            "{err}"
+        );
+        assert!(PasswordHash::new(DECOY_HASH).is_ok());
+    }
+}
