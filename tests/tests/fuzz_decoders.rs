@@ -68,7 +68,9 @@ use ballista::config::{
     BallistaConfig, JOB_TIMEOUT_KEY, session_config_from_settings, settings_from_session_config,
 };
 use ballista::executor::{ExecutorHandle, start_executor};
-use ballista::flight::{decode_ticket, encode_ticket, flight_endpoint, resolve_ticket_path};
+use ballista::flight::{
+    decode_ticket, encode_ticket, flight_endpoint, resolve_ticket_path, sign_ticket,
+};
 use ballista::ids::{ExecutorId, JobId, StageId};
 use ballista::plan::{
     DistributedPlan, StagePlan, decode_client_plan, decode_stage_plan, encode_client_plan,
@@ -796,6 +798,7 @@ fn committed_outputs(stage: &StagePlan, executor: &ExecutorAddress) -> Vec<Shuff
                     num_bytes: 4096,
                 },
                 durable: false,
+                ticket: Vec::new(),
             });
         }
     }
@@ -847,6 +850,8 @@ struct NetworkFixtures {
     result_job: JobId,
     result_path: String,
     executor: ExecutorAddress,
+    /// The executor's session key, which the scheduler signs its tickets with.
+    ticket_key: SecretKey,
 }
 
 impl NetworkFixtures {
@@ -855,7 +860,14 @@ impl NetworkFixtures {
         let finished = run_sql_to_end(&cluster.client, sql).await;
         let results = run_sql_to_end(&cluster.client, sql).await;
         let executor = cluster.executor.address().clone();
+        let Some(CallCredentials::Scheduler {
+            key: ticket_key, ..
+        }) = cluster.executor.scheduler_credentials()
+        else {
+            panic!("the executor has registered");
+        };
         Self {
+            ticket_key,
             plans: PlanFixtures::build(&executor).await,
             finished_job: JobId::parse(&finished.job_id).expect("a job id"),
             result_job: JobId::parse(&results.job_id).expect("a job id"),
@@ -1151,6 +1163,7 @@ impl RunningJob {
                         num_bytes: 8192,
                     },
                     durable: false,
+                    ticket: Vec::new(),
                 }
                 .to_proto()
             })
@@ -1380,18 +1393,31 @@ fn flight_data(descriptor: &FlightDescriptor) -> Vec<FlightData> {
 
 fn flight_targets(fixtures: &NetworkFixtures) -> Vec<NetworkTarget> {
     let job = &fixtures.result_job;
+    // Signed as the scheduler signs them, so that mutations of them reach
+    // the path checks behind the signature check.
+    let signed = |path: &str| {
+        Ticket::new(sign_ticket(
+            &fixtures.ticket_key,
+            job,
+            path,
+            fixtures.executor.id.as_str(),
+            3600,
+        ))
+    };
     let tickets = vec![
-        seed(&encode_ticket(job, &fixtures.result_path), Code::Ok),
+        seed(&signed(&fixtures.result_path), Code::Ok),
         seed(
-            &encode_ticket(job, &format!("{job}/s1/m0-a0-p99.arrow")),
+            &signed(&format!("{job}/s1/m0-a0-p99.arrow")),
             Code::NotFound,
         ),
+        seed(&signed("../../etc/passwd"), Code::PermissionDenied),
         seed(
-            &encode_ticket(job, "../../etc/passwd"),
+            &signed("s3://bucket/shuffle/m0-a0-p0.arrow"),
             Code::PermissionDenied,
         ),
+        // A job id and a path, unsigned, open nothing.
         seed(
-            &encode_ticket(job, "s3://bucket/shuffle/m0-a0-p0.arrow"),
+            &encode_ticket(job, &fixtures.result_path),
             Code::PermissionDenied,
         ),
     ];
@@ -1768,6 +1794,7 @@ impl TicketFixture {
             proto::FetchPartitionTicket {
                 job_id: job_id.into(),
                 path,
+                ..Default::default()
             }
             .encode_to_vec()
         };

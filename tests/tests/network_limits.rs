@@ -419,6 +419,9 @@ async fn a_huge_flight_ticket_is_refused_and_logged_in_brief() {
     let ticket = prost::Message::encode_to_vec(&proto::FetchPartitionTicket {
         job_id: "job1".into(),
         path: format!("job1/../{}\n", "p".repeat(8 << 20)),
+        executor_id: metadata.id.clone(),
+        expires_at_secs: u64::MAX,
+        signature: vec![0; 32],
     });
     let status = flight
         .do_get(Ticket::new(ticket))

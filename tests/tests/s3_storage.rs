@@ -192,8 +192,9 @@ async fn object_store_shuffle_writes_under_the_prefix_is_read_across_executors_a
             && error.to_string().contains("inside the shuffle storage"),
         "{error:?}"
     );
-    // ...and an executor's Flight service hands out only objects its own
-    // tasks committed (not any key it could read with its credentials).
+    // ...and an executor's Flight service hands out no object without a
+    // ticket the scheduler signed (and then only objects its own tasks
+    // committed), not any key it could read with its credentials.
     let executor = SchedulerClient::connect(&cluster.scheduler_url)
         .await
         .unwrap()
@@ -210,6 +211,7 @@ async fn object_store_shuffle_writes_under_the_prefix_is_read_across_executors_a
             executor.port as u16,
             &JobId::parse(&status.job_id).unwrap(),
             &format!("s3://{bucket}/{seen_key}"),
+            &[],
             Arc::new(arrow::datatypes::Schema::empty()),
         )
         .await

@@ -186,6 +186,7 @@ pub async fn run_job(
                         location.executor.port,
                         &job_id,
                         &location.path,
+                        &location.ticket,
                         schema,
                     )
                     .await

@@ -110,6 +110,9 @@ pub struct SchedulerSettings {
     pub server: ServerLimits,
     /// How long a bearer token from a login stays valid.
     pub token_ttl_secs: u64,
+    /// How long a Flight ticket the scheduler signs for a map output (read
+    /// by later stages, and by the client for the results) stays valid.
+    pub ticket_ttl_secs: u64,
 }
 
 /// Limits on what one client request may ask of the cluster
@@ -178,6 +181,7 @@ impl Default for SchedulerSettings {
             limits: SchedulerLimits::default(),
             server: ServerLimits::default(),
             token_ttl_secs: 12 * 3600,
+            ticket_ttl_secs: 24 * 3600,
         }
     }
 }

@@ -16,10 +16,11 @@ use futures::{Stream, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::task_runner::PublishedObjects;
+use crate::auth::SessionKeySlot;
 use crate::error::BallistaError;
 use crate::flight::{
     ChunkReader, FlightClientPool, decode_ticket, ipc_file_flight_data, ipc_flight_data,
-    resolve_ticket_path,
+    resolve_ticket_path, verify_ticket,
 };
 use crate::ids::{JobId, StageId};
 use crate::plugin::shuffle::{
@@ -35,6 +36,8 @@ pub(crate) struct ExecutorFlightService {
     shuffle_reader: Arc<dyn ShuffleReader>,
     object_stores: Arc<dyn ObjectStoreRegistry>,
     published: Arc<PublishedObjects>,
+    /// Checks the scheduler's signature on tickets.
+    session_key: SessionKeySlot,
 }
 
 impl ExecutorFlightService {
@@ -44,6 +47,7 @@ impl ExecutorFlightService {
         shuffle_reader: Arc<dyn ShuffleReader>,
         object_stores: Arc<dyn ObjectStoreRegistry>,
         published: Arc<PublishedObjects>,
+        session_key: SessionKeySlot,
     ) -> Self {
         Self {
             work_dir,
@@ -51,6 +55,7 @@ impl ExecutorFlightService {
             shuffle_reader,
             object_stores,
             published,
+            session_key,
         }
     }
 
@@ -78,6 +83,7 @@ impl ExecutorFlightService {
             path: path.to_string(),
             stats: PartitionStats::default(),
             durable: true,
+            ticket: Vec::new(),
         };
         let ctx = ShuffleReadContext {
             schema: Arc::new(arrow::datatypes::Schema::empty()),
@@ -127,6 +133,10 @@ impl FlightService for ExecutorFlightService {
             .remote_addr()
             .map_or_else(|| "an unknown peer".to_string(), |a| a.to_string());
         let ticket = decode_ticket(&request.into_inner().ticket)?;
+        let key = self.session_key.read().clone();
+        verify_ticket(key.as_ref(), self.executor.id.as_str(), &ticket).inspect_err(|e| {
+            tracing::warn!("refused Flight ticket from {peer}: {e}");
+        })?;
         if ticket.path.contains("://") {
             let stream = self
                 .serve_stored_object(&ticket.job_id, &ticket.path)

@@ -367,6 +367,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         Arc::clone(&shuffle.reader),
         object_stores,
         runner.published(),
+        Arc::clone(&session_key),
     ))
     .max_decoding_message_size(crate::listener::max_decoding_message_size(&settings.server))
     .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);

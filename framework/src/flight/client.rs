@@ -73,18 +73,26 @@ impl FlightClientPool {
     }
 
     /// Streams the partition file `path` of `job_id` from the executor at
-    /// `host:port`.
+    /// `host:port`, presenting `ticket` (the signed one the scheduler
+    /// issued; when empty, an unsigned one naming the path, which executors
+    /// refuse).
     pub async fn fetch(
         &self,
         host: &str,
         port: u16,
         job_id: &JobId,
         path: &str,
+        ticket: &[u8],
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream> {
         let mut client = self.client(host, port)?;
+        let ticket = if ticket.is_empty() {
+            encode_ticket(job_id, path)
+        } else {
+            arrow_flight::Ticket::new(ticket.to_vec())
+        };
         let response = client
-            .do_get(encode_ticket(job_id, path))
+            .do_get(ticket)
             .await
             .map_err(|status| match status.code() {
                 tonic::Code::Unavailable | tonic::Code::Unknown => {

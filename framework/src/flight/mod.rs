@@ -19,7 +19,7 @@ pub use ipc_guard::{
 pub use ipc_stream::{
     ChunkReader, ipc_chunk_batches, ipc_file_batches, ipc_file_flight_data, ipc_flight_data,
 };
-pub use ticket::{decode_ticket, encode_ticket, resolve_ticket_path};
+pub use ticket::{decode_ticket, encode_ticket, resolve_ticket_path, sign_ticket, verify_ticket};
 
 /// Largest gRPC message Ballista sends or accepts (plans and batches).
 pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;

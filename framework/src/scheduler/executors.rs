@@ -42,6 +42,9 @@ pub struct ExecutorEntry {
     pub client: ExecutorControlClient<AuthChannel>,
     /// Version string it reported.
     pub version: String,
+    /// The session key it was given at registration: signs the tickets for
+    /// the output it holds.
+    pub session_key: SecretKey,
 }
 
 impl ExecutorEntry {
@@ -94,7 +97,7 @@ impl ExecutorRegistry {
         let url = format!("http://{}:{}", address.host, address.port);
         let credentials = CallCredentials::Scheduler {
             executor_id: address.id.to_string(),
-            key: session_key,
+            key: session_key.clone(),
         };
         let client =
             ExecutorControlClient::new(credentials.wrap(flight_endpoint(&url)?.connect_lazy()))
@@ -112,6 +115,7 @@ impl ExecutorRegistry {
             reported_running: 0,
             client,
             version,
+            session_key,
         };
         Ok(self.executors.insert(address.id, entry))
     }

@@ -168,7 +168,7 @@ impl SchedulerInner {
             request
                 .settings
                 .iter()
-                .find(|kv| kv.key == key)
+                .find(|kv| kv.key == key && !kv.value.is_empty())
                 .map(|kv| kv.value.as_str())
         };
         if let Some(tenant) = identity.tenant_for(requested(TENANT_KEY))? {

@@ -203,6 +203,7 @@ impl MapOutputWriter for LocalMapOutputWriter {
                 },
                 // On this executor's disk: gone with the executor.
                 durable: false,
+                ticket: Vec::new(),
             });
         }
         Ok(locations)
@@ -263,6 +264,7 @@ impl ShuffleReader for LocalDiskShuffle {
                         location.executor.port,
                         &location.job_id,
                         &location.path,
+                        &location.ticket,
                         ctx.schema.clone(),
                     )
                     .await
@@ -397,6 +399,7 @@ mod tests {
             path: "job1/s2/m3-a0-p0.arrow".into(),
             stats: PartitionStats::default(),
             durable: false,
+            ticket: Vec::new(),
         };
         let read_ctx = ShuffleReadContext {
             schema: ctx.schema.clone(),

@@ -80,6 +80,11 @@ pub struct ShuffleLocation {
     /// location when its executor is lost; a durable one is re-run only when
     /// a consumer reports that it cannot be fetched.
     pub durable: bool,
+    /// The Flight ticket the scheduler signed for reading this location from
+    /// its executor (a capability for this one partition, until it
+    /// expires). Writers leave it empty: the scheduler fills it in when the
+    /// map task commits, overwriting whatever an executor put there.
+    pub ticket: Vec<u8>,
 }
 
 impl ShuffleLocation {
@@ -101,6 +106,7 @@ impl ShuffleLocation {
                 num_bytes: self.stats.num_bytes,
             }),
             durable: self.durable,
+            ticket: self.ticket.clone(),
         }
     }
 
@@ -154,6 +160,7 @@ impl ShuffleLocation {
                 num_bytes: stats.num_bytes,
             },
             durable: p.durable,
+            ticket: p.ticket.to_vec(),
         })
     }
 }

@@ -350,6 +350,7 @@ impl MapOutputWriter for ObjectStoreMapOutputWriter {
                     .map(|()| ShuffleLocation {
                         path: url,
                         durable: true,
+                        ticket: Vec::new(),
                         ..local
                     })
                     .map_err(|e| (path, e))
@@ -650,6 +651,7 @@ mod tests {
             path: path.into(),
             stats: Default::default(),
             durable: true,
+            ticket: Vec::new(),
         };
         let hh = format!("{:02x}", spread_prefix(1, 0));
         assert_eq!(

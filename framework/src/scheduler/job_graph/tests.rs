@@ -30,6 +30,7 @@ fn location(stage: u32, map: usize, output: usize) -> ShuffleLocation {
             num_bytes: 10,
         },
         durable: false,
+        ticket: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{Effects, JobPhase, Launch, SchedulerState};
 use crate::error::{BallistaError, Result};
+use crate::flight::sign_ticket;
 use crate::ids::{ExecutorId, JobId, StageId};
 use crate::plugin::scheduling::{ExecutorSlots, PendingTask, SchedulableJob};
 use crate::plugin::shuffle::{ExecutorAddress, ShuffleLocation};
@@ -308,14 +309,33 @@ impl SchedulerState {
             entry.running.remove(&key);
         }
         let reporter = self.executors.get(executor_id).map(|e| e.address.clone());
+        // Tickets for its output are signed with the reporter's session key:
+        // only that executor can check them, and consumers cannot forge them.
+        let ticket_key = self
+            .executors
+            .get(executor_id)
+            .map(|e| e.session_key.clone());
+        let ticket_ttl_secs = self.settings.ticket_ttl_secs;
         let applied: Result<TaskOutcome> = match status.result {
             Some(proto::task_status::Result::Succeeded(success)) => success
                 .locations
                 .iter()
                 .map(ShuffleLocation::from_proto)
                 .collect::<Result<Vec<_>>>()
-                .and_then(|locations| {
+                .and_then(|mut locations| {
                     check_locations(&locations, executor_id, reporter.as_ref())?;
+                    for location in &mut locations {
+                        location.ticket = match &ticket_key {
+                            Some(key) => sign_ticket(
+                                key,
+                                &location.job_id,
+                                &location.path,
+                                location.executor.id.as_str(),
+                                ticket_ttl_secs,
+                            ),
+                            None => Vec::new(),
+                        };
+                    }
                     let mut metrics = success.metrics.unwrap_or_default();
                     metrics.started_at_ms = status.started_at_ms;
                     metrics.ended_at_ms = status.ended_at_ms;
