@@ -73,6 +73,40 @@ pub fn configure(
     Ok(config)
 }
 
+/// Whether `host` can be reached from this machine only.
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A stock binary listens beyond this machine only when told to with
+/// `--insecure`: this version cannot serve TLS yet, so what other machines
+/// send (tokens, signed calls, query data) would cross the network in plain
+/// text. Prints why it refuses.
+pub fn check_exposure(binary: &str, host: &str, insecure: bool) -> Result<(), ExitCode> {
+    if is_loopback(host) {
+        return Ok(());
+    }
+    if insecure {
+        tracing::warn!(
+            "{binary} listens on {host} without TLS (--insecure): bearer tokens, signed calls and \
+             query data cross the network in plain text"
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "{binary}: refusing to listen on {host} without TLS: other machines' calls, with their \
+         bearer tokens and query data, would cross the network in plain text, and this version \
+         cannot serve TLS yet. Listen on 127.0.0.1 (the default), or pass --insecure \
+         (BALLISTA_INSECURE=true) on a network you trust."
+    );
+    Err(ExitCode::from(2))
+}
+
 /// Exit code for a start-up failure: 2 for a configuration error (the
 /// process should not be restarted unchanged), 1 otherwise.
 pub fn exit_code_of(error: &ballista::BallistaError) -> ExitCode {

@@ -778,3 +778,41 @@ async fn result_tickets_are_signed_expiring_and_open_one_partition_each() {
     assert_error(&error, "permission denied: ", "expired", "expired ticket");
     assert_serves(&mut cluster).await;
 }
+
+#[test]
+fn stock_binaries_listen_beyond_loopback_only_when_told_to() {
+    use ballista_tests::cluster::{Process, run_to_exit};
+    for binary in ["ballista-scheduler", "ballista-executor"] {
+        let finished = run_to_exit(binary, &["--bind-host", "0.0.0.0", "--port", "0"], &[], 30);
+        assert_eq!(finished.code, Some(2), "{binary}: {finished:?}");
+        assert!(
+            finished.stderr.contains(&format!(
+                "{binary}: refusing to listen on 0.0.0.0 without TLS"
+            )) && finished.stderr.contains("--insecure"),
+            "{binary}: {}",
+            finished.stderr
+        );
+    }
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    // Told to, it serves, and warns.
+    let mut exposed = Process::start(
+        "scheduler",
+        "ballista-scheduler",
+        &args(&["--bind-host", "0.0.0.0", "--port", "0", "--insecure"]),
+        &[],
+    );
+    let line = exposed.wait_for_stdout("listening on", Duration::from_secs(60));
+    assert!(line.contains("listening on 0.0.0.0:"), "{line}");
+    exposed.wait_for_stderr("without TLS (--insecure)", Duration::from_secs(5));
+    exposed.kill();
+    // By default it listens on loopback only.
+    let mut default = Process::start(
+        "scheduler",
+        "ballista-scheduler",
+        &args(&["--port", "0"]),
+        &[],
+    );
+    let line = default.wait_for_stdout("listening on", Duration::from_secs(60));
+    assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+    default.kill();
+}

@@ -17,9 +17,14 @@ struct Args {
     /// BALLISTA_EXECUTOR__<KEY> override it; flags override both.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address to listen on (default 0.0.0.0).
+    /// Address to listen on (default 127.0.0.1; any other address needs
+    /// --insecure until TLS is available).
     #[arg(long, value_name = "HOST")]
     bind_host: Option<String>,
+    /// Listen on a non-loopback address without TLS (plain text on the
+    /// network).
+    #[arg(long, env = "BALLISTA_INSECURE")]
+    insecure: bool,
     /// Host name the scheduler, other executors and clients use to reach this
     /// executor (default: the bind address, or 127.0.0.1).
     #[arg(long, value_name = "HOST")]
@@ -79,6 +84,12 @@ async fn main() -> ExitCode {
     }
     if let Some(v) = args.memory_limit {
         executor.memory_limit = Some(v);
+    }
+    if !args.print_config
+        && let Err(code) =
+            server::check_exposure("ballista-executor", &executor.bind_host, args.insecure)
+    {
+        return code;
     }
     let config = match server::configure("ballista-executor", settings, args.print_config) {
         Ok(config) => config,

@@ -16,9 +16,14 @@ struct Args {
     /// BALLISTA_SCHEDULER__<KEY> override it; flags override both.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address to listen on (default 0.0.0.0).
+    /// Address to listen on (default 127.0.0.1; any other address needs
+    /// --insecure until TLS is available).
     #[arg(long, value_name = "HOST")]
     bind_host: Option<String>,
+    /// Listen on a non-loopback address without TLS (plain text on the
+    /// network).
+    #[arg(long, env = "BALLISTA_INSECURE")]
+    insecure: bool,
     /// Port to listen on (default 50050; 0 picks a free port).
     #[arg(long, short = 'p')]
     port: Option<u16>,
@@ -41,6 +46,15 @@ async fn main() -> ExitCode {
     }
     if let Some(port) = args.port {
         settings.scheduler.port = port;
+    }
+    if !args.print_config
+        && let Err(code) = server::check_exposure(
+            "ballista-scheduler",
+            &settings.scheduler.bind_host,
+            args.insecure,
+        )
+    {
+        return code;
     }
     let config = match server::configure("ballista-scheduler", settings, args.print_config) {
         Ok(config) => config,

@@ -76,7 +76,8 @@ pub struct ClientSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerSettings {
-    /// Address the gRPC service binds to.
+    /// Address the gRPC service binds to. The stock binary refuses any but a
+    /// loopback address without `--insecure` (this version serves no TLS).
     pub bind_host: String,
     /// Port of the gRPC service.
     pub port: u16,
@@ -169,7 +170,7 @@ impl Default for SchedulerLimits {
 impl Default for SchedulerSettings {
     fn default() -> Self {
         Self {
-            bind_host: "0.0.0.0".into(),
+            bind_host: "127.0.0.1".into(),
             port: 50050,
             target_partitions: 0,
             task_max_attempts: 3,
@@ -272,7 +273,9 @@ pub struct TableDefinition {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorSettings {
-    /// Address the Flight + control service binds to.
+    /// Address the Flight + control service binds to. The stock binary
+    /// refuses any but a loopback address without `--insecure` (this version
+    /// serves no TLS).
     pub bind_host: String,
     /// Host name other processes use to reach this executor (default: the
     /// bind address, or 127.0.0.1 when binding to all interfaces).
@@ -312,7 +315,7 @@ pub struct ExecutorSettings {
 impl Default for ExecutorSettings {
     fn default() -> Self {
         Self {
-            bind_host: "0.0.0.0".into(),
+            bind_host: "127.0.0.1".into(),
             external_host: None,
             port: 50051,
             scheduler_url: "http://127.0.0.1:50050".into(),
