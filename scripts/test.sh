@@ -55,6 +55,8 @@ for port in "$s3_port" "$strict_port"; do
 done
 export TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 export TEST_S3_STRICT_ENDPOINT="http://127.0.0.1:$strict_port"
+# Its request log: tests check which requests reached the server.
+export TEST_S3_LOG="$moto_logs/permissive.log"
 echo "S3 test server at $TEST_S3_ENDPOINT (credential-checking one at $TEST_S3_STRICT_ENDPOINT)"
 
 step "DataFusion's sqllogictest files (crates.io, checksum-verified)"

@@ -112,6 +112,18 @@ pub async fn list(bucket: &str, prefix: &str) -> Vec<String> {
     keys
 }
 
+/// What the permissive server has logged so far: one line per request
+/// (`"PUT /bucket/key HTTP/1.1" 200`). Its path comes from `TEST_S3_LOG`,
+/// which the test script sets; a test that needs it fails without it.
+pub fn request_log() -> String {
+    let path = std::env::var("TEST_S3_LOG").expect(
+        "TEST_S3_LOG is not set: run the tests with scripts/test.sh, which starts the S3 test \
+         server and names its log",
+    );
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading the S3 server log {path}: {e}"))
+}
+
 /// The `[[storage]]` table for the permissive server, as TOML.
 pub fn storage_toml() -> String {
     format!(

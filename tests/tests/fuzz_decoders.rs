@@ -76,6 +76,7 @@ use ballista::plan::{
     DistributedPlan, StagePlan, decode_client_plan, decode_stage_plan, encode_client_plan,
     encode_stage_plan, resolve_shuffle_reads,
 };
+use ballista::plugin::auth::Identity;
 use ballista::plugin::shuffle::{ExecutorAddress, PartitionStats, ShuffleLocation};
 use ballista::proto::executor_control_client::ExecutorControlClient;
 use ballista::proto::scheduler_grpc_client::SchedulerGrpcClient;
@@ -657,7 +658,7 @@ impl PlanFixtures {
             let request = client_request(&client, sql).await;
             let job_settings = planner.job_settings(&request, EXECUTOR_SLOTS);
             let plan = planner
-                .plan(&job_id, &request, &job_settings)
+                .plan(&job_id, &request, &job_settings, &Identity::cluster_admin())
                 .await
                 .unwrap_or_else(|e| panic!("the scheduler cannot plan {sql}: {e}"));
             let mut settings: Vec<(String, String)> = job_settings.into_iter().collect();
@@ -1651,7 +1652,12 @@ async fn fuzz_plan_codecs(campaign: &mut Campaign) {
             request.query = Some(Query::LogicalPlan(bytes));
             LargeStack::new(async move {
                 let settings = planner.job_settings(&request, EXECUTOR_SLOTS);
-                Verdict::of(planner.plan(&JobId::generate(), &request, &settings).await)
+                let admin = Identity::cluster_admin();
+                Verdict::of(
+                    planner
+                        .plan(&JobId::generate(), &request, &settings, &admin)
+                        .await,
+                )
             })
         },
     )

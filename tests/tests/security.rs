@@ -816,3 +816,168 @@ fn stock_binaries_listen_beyond_loopback_only_when_told_to() {
     assert!(line.contains("listening on 127.0.0.1:"), "{line}");
     default.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_reads_and_writes_only_the_storage_granted() {
+    use datafusion::prelude::CsvReadOptions;
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("in")).unwrap();
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    std::fs::write(root.join("in/t.csv"), "a,b\n1,2\n3,4\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[users.alice]\npassword_hash = \"{}\"\nread = [\"file://{root}/in/\"]\n\
+             write = [\"file://{root}/out/\"]\n\n[users.bob]\npassword_hash = \"{}\"\n",
+            hash_password("alice-pw").unwrap(),
+            hash_password("bob-pw").unwrap(),
+            root = root.display(),
+        ),
+    )
+    .unwrap();
+    let toml = format!("[auth]\nusers_file = \"{}\"\n", users.display());
+    let mut cluster = TestCluster::start(1, 2, Some(&toml)).await;
+    let session = |user: &str, password: &str| {
+        let mut config = BallistaConfig::default();
+        config.settings.client.user = Some(user.into());
+        config.settings.client.password = Some(Secret::new(password));
+        SessionContext::remote_with_config(&cluster.scheduler_url, config)
+    };
+    let refusal = |result: datafusion::error::Result<Vec<arrow::array::RecordBatch>>| {
+        BallistaError::from_datafusion(result.expect_err("refused")).to_string()
+    };
+    let alice = session("alice", "alice-pw").await.unwrap();
+    let table = root.join("in/t.csv").display().to_string();
+    alice
+        .register_csv("t", &table, CsvReadOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(single_i64(&alice, "SELECT sum(a) FROM t").await, 4);
+
+    // Outside her grants: refused by the scheduler before any task runs.
+    alice
+        .register_csv(
+            "p",
+            "/etc/passwd",
+            CsvReadOptions::new()
+                .has_header(false)
+                .delimiter(b':')
+                .file_extension(""),
+        )
+        .await
+        .unwrap();
+    let error = refusal(alice.sql("SELECT * FROM p").await.unwrap().collect().await);
+    assert!(
+        error.starts_with("permission denied: user alice may not read file:///etc/passwd")
+            && error.contains(&format!("its read grants: file://{}/in/", root.display())),
+        "{error}"
+    );
+    // Writing: only under her write grant.
+    let granted = root.join("out/r.csv").display().to_string();
+    alice
+        .sql(&format!(
+            "COPY (SELECT 1 AS x) TO '{granted}' STORED AS CSV"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .expect("a COPY under the write grant");
+    assert!(root.join("out/r.csv").exists());
+    let outside = root.join("in/evil.csv").display().to_string();
+    let error = refusal(
+        alice
+            .sql(&format!(
+                "COPY (SELECT 1 AS x) TO '{outside}' STORED AS CSV"
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await,
+    );
+    assert!(
+        error.starts_with("permission denied: user alice may not write"),
+        "{error}"
+    );
+    assert!(!root.join("in/evil.csv").exists());
+    // Bob has no grants: not even alice's table.
+    let bob = session("bob", "bob-pw").await.unwrap();
+    bob.register_csv("t", &table, CsvReadOptions::new())
+        .await
+        .unwrap();
+    let error = refusal(
+        bob.sql("SELECT sum(a) FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await,
+    );
+    assert!(
+        error.starts_with("permission denied: user bob may not read")
+            && error.contains("its read grants: none"),
+        "{error}"
+    );
+    assert_serves(&mut cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_leaves_for_a_bucket_outside_the_grants() {
+    use ballista_tests::s3;
+    let granted = s3::unique_bucket("granted");
+    // Never created: a request for it would be logged (and answered 404).
+    let forbidden = format!("forbidden-{}", JobId::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[users.alice]\npassword_hash = \"{}\"\nread = [\"s3://{granted}/\"]\n\
+             write = [\"s3://{granted}/\"]\n",
+            hash_password("alice-pw").unwrap(),
+        ),
+    )
+    .unwrap();
+    let storage = s3::storage_toml();
+    let scheduler = format!("{storage}\n[auth]\nusers_file = \"{}\"\n", users.display());
+    let mut cluster = TestCluster::start_with(1, 2, Some(&scheduler), Some(&storage)).await;
+    let alice = log_in(&cluster, "alice", "alice-pw").await;
+    let copy = |bucket: &str| {
+        sql_request(
+            &format!("COPY (SELECT 1 AS x) TO 's3://{bucket}/out/r.csv' STORED AS CSV"),
+            &[],
+        )
+    };
+    let status = ballista_tests::probe::final_status(&alice, copy(&granted)).await;
+    assert_eq!(
+        status.state,
+        JobState::Succeeded as i32,
+        "{:?}",
+        status.error
+    );
+    let status = ballista_tests::probe::final_status(&alice, copy(&forbidden)).await;
+    assert_eq!(status.state, JobState::Failed as i32);
+    let error = BallistaError::from_proto(&status.error.expect("an error"));
+    assert_error(
+        &error,
+        "permission denied: ",
+        &format!("user alice may not write s3://{forbidden}/out/r.csv"),
+        "COPY outside the grants",
+    );
+    let log = s3::request_log();
+    assert!(
+        log.contains(&format!("/{granted}/")),
+        "the granted COPY is not in the log"
+    );
+    assert!(
+        !log.contains(&forbidden),
+        "a request for {forbidden} reached the S3 server:\n{}",
+        log.lines()
+            .filter(|l| l.contains(&forbidden))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_serves(&mut cluster).await;
+}

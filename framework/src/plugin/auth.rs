@@ -56,6 +56,12 @@ pub struct Identity {
     /// Scheduling pools its jobs may be counted in; the first is the
     /// default. Empty: the policy's default pool only.
     pub pools: Vec<String>,
+    /// Storage its queries may read: URL prefixes such as `file:///data/`
+    /// or `s3://bucket/prefix/` (tables the scheduler's configuration
+    /// declares are readable by everyone). An admin reads anything.
+    pub read: Vec<String>,
+    /// Storage its `COPY` and `INSERT` may write, likewise.
+    pub write: Vec<String>,
 }
 
 impl Identity {
@@ -67,7 +73,34 @@ impl Identity {
             admin: true,
             tenants: Vec::new(),
             pools: Vec::new(),
+            read: Vec::new(),
+            write: Vec::new(),
         }
+    }
+
+    /// Whether it may `access` (`"read"` or `"write"`) `url`: an admin may
+    /// anything; anyone else where a grant of that kind is a prefix of the
+    /// URL (same scheme and bucket, and a path under the grant's, compared
+    /// by whole segments). A refusal names the user, the URL and the grants.
+    pub fn check_storage(&self, url: &url::Url, write: bool) -> Result<()> {
+        if self.admin {
+            return Ok(());
+        }
+        let grants = if write { &self.write } else { &self.read };
+        if grants.iter().any(|grant| grant_covers(grant, url)) {
+            return Ok(());
+        }
+        let kind = if write { "write" } else { "read" };
+        Err(BallistaError::PermissionDenied(format!(
+            "user {} may not {kind} {} (its {kind} grants: {})",
+            self.user,
+            crate::util::loggable(url.as_str()),
+            if grants.is_empty() {
+                "none".to_string()
+            } else {
+                grants.join(", ")
+            }
+        )))
     }
 
     /// The memory tenant a job runs under: `requested` when granted, else
@@ -113,6 +146,22 @@ impl Identity {
             ))),
         }
     }
+}
+
+/// Whether the grant URL prefix `grant` covers `url`.
+fn grant_covers(grant: &str, url: &url::Url) -> bool {
+    let Ok(grant) = url::Url::parse(grant) else {
+        return false;
+    };
+    if grant.scheme() != url.scheme()
+        || grant.host_str() != url.host_str()
+        || grant.port() != url.port()
+    {
+        return false;
+    }
+    let root = grant.path().trim_end_matches('/');
+    let path = url.path();
+    root.is_empty() || path == root || path.starts_with(&format!("{root}/"))
 }
 
 /// The user name of [`Identity::cluster_admin`]; no users-file user may
@@ -167,6 +216,10 @@ struct UserEntry {
     tenants: Vec<String>,
     #[serde(default)]
     pools: Vec<String>,
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    write: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,11 +294,22 @@ impl UsersFileAuthenticator {
                      `ballista users hash`"
                 ))
             })?;
+            for grant in entry.read.iter().chain(&entry.write) {
+                url::Url::parse(grant).map_err(|e| {
+                    BallistaError::Configuration(format!(
+                        "user {name}: storage grant \"{}\" is not a URL such as file:///data/ or \
+                         s3://bucket/prefix/ ({e})",
+                        crate::util::loggable(grant)
+                    ))
+                })?;
+            }
             let identity = Identity {
                 user: name.clone(),
                 admin: entry.admin,
                 tenants: entry.tenants,
                 pools: entry.pools,
+                read: entry.read,
+                write: entry.write,
             };
             users.insert(name, (entry.password_hash, identity));
         }
@@ -366,6 +430,40 @@ mod tests {
         );
         assert_eq!(alice.pool_for(None).unwrap().as_deref(), Some("etl"));
         assert!(alice.pool_for(Some("adhoc")).is_err());
+    }
+
+    #[test]
+    fn storage_grants_cover_their_prefix_by_whole_segments() {
+        let user = Identity {
+            user: "u".into(),
+            read: vec!["file:///data/".into(), "s3://bucket/team".into()],
+            write: vec!["file:///data/out".into()],
+            ..Identity::default()
+        };
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        user.check_storage(&url("file:///data/t/a.csv"), false)
+            .unwrap();
+        user.check_storage(&url("s3://bucket/team/x.parquet"), false)
+            .unwrap();
+        user.check_storage(&url("file:///data/out/r.csv"), true)
+            .unwrap();
+        for (u, write) in [
+            ("file:///etc/passwd", false),
+            ("file:///database/x", false),
+            ("file:///data/../etc/passwd", false),
+            ("s3://bucket/teamx/y", false),
+            ("s3://other/team/x", false),
+            ("file:///data/t/a.csv", true),
+        ] {
+            let err = user.check_storage(&url(u), write).unwrap_err().to_string();
+            assert!(
+                err.starts_with("permission denied: user u may not"),
+                "{u}: {err}"
+            );
+        }
+        Identity::cluster_admin()
+            .check_storage(&url("file:///etc/passwd"), true)
+            .unwrap();
     }
 
     #[test]

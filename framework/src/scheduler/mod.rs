@@ -179,15 +179,16 @@ impl SchedulerInner {
         }
         let settings = Arc::new(settings);
         let session_id = request.session_id.clone();
+        let identity = Arc::new(identity.clone());
         let (to_plan, status) = self.state.lock().submit(
             job_id.clone(),
             session_id,
-            identity.user.clone(),
+            Arc::clone(&identity),
             Arc::clone(&settings),
             request,
         )?;
         if let Some(request) = to_plan {
-            self.start_planning(job_id.clone(), request, settings);
+            self.start_planning(job_id.clone(), request, settings, identity);
         }
         Ok((job_id, status))
     }
@@ -197,6 +198,7 @@ impl SchedulerInner {
         job_id: JobId,
         request: proto::ExecuteQueryRequest,
         settings: Arc<HashMap<String, String>>,
+        identity: Arc<Identity>,
     ) {
         let inner = Arc::clone(self);
         tokio::spawn(async move {
@@ -204,7 +206,10 @@ impl SchedulerInner {
                 let inner = Arc::clone(&inner);
                 let job_id = job_id.clone();
                 tokio::spawn(crate::util::LargeStack::new(async move {
-                    inner.planner.plan(&job_id, &request, &settings).await
+                    inner
+                        .planner
+                        .plan(&job_id, &request, &settings, &identity)
+                        .await
                 }))
             };
             // A planner panic fails the job rather than leaving it planning forever.
@@ -228,7 +233,7 @@ impl SchedulerInner {
     fn admit_queued(self: &Arc<Self>) {
         let admitted = self.state.lock().admit_queued();
         for job in admitted {
-            self.start_planning(job.job_id, job.request, job.settings);
+            self.start_planning(job.job_id, job.request, job.settings, job.identity);
         }
     }
 

@@ -33,6 +33,7 @@ use crate::plan::{
     DistributedPlan, check_expression_depth, check_operand_lists, decode_client_plan,
     decode_stage_plan, encode_stage_plan, record_window_filters, split_into_stages,
 };
+use crate::plugin::auth::Identity;
 use crate::plugin::storage::{BallistaObjectStoreRegistry, StorageAccess};
 use crate::proto::{self, execute_query_request::Query};
 use crate::tables::{listing_table, table_info};
@@ -184,6 +185,7 @@ impl JobPlanner {
         job_id: &JobId,
         request: &proto::ExecuteQueryRequest,
         settings: &HashMap<String, String>,
+        identity: &Identity,
     ) -> Result<DistributedPlan> {
         let ctx = self.context(settings)?;
         let state = ctx.state();
@@ -219,7 +221,24 @@ impl JobPlanner {
                 ));
             }
         };
-        check_storage_access(&logical, &self.stores, self.shuffle_root.as_deref())?;
+        let shared_tables: Vec<Url> = self
+            .tables
+            .iter()
+            .flat_map(|t| {
+                t.table
+                    .table_paths()
+                    .iter()
+                    .map(|p| p.get_url().clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        check_storage_access(
+            &logical,
+            &self.stores,
+            self.shuffle_root.as_deref(),
+            identity,
+            &shared_tables,
+        )?;
         if let LogicalPlan::Explain(explain) = &logical {
             check_table_locations(&logical, &state).await?;
             return self.plan_explain(job_id, explain, &state).await;
@@ -332,6 +351,8 @@ fn check_storage_access(
     plan: &LogicalPlan,
     stores: &BallistaObjectStoreRegistry,
     shuffle_root: Option<&str>,
+    identity: &Identity,
+    shared_tables: &[Url],
 ) -> Result<()> {
     let mut locations: Vec<(Url, StorageAccess)> = Vec::new();
     let listing_paths = |source: &Arc<dyn TableSource>| -> Vec<Url> {
@@ -380,6 +401,16 @@ fn check_storage_access(
             return Err(BallistaError::PermissionDenied(format!(
                 "{url} is inside the shuffle storage ({root}); queries cannot {access} there"
             )));
+        }
+        // Tables the operator declares are everyone's to read; anything
+        // else needs the user's grant, before any request leaves.
+        let write = matches!(access, StorageAccess::Write);
+        let shared = !write
+            && shared_tables
+                .iter()
+                .any(|t| url.as_str().starts_with(t.as_str()));
+        if !shared {
+            identity.check_storage(&url, write)?;
         }
         stores.check_access(&url, access)?;
     }

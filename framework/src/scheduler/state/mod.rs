@@ -18,6 +18,7 @@ use crate::config::{JOB_TIMEOUT_KEY, SchedulerSettings};
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId};
 use crate::plan::DistributedPlan;
+use crate::plugin::auth::Identity;
 use crate::plugin::scheduling::{
     Admission, ExistingJob, JobLabels, JobSubmission, TaskSchedulingPolicy,
 };
@@ -55,9 +56,9 @@ impl JobPhase {
 struct JobEntry {
     seq: u64,
     session_id: String,
-    /// The user who submitted it: status, cancel, release and results are
-    /// theirs (or an admin's).
-    owner: String,
+    /// Who submitted it: status, cancel, release and results are theirs
+    /// (or an admin's), and it reads and writes only what they are granted.
+    owner: Arc<Identity>,
     settings: Arc<HashMap<String, String>>,
     phase: JobPhase,
     graph: Option<JobGraph>,
@@ -89,6 +90,8 @@ pub struct AdmittedJob {
     pub request: proto::ExecuteQueryRequest,
     /// Its session settings.
     pub settings: Arc<HashMap<String, String>>,
+    /// Who submitted it, with their grants.
+    pub identity: Arc<Identity>,
 }
 
 /// A batch of tasks to launch on one executor.
@@ -166,7 +169,7 @@ impl SchedulerState {
         &mut self,
         job_id: JobId,
         session_id: String,
-        owner: String,
+        owner: Arc<Identity>,
         settings: Arc<HashMap<String, String>>,
         request: proto::ExecuteQueryRequest,
     ) -> Result<(
@@ -277,6 +280,7 @@ impl SchedulerState {
                             job_id: job_id.clone(),
                             request,
                             settings: Arc::clone(&job.settings),
+                            identity: Arc::clone(&job.owner),
                         });
                     }
                 }
@@ -483,7 +487,7 @@ impl SchedulerState {
             memory: job.memory.values().cloned().collect(),
             pool: job.labels.pool.clone(),
             priority: job.labels.priority,
-            owner: job.owner.clone(),
+            owner: job.owner.user.clone(),
             queue_position: self.queue_position(job_id),
         };
         if job.phase == JobPhase::Succeeded
@@ -651,7 +655,7 @@ impl SchedulerState {
 
     /// The user who submitted a job.
     pub fn owner_of(&self, job_id: &JobId) -> Option<String> {
-        self.jobs.get(job_id).map(|job| job.owner.clone())
+        self.jobs.get(job_id).map(|job| job.owner.user.clone())
     }
 }
 
@@ -703,7 +707,7 @@ mod tests {
             .submit(
                 job_id.clone(),
                 String::new(),
-                "test-user".into(),
+                Arc::new(crate::plugin::auth::Identity::cluster_admin()),
                 Arc::default(),
                 proto::ExecuteQueryRequest::default(),
             )

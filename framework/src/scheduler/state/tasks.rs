@@ -458,7 +458,7 @@ mod tests {
             .submit(
                 job_id.clone(),
                 String::new(),
-                "test-user".into(),
+                Arc::new(crate::plugin::auth::Identity::cluster_admin()),
                 Arc::default(),
                 proto::ExecuteQueryRequest::default(),
             )
