@@ -17,7 +17,15 @@ pub fn admin() -> CallCredentials {
     CallCredentials::Admin(cluster_key())
 }
 
-/// A cluster member's (an executor registering as `id`).
+/// An executor's registering as `id`.
+pub fn register(id: &str) -> CallCredentials {
+    CallCredentials::Register {
+        cluster: cluster_key(),
+        id: id.to_string(),
+    }
+}
+
+/// A cluster member's (executor `id`) on another executor's Flight service.
 pub fn member(id: &str) -> CallCredentials {
     CallCredentials::Member {
         cluster: cluster_key(),

@@ -360,7 +360,7 @@ impl Cluster {
     /// fuzzed bodies then reach the decoders behind the gate.
     fn channel(&self, target: &NetworkTarget) -> AuthChannel {
         let credentials = match target.method {
-            "/ballista.SchedulerGrpc/RegisterExecutor" => CallCredentials::Member {
+            "/ballista.SchedulerGrpc/RegisterExecutor" => CallCredentials::Register {
                 cluster: self.cluster_key.clone(),
                 id: JUNK_EXECUTORS[0].to_string(),
             },

@@ -255,16 +255,17 @@ async fn jobs_executors_and_history_are_capped_naming_the_limit() {
 
     // One executor is registered: a second may join, a third may not.
     let url = &cluster.scheduler_url;
-    ballista_tests::auth::scheduler_grpc(url, &ballista_tests::auth::member("fake-1"))
+    ballista_tests::auth::scheduler_grpc(url, &ballista_tests::auth::register("fake-1"))
         .await
         .register_executor(fake_registration("fake-1"))
         .await
         .expect("a second executor registers");
-    let status = ballista_tests::auth::scheduler_grpc(url, &ballista_tests::auth::member("fake-2"))
-        .await
-        .register_executor(fake_registration("fake-2"))
-        .await
-        .expect_err("a third executor is refused");
+    let status =
+        ballista_tests::auth::scheduler_grpc(url, &ballista_tests::auth::register("fake-2"))
+            .await
+            .register_executor(fake_registration("fake-2"))
+            .await
+            .expect_err("a third executor is refused");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert!(
         status.message().contains("scheduler.limits.max_executors"),

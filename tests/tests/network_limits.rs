@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use ballista::auth::{AuthChannel, CallCredentials, SecretKey};
+use ballista::auth::{AuthChannel, CallCredentials, unwrap_session_key};
 use ballista::client::SessionContextExt;
 use ballista::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
 use ballista_tests::auth;
@@ -275,7 +275,7 @@ async fn a_request_sent_one_byte_short_is_dropped_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_and_hosts_from_the_network_are_checked_and_logged_safely() {
     let mut cluster = TestCluster::start(1, 2, None).await;
-    let mut client = scheduler_client(&cluster, &auth::member("fake-1")).await;
+    let mut client = scheduler_client(&cluster, &auth::register("fake-1")).await;
     let register = |id: String, host: &str| proto::RegisterExecutorRequest {
         metadata: Some(proto::ExecutorMetadata {
             id,
@@ -322,17 +322,22 @@ async fn ids_and_hosts_from_the_network_are_checked_and_logged_safely() {
 
     // A registered (fake) executor, speaking with the session key its
     // registration answered.
-    let session_key = client
+    let answer = client
         .register_executor(register("fake-1".into(), "127.0.0.1"))
         .await
         .expect("a valid registration")
-        .into_inner()
-        .session_key;
+        .into_inner();
     let fake = CallCredentials::Executor {
         cluster: auth::cluster_key(),
         id: "fake-1".into(),
         session: std::sync::Arc::new(parking_lot::RwLock::new(Some(
-            SecretKey::from_bytes(&session_key).expect("a session key"),
+            unwrap_session_key(
+                &auth::cluster_key(),
+                "fake-1",
+                &answer.session_key,
+                &answer.key_nonce,
+            )
+            .expect("a session key"),
         ))),
     };
     let mut client = scheduler_client(&cluster, &fake).await;

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{BasicAuth, HandshakeRequest, Ticket};
 use ballista::BallistaError;
-use ballista::auth::{CallCredentials, SecretKey, SessionKeySlot};
+use ballista::auth::{CallCredentials, SecretKey, SessionKeySlot, unwrap_session_key};
 use ballista::client::{ClientAuth, SchedulerClient, SessionContextExt};
 use ballista::config::{BallistaConfig, Secret};
 use ballista::flight::flight_endpoint;
 use ballista::ids::JobId;
 use ballista::plugin::auth::hash_password;
 use ballista::proto::{self, JobState, executor_control_client::ExecutorControlClient};
-use ballista_tests::auth::{admin, cluster_key, member, scheduler_grpc};
+use ballista_tests::auth::{admin, cluster_key, member, register, scheduler_grpc};
 use ballista_tests::cluster::TestCluster;
 use ballista_tests::probe::{assert_processes_up, single_i64};
 use datafusion::prelude::SessionContext;
@@ -483,7 +483,7 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
     };
 
     // Without the cluster key, no registration.
-    let outsider = CallCredentials::Member {
+    let outsider = CallCredentials::Register {
         cluster: SecretKey::random().unwrap(),
         id: "rogue".into(),
     };
@@ -500,7 +500,7 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
     );
 
     // With it, not under a live executor's id...
-    let status = scheduler_grpc(&url, &member(&real))
+    let status = scheduler_grpc(&url, &register(&real))
         .await
         .register_executor(registration(&real))
         .await
@@ -512,7 +512,7 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
         "takeover",
     );
     // ...nor under an id its proof is not for.
-    let status = scheduler_grpc(&url, &member("rogue"))
+    let status = scheduler_grpc(&url, &register("rogue"))
         .await
         .register_executor(registration("other"))
         .await
@@ -546,14 +546,21 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
     assert_eq!(task.executor_id, real);
 
     // A registered rogue executor...
-    let key = scheduler_grpc(&url, &member("rogue"))
+    let answer = scheduler_grpc(&url, &register("rogue"))
         .await
         .register_executor(registration("rogue"))
         .await
         .expect("a member registers under its own id")
-        .into_inner()
-        .session_key;
-    let rogue_key = SecretKey::from_bytes(&key).unwrap();
+        .into_inner();
+    let rogue_key = unwrap_session_key(
+        &cluster_key(),
+        "rogue",
+        &answer.session_key,
+        &answer.key_nonce,
+    )
+    .unwrap();
+    // Without the cluster key, the answer is no key at all.
+    assert_ne!(answer.session_key, rogue_key.as_bytes().to_vec());
     let rogue = CallCredentials::Executor {
         cluster: cluster_key(),
         id: "rogue".into(),
@@ -604,7 +611,7 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
     assert_status(
         &status,
         Code::Unauthenticated,
-        "not valid for this cluster",
+        &format!("executor credentials of {real} are not valid"),
         "impostor heartbeat",
     );
     // ...nor report the real executor's task: the report is ignored.
@@ -875,6 +882,24 @@ async fn a_user_reads_and_writes_only_the_storage_granted() {
             && error.contains(&format!("its read grants: file://{}/in/", root.display())),
         "{error}"
     );
+    // Nor through a table of her own kind, which the client ships as its
+    // scan: the files that scan reads are checked the same way.
+    let listing = alice.table_provider("p").await.unwrap();
+    alice
+        .register_table("wrapped", Arc::new(Wrapped(listing)))
+        .unwrap();
+    let error = refusal(
+        alice
+            .sql("SELECT * FROM wrapped")
+            .await
+            .unwrap()
+            .collect()
+            .await,
+    );
+    assert!(
+        error.starts_with("permission denied: user alice may not read file:///etc/passwd"),
+        "{error}"
+    );
     // Writing: only under her write grant.
     let granted = root.join("out/r.csv").display().to_string();
     alice
@@ -980,4 +1005,29 @@ async fn no_request_leaves_for_a_bucket_outside_the_grants() {
             .join("\n")
     );
     assert_serves(&mut cluster).await;
+}
+
+/// A table provider the cluster does not know: the client ships its scan.
+#[derive(Debug)]
+struct Wrapped(Arc<dyn datafusion::datasource::TableProvider>);
+
+#[async_trait::async_trait]
+impl datafusion::datasource::TableProvider for Wrapped {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        self.0.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::prelude::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
 }

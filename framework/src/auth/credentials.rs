@@ -27,7 +27,15 @@ pub enum CallCredentials {
     Bearer(Arc<RwLock<String>>),
     /// A client holding the cluster key: the cluster administrator.
     Admin(SecretKey),
-    /// A cluster member (the executor `id`) proving the cluster key.
+    /// An executor registering as `id`, proving the cluster key.
+    Register {
+        /// The cluster key.
+        cluster: SecretKey,
+        /// The executor's id.
+        id: String,
+    },
+    /// A cluster member (the executor `id`) proving the cluster key, on
+    /// another executor's Flight service.
     Member {
         /// The cluster key.
         cluster: SecretKey,
@@ -60,6 +68,7 @@ impl std::fmt::Debug for CallCredentials {
             CallCredentials::None => "None",
             CallCredentials::Bearer(_) => "Bearer",
             CallCredentials::Admin(_) => "Admin",
+            CallCredentials::Register { .. } => "Register",
             CallCredentials::Member { .. } => "Member",
             CallCredentials::Executor { .. } => "Executor",
             CallCredentials::Scheduler { .. } => "Scheduler",
@@ -80,6 +89,9 @@ impl CallCredentials {
             CallCredentials::None => return None,
             CallCredentials::Bearer(token) => format!("Bearer {}", token.read()),
             CallCredentials::Admin(key) => make_proof(key, ProofRole::Admin, "cluster"),
+            CallCredentials::Register { cluster, id } => {
+                make_proof(cluster, ProofRole::Register, id)
+            }
             CallCredentials::Member { cluster, id } => make_proof(cluster, ProofRole::Member, id),
             CallCredentials::Executor {
                 cluster,

@@ -262,7 +262,7 @@ impl Gate {
                 }
                 Ok(Caller::Client(Arc::new(Identity::cluster_admin())))
             }
-            (Gate::Scheduler { cluster, .. }, ProofRole::Member) => {
+            (Gate::Scheduler { cluster, .. }, ProofRole::Register) => {
                 if !proof.verify(cluster) {
                     return Err(bad_proof());
                 }
@@ -277,14 +277,14 @@ impl Gate {
             }
             (Gate::Scheduler { executors, .. }, ProofRole::Executor) => {
                 let key = executors.read().get(&proof.subject).cloned();
-                let Some(key) = key else {
+                // An unknown id and a wrong key get one answer: no caller
+                // learns which ids are registered.
+                if !key.is_some_and(|key| proof.verify(&key)) {
                     return Err(unauthenticated(format!(
-                        "executor {} is not registered with this scheduler; register again",
+                        "the executor credentials of {} are not valid (not registered with this \
+                         scheduler, or a wrong session key); register again",
                         crate::util::loggable(&proof.subject)
                     )));
-                };
-                if !proof.verify(&key) {
-                    return Err(bad_proof());
                 }
                 if path != REGISTER_PATH && !EXECUTOR_METHODS.contains(&path) {
                     return Err(BallistaError::PermissionDenied(format!(

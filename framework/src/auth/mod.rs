@@ -13,7 +13,7 @@
 //! members apart from one another:
 //!
 //! - at registration the scheduler gives each executor a **session key** of
-//!   its own. Heartbeats, task statuses and deregistration are signed with
+//!   its own (wrapped under the cluster key on the way, [`session_key`]). Heartbeats, task statuses and deregistration are signed with
 //!   it, so no other member can speak for that executor; the scheduler signs
 //!   its calls to the executor's control service with it, so no other
 //!   member can launch, cancel or delete that executor's tasks;
@@ -36,6 +36,7 @@ pub mod crypto;
 pub mod gate;
 pub mod login;
 pub mod proof;
+pub mod session_key;
 pub mod token;
 
 pub use cluster_key::{default_key_file, read_key_file, read_or_create_key_file};
@@ -43,3 +44,4 @@ pub use credentials::{AuthChannel, CallCredentials};
 pub use crypto::SecretKey;
 pub use gate::{Caller, ExecutorKeys, Gate, GateLayer, SessionKeySlot};
 pub use login::{SchedulerFlightService, log_in};
+pub use session_key::{unwrap_session_key, wrap_session_key};

@@ -6,8 +6,10 @@
 //! - `Ballista <role> <subject> <issued> <signature>`: a proof of holding a
 //!   key, fresh for [`PROOF_VALIDITY_SECS`] either side of `issued`. The key
 //!   itself never travels. Roles:
-//!   - `member`: an executor (named by `subject`) proving the cluster key, to
-//!     register, or to fetch another executor's shuffle data;
+//!   - `register`: an executor (named by `subject`) proving the cluster key
+//!     to register with the scheduler;
+//!   - `member`: an executor proving the cluster key to fetch another
+//!     executor's shuffle data;
 //!   - `executor`: a registered executor proving the session key the
 //!     scheduler gave it at registration (heartbeats, task statuses,
 //!     deregistration): another member cannot speak for it;
@@ -22,8 +24,9 @@ use std::fmt;
 
 use super::crypto::{SecretKey, from_hex, now_secs, to_hex};
 
-/// How far the clocks of two machines may disagree, and how long a captured
-/// proof can be replayed.
+/// How far the clocks of two machines may disagree either way; a captured
+/// proof can be replayed (to the same kind of call) within this much of the
+/// time it was made.
 pub const PROOF_VALIDITY_SECS: u64 = 300;
 
 /// The scheme word of proofs in the `authorization` header.
@@ -32,8 +35,12 @@ pub const PROOF_SCHEME: &str = "Ballista";
 /// What a proof claims to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProofRole {
-    /// A cluster member (cluster key).
+    /// A cluster member (cluster key), on another executor's Flight service.
     Member,
+    /// An executor registering (cluster key): only ever sent to the
+    /// scheduler's `RegisterExecutor`, so a member proof captured on an
+    /// executor-to-executor fetch cannot be replayed to register.
+    Register,
     /// A registered executor (its session key).
     Executor,
     /// The scheduler, calling one executor (that executor's session key).
@@ -46,6 +53,7 @@ impl ProofRole {
     fn word(self) -> &'static str {
         match self {
             ProofRole::Member => "member",
+            ProofRole::Register => "register",
             ProofRole::Executor => "executor",
             ProofRole::Scheduler => "scheduler",
             ProofRole::Admin => "admin",
@@ -55,6 +63,7 @@ impl ProofRole {
     fn from_word(word: &str) -> Option<Self> {
         Some(match word {
             "member" => ProofRole::Member,
+            "register" => ProofRole::Register,
             "executor" => ProofRole::Executor,
             "scheduler" => ProofRole::Scheduler,
             "admin" => ProofRole::Admin,

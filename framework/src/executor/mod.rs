@@ -393,11 +393,17 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     );
 
     let scheduler_url = settings.scheduler_url.clone();
-    let register_client = scheduler_link::scheduler_client(&scheduler_url, &member)?;
+    let register_client = scheduler_link::scheduler_client(
+        &scheduler_url,
+        &CallCredentials::Register {
+            cluster: cluster_key.clone(),
+            id: address.id.to_string(),
+        },
+    )?;
     let client = scheduler_link::scheduler_client(
         &scheduler_url,
         &CallCredentials::Executor {
-            cluster: cluster_key,
+            cluster: cluster_key.clone(),
             id: address.id.to_string(),
             session: Arc::clone(&session_key),
         },
@@ -412,7 +418,10 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let registration = tokio::spawn(scheduler_link::registration_loop(
         register_client,
         client.clone(),
-        Arc::clone(&session_key),
+        scheduler_link::SessionKeys {
+            cluster: cluster_key.clone(),
+            slot: Arc::clone(&session_key),
+        },
         scheduler_url,
         metadata,
         Arc::clone(&runner),

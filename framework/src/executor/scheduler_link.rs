@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::auth::{AuthChannel, CallCredentials, SecretKey, SessionKeySlot};
+use crate::auth::{AuthChannel, CallCredentials, SecretKey, SessionKeySlot, unwrap_session_key};
 use tokio::sync::mpsc;
 
 use super::task_runner::TaskRunner;
@@ -52,6 +52,13 @@ fn memory_report(memory: &dyn MemoryManager) -> proto::MemoryReport {
     }
 }
 
+/// The cluster key the scheduler wraps its answer under, and where the
+/// session key it answers goes.
+pub(crate) struct SessionKeys {
+    pub cluster: SecretKey,
+    pub slot: SessionKeySlot,
+}
+
 /// Registers (with `register_client`, which proves the cluster key), then
 /// heartbeats forever (with `client`, which proves the session key the
 /// scheduler answered, kept in `session`); registers again whenever the
@@ -60,7 +67,7 @@ fn memory_report(memory: &dyn MemoryManager) -> proto::MemoryReport {
 pub(crate) async fn registration_loop(
     mut register_client: SchedulerGrpcClient<AuthChannel>,
     mut client: SchedulerGrpcClient<AuthChannel>,
-    session: SessionKeySlot,
+    keys: SessionKeys,
     url: String,
     metadata: proto::ExecutorMetadata,
     runner: Arc<TaskRunner>,
@@ -77,7 +84,15 @@ pub(crate) async fn registration_loop(
             let answer = register_client
                 .register_executor(request)
                 .await
-                .map(|response| SecretKey::from_bytes(&response.into_inner().session_key));
+                .map(|response| {
+                    let answer = response.into_inner();
+                    unwrap_session_key(
+                        &keys.cluster,
+                        &metadata.id,
+                        &answer.session_key,
+                        &answer.key_nonce,
+                    )
+                });
             match answer {
                 Ok(Err(e)) => {
                     tracing::warn!(
@@ -89,7 +104,7 @@ pub(crate) async fn registration_loop(
                     continue;
                 }
                 Ok(Ok(key)) => {
-                    *session.write() = Some(key);
+                    *keys.slot.write() = Some(key);
                     tracing::info!(
                         "executor {} registered with the scheduler at {url}",
                         metadata.id

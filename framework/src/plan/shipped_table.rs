@@ -96,6 +96,59 @@ impl ShippedTable {
     }
 }
 
+impl ShippedTable {
+    /// Every storage location the shipped scan would touch, as URLs, so
+    /// that the scheduler can check them against the submitter's grants
+    /// before planning: the files of each file scan in it. A scan that
+    /// writes, or reads files of a source this cannot list, is refused.
+    pub fn storage_reads(&self) -> crate::error::Result<Vec<url::Url>> {
+        use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+        use datafusion::datasource::physical_plan::FileScanConfig;
+        use datafusion::datasource::sink::DataSinkExec;
+        let mut urls = Vec::new();
+        let mut refusal = None;
+        self.scan.apply(|node| {
+            if node.downcast_ref::<DataSinkExec>().is_some() {
+                refusal = Some(format!(
+                    "the shipped scan of table {} writes data",
+                    self.name
+                ));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            if let Some(source) = node.downcast_ref::<DataSourceExec>() {
+                let data = source.data_source();
+                if let Some(files) = data.downcast_ref::<FileScanConfig>() {
+                    let base: &url::Url = files.object_store_url.as_ref();
+                    for file in files.file_groups.iter().flat_map(|g| g.files()) {
+                        match base.join(file.object_meta.location.as_ref()) {
+                            Ok(url) => urls.push(url),
+                            Err(e) => {
+                                refusal = Some(format!(
+                                    "the shipped scan of table {} reads {}: {e}",
+                                    self.name, file.object_meta.location
+                                ));
+                                return Ok(TreeNodeRecursion::Stop);
+                            }
+                        }
+                    }
+                } else if data.downcast_ref::<MemorySourceConfig>().is_none() {
+                    refusal = Some(format!(
+                        "the shipped scan of table {} reads a source the cluster cannot check \
+                         against storage grants",
+                        self.name
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        match refusal {
+            Some(message) => Err(BallistaError::PermissionDenied(message)),
+            None => Ok(urls),
+        }
+    }
+}
+
 #[async_trait]
 impl TableProvider for ShippedTable {
     fn schema(&self) -> SchemaRef {

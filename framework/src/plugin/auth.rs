@@ -4,8 +4,9 @@
 //! logs in with the Arrow Flight handshake (`authorization: Basic …`), and
 //! answers with a bearer token the cluster signs. On every later call that
 //! carries the token, it calls [`Authenticator::identity`] with the token's
-//! user, so that grants changed in the plugin's source (a users file edited
-//! and reloaded, a directory) apply at once and a removed user is refused. A
+//! user, so that a plugin whose source changes (a directory service) can
+//! apply new grants at once and refuse a removed user (the users-file
+//! plugin reads its file at start only). A
 //! bearer token the cluster did not issue (say, a JWT from the company's
 //! identity provider) goes to [`Authenticator::authenticate_token`].
 //!
@@ -248,6 +249,9 @@ impl Default for UsersFileAuthenticator {
     }
 }
 
+/// Longest a login waits for a password check to start.
+const LOGIN_QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Most password checks run at once.
 const CONCURRENT_PASSWORD_CHECKS: usize = 2;
 
@@ -336,10 +340,14 @@ impl Authenticator for UsersFileAuthenticator {
     }
 
     async fn authenticate_password(&self, user: &str, password: &str) -> Result<Identity> {
-        let _permit = self
-            .hashing
-            .acquire()
+        let _permit = tokio::time::timeout(LOGIN_QUEUE_TIMEOUT, self.hashing.acquire())
             .await
+            .map_err(|_| {
+                BallistaError::Unavailable(
+                    "too many logins at once (each password check is slow on purpose); try again"
+                        .into(),
+                )
+            })?
             .map_err(|_| BallistaError::Internal("password checks are shut down".into()))?;
         let entry = self.users.get(user).cloned();
         let password = password.as_bytes().to_vec();

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::SchedulerInner;
 use super::status_stream::JobStatusStream;
-use crate::auth::{Caller, ExecutorKeys, SecretKey};
+use crate::auth::{Caller, ExecutorKeys, SecretKey, wrap_session_key};
 use crate::error::BallistaError;
 use crate::ids::{ExecutorId, JobId};
 use crate::plugin::shuffle::ExecutorAddress;
@@ -15,13 +15,20 @@ use crate::proto::{self, scheduler_grpc_server::SchedulerGrpc};
 pub(crate) struct SchedulerService {
     inner: Arc<SchedulerInner>,
     executor_keys: ExecutorKeys,
+    /// Wraps the session keys registrations answer.
+    cluster_key: SecretKey,
 }
 
 impl SchedulerService {
-    pub(crate) fn new(inner: Arc<SchedulerInner>, executor_keys: ExecutorKeys) -> Self {
+    pub(crate) fn new(
+        inner: Arc<SchedulerInner>,
+        executor_keys: ExecutorKeys,
+        cluster_key: SecretKey,
+    ) -> Self {
         Self {
             inner,
             executor_keys,
+            cluster_key,
         }
     }
 
@@ -242,8 +249,11 @@ impl SchedulerGrpc for SchedulerService {
             effects
         };
         self.inner.apply(effects);
+        let (session_key, key_nonce) =
+            wrap_session_key(&self.cluster_key, id.as_str(), &session_key)?;
         Ok(Response::new(proto::RegisterExecutorResponse {
-            session_key: session_key.as_bytes().to_vec(),
+            session_key,
+            key_nonce,
         }))
     }
 
@@ -261,6 +271,9 @@ impl SchedulerGrpc for SchedulerService {
             state.note_reported_running(&executor_id, request.running_tasks);
             state.heartbeat(&executor_id, memory.usage(), memory.jobs, request.draining)
         };
+        if !known {
+            self.executor_keys.write().remove(executor_id.as_str());
+        }
         self.inner.apply(effects);
         Ok(Response::new(proto::HeartBeatResponse {
             reregister: !known,

@@ -368,6 +368,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     let service = SchedulerGrpcServer::new(grpc::SchedulerService::new(
         Arc::clone(&inner),
         executor_keys,
+        cluster_key.clone(),
     ))
     .max_decoding_message_size(crate::listener::max_decoding_message_size(limits))
     .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);

@@ -30,7 +30,7 @@ use crate::config::{
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
 use crate::plan::{
-    DistributedPlan, check_expression_depth, check_operand_lists, decode_client_plan,
+    DistributedPlan, ShippedTable, check_expression_depth, check_operand_lists, decode_client_plan,
     decode_stage_plan, encode_stage_plan, record_window_filters, split_into_stages,
 };
 use crate::plugin::auth::Identity;
@@ -369,13 +369,29 @@ fn check_storage_access(
             .unwrap_or_default()
     };
     let mut bad_destination = None;
+    let mut shipped_refusal = None;
     plan.apply_with_subqueries(|node| {
         match node {
-            LogicalPlan::TableScan(scan) => locations.extend(
-                listing_paths(&scan.source)
-                    .into_iter()
-                    .map(|url| (url, StorageAccess::Read)),
-            ),
+            LogicalPlan::TableScan(scan) => {
+                locations.extend(
+                    listing_paths(&scan.source)
+                        .into_iter()
+                        .map(|url| (url, StorageAccess::Read)),
+                );
+                // A table the client shipped as its own scan: the files
+                // that scan reads.
+                if let Some(shipped) = source_as_provider(&scan.source)
+                    .ok()
+                    .and_then(|p| p.downcast_ref::<ShippedTable>().map(|t| t.storage_reads()))
+                {
+                    match shipped {
+                        Ok(urls) => {
+                            locations.extend(urls.into_iter().map(|url| (url, StorageAccess::Read)))
+                        }
+                        Err(e) => shipped_refusal = Some(e),
+                    }
+                }
+            }
             LogicalPlan::Copy(copy) => match ListingTableUrl::parse(&copy.output_url) {
                 Ok(url) => locations.push((url.get_url().clone(), StorageAccess::Write)),
                 Err(e) => bad_destination = Some(format!("{}: {e}", copy.output_url)),
@@ -389,6 +405,9 @@ fn check_storage_access(
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
+    if let Some(refusal) = shipped_refusal {
+        return Err(refusal);
+    }
     if let Some(message) = bad_destination {
         return Err(BallistaError::InvalidInput(format!(
             "invalid COPY destination {message}"
@@ -405,10 +424,7 @@ fn check_storage_access(
         // Tables the operator declares are everyone's to read; anything
         // else needs the user's grant, before any request leaves.
         let write = matches!(access, StorageAccess::Write);
-        let shared = !write
-            && shared_tables
-                .iter()
-                .any(|t| url.as_str().starts_with(t.as_str()));
+        let shared = !write && shared_tables.contains(&url);
         if !shared {
             identity.check_storage(&url, write)?;
         }
