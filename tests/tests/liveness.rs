@@ -31,8 +31,11 @@ async fn a_killed_executors_tasks_run_again_within_seconds() {
     let ctx = SessionContext::remote(&cluster.scheduler_url)
         .await
         .unwrap();
-    // First attempts hold their slot 4 s, so the victim is busy when killed.
-    ctx.sql("SET ballista.inject_failures = '*:*:0:delay=4000'")
+    // First attempts hold their slot 7 s, so the victim is still busy when
+    // killed (the test sees it busy only at its next heartbeat, and a task
+    // that ended first would free the slot: its next launch, not the
+    // probe, would find the process gone).
+    ctx.sql("SET ballista.inject_failures = '*:*:0:delay=7000'")
         .await
         .unwrap();
     ctx.sql("SET datafusion.execution.target_partitions = 3")

@@ -845,7 +845,18 @@ async fn a_user_reads_and_writes_only_the_storage_granted() {
         ),
     )
     .unwrap();
-    let toml = format!("[auth]\nusers_file = \"{}\"\n", users.display());
+    // A table the operator declares is everyone's to read; a folder next
+    // to it whose name starts the same is not.
+    std::fs::create_dir_all(root.join("shared")).unwrap();
+    std::fs::create_dir_all(root.join("shared2")).unwrap();
+    std::fs::write(root.join("shared/s.csv"), "a,b\n5,6\n").unwrap();
+    std::fs::write(root.join("shared2/s.csv"), "a,b\n7,8\n").unwrap();
+    let toml = format!(
+        "[[scheduler.tables]]\nname = \"shared\"\nlocation = \"{}/shared/\"\nformat = \"csv\"\n\n\
+         [auth]\nusers_file = \"{}\"\n",
+        root.display(),
+        users.display()
+    );
     let mut cluster = TestCluster::start(1, 2, Some(&toml)).await;
     let session = |user: &str, password: &str| {
         let mut config = BallistaConfig::default();
@@ -943,6 +954,22 @@ async fn a_user_reads_and_writes_only_the_storage_granted() {
     assert!(
         error.starts_with("permission denied: user bob may not read")
             && error.contains("its read grants: none"),
+        "{error}"
+    );
+    assert_eq!(single_i64(&bob, "SELECT sum(a) FROM shared").await, 5);
+    let neighbour = root.join("shared2/s.csv").display().to_string();
+    bob.register_csv("n", &neighbour, CsvReadOptions::new())
+        .await
+        .unwrap();
+    let error = refusal(
+        bob.sql("SELECT sum(a) FROM n")
+            .await
+            .unwrap()
+            .collect()
+            .await,
+    );
+    assert!(
+        error.starts_with("permission denied: user bob may not read"),
         "{error}"
     );
     assert_serves(&mut cluster).await;
