@@ -38,9 +38,12 @@ impl BallistaSettings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
+        // Every setting is nested (`BALLISTA_SCHEDULER__PORT`): a variable
+        // without `__` is not one (BALLISTA_HOME, BALLISTA_PASSWORD,
+        // BALLISTA_INSECURE are read by the processes themselves).
         let vars: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")) && k.contains("__"))
             .collect();
         let sources = Sources { file, vars: &vars };
         let mut builder = Config::builder();
@@ -168,7 +171,13 @@ memory_limit = "1GiB"
 "#,
         )
         .unwrap();
-        let env = vec![("BALLISTA_EXECUTOR__SLOTS".to_string(), "8".to_string())];
+        // Variables without `__` are the processes' own, not settings.
+        let env = vec![
+            ("BALLISTA_EXECUTOR__SLOTS".to_string(), "8".to_string()),
+            ("BALLISTA_PASSWORD".to_string(), "s3cret".to_string()),
+            ("BALLISTA_HOME".to_string(), "/tmp/b".to_string()),
+            ("BALLISTA_INSECURE".to_string(), "true".to_string()),
+        ];
         let s = BallistaSettings::load_with_env(Some(&path), env).unwrap();
         assert_eq!(s.scheduler.port, 6000);
         assert_eq!(s.scheduler.tables[0].format, TableFormat::Parquet);
