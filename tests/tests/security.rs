@@ -1058,3 +1058,43 @@ impl datafusion::datasource::TableProvider for Wrapped {
         self.0.scan(state, projection, filters, limit).await
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_logs_in_with_the_password_from_the_environment() {
+    use ballista_tests::cluster::run_to_exit;
+    let (mut cluster, _dir) = cluster_with_users().await;
+    let url = cluster.scheduler_url.clone();
+    let args = [
+        "sql",
+        "--scheduler",
+        &url,
+        "--user",
+        "alice",
+        "-c",
+        "SELECT 41 + 1 AS x",
+        "--format",
+        "csv",
+    ];
+    let ok = run_to_exit("ballista", &args, &[("BALLISTA_PASSWORD", "alice-pw")], 60);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert!(ok.stdout.contains("42"), "{}", ok.stdout);
+    let wrong = run_to_exit("ballista", &args, &[("BALLISTA_PASSWORD", "nope")], 60);
+    assert_eq!(wrong.code, Some(1), "{wrong:?}");
+    assert!(
+        wrong
+            .stderr
+            .contains("unauthenticated: wrong user name or password"),
+        "{}",
+        wrong.stderr
+    );
+    let missing = run_to_exit("ballista", &args, &[], 60);
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("no password is set: set BALLISTA_PASSWORD"),
+        "{}",
+        missing.stderr
+    );
+    assert_serves(&mut cluster).await;
+}
