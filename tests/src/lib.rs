@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod data;
 pub mod probe;
 pub mod s3;
+pub mod secured;
 pub mod semantics;
 pub mod session;
 pub mod slt;

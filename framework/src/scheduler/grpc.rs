@@ -106,7 +106,7 @@ impl SchedulerGrpc for SchedulerService {
         request: Request<proto::ExecuteQueryRequest>,
     ) -> Result<Response<Self::ExecuteQueryStream>, Status> {
         let identity = Caller::of(&request).client("submitting a query")?;
-        let (job_id, status) = self.inner.submit(request.into_inner(), &identity)?;
+        let (job_id, status) = self.inner.submit(request.into_inner(), identity)?;
         tracing::info!("job {job_id} submitted");
         Ok(Response::new(JobStatusStream::new(
             job_id,

@@ -151,7 +151,7 @@ impl SchedulerInner {
     fn submit(
         self: &Arc<Self>,
         request: proto::ExecuteQueryRequest,
-        identity: &Identity,
+        identity: Arc<Identity>,
     ) -> Result<(JobId, watch::Receiver<proto::JobStatus>)> {
         if request.query.is_none() {
             return Err(BallistaError::InvalidInput(
@@ -179,7 +179,6 @@ impl SchedulerInner {
         }
         let settings = Arc::new(settings);
         let session_id = request.session_id.clone();
-        let identity = Arc::new(identity.clone());
         let (to_plan, status) = self.state.lock().submit(
             job_id.clone(),
             session_id,

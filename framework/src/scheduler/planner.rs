@@ -53,6 +53,8 @@ pub struct JobPlanner {
     shuffle_root: Option<String>,
     settings: SchedulerSettings,
     tables: Vec<DeclaredTable>,
+    /// Locations of the declared tables, which every user may read.
+    shared_tables: Vec<Url>,
     /// The options every session starts from, which client settings are
     /// checked against (built once: they depend on the settings alone).
     client_defaults: datafusion::config::ConfigOptions,
@@ -74,6 +76,7 @@ impl JobPlanner {
             shuffle_root,
             settings: config.settings.scheduler.clone(),
             tables: Vec::new(),
+            shared_tables: Vec::new(),
             client_defaults: Default::default(),
         };
         planner.client_defaults = session_config_from_settings(&planner.default_settings(0))?
@@ -101,6 +104,11 @@ impl JobPlanner {
                 schema,
             });
         }
+        planner.shared_tables = planner
+            .tables
+            .iter()
+            .flat_map(|t| t.table.table_paths().iter().map(|p| p.get_url().clone()))
+            .collect();
         Ok(planner)
     }
 
@@ -221,23 +229,12 @@ impl JobPlanner {
                 ));
             }
         };
-        let shared_tables: Vec<Url> = self
-            .tables
-            .iter()
-            .flat_map(|t| {
-                t.table
-                    .table_paths()
-                    .iter()
-                    .map(|p| p.get_url().clone())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
         check_storage_access(
             &logical,
             &self.stores,
             self.shuffle_root.as_deref(),
             identity,
-            &shared_tables,
+            &self.shared_tables,
         )?;
         if let LogicalPlan::Explain(explain) = &logical {
             check_table_locations(&logical, &state).await?;
