@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use ballista::client::{ClientAuth, SchedulerClient};
 use ballista::ids::JobId;
 use ballista::proto::{self, JobState};
+use ballista::tls::TlsTrust;
 
 /// What to do with the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +20,15 @@ pub enum JobAction {
 
 /// Runs `action` against the scheduler at `url`; exit code 1 with the
 /// scheduler's error (unknown job, bad id, unreachable scheduler).
-pub async fn run(url: &str, job_id: &str, action: JobAction, auth: ClientAuth) -> ExitCode {
-    match try_run(url, job_id, action, auth).await {
+/// An `https://` scheduler is checked against `trust`.
+pub async fn run(
+    url: &str,
+    job_id: &str,
+    action: JobAction,
+    auth: ClientAuth,
+    trust: &TlsTrust,
+) -> ExitCode {
+    match try_run(url, job_id, action, auth, trust).await {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -37,9 +45,10 @@ async fn try_run(
     job_id: &str,
     action: JobAction,
     auth: ClientAuth,
+    trust: &TlsTrust,
 ) -> ballista::Result<String> {
     let job_id = JobId::parse(job_id)?;
-    let client = SchedulerClient::connect_with(url, auth).await?;
+    let client = SchedulerClient::connect_trusting(url, auth, trust).await?;
     match action {
         JobAction::Cancel => {
             let cancelled = client.cancel(&job_id).await?;

@@ -83,12 +83,19 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A stock binary listens beyond this machine only when told to with
-/// `--insecure`: this version cannot serve TLS yet, so what other machines
-/// send (tokens, signed calls, query data) would cross the network in plain
-/// text. Prints why it refuses.
-pub fn check_exposure(binary: &str, host: &str, insecure: bool) -> Result<(), ExitCode> {
-    if is_loopback(host) {
+/// A stock binary listens beyond this machine only with TLS (`section`,
+/// such as `scheduler.tls`, names a certificate), or when told to with
+/// `--insecure`: otherwise what other machines send (tokens, signed calls,
+/// query data) would cross the network in plain text. Prints why it
+/// refuses. Authentication is always on, so TLS is what is missing.
+pub fn check_exposure(
+    binary: &str,
+    host: &str,
+    tls: bool,
+    section: &str,
+    insecure: bool,
+) -> Result<(), ExitCode> {
+    if is_loopback(host) || tls {
         return Ok(());
     }
     if insecure {
@@ -100,9 +107,10 @@ pub fn check_exposure(binary: &str, host: &str, insecure: bool) -> Result<(), Ex
     }
     eprintln!(
         "{binary}: refusing to listen on {host} without TLS: other machines' calls, with their \
-         bearer tokens and query data, would cross the network in plain text, and this version \
-         cannot serve TLS yet. Listen on 127.0.0.1 (the default), or pass --insecure \
-         (BALLISTA_INSECURE=true) on a network you trust."
+         bearer tokens and query data, would cross the network in plain text. Set \
+         {section}.cert_file and {section}.key_file (`ballista certs generate DIR` writes a \
+         development CA and certificates), listen on 127.0.0.1 (the default), or pass \
+         --insecure (BALLISTA_INSECURE=true) on a network you trust."
     );
     Err(ExitCode::from(2))
 }

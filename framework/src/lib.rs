@@ -30,6 +30,7 @@ pub mod plugin;
 pub mod proto;
 pub mod scheduler;
 pub mod tables;
+pub mod tls;
 pub mod util;
 
 pub use error::{BallistaError, Result};

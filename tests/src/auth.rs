@@ -38,7 +38,7 @@ pub async fn scheduler_grpc(
     url: &str,
     credentials: &CallCredentials,
 ) -> SchedulerGrpcClient<AuthChannel> {
-    let channel = flight_endpoint(url)
+    let channel = flight_endpoint(url, &Default::default())
         .expect("a valid URL")
         .connect()
         .await

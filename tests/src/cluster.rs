@@ -6,7 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ballista::client::SchedulerClient;
+use ballista::client::{ClientAuth, SchedulerClient};
+use ballista::tls::TlsTrust;
 use parking_lot::Mutex;
 
 /// Path of a binary of this workspace, built next to the test executables.
@@ -157,6 +158,16 @@ impl Process {
         assert!(status.success(), "kill -TERM {} failed", self.name);
     }
 
+    /// Sends `signal` (such as `libc::SIGHUP`) to the process.
+    pub fn signal(&mut self, signal: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
     /// Waits up to `timeout` for the process to exit; its exit code (`None`
     /// when a signal ended it), or `Err` when it still runs.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
@@ -198,6 +209,8 @@ pub struct TestCluster {
     pub executor_ids: Vec<String>,
     /// URL of the scheduler.
     pub scheduler_url: String,
+    /// What the test's clients trust when the cluster serves TLS.
+    pub trust: TlsTrust,
     slots: usize,
     executor_config: Option<String>,
     _dirs: Vec<tempfile::TempDir>,
@@ -312,6 +325,19 @@ impl TestCluster {
         scheduler_toml: Option<&str>,
         executor_toml: Option<&str>,
     ) -> TestCluster {
+        Self::start_serving(executors, slots, scheduler_toml, executor_toml, None).await
+    }
+
+    /// Like [`start_with`](Self::start_with); with `tls`, the
+    /// configurations make every listener serve TLS, and the executors and
+    /// the test's clients reach the scheduler over `https://` trusting it.
+    pub async fn start_serving(
+        executors: usize,
+        slots: usize,
+        scheduler_toml: Option<&str>,
+        executor_toml: Option<&str>,
+        tls: Option<TlsTrust>,
+    ) -> TestCluster {
         let config_dir = tempfile::tempdir().expect("temp dir");
         let executor_config = executor_toml.map(|toml| {
             let path = config_dir.path().join("executor.toml");
@@ -332,7 +358,8 @@ impl TestCluster {
         }
         let mut scheduler = Process::start("scheduler", "ballista-scheduler", &args, &[]);
         let line = scheduler.wait_for_stdout("listening on", Duration::from_secs(60));
-        let scheduler_url = format!("http://127.0.0.1:{}", listening_port(&line));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let scheduler_url = format!("{scheme}://127.0.0.1:{}", listening_port(&line));
 
         let mut dirs = vec![config_dir];
         let mut processes = Vec::new();
@@ -355,6 +382,7 @@ impl TestCluster {
             executors: processes,
             executor_ids,
             scheduler_url,
+            trust: tls.unwrap_or_default(),
             slots,
             executor_config,
             _dirs: dirs,
@@ -365,9 +393,10 @@ impl TestCluster {
 
     /// Waits until `n` executors are registered.
     pub async fn wait_for_executors(&self, n: usize) {
-        let client = SchedulerClient::connect(&self.scheduler_url)
-            .await
-            .expect("scheduler reachable");
+        let client =
+            SchedulerClient::connect_trusting(&self.scheduler_url, ClientAuth::Auto, &self.trust)
+                .await
+                .expect("scheduler reachable");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let registered = client.executors().await.expect("list executors").len();

@@ -115,7 +115,11 @@ pub async fn executor_url(cluster: &TestCluster) -> String {
 
 /// A connected channel to `url`, with no credentials.
 pub async fn channel(url: &str) -> tonic::transport::Channel {
-    flight_endpoint(url).unwrap().connect().await.unwrap()
+    flight_endpoint(url, &Default::default())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// The processes are up and answer a query as the administrator.

@@ -286,7 +286,7 @@ async fn drain(mut responses: Streaming<Bytes>) -> Result<(), Status> {
 }
 
 async fn connect(url: &str) -> Channel {
-    flight_endpoint(url)
+    flight_endpoint(url, &Default::default())
         .expect("a valid URL")
         .connect()
         .await

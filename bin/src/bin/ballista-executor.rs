@@ -18,7 +18,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1; any other address needs
-    /// --insecure until TLS is available).
+    /// TLS, [executor.tls], or --insecure).
     #[arg(long, value_name = "HOST")]
     bind_host: Option<String>,
     /// Listen on a non-loopback address without TLS (plain text on the
@@ -86,8 +86,13 @@ async fn main() -> ExitCode {
         executor.memory_limit = Some(v);
     }
     if !args.print_config
-        && let Err(code) =
-            server::check_exposure("ballista-executor", &executor.bind_host, args.insecure)
+        && let Err(code) = server::check_exposure(
+            "ballista-executor",
+            &executor.bind_host,
+            executor.tls.enabled(),
+            "executor.tls",
+            args.insecure,
+        )
     {
         return code;
     }

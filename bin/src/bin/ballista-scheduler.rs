@@ -17,7 +17,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1; any other address needs
-    /// --insecure until TLS is available).
+    /// TLS, [scheduler.tls], or --insecure).
     #[arg(long, value_name = "HOST")]
     bind_host: Option<String>,
     /// Listen on a non-loopback address without TLS (plain text on the
@@ -51,6 +51,8 @@ async fn main() -> ExitCode {
         && let Err(code) = server::check_exposure(
             "ballista-scheduler",
             &settings.scheduler.bind_host,
+            settings.scheduler.tls.enabled(),
+            "scheduler.tls",
             args.insecure,
         )
     {

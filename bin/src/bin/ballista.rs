@@ -40,6 +40,29 @@ enum Command {
     /// Users of a cluster's users file.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// TLS certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Write a development CA and certificates for a scheduler and
+    /// executors into DIR: ca.pem (tls.ca_file of every process and
+    /// client), scheduler.pem/.key ([scheduler.tls]), executor.pem/.key
+    /// ([executor.tls]), and the CA's key ca.key. The certificates name
+    /// localhost, 127.0.0.1 and ::1, and each --host.
+    Generate {
+        /// Folder to write into (created if missing).
+        dir: PathBuf,
+        /// Another name or address clients use for the scheduler or an
+        /// executor (may be repeated).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Replace certificates already in DIR.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +87,10 @@ struct JobArgs {
     /// (default: client.user, else the cluster key of this machine).
     #[arg(long, global = true, value_name = "USER")]
     user: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// scheduler (default:
+    /// tls.ca_file, else the system's roots).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +145,10 @@ struct ClusterArgs {
     /// machine, as the cluster administrator).
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// scheduler and its
+    /// executors (default: tls.ca_file, else the system's roots).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -262,6 +293,9 @@ async fn connect(
     }
     if let Some(user) = &args.user {
         settings.client.user = Some(user.clone());
+    }
+    if let Some(ca_file) = &args.ca_file {
+        settings.tls.ca_file = Some(ca_file.clone());
     }
     let scheduler = args
         .scheduler
@@ -570,6 +604,35 @@ async fn main() -> ExitCode {
         Command::Config(command) => config_command(command),
         Command::Job(args) => job_command(args).await,
         Command::Users(UsersCommand::Hash) => users_hash_command(),
+        Command::Certs(CertsCommand::Generate { dir, hosts, force }) => {
+            certs_generate_command(&dir, &hosts, force)
+        }
+    }
+}
+
+fn certs_generate_command(dir: &std::path::Path, hosts: &[String], force: bool) -> ExitCode {
+    match ballista::tls::write_dev_certificates(dir, hosts, force) {
+        Ok(files) => {
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+            names.extend(hosts.iter().cloned());
+            println!(
+                "wrote a development CA and certificates for {} into {}:\n  \
+                 {}  CA certificate: tls.ca_file of every process and client\n  \
+                 {}  CA key: signs more certificates; keep it private, or delete it\n  \
+                 {} + {}  [scheduler.tls] cert_file, key_file\n  \
+                 {} + {}  [executor.tls] cert_file, key_file",
+                names.join(", "),
+                dir.display(),
+                files.ca_cert.display(),
+                files.ca_key.display(),
+                files.scheduler_cert.display(),
+                files.scheduler_key.display(),
+                files.executor_cert.display(),
+                files.executor_key.display(),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => error_exit(e),
     }
 }
 
@@ -609,15 +672,22 @@ async fn job_command(args: JobArgs) -> ExitCode {
     if let Some(user) = args.user {
         settings.client.user = Some(user);
     }
+    if let Some(ca_file) = args.ca_file {
+        settings.tls.ca_file = Some(ca_file);
+    }
     let auth = match ballista::client::ClientAuth::from_settings(&settings.client) {
         Ok(auth) => auth,
+        Err(e) => return error_exit(e),
+    };
+    let trust = match ballista::tls::TlsTrust::from_settings(&settings.tls) {
+        Ok(trust) => trust,
         Err(e) => return error_exit(e),
     };
     let (job_id, action) = match args.action {
         JobSubcommand::Status { job_id } => (job_id, JobAction::Status),
         JobSubcommand::Cancel { job_id } => (job_id, JobAction::Cancel),
     };
-    ballista_bin::job_command::run(&url, &job_id, action, auth).await
+    ballista_bin::job_command::run(&url, &job_id, action, auth, &trust).await
 }
 
 fn config_command(command: ConfigCommand) -> ExitCode {

@@ -39,6 +39,7 @@ pub use standalone::EmbeddedCluster;
 use crate::config::{BallistaConfig, new_session_config};
 use crate::error::BallistaError;
 use crate::tables::listing_table_from_info;
+use crate::tls::TlsTrust;
 
 /// Ballista constructors for DataFusion's [`SessionContext`].
 pub trait SessionContextExt: Sized {
@@ -79,7 +80,8 @@ async fn connect(
         (None, Some(key)) => ClientAuth::ClusterKey(key.clone()),
         (None, None) => ClientAuth::from_settings(&config.settings.client)?,
     };
-    let scheduler = SchedulerClient::connect_with(url, auth).await?;
+    let trust = TlsTrust::from_settings(&config.settings.tls)?;
+    let scheduler = SchedulerClient::connect_trusting(url, auth, &trust).await?;
     let defaults = scheduler.session_defaults().await?;
     let mut session_config = new_session_config();
     for kv in &defaults.settings {

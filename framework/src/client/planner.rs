@@ -40,7 +40,8 @@ impl DistributedQueryPlanner {
     /// A planner for the scheduler behind `scheduler`.
     pub fn new(scheduler: SchedulerClient, cluster: Option<Arc<EmbeddedCluster>>) -> Self {
         Self {
-            flight: FlightClientPool::with_credentials(scheduler.credentials().clone()),
+            flight: FlightClientPool::with_credentials(scheduler.credentials().clone())
+                .over(scheduler.executors_over().clone()),
             scheduler,
             _cluster: cluster,
         }

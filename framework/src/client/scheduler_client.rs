@@ -10,6 +10,7 @@ use crate::error::{BallistaError, Result};
 use crate::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
 use crate::ids::JobId;
 use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
+use crate::tls::{PeerTransport, TlsTrust, connection_hint};
 
 /// How long connecting to the scheduler may take before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,16 +95,18 @@ pub struct SchedulerClient {
     url: String,
     client: SchedulerGrpcClient<AuthChannel>,
     credentials: CallCredentials,
+    executors_over: PeerTransport,
 }
 
-fn unreachable(url: &str, error: &dyn std::error::Error) -> BallistaError {
+fn unreachable(url: &str, error: &dyn std::error::Error, trust: &TlsTrust) -> BallistaError {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {
         text = format!("{text}: {s}");
         source = s.source();
     }
-    BallistaError::Unavailable(format!("cannot reach the scheduler at {url}: {text}"))
+    let hint = connection_hint(url, &text, trust);
+    BallistaError::Unavailable(format!("cannot reach the scheduler at {url}: {text}{hint}"))
 }
 
 impl SchedulerClient {
@@ -114,14 +117,22 @@ impl SchedulerClient {
     }
 
     /// Connects and authenticates with `auth` (a password is checked now:
-    /// a wrong one fails here).
+    /// a wrong one fails here). An `https://` scheduler is trusted when the
+    /// CA in `BALLISTA_TLS__CA_FILE`, or else a system root, signed its
+    /// certificate.
     pub async fn connect_with(url: &str, auth: ClientAuth) -> Result<Self> {
+        Self::connect_trusting(url, auth, &TlsTrust::from_env()?).await
+    }
+
+    /// Like [`connect_with`](Self::connect_with), checking an `https://`
+    /// scheduler, and the executors results come from, against `trust`.
+    pub async fn connect_trusting(url: &str, auth: ClientAuth, trust: &TlsTrust) -> Result<Self> {
         let url = if url.contains("://") {
             url.to_string()
         } else {
             format!("http://{url}")
         };
-        let endpoint = flight_endpoint(&url)?.connect_timeout(CONNECT_TIMEOUT);
+        let endpoint = flight_endpoint(&url, trust)?.connect_timeout(CONNECT_TIMEOUT);
         let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
             .await
             .map_err(|_| {
@@ -129,7 +140,7 @@ impl SchedulerClient {
                     "cannot reach the scheduler at {url}: timed out"
                 ))
             })?
-            .map_err(|e| unreachable(&url, &e))?;
+            .map_err(|e| unreachable(&url, &e, trust))?;
         let credentials = match auth {
             ClientAuth::Auto => match key_on_this_machine() {
                 Some(key) => CallCredentials::Admin(key),
@@ -147,10 +158,17 @@ impl SchedulerClient {
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
         Ok(Self {
+            executors_over: PeerTransport::like(&url, trust),
             url,
             client,
             credentials,
         })
+    }
+
+    /// How executors are reached for results: over TLS when the scheduler
+    /// is.
+    pub fn executors_over(&self) -> &PeerTransport {
+        &self.executors_over
     }
 
     /// What this client sends on each call; the same credentials open the

@@ -21,6 +21,7 @@ mod secret;
 mod server_limits;
 mod session;
 mod settings;
+mod tls_settings;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ pub use settings::{
     BallistaSettings, ClientSettings, ClusterSettings, ExecutorSettings, InvalidSetting,
     SchedulerLimits, SchedulerSettings, SessionDefaults, TableDefinition, TableFormat,
 };
+pub use tls_settings::{ServerTlsSettings, TlsSettings};
 
 use crate::auth::SecretKey;
 use crate::error::Result;

@@ -40,7 +40,7 @@ pub fn render_markdown(registry: &PluginRegistry, regenerate: &str) -> String {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    for name in ["scheduler", "executor", "client"] {
+    for name in ["scheduler", "executor", "client", "cluster", "tls"] {
         if let Some(prop) = sections.get(name) {
             render_section(&mut out, &format!("[{name}]"), name, prop, &defs, true);
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{MemoryAmount, PluginSpec, Secret, ServerLimits};
+use super::{MemoryAmount, PluginSpec, Secret, ServerLimits, ServerTlsSettings, TlsSettings};
 
 /// All settings. The scheduler reads `[scheduler]`, the executor `[executor]`,
 /// the `ballista` client `[client]`; the plugin tables (`[[storage]]`,
@@ -37,6 +37,8 @@ pub struct BallistaSettings {
     pub cluster: ClusterSettings,
     /// Authentication plugin of the scheduler: users, passwords and grants.
     pub auth: PluginSpec,
+    /// What connections over `https://` trust.
+    pub tls: TlsSettings,
 }
 
 /// The cluster key (`[cluster]`): the secret that makes a process a member
@@ -77,7 +79,8 @@ pub struct ClientSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerSettings {
     /// Address the gRPC service binds to. The stock binary refuses any but a
-    /// loopback address without `--insecure` (this version serves no TLS).
+    /// loopback address unless `[scheduler.tls]` is set or `--insecure` is
+    /// given.
     pub bind_host: String,
     /// Port of the gRPC service.
     pub port: u16,
@@ -114,6 +117,8 @@ pub struct SchedulerSettings {
     /// How long a Flight ticket the scheduler signs for a map output (read
     /// by later stages, and by the client for the results) stays valid.
     pub ticket_ttl_secs: u64,
+    /// TLS certificate of the gRPC listener.
+    pub tls: ServerTlsSettings,
 }
 
 /// Limits on what one client request may ask of the cluster
@@ -183,6 +188,7 @@ impl Default for SchedulerSettings {
             server: ServerLimits::default(),
             token_ttl_secs: 12 * 3600,
             ticket_ttl_secs: 24 * 3600,
+            tls: ServerTlsSettings::default(),
         }
     }
 }
@@ -274,8 +280,8 @@ pub struct TableDefinition {
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorSettings {
     /// Address the Flight + control service binds to. The stock binary
-    /// refuses any but a loopback address without `--insecure` (this version
-    /// serves no TLS).
+    /// refuses any but a loopback address unless `[executor.tls]` is set or
+    /// `--insecure` is given.
     pub bind_host: String,
     /// Host name other processes use to reach this executor (default: the
     /// bind address, or 127.0.0.1 when binding to all interfaces).
@@ -310,6 +316,10 @@ pub struct ExecutorSettings {
     /// Connections, streams and request sizes of the Flight and control
     /// listener.
     pub server: ServerLimits,
+    /// TLS certificate of the Flight and control listener. Set it on every
+    /// executor exactly when `executor.scheduler_url` is `https://`: a
+    /// cluster serves TLS on all its listeners or on none.
+    pub tls: ServerTlsSettings,
 }
 
 impl Default for ExecutorSettings {
@@ -326,6 +336,7 @@ impl Default for ExecutorSettings {
             failure_injection: false,
             drain_timeout_secs: 15,
             server: ServerLimits::default(),
+            tls: ServerTlsSettings::default(),
         }
     }
 }
@@ -440,6 +451,7 @@ impl BallistaSettings {
             ));
         }
         s.server.validate("scheduler.server")?;
+        s.tls.validate("scheduler.tls")?;
         let mut names = std::collections::HashSet::new();
         for (i, table) in s.tables.iter().enumerate() {
             let key = |field: &str| format!("scheduler.tables[{i}].{field}");
@@ -487,6 +499,7 @@ impl BallistaSettings {
             ));
         }
         e.server.validate("executor.server")?;
+        e.tls.validate("executor.tls")?;
         check_url("executor.scheduler_url", &e.scheduler_url)?;
         if let Some(url) = &self.client.scheduler_url {
             check_url("client.scheduler_url", url)?;

@@ -38,6 +38,7 @@ use crate::plugin::storage::StorageAccess;
 use crate::proto;
 use crate::proto::executor_control_server::ExecutorControlServer;
 use crate::proto::scheduler_grpc_client::SchedulerGrpcClient;
+use crate::tls::{PeerTransport, ServerTls, TlsTrust};
 
 use task_runner::{TaskRunner, TaskRunnerParts};
 
@@ -287,6 +288,27 @@ fn prepare_work_dir(configured: Option<&PathBuf>) -> Result<(PathBuf, Option<tem
 pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let settings = config.settings.executor.clone();
     let slots = settings.effective_slots();
+    let server_tls = ServerTls::from_settings(&settings.tls, "executor.tls")?.map(Arc::new);
+    let trust = TlsTrust::from_settings(&config.settings.tls)?;
+    let peers = match (&server_tls, settings.scheduler_url.starts_with("https://")) {
+        (Some(_), true) => PeerTransport::tls(trust.clone()),
+        (None, false) => PeerTransport::plain(),
+        (Some(_), false) => {
+            return Err(BallistaError::Configuration(format!(
+                "executor.tls is set but executor.scheduler_url = {} is not https://: a cluster \
+                 serves TLS on every listener or on none",
+                settings.scheduler_url
+            )));
+        }
+        (None, true) => {
+            return Err(BallistaError::Configuration(format!(
+                "executor.scheduler_url = {} is https:// but executor.tls names no certificate: \
+                 a cluster serves TLS on every listener or on none (set executor.tls.cert_file \
+                 and key_file)",
+                settings.scheduler_url
+            )));
+        }
+    };
     let (work_dir, temp_dir) = prepare_work_dir(settings.work_dir.as_ref())?;
 
     let bind = format!("{}:{}", settings.bind_host, settings.port);
@@ -359,6 +381,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         undelivered: Arc::clone(&undelivered),
         task_threads: task_threads.handle(),
         flight_credentials: member.clone(),
+        flight_transport: peers.clone(),
     }));
 
     let flight = FlightServiceServer::new(flight_service::ExecutorFlightService::new(
@@ -377,7 +400,11 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     .max_decoding_message_size(crate::listener::max_decoding_message_size(&settings.server))
     .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    let connections = crate::listener::connections(listener, &settings.server, "executor");
+    if let Some(tls) = &server_tls {
+        ServerTls::reload_on_hangup(tls, "executor");
+    }
+    let connections =
+        crate::listener::connections(listener, &settings.server, server_tls, "executor");
     let server = tokio::spawn(
         crate::listener::grpc_server(&settings.server, PLAN_METHODS, "executor.server")
             .layer(GateLayer::new(Arc::new(Gate::executor(
@@ -395,6 +422,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let scheduler_url = settings.scheduler_url.clone();
     let register_client = scheduler_link::scheduler_client(
         &scheduler_url,
+        &trust,
         &CallCredentials::Register {
             cluster: cluster_key.clone(),
             id: address.id.to_string(),
@@ -402,6 +430,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     )?;
     let client = scheduler_link::scheduler_client(
         &scheduler_url,
+        &trust,
         &CallCredentials::Executor {
             cluster: cluster_key.clone(),
             id: address.id.to_string(),

@@ -13,16 +13,19 @@ use crate::error::Result;
 use crate::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
 use crate::plugin::memory::MemoryManager;
 use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
+use crate::tls::TlsTrust;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// A client of the scheduler at `url` whose calls carry `credentials`.
+/// A client of the scheduler at `url` (checked against `trust` when
+/// `https://`) whose calls carry `credentials`.
 pub(crate) fn scheduler_client(
     url: &str,
+    trust: &TlsTrust,
     credentials: &CallCredentials,
 ) -> Result<SchedulerGrpcClient<AuthChannel>> {
     Ok(
-        SchedulerGrpcClient::new(credentials.wrap(flight_endpoint(url)?.connect_lazy()))
+        SchedulerGrpcClient::new(credentials.wrap(flight_endpoint(url, trust)?.connect_lazy()))
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE),
     )

@@ -68,6 +68,8 @@ pub(crate) struct TaskRunnerParts {
     pub task_threads: tokio::runtime::Handle,
     /// What this executor proves when it fetches shuffle data from others.
     pub flight_credentials: crate::auth::CallCredentials,
+    /// How other executors' Flight services are reached (TLS or not).
+    pub flight_transport: crate::tls::PeerTransport,
 }
 
 /// A task in flight, and how to stop it.
@@ -170,7 +172,8 @@ impl TaskRunner {
         };
         Self {
             slots: Arc::new(Semaphore::new(parts.slots)),
-            flight: FlightClientPool::with_credentials(parts.flight_credentials.clone()),
+            flight: FlightClientPool::with_credentials(parts.flight_credentials.clone())
+                .over(parts.flight_transport.clone()),
             parts,
             functions,
             running: Mutex::new(HashMap::new()),

@@ -21,18 +21,27 @@ use super::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_SIZE, STREAM_WINDOW_BYTES, enco
 use crate::auth::{AuthChannel, CallCredentials};
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
+use crate::tls::{PeerTransport, TlsTrust};
 
 /// A gRPC endpoint configured the way Ballista talks to its peers: bounded
-/// connect time, no Nagle delay, large HTTP/2 windows.
-pub fn flight_endpoint(url: &str) -> Result<Endpoint> {
-    Ok(Endpoint::from_shared(url.to_string())
+/// connect time, no Nagle delay, large HTTP/2 windows; over TLS, checking
+/// the server against `trust`, when `url` is `https://`.
+pub fn flight_endpoint(url: &str, trust: &TlsTrust) -> Result<Endpoint> {
+    let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| BallistaError::InvalidInput(format!("invalid URL {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
+    if url.starts_with("https://") {
+        endpoint
+            .tls_config(trust.client_config())
+            .map_err(|e| BallistaError::Configuration(format!("TLS for {url}: {e}")))
+    } else {
+        Ok(endpoint)
+    }
 }
 
 /// One lazily-connected channel per executor address, shared by all tasks of
@@ -41,6 +50,7 @@ pub fn flight_endpoint(url: &str) -> Result<Endpoint> {
 pub struct FlightClientPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     credentials: CallCredentials,
+    transport: PeerTransport,
 }
 
 impl FlightClientPool {
@@ -50,18 +60,26 @@ impl FlightClientPool {
         Self {
             channels: Arc::default(),
             credentials,
+            transport: PeerTransport::plain(),
         }
+    }
+
+    /// This pool, reaching executors over `transport` (TLS when the
+    /// cluster serves it).
+    pub fn over(mut self, transport: PeerTransport) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// A client for the executor at `host:port`.
     pub fn client(&self, host: &str, port: u16) -> Result<FlightServiceClient<AuthChannel>> {
-        let url = format!("http://{host}:{port}");
+        let url = self.transport.url(host, port);
         let channel = {
             let mut channels = self.channels.lock();
             match channels.get(&url) {
                 Some(channel) => channel.clone(),
                 None => {
-                    let channel = flight_endpoint(&url)?.connect_lazy();
+                    let channel = flight_endpoint(&url, &self.transport.trust())?.connect_lazy();
                     channels.insert(url, channel.clone());
                     channel
                 }

@@ -2,7 +2,9 @@
 //! peers they cannot trust: each listener keeps to its [`ServerLimits`].
 //!
 //! - **Connections** are capped ([`guarded_connections`]); one that does
-//!   not start HTTP/2 within the handshake timeout is closed.
+//!   not finish its TLS handshake (when the listener serves TLS) and start
+//!   HTTP/2, each within the handshake timeout, is closed. A plain-text
+//!   caller of a TLS listener gets calls that fail saying so.
 //! - **Streams** per connection are capped by HTTP/2
 //!   `SETTINGS_MAX_CONCURRENT_STREAMS`, and idle connections are pinged;
 //!   a peer that stops answering is disconnected.
@@ -10,6 +12,7 @@
 //!   of request bytes held at once over the listener, and a deadline.
 
 mod connections;
+mod plain_text_refusal;
 mod request_limits;
 
 use std::time::Duration;
@@ -60,17 +63,19 @@ pub fn max_decoding_message_size(limits: &ServerLimits) -> usize {
     usize::try_from(largest).unwrap_or(usize::MAX)
 }
 
-/// The connections accepted on `listener` under `limits`; `name` (such as
-/// `scheduler`) prefixes what is logged.
+/// The connections accepted on `listener` under `limits`, over TLS when
+/// `tls` is set; `name` (such as `scheduler`) prefixes what is logged.
 pub fn connections(
     listener: tokio::net::TcpListener,
     limits: &ServerLimits,
+    tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
     name: &'static str,
 ) -> impl futures::Stream<Item = std::io::Result<GuardedConnection>> + Send + 'static {
     guarded_connections(
         listener,
         limits.max_connections,
         Duration::from_secs(limits.handshake_timeout_secs),
+        tls,
         name,
     )
 }

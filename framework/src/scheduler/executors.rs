@@ -11,6 +11,7 @@ use crate::plugin::memory::MemoryUsage;
 use crate::plugin::scheduling::ExecutorSlots;
 use crate::plugin::shuffle::ExecutorAddress;
 use crate::proto::executor_control_client::ExecutorControlClient;
+use crate::tls::PeerTransport;
 
 /// A task attempt occupying a slot: job, stage, partition, attempt.
 pub type TaskKey = (JobId, StageId, usize, u32);
@@ -81,9 +82,15 @@ impl ExecutorEntry {
 #[derive(Debug, Default)]
 pub struct ExecutorRegistry {
     executors: HashMap<ExecutorId, ExecutorEntry>,
+    transport: PeerTransport,
 }
 
 impl ExecutorRegistry {
+    /// Executors' control services are reached over `transport`.
+    pub fn set_transport(&mut self, transport: PeerTransport) {
+        self.transport = transport;
+    }
+
     /// Adds (or replaces, on re-registration) an executor. Returns the entry
     /// it replaced, whose running tasks are lost.
     pub fn register(
@@ -94,15 +101,16 @@ impl ExecutorRegistry {
         memory: MemoryUsage,
         session_key: SecretKey,
     ) -> Result<Option<ExecutorEntry>> {
-        let url = format!("http://{}:{}", address.host, address.port);
+        let url = self.transport.url(&address.host, address.port);
         let credentials = CallCredentials::Scheduler {
             executor_id: address.id.to_string(),
             key: session_key.clone(),
         };
-        let client =
-            ExecutorControlClient::new(credentials.wrap(flight_endpoint(&url)?.connect_lazy()))
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        let client = ExecutorControlClient::new(
+            credentials.wrap(flight_endpoint(&url, &self.transport.trust())?.connect_lazy()),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
         let entry = ExecutorEntry {
             address: address.clone(),
             slots,

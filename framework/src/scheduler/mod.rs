@@ -31,6 +31,7 @@ use crate::ids::JobId;
 use crate::plugin::auth::Identity;
 use crate::proto;
 use crate::proto::scheduler_grpc_server::SchedulerGrpcServer;
+use crate::tls::{PeerTransport, ServerTls, TlsTrust};
 use arrow_flight::flight_service_server::FlightServiceServer;
 
 pub use job_graph::{JobGraph, TaskOutcome, TaskState};
@@ -246,6 +247,7 @@ impl SchedulerInner {
 /// A running scheduler.
 pub struct SchedulerHandle {
     local_addr: SocketAddr,
+    tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     housekeeping: JoinHandle<()>,
@@ -264,7 +266,8 @@ impl SchedulerHandle {
         } else {
             self.local_addr.ip().to_string()
         };
-        format!("http://{ip}:{}", self.local_addr.port())
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{ip}:{}", self.local_addr.port())
     }
 
     /// Waits until the server stops.
@@ -319,10 +322,19 @@ const PLAN_METHODS: &[&str] = &["/ballista.SchedulerGrpc/ExecuteQuery"];
 /// Starts a scheduler from a [`BallistaConfig`].
 pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> {
     let settings = config.settings.scheduler.clone();
+    let server_tls = ServerTls::from_settings(&settings.tls, "scheduler.tls")?.map(Arc::new);
+    let executors_over = if server_tls.is_some() {
+        PeerTransport::tls(TlsTrust::from_settings(&config.settings.tls)?)
+    } else {
+        PeerTransport::plain()
+    };
     let policy = config.resolve_scheduling_policy()?;
     let planner = JobPlanner::try_new(&config).await?;
     let inner = Arc::new(SchedulerInner {
-        state: Mutex::new(SchedulerState::new(settings.clone(), Arc::clone(&policy))),
+        state: Mutex::new(
+            SchedulerState::new(settings.clone(), Arc::clone(&policy))
+                .reaching_executors_over(executors_over.clone()),
+        ),
         planner,
     });
 
@@ -372,7 +384,10 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     .max_decoding_message_size(crate::listener::max_decoding_message_size(limits))
     .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    let connections = crate::listener::connections(listener, limits, "scheduler");
+    if let Some(tls) = &server_tls {
+        ServerTls::reload_on_hangup(tls, "scheduler");
+    }
+    let connections = crate::listener::connections(listener, limits, server_tls, "scheduler");
     let server = tokio::spawn(
         crate::listener::grpc_server(limits, PLAN_METHODS, "scheduler.server")
             .layer(GateLayer::new(gate))
@@ -383,12 +398,18 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
             }),
     );
     tracing::info!(
-        "scheduler listening on {local_addr} (policy: {}, authentication: {})",
+        "scheduler listening on {local_addr} (policy: {}, authentication: {}, {})",
         policy.name(),
-        authenticator.name()
+        authenticator.name(),
+        if executors_over.is_tls() {
+            "TLS"
+        } else {
+            "no TLS"
+        }
     );
     Ok(SchedulerHandle {
         local_addr,
+        tls: executors_over.is_tls(),
         shutdown: Some(shutdown_tx),
         server,
         housekeeping,

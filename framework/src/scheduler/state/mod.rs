@@ -159,6 +159,12 @@ impl SchedulerState {
         }
     }
 
+    /// This state, reaching executors' control services over `transport`.
+    pub fn reaching_executors_over(mut self, transport: crate::tls::PeerTransport) -> Self {
+        self.executors.set_transport(transport);
+        self
+    }
+
     // ----- jobs -------------------------------------------------------------
 
     /// Registers a submitted job and asks the policy to admit it. Returns the

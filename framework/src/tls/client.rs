@@ -1,0 +1,153 @@
+//! Which servers a connection over `https://` trusts, and the scheme
+//! members use for each other.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tonic::transport::{Certificate, ClientTlsConfig};
+
+use super::pem;
+use crate::config::TlsSettings;
+use crate::error::Result;
+
+/// Environment variable naming a CA file, read by clients built without
+/// settings (`tls.ca_file` in the environment loader's spelling).
+const CA_FILE_ENV: &str = "BALLISTA_TLS__CA_FILE";
+
+/// The certificates a connection over `https://` accepts: those signed by
+/// a configured CA, or by the system's trusted roots.
+#[derive(Debug, Clone, Default)]
+pub struct TlsTrust {
+    ca: Option<TrustedCa>,
+}
+
+#[derive(Debug, Clone)]
+struct TrustedCa {
+    pem: Arc<Vec<u8>>,
+    file: PathBuf,
+}
+
+impl TlsTrust {
+    /// The system's trusted roots (public certificates).
+    pub fn system_roots() -> Self {
+        Self::default()
+    }
+
+    /// Certificates signed by the CA(s) in the PEM file `path` only.
+    pub fn from_ca_file(path: &Path) -> Result<Self> {
+        let bytes = pem::read(path, "tls.ca_file")?;
+        pem::certificates_in(&bytes, path, "tls.ca_file")?;
+        Ok(Self {
+            ca: Some(TrustedCa {
+                pem: Arc::new(bytes),
+                file: path.to_path_buf(),
+            }),
+        })
+    }
+
+    /// The trust of `[tls]`.
+    pub fn from_settings(settings: &TlsSettings) -> Result<Self> {
+        match &settings.ca_file {
+            Some(path) => Self::from_ca_file(path),
+            None => Ok(Self::system_roots()),
+        }
+    }
+
+    /// The CA file in `BALLISTA_TLS__CA_FILE`, else the system's roots: for
+    /// clients built without settings.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var_os(CA_FILE_ENV) {
+            Some(path) if !path.is_empty() => Self::from_ca_file(Path::new(&path)),
+            _ => Ok(Self::system_roots()),
+        }
+    }
+
+    /// The CA file trusted, if not the system's roots.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|ca| ca.file.as_path())
+    }
+
+    /// tonic's client configuration for this trust.
+    pub(crate) fn client_config(&self) -> ClientTlsConfig {
+        match &self.ca {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&*ca.pem)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        }
+    }
+}
+
+/// How this process reaches cluster members it knows by host and port
+/// (executors, as the scheduler lists them): plain `http://`, or
+/// `https://` with a trust.
+#[derive(Debug, Clone, Default)]
+pub struct PeerTransport {
+    tls: Option<TlsTrust>,
+}
+
+impl PeerTransport {
+    /// Plain text.
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    /// TLS, trusting `trust`.
+    pub fn tls(trust: TlsTrust) -> Self {
+        Self { tls: Some(trust) }
+    }
+
+    /// The transport matching `url`'s scheme: members are reached the way
+    /// the scheduler is.
+    pub fn like(url: &str, trust: &TlsTrust) -> Self {
+        if url.starts_with("https://") {
+            Self::tls(trust.clone())
+        } else {
+            Self::plain()
+        }
+    }
+
+    /// Whether connections use TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The URL of the member at `host:port`.
+    pub fn url(&self, host: &str, port: u16) -> String {
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        if host.contains(':') && !host.starts_with('[') {
+            format!("{scheme}://[{host}]:{port}")
+        } else {
+            format!("{scheme}://{host}:{port}")
+        }
+    }
+
+    /// The trust for `https://` URLs (the system's roots when plain).
+    pub fn trust(&self) -> TlsTrust {
+        self.tls.clone().unwrap_or_default()
+    }
+}
+
+/// A hint for a connection to `url` that failed with `error_text` (the
+/// whole chain of causes), when TLS is the likely reason; empty otherwise.
+pub fn connection_hint(url: &str, error_text: &str, trust: &TlsTrust) -> String {
+    let tls = url.starts_with("https://");
+    if tls && error_text.contains("invalid peer certificate") {
+        let trusted = match trust.ca_file() {
+            Some(file) => format!("the CA in {}", file.display()),
+            None => "the system's roots (no tls.ca_file is set)".to_string(),
+        };
+        return format!(
+            " (the server's certificate is not one this client trusts: it trusts {trusted}; \
+             set tls.ca_file, or BALLISTA_TLS__CA_FILE, to the CA that signed the server's \
+             certificate)"
+        );
+    }
+    if tls
+        && (error_text.contains("InvalidContentType")
+            || error_text.contains("corrupt message")
+            || error_text.contains("peer is incompatible")
+            || error_text.contains("tls handshake eof"))
+    {
+        return " (the server does not speak TLS on that port: is it an http:// URL?)".into();
+    }
+    String::new()
+}
