@@ -556,3 +556,45 @@ async fn the_example_secured_cluster_config_runs_as_documented() {
         cli.stderr
     );
 }
+
+#[test]
+fn a_client_sends_no_password_to_another_machine_in_plain_text_unless_told_to() {
+    // 192.0.2.1 (TEST-NET-1) routes nowhere: the refusal must come before
+    // any connection is tried.
+    let args = [
+        "sql",
+        "--scheduler",
+        "http://192.0.2.1:50050",
+        "--user",
+        "alice",
+        "-c",
+        "SELECT 1",
+    ];
+    let refused = run_to_exit("ballista", &args, &[("BALLISTA_PASSWORD", "alice-pw")], 30);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains(
+            "configuration error: refusing to send alice's password to http://192.0.2.1:50050 \
+             in plain text"
+        ) && refused.stderr.contains("--insecure"),
+        "{}",
+        refused.stderr
+    );
+    // Told to, it tries (and cannot reach the address).
+    let mut insecure = args.to_vec();
+    insecure.push("--insecure");
+    let tried = run_to_exit(
+        "ballista",
+        &insecure,
+        &[("BALLISTA_PASSWORD", "alice-pw")],
+        30,
+    );
+    assert_eq!(tried.code, Some(1), "{tried:?}");
+    assert!(
+        tried
+            .stderr
+            .contains("cannot reach the scheduler at http://192.0.2.1:50050"),
+        "{}",
+        tried.stderr
+    );
+}

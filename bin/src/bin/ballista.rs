@@ -91,6 +91,10 @@ struct JobArgs {
     /// tls.ca_file, else the system's roots).
     #[arg(long, global = true, value_name = "FILE")]
     ca_file: Option<PathBuf>,
+    /// Send the password to a scheduler on another machine over http://
+    /// (plain text) all the same.
+    #[arg(long, global = true)]
+    insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +153,10 @@ struct ClusterArgs {
     /// executors (default: tls.ca_file, else the system's roots).
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
+    /// Send the password or token to a scheduler on another machine over
+    /// http:// (plain text) all the same.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -297,6 +305,9 @@ async fn connect(
     if let Some(ca_file) = &args.ca_file {
         settings.tls.ca_file = Some(ca_file.clone());
     }
+    if args.insecure {
+        settings.tls.allow_plain_text = true;
+    }
     let scheduler = args
         .scheduler
         .clone()
@@ -424,11 +435,16 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
             );
         }
         Some(limit) => {
+            let tls = match BallistaSettings::load(cluster_args.config.as_deref()) {
+                Ok(settings) => settings.scheduler.tls.enabled(),
+                Err(e) => return error_exit(e),
+            };
             let spec = processes::ProcessClusterSpec {
                 executors: cluster_args.executors,
                 slots: cluster_args.slots,
                 memory_limit: limit.to_string(),
                 config: cluster_args.config.clone(),
+                tls,
             };
             match processes::ProcessCluster::start(&spec) {
                 Ok(cluster) => {
@@ -674,6 +690,9 @@ async fn job_command(args: JobArgs) -> ExitCode {
     }
     if let Some(ca_file) = args.ca_file {
         settings.tls.ca_file = Some(ca_file);
+    }
+    if args.insecure {
+        settings.tls.allow_plain_text = true;
     }
     let auth = match ballista::client::ClientAuth::from_settings(&settings.client) {
         Ok(auth) => auth,

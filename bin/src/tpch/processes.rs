@@ -38,6 +38,9 @@ pub struct ProcessClusterSpec {
     pub memory_limit: String,
     /// Configuration file passed to every process.
     pub config: Option<PathBuf>,
+    /// Whether that configuration makes the scheduler serve TLS (its
+    /// executors are then told an https:// URL).
+    pub tls: bool,
 }
 
 /// A sibling binary of the running one (`ballista-scheduler` next to
@@ -132,7 +135,8 @@ impl ProcessCluster {
             "ballista-scheduler",
             &log_dir.path().join("scheduler.log"),
         )?;
-        let scheduler_url = format!("http://127.0.0.1:{port}");
+        let scheme = if spec.tls { "https" } else { "http" };
+        let scheduler_url = format!("{scheme}://127.0.0.1:{port}");
         let mut cluster = ProcessCluster {
             scheduler_url: scheduler_url.clone(),
             scheduler,

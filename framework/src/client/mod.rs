@@ -80,7 +80,7 @@ async fn connect(
         (None, Some(key)) => ClientAuth::ClusterKey(key.clone()),
         (None, None) => ClientAuth::from_settings(&config.settings.client)?,
     };
-    let trust = TlsTrust::from_settings(&config.settings.tls)?;
+    let trust = TlsTrust::from_settings_or_env(&config.settings.tls)?;
     let scheduler = SchedulerClient::connect_trusting(url, auth, &trust).await?;
     let defaults = scheduler.session_defaults().await?;
     let mut session_config = new_session_config();

@@ -10,7 +10,7 @@ use crate::error::{BallistaError, Result};
 use crate::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
 use crate::ids::JobId;
 use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
-use crate::tls::{PeerTransport, TlsTrust, connection_hint};
+use crate::tls::{PeerTransport, TlsTrust, connection_hint, is_loopback_url};
 
 /// How long connecting to the scheduler may take before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,6 +109,24 @@ fn unreachable(url: &str, error: &dyn std::error::Error, trust: &TlsTrust) -> Ba
     BallistaError::Unavailable(format!("cannot reach the scheduler at {url}: {text}{hint}"))
 }
 
+/// A password or token goes to another machine over plain text only when
+/// the operator allowed it: the check runs before anything is sent.
+fn refuse_plain_text_secrets(url: &str, auth: &ClientAuth, trust: &TlsTrust) -> Result<()> {
+    let secret = match auth {
+        ClientAuth::Password { user, .. } => format!("{user}'s password"),
+        ClientAuth::Token(_) => "a bearer token".to_string(),
+        _ => return Ok(()),
+    };
+    if url.starts_with("https://") || is_loopback_url(url) || trust.allows_plain_text() {
+        return Ok(());
+    }
+    Err(BallistaError::Configuration(format!(
+        "refusing to send {secret} to {url} in plain text, where anyone on the network can read \
+         it: use an https:// URL (a cluster with [scheduler.tls]), or allow plain text on a \
+         network you trust (--insecure, tls.allow_plain_text, BALLISTA_TLS__ALLOW_PLAIN_TEXT=true)"
+    )))
+}
+
 impl SchedulerClient {
     /// Connects with [`ClientAuth::Auto`], failing within
     /// [`CONNECT_TIMEOUT`] when nothing answers.
@@ -132,6 +150,7 @@ impl SchedulerClient {
         } else {
             format!("http://{url}")
         };
+        refuse_plain_text_secrets(&url, &auth, trust)?;
         let endpoint = flight_endpoint(&url, trust)?.connect_timeout(CONNECT_TIMEOUT);
         let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
             .await

@@ -9,6 +9,7 @@ use crate::config::{BallistaConfig, MemoryAmount};
 use crate::error::{BallistaError, Result};
 use crate::executor::{DEFAULT_MEMORY_FRACTION, ExecutorHandle, start_executor};
 use crate::scheduler::{SchedulerHandle, start_scheduler};
+use crate::tls::TlsTrust;
 
 /// A scheduler and its executors running in this process.
 #[derive(Debug)]
@@ -71,9 +72,10 @@ impl EmbeddedCluster {
             handles.push(start_executor(executor_config).await?);
         }
 
-        let client = SchedulerClient::connect_with(
+        let client = SchedulerClient::connect_trusting(
             &scheduler_url,
             ClientAuth::ClusterKey(cluster_key.clone()),
+            &TlsTrust::from_settings_or_env(&config.settings.tls)?,
         )
         .await?;
         let deadline = Instant::now() + Duration::from_secs(30);

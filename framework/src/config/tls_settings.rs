@@ -17,6 +17,11 @@ pub struct TlsSettings {
     /// as `ca.pem` from `ballista certs generate`). Unset: the system's
     /// trusted roots.
     pub ca_file: Option<PathBuf>,
+    /// Let a client send its password or token to a scheduler on another
+    /// machine over `http://` (plain text: anyone on the network can read
+    /// them). Off, such a client refuses before sending anything; the
+    /// `ballista` CLI's `--insecure` sets it.
+    pub allow_plain_text: bool,
 }
 
 /// The certificate a listener serves TLS with (`[scheduler.tls]`,

@@ -60,11 +60,16 @@ macro_rules! on_stream {
 }
 
 impl GuardedConnection {
-    fn new(stream: ServedStream, slot: OwnedSemaphorePermit, handshake_timeout: Duration) -> Self {
+    fn new(
+        stream: ServedStream,
+        slot: OwnedSemaphorePermit,
+        deadline: tokio::time::Instant,
+        handshake_timeout: Duration,
+    ) -> Self {
         Self {
             stream,
             _slot: slot,
-            handshake_deadline: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
+            handshake_deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             preface_left: PREFACE_BYTES,
             handshake_timeout,
         }
@@ -158,9 +163,11 @@ struct Acceptance {
 
 impl Acceptance {
     /// Hands `stream` to the server once it is ready to speak HTTP/2: at
-    /// once in plain text; after the TLS handshake (within the handshake
-    /// timeout, off the accept loop) with TLS.
+    /// once in plain text; after the TLS handshake (off the accept loop)
+    /// with TLS. The handshake and the HTTP/2 preface share one deadline,
+    /// the handshake timeout from accepting.
     async fn admit(self, stream: TcpStream, slot: OwnedSemaphorePermit) {
+        let deadline = tokio::time::Instant::now() + self.handshake_timeout;
         let stream = match &self.tls {
             None => ServedStream::Plain(stream),
             Some(tls) => {
@@ -172,7 +179,7 @@ impl Acceptance {
                     }
                     acceptor.accept(stream).await.map(Ok)
                 };
-                match tokio::time::timeout(self.handshake_timeout, handshake).await {
+                match tokio::time::timeout_at(deadline, handshake).await {
                     Ok(Ok(Ok(tls))) => ServedStream::Tls(Box::new(tls)),
                     Ok(Ok(Err(plain))) => {
                         super::plain_text_refusal::answer(plain, self.name, self.handshake_timeout)
@@ -195,7 +202,7 @@ impl Acceptance {
                 }
             }
         };
-        let connection = GuardedConnection::new(stream, slot, self.handshake_timeout);
+        let connection = GuardedConnection::new(stream, slot, deadline, self.handshake_timeout);
         let _ = self.accepted.send(Ok(connection)).await;
     }
 }

@@ -13,8 +13,10 @@ use tokio::net::TcpStream;
 const ANSWER_FOR: Duration = Duration::from_secs(10);
 
 /// Serves `stream` (whose first byte is not a TLS handshake) over plain
-/// HTTP/2, failing every call with `FAILED_PRECONDITION`. A caller that
-/// does not speak HTTP/2 either is closed once `handshake_timeout` passes.
+/// HTTP/2, failing every call with `FAILED_PRECONDITION`, for at most
+/// `ANSWER_FOR` (or `handshake_timeout` when longer); the connection keeps
+/// its slot under the listener's cap meanwhile. Logged at debug level only:
+/// anyone who can reach the port could otherwise flood the log.
 pub(super) async fn answer(stream: TcpStream, name: &'static str, handshake_timeout: Duration) {
     let message = format!(
         "the {name} serves TLS on this port: connect with an https:// URL (trusting the \
@@ -34,5 +36,5 @@ pub(super) async fn answer(stream: TcpStream, name: &'static str, handshake_time
         Ok(Ok(())) | Err(_) => {}
         Ok(Err(e)) => tracing::debug!("{name}: plain-text caller on the TLS port: {e}"),
     }
-    tracing::info!("{name}: refused a plain-text connection on its TLS port");
+    tracing::debug!("{name}: refused a plain-text connection on its TLS port");
 }

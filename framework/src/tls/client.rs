@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::transport::{Certificate, ClientTlsConfig};
 
@@ -14,11 +15,21 @@ use crate::error::Result;
 /// settings (`tls.ca_file` in the environment loader's spelling).
 const CA_FILE_ENV: &str = "BALLISTA_TLS__CA_FILE";
 
+/// Environment variable that lets clients built without settings send
+/// passwords and tokens over plain text (`tls.allow_plain_text`).
+const ALLOW_PLAIN_TEXT_ENV: &str = "BALLISTA_TLS__ALLOW_PLAIN_TEXT";
+
+/// Longest a TLS handshake with a server may take (the connect timeout
+/// covers only TCP).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The certificates a connection over `https://` accepts: those signed by
-/// a configured CA, or by the system's trusted roots.
+/// a configured CA, or by the system's trusted roots; and whether secrets
+/// may go to another machine over `http://`.
 #[derive(Debug, Clone, Default)]
 pub struct TlsTrust {
     ca: Option<TrustedCa>,
+    allow_plain_text: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -42,24 +53,54 @@ impl TlsTrust {
                 pem: Arc::new(bytes),
                 file: path.to_path_buf(),
             }),
+            allow_plain_text: false,
         })
+    }
+
+    /// This trust, letting passwords and tokens go to another machine over
+    /// `http://` when `allow` (a network the operator trusts).
+    pub fn allowing_plain_text(mut self, allow: bool) -> Self {
+        self.allow_plain_text = allow;
+        self
+    }
+
+    /// Whether passwords and tokens may go to another machine over
+    /// `http://`.
+    pub fn allows_plain_text(&self) -> bool {
+        self.allow_plain_text
     }
 
     /// The trust of `[tls]`.
     pub fn from_settings(settings: &TlsSettings) -> Result<Self> {
-        match &settings.ca_file {
-            Some(path) => Self::from_ca_file(path),
-            None => Ok(Self::system_roots()),
-        }
+        let trust = match &settings.ca_file {
+            Some(path) => Self::from_ca_file(path)?,
+            None => Self::system_roots(),
+        };
+        Ok(trust.allowing_plain_text(settings.allow_plain_text))
     }
 
-    /// The CA file in `BALLISTA_TLS__CA_FILE`, else the system's roots: for
-    /// clients built without settings.
+    /// The CA file in `BALLISTA_TLS__CA_FILE`, else the system's roots, and
+    /// `BALLISTA_TLS__ALLOW_PLAIN_TEXT`: for clients built without settings.
     pub fn from_env() -> Result<Self> {
-        match std::env::var_os(CA_FILE_ENV) {
-            Some(path) if !path.is_empty() => Self::from_ca_file(Path::new(&path)),
-            _ => Ok(Self::system_roots()),
-        }
+        let trust = match std::env::var_os(CA_FILE_ENV) {
+            Some(path) if !path.is_empty() => Self::from_ca_file(Path::new(&path))?,
+            _ => Self::system_roots(),
+        };
+        let allow = std::env::var(ALLOW_PLAIN_TEXT_ENV)
+            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        Ok(trust.allowing_plain_text(allow))
+    }
+
+    /// [`from_settings`](Self::from_settings), with what they leave unset
+    /// taken from [`from_env`](Self::from_env) (a `BallistaConfig` built in
+    /// code reads no environment).
+    pub fn from_settings_or_env(settings: &TlsSettings) -> Result<Self> {
+        let env = Self::from_env()?;
+        let trust = match &settings.ca_file {
+            Some(path) => Self::from_ca_file(path)?,
+            None => env.clone(),
+        };
+        Ok(trust.allowing_plain_text(settings.allow_plain_text || env.allow_plain_text))
     }
 
     /// The CA file trusted, if not the system's roots.
@@ -69,10 +110,11 @@ impl TlsTrust {
 
     /// tonic's client configuration for this trust.
     pub(crate) fn client_config(&self) -> ClientTlsConfig {
-        match &self.ca {
+        let config = match &self.ca {
             Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&*ca.pem)),
             None => ClientTlsConfig::new().with_native_roots(),
-        }
+        };
+        config.timeout(HANDSHAKE_TIMEOUT)
     }
 }
 
@@ -123,6 +165,20 @@ impl PeerTransport {
     /// The trust for `https://` URLs (the system's roots when plain).
     pub fn trust(&self) -> TlsTrust {
         self.tls.clone().unwrap_or_default()
+    }
+}
+
+/// Whether `url` names this machine (a loopback address or `localhost`),
+/// where plain text never crosses a network.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    match parsed.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
