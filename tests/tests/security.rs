@@ -427,9 +427,117 @@ async fn the_cli_logs_in_with_the_password_from_the_environment() {
     assert!(
         missing
             .stderr
-            .contains("no password is set: set BALLISTA_PASSWORD"),
+            .contains("no password is set for user alice: set BALLISTA_PASSWORD"),
         "{}",
         missing.stderr
     );
+    assert_serves(&mut cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_session_outlives_its_first_token() {
+    // Tokens live 4 s here: the session logs in again before each expires.
+    let (mut cluster, _dir) =
+        ballista_tests::secured::cluster_with_users_and("token_ttl_secs = 4").await;
+    let mut config = BallistaConfig::default();
+    config.settings.client.user = Some("alice".into());
+    config.settings.client.password = Some(Secret::new("alice-pw"));
+    let alice = SessionContext::remote_with_config(&cluster.scheduler_url, config)
+        .await
+        .unwrap();
+    let sum = "SELECT sum(value) FROM generate_series(1, 10)";
+    assert_eq!(single_i64(&alice, sum).await, 55);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        single_i64(&alice, sum).await,
+        55,
+        "after two token lifetimes"
+    );
+    // A token taken once and never renewed does expire, saying so.
+    let once = log_in(&cluster, "bob", "bob-pw").await;
+    let token = match once.credentials() {
+        CallCredentials::Bearer(token) => token.read().clone(),
+        other => panic!("a password client holds a bearer token: {other:?}"),
+    };
+    let fixed = SchedulerClient::connect_with(
+        &cluster.scheduler_url,
+        ClientAuth::Token(Secret::new(&token)),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let error = fixed.session_defaults().await.unwrap_err();
+    assert_error(
+        &error,
+        "unauthenticated: ",
+        "the bearer token of user bob expired",
+        "expired token",
+    );
+    assert_serves(&mut cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_file_is_read_again_on_sighup() {
+    let (mut cluster, dir) = cluster_with_users().await;
+    let url = cluster.scheduler_url.clone();
+    let password = |user: &str, password: &str| ClientAuth::Password {
+        user: user.into(),
+        password: Secret::new(password),
+    };
+    let bob = log_in(&cluster, "bob", "bob-pw").await;
+    let refused = SchedulerClient::connect_with(&url, password("carol", "carol-pw"))
+        .await
+        .expect_err("carol is not a user yet");
+    assert_error(
+        &refused,
+        "unauthenticated: ",
+        "wrong user name or password",
+        "carol",
+    );
+
+    // Carol added, bob removed.
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[users.alice]\npassword_hash = \"{}\"\n\n[users.carol]\npassword_hash = \"{}\"\n",
+            ballista::plugin::auth::hash_password("alice-pw").unwrap(),
+            ballista::plugin::auth::hash_password("carol-pw").unwrap()
+        ),
+    )
+    .unwrap();
+    cluster.scheduler.signal(libc::SIGHUP);
+    cluster
+        .scheduler
+        .wait_for_stderr("reloaded the users of users-file", Duration::from_secs(10));
+    SchedulerClient::connect_with(&url, password("carol", "carol-pw"))
+        .await
+        .expect("carol logs in");
+    let refused = SchedulerClient::connect_with(&url, password("bob", "bob-pw"))
+        .await
+        .expect_err("bob is gone");
+    assert_error(
+        &refused,
+        "unauthenticated: ",
+        "wrong user name or password",
+        "bob",
+    );
+    let error = bob.session_defaults().await.unwrap_err();
+    assert_error(
+        &error,
+        "unauthenticated: ",
+        "user bob is no longer known to this cluster",
+        "bob's token",
+    );
+
+    // A broken file keeps the users in use.
+    std::fs::write(&users, "[users.carol]\npassword_hash = \"not a hash\"\n").unwrap();
+    cluster.scheduler.signal(libc::SIGHUP);
+    cluster
+        .scheduler
+        .wait_for_stderr("kept the users in use", Duration::from_secs(10));
+    SchedulerClient::connect_with(&url, password("carol", "carol-pw"))
+        .await
+        .expect("carol still logs in");
     assert_serves(&mut cluster).await;
 }

@@ -161,7 +161,7 @@ async fn a_client_trusting_another_ca_fails_the_tls_handshake() {
     assert_error(
         &refused,
         "unavailable: ",
-        "invalid peer certificate",
+        "invalid peer certificate: UnknownIssuer",
         "wrong CA",
     );
     assert_error(
@@ -446,6 +446,30 @@ fn half_a_tls_configuration_or_a_mixed_cluster_is_refused_at_start_naming_the_ke
         mismatched.stderr
     );
 
+    // `ballista config check` finds a missing certificate as start-up would.
+    std::fs::write(
+        &config,
+        format!(
+            "[scheduler.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            certs.join("missing.pem").display(),
+            certs.join("scheduler.key").display()
+        ),
+    )
+    .unwrap();
+    let check = run_to_exit(
+        "ballista",
+        &["config", "check", "--config", &config_arg],
+        &[],
+        30,
+    );
+    assert_eq!(check.code, Some(2), "{check:?}");
+    assert!(
+        check.stderr.contains("scheduler.tls.cert_file = ")
+            && check.stderr.contains("missing.pem: cannot read it"),
+        "{}",
+        check.stderr
+    );
+
     // An executor without a certificate in a TLS cluster.
     let plain_executor = run_to_exit(
         "ballista-executor",
@@ -554,6 +578,32 @@ async fn the_example_secured_cluster_config_runs_as_documented() {
             .contains("permission denied: user alice may not read file:///etc/passwd"),
         "{}",
         cli.stderr
+    );
+    // The operator's CLI with the same file is the administrator through
+    // its [cluster] key_file, even where no default key exists.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let elsewhere = elsewhere.path().display().to_string();
+    let status = run_to_exit(
+        "ballista",
+        &[
+            "job",
+            "status",
+            "0123456789abcdef",
+            "--config",
+            &config_arg,
+            "--scheduler",
+            &cluster.scheduler_url,
+        ],
+        &[("HOME", &elsewhere), ("BALLISTA_HOME", &elsewhere)],
+        60,
+    );
+    assert_eq!(status.code, Some(1), "{status:?}");
+    assert!(
+        status
+            .stderr
+            .contains("not found: job 0123456789abcdef is not known to this scheduler"),
+        "the administrator is told the job is unknown: {}",
+        status.stderr
     );
 }
 

@@ -694,7 +694,7 @@ async fn job_command(args: JobArgs) -> ExitCode {
     if args.insecure {
         settings.tls.allow_plain_text = true;
     }
-    let auth = match ballista::client::ClientAuth::from_settings(&settings.client) {
+    let auth = match ballista::client::ClientAuth::from_all_settings(&settings) {
         Ok(auth) => auth,
         Err(e) => return error_exit(e),
     };

@@ -24,6 +24,13 @@ pub fn is_cluster_token(token: &str) -> bool {
     token.starts_with(PREFIX)
 }
 
+/// When a token of ours expires (seconds since the epoch), read without
+/// checking its signature: for a client deciding when to log in again.
+pub fn token_expiry(token: &str) -> Option<u64> {
+    let body = token.strip_prefix(PREFIX)?;
+    body.rsplitn(3, '.').nth(1)?.parse().ok()
+}
+
 /// The user a token was issued to, when it is ours, unaltered and unexpired.
 pub fn verify_token(key: &SecretKey, token: &str) -> Result<String> {
     let invalid = || {

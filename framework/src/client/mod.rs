@@ -78,7 +78,7 @@ async fn connect(
     let auth = match (&cluster, &config.cluster_key) {
         (Some(cluster), _) => cluster.client_auth(),
         (None, Some(key)) => ClientAuth::ClusterKey(key.clone()),
-        (None, None) => ClientAuth::from_settings(&config.settings.client)?,
+        (None, None) => ClientAuth::from_all_settings(&config.settings)?,
     };
     let trust = TlsTrust::from_settings_or_env(&config.settings.tls)?;
     let scheduler = SchedulerClient::connect_trusting(url, auth, &trust).await?;

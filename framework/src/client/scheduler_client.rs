@@ -1,6 +1,9 @@
 //! A client of the scheduler service, with errors that say what happened.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use tonic::Streaming;
 
@@ -47,7 +50,7 @@ impl ClientAuth {
                 Some(password) => password.clone(),
                 None => Secret::new(std::env::var(PASSWORD_ENV).map_err(|_| {
                     BallistaError::Configuration(format!(
-                        "client.user is {user} but no password is set: set {PASSWORD_ENV} \
+                        "no password is set for user {user}: set {PASSWORD_ENV} \
                          (or client.password)"
                     ))
                 })?),
@@ -61,6 +64,29 @@ impl ClientAuth {
             return Ok(ClientAuth::Token(token.clone()));
         }
         Ok(ClientAuth::Auto)
+    }
+
+    /// [`from_settings`](Self::from_settings) of `settings.client`; when
+    /// that names no user or token and `[cluster]` names a key (`key` or
+    /// `key_file`), that key: the operator's CLI with the cluster's own
+    /// configuration file is the administrator.
+    pub fn from_all_settings(settings: &crate::config::BallistaSettings) -> Result<Self> {
+        let auth = Self::from_settings(&settings.client)?;
+        if !matches!(auth, ClientAuth::Auto) {
+            return Ok(auth);
+        }
+        let cluster = &settings.cluster;
+        if let Some(key) = cluster.key.as_ref().filter(|k| !k.is_empty()) {
+            return SecretKey::from_hex(key.expose())
+                .map(ClientAuth::ClusterKey)
+                .map_err(|_| {
+                    BallistaError::Configuration("cluster.key: expected 64 hex digits".into())
+                });
+        }
+        if let Some(path) = &cluster.key_file {
+            return crate::auth::read_key_file(path).map(ClientAuth::ClusterKey);
+        }
+        Ok(auth)
     }
 }
 
@@ -99,14 +125,76 @@ pub struct SchedulerClient {
 }
 
 fn unreachable(url: &str, error: &dyn std::error::Error, trust: &TlsTrust) -> BallistaError {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
+    let text = error_chain(error);
     let hint = connection_hint(url, &text, trust);
     BallistaError::Unavailable(format!("cannot reach the scheduler at {url}: {text}{hint}"))
+}
+
+/// `error` and its causes, each said once: hyper and rustls wrap one cause
+/// in several layers that print the same text.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// How long before its token expires a password client logs in again (half
+/// the token's life when that is shorter).
+const RELOGIN_MARGIN_SECS: u64 = 300;
+
+/// Logs `user` in again shortly before each token expires, so that a long
+/// session (a shell left open, a long job's status polls) keeps working;
+/// stops when the client is dropped. A failed attempt is retried every 30 s
+/// until the token runs out, and then each call says the token expired.
+fn keep_logged_in(
+    channel: tonic::transport::Channel,
+    user: String,
+    password: Secret,
+    token: Weak<RwLock<String>>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let Some(current) = token.upgrade() else {
+                return;
+            };
+            let expires = crate::auth::token::token_expiry(&current.read());
+            drop(current);
+            let Some(expires) = expires else { return };
+            // Half-way through a short-lived token, else five minutes
+            // before the end; never sooner than a second from now.
+            let left = expires.saturating_sub(crate::util::now_ms() / 1000);
+            let wait = left
+                .saturating_sub(RELOGIN_MARGIN_SECS.min(left / 2))
+                .max(1);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            loop {
+                if token.strong_count() == 0 {
+                    return;
+                }
+                match crate::auth::log_in(channel.clone(), &user, password.expose()).await {
+                    Ok(fresh) => {
+                        let Some(current) = token.upgrade() else {
+                            return;
+                        };
+                        *current.write() = fresh;
+                        tracing::debug!("logged {user} in again before the token expired");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("logging {user} in again failed (retrying in 30 s): {e}");
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// A password or token goes to another machine over plain text only when
@@ -167,7 +255,11 @@ impl SchedulerClient {
             },
             ClientAuth::Password { user, password } => {
                 let token = crate::auth::log_in(channel.clone(), &user, password.expose()).await?;
-                CallCredentials::bearer(token)
+                let credentials = CallCredentials::bearer(token);
+                if let CallCredentials::Bearer(slot) = &credentials {
+                    keep_logged_in(channel.clone(), user, password, Arc::downgrade(slot));
+                }
+                credentials
             }
             ClientAuth::Token(token) => CallCredentials::bearer(token.expose()),
             ClientAuth::ClusterKey(key) => CallCredentials::Admin(key),

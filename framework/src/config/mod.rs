@@ -230,6 +230,11 @@ impl BallistaConfig {
         self.resolve_memory_manager()?;
         self.resolve_shuffle()?;
         self.resolve_authenticator()?;
+        // Certificates and the CA, so that `--print-config` and `ballista
+        // config check` catch a missing or mismatched file as start-up would.
+        crate::tls::ServerTls::from_settings(&self.settings.scheduler.tls, "scheduler.tls")?;
+        crate::tls::ServerTls::from_settings(&self.settings.executor.tls, "executor.tls")?;
+        crate::tls::TlsTrust::from_settings(&self.settings.tls)?;
         Ok(())
     }
 

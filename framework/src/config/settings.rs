@@ -416,6 +416,17 @@ impl BallistaSettings {
                 " = 0: expected at least 1",
             ));
         }
+        for (key, value) in [
+            ("token_ttl_secs", s.token_ttl_secs),
+            ("ticket_ttl_secs", s.ticket_ttl_secs),
+        ] {
+            if value == 0 {
+                return Err(InvalidSetting::new(
+                    format!("scheduler.{key}"),
+                    " = 0: expected at least 1",
+                ));
+            }
+        }
         if s.executor_timeout_secs == 0 {
             return Err(InvalidSetting::new(
                 "scheduler.executor_timeout_secs",

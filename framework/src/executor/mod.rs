@@ -309,6 +309,15 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
             )));
         }
     };
+    if matches!(settings.bind_host.as_str(), "0.0.0.0" | "::")
+        && settings.external_host.as_deref().is_none_or(str::is_empty)
+    {
+        tracing::warn!(
+            "executor listens on all interfaces ({}) but advertises 127.0.0.1: other machines \
+             cannot reach it; set executor.external_host (--external-host) to its name",
+            settings.bind_host
+        );
+    }
     let (work_dir, temp_dir) = prepare_work_dir(settings.work_dir.as_ref())?;
 
     let bind = format!("{}:{}", settings.bind_host, settings.port);
@@ -450,6 +459,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         scheduler_link::SessionKeys {
             cluster: cluster_key.clone(),
             slot: Arc::clone(&session_key),
+            trust: trust.clone(),
         },
         scheduler_url,
         metadata,

@@ -55,11 +55,13 @@ fn memory_report(memory: &dyn MemoryManager) -> proto::MemoryReport {
     }
 }
 
-/// The cluster key the scheduler wraps its answer under, and where the
-/// session key it answers goes.
+/// The cluster key the scheduler wraps its answer under, where the
+/// session key it answers goes, and the CA its certificate is checked
+/// against (named in hints when that fails).
 pub(crate) struct SessionKeys {
     pub cluster: SecretKey,
     pub slot: SessionKeySlot,
+    pub trust: TlsTrust,
 }
 
 /// Registers (with `register_client`, which proves the cluster key), then
@@ -116,9 +118,11 @@ pub(crate) async fn registration_loop(
                     backoff = Duration::from_secs(1);
                 }
                 Err(status) => {
+                    let text = describe(&status);
+                    let hint = crate::tls::connection_hint(&url, &text, &keys.trust);
                     tracing::warn!(
-                        "cannot reach the scheduler at {url} to register: {}; retrying in {}s",
-                        describe(&status),
+                        "cannot reach the scheduler at {url} to register: {text}{hint}; retrying \
+                         in {}s",
                         backoff.as_secs()
                     );
                     tokio::time::sleep(backoff).await;
@@ -238,7 +242,10 @@ fn describe(status: &tonic::Status) -> String {
     let mut text = status.message().to_string();
     let mut source = std::error::Error::source(status);
     while let Some(s) = source {
-        text = format!("{text}: {s}");
+        let said = s.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
         source = s.source();
     }
     if text.is_empty() {

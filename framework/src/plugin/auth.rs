@@ -194,6 +194,13 @@ pub trait Authenticator: Send + Sync + Debug {
                 .into(),
         ))
     }
+
+    /// Reads the plugin's users again (the stock scheduler calls it on
+    /// SIGHUP). On an error the users in use must stay. By default there
+    /// is nothing to read again.
+    fn reload(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Options of the `users-file` authenticator (`[auth]`).
@@ -233,7 +240,9 @@ struct UsersFile {
 /// Users, argon2 password hashes and grants read from a TOML file at start.
 #[derive(Debug)]
 pub struct UsersFileAuthenticator {
-    users: BTreeMap<String, (String, Identity)>,
+    users: parking_lot::RwLock<BTreeMap<String, (String, Identity)>>,
+    /// The file the users came from, read again by [`Authenticator::reload`].
+    path: Option<std::path::PathBuf>,
     /// Logins hash at most this many passwords at once: argon2 is made to be
     /// expensive, and a flood of guesses must not starve the scheduler.
     hashing: Arc<tokio::sync::Semaphore>,
@@ -243,7 +252,8 @@ impl Default for UsersFileAuthenticator {
     /// No users: only clients holding the cluster key are served.
     fn default() -> Self {
         Self {
-            users: BTreeMap::new(),
+            users: parking_lot::RwLock::default(),
+            path: None,
             hashing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS)),
         }
     }
@@ -270,13 +280,15 @@ impl UsersFileAuthenticator {
                 path.display()
             ))
         })?;
-        Self::from_toml(&text).map_err(|e| {
+        let mut authenticator = Self::from_toml(&text).map_err(|e| {
             BallistaError::Configuration(format!(
                 "auth.users_file {}: {}",
                 path.display(),
                 e.message()
             ))
-        })
+        })?;
+        authenticator.path = Some(path.to_path_buf());
+        Ok(authenticator)
     }
 
     /// Parses users-file text.
@@ -318,14 +330,15 @@ impl UsersFileAuthenticator {
             users.insert(name, (entry.password_hash, identity));
         }
         Ok(Self {
-            users,
+            users: parking_lot::RwLock::new(users),
+            path: None,
             hashing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS)),
         })
     }
 
     /// How many users the file holds.
     pub fn user_count(&self) -> usize {
-        self.users.len()
+        self.users.read().len()
     }
 }
 
@@ -349,7 +362,7 @@ impl Authenticator for UsersFileAuthenticator {
                 )
             })?
             .map_err(|_| BallistaError::Internal("password checks are shut down".into()))?;
-        let entry = self.users.get(user).cloned();
+        let entry = self.users.read().get(user).cloned();
         let password = password.as_bytes().to_vec();
         // An unknown user costs as much as a known one: no timing hint.
         let hash = entry
@@ -375,6 +388,7 @@ impl Authenticator for UsersFileAuthenticator {
 
     async fn identity(&self, user: &str) -> Result<Identity> {
         self.users
+            .read()
             .get(user)
             .map(|(_, identity)| identity.clone())
             .ok_or_else(|| {
@@ -383,6 +397,16 @@ impl Authenticator for UsersFileAuthenticator {
                     crate::util::loggable(user)
                 ))
             })
+    }
+
+    fn reload(&self) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let fresh = Self::from_file(path)?;
+        let users = std::mem::take(&mut *fresh.users.write());
+        *self.users.write() = users;
+        Ok(())
     }
 }
 

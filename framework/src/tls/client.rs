@@ -186,6 +186,12 @@ pub fn is_loopback_url(url: &str) -> bool {
 /// whole chain of causes), when TLS is the likely reason; empty otherwise.
 pub fn connection_hint(url: &str, error_text: &str, trust: &TlsTrust) -> String {
     let tls = url.starts_with("https://");
+    if tls && error_text.contains("NotValidForName") {
+        return " (the server's certificate does not name the host in the URL: connect with a \
+                 name the certificate lists, or make one that lists this name, e.g. with \
+                 `ballista certs generate DIR --host NAME`)"
+            .into();
+    }
     if tls && error_text.contains("invalid peer certificate") {
         let trusted = match trust.ca_file() {
             Some(file) => format!("the CA in {}", file.display()),
@@ -193,8 +199,8 @@ pub fn connection_hint(url: &str, error_text: &str, trust: &TlsTrust) -> String 
         };
         return format!(
             " (the server's certificate is not one this client trusts: it trusts {trusted}; \
-             set tls.ca_file, or BALLISTA_TLS__CA_FILE, to the CA that signed the server's \
-             certificate)"
+             give the CA that signed the server's certificate with --ca-file, tls.ca_file or \
+             BALLISTA_TLS__CA_FILE)"
         );
     }
     if tls

@@ -89,8 +89,18 @@ pub fn write_dev_certificates(
 
     let ca_key = KeyPair::generate().map_err(|e| cert_error("CA", e))?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| cert_error("CA", e))?;
-    ca.distinguished_name
-        .push(DnType::CommonName, "Ballista development CA");
+    // A name of its own, so that a certificate from another development CA
+    // is reported as from an unknown issuer rather than a bad signature.
+    let mut tag = [0u8; 4];
+    getrandom::fill(&mut tag)
+        .map_err(|e| BallistaError::Internal(format!("no randomness for the CA name: {e}")))?;
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!(
+            "Ballista development CA {}",
+            crate::auth::crypto::to_hex(&tag)
+        ),
+    );
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
