@@ -28,7 +28,7 @@ pub fn is_cluster_token(token: &str) -> bool {
 /// checking its signature: for a client deciding when to log in again.
 pub fn token_expiry(token: &str) -> Option<u64> {
     let body = token.strip_prefix(PREFIX)?;
-    body.rsplitn(3, '.').nth(1)?.parse().ok()
+    body.rsplit('.').nth(1)?.parse().ok()
 }
 
 /// The user a token was issued to, when it is ours, unaltered and unexpired.
