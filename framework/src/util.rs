@@ -13,6 +13,38 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs `action` on `target` each time the process gets SIGHUP, for as
+/// long as `target` is alive elsewhere (it is held weakly, so that a
+/// stopped server's reload task ends with it). `what` names the target in
+/// the warning logged when signals cannot be watched. Does nothing off Unix.
+pub fn on_hangup<T>(target: &std::sync::Arc<T>, what: &str, action: impl Fn(&T) + Send + 'static)
+where
+    T: ?Sized + Send + Sync + 'static,
+{
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let weak = std::sync::Arc::downgrade(target);
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::warn!("{what} will not reload on SIGHUP: {e}");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let Some(target) = weak.upgrade() else {
+                    return;
+                };
+                action(&target);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (target, what, action);
+}
+
 /// DataFusion's cache settings for Ballista's processes: no cache of file
 /// listings. A listing cached by the scheduler would hide the files an
 /// executor has just written (`INSERT INTO`, `COPY`) from the next query;

@@ -375,7 +375,8 @@ async fn sql_command(args: SqlArgs, matches: Option<&ArgMatches>) -> ExitCode {
             let job = ended_job.lock().unwrap_or_else(|e| e.into_inner()).take();
             return match job {
                 Some(job) => error_exit(format!(
-                    "{}\n(job {job}: `ballista job status {job}` shows its failed attempts)",
+                    "{}\n(job {job}: `ballista job status {job}` shows its state and any failed \
+                     attempts)",
                     describe(e)
                 )),
                 None => error_exit(describe(e)),

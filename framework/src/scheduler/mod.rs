@@ -319,36 +319,21 @@ fn check_session_id(session_id: &str) -> Result<()> {
 /// gets SIGHUP (a user added, removed or given other grants), for as long
 /// as the plugin is in use; a bad file is logged and the users in use stay.
 fn reload_users_on_hangup(authenticator: &Arc<dyn crate::plugin::auth::Authenticator>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let weak = Arc::downgrade(authenticator);
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(e) => {
-                tracing::warn!("scheduler: users will not reload on SIGHUP: {e}");
-                return;
-            }
-        };
-        tokio::spawn(async move {
-            while hangups.recv().await.is_some() {
-                let Some(authenticator) = weak.upgrade() else {
-                    return;
-                };
-                match authenticator.reload() {
-                    Ok(()) => tracing::info!(
-                        "scheduler: reloaded the users of {} on SIGHUP",
-                        authenticator.name()
-                    ),
-                    Err(e) => tracing::error!(
-                        "scheduler: kept the users in use; reloading them on SIGHUP failed: {e}"
-                    ),
-                }
-            }
-        });
-    }
-    #[cfg(not(unix))]
-    let _ = authenticator;
+    crate::util::on_hangup(
+        authenticator,
+        "scheduler: the users",
+        |authenticator: &(dyn crate::plugin::auth::Authenticator + 'static)| match authenticator
+            .reload()
+        {
+            Ok(()) => tracing::info!(
+                "scheduler: reloaded the users of {} on SIGHUP",
+                authenticator.name()
+            ),
+            Err(e) => tracing::error!(
+                "scheduler: kept the users in use; reloading them on SIGHUP failed: {e}"
+            ),
+        },
+    );
 }
 
 /// Scheduler calls that carry a plan; every other call gets the control

@@ -1,7 +1,7 @@
 //! The certificate a listener serves, reloadable while it serves.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 use rustls::ServerConfig;
@@ -62,35 +62,19 @@ impl ServerTls {
     /// Reloads the files each time the process gets SIGHUP, for as long as
     /// `tls` is alive; `name` (such as `scheduler`) prefixes what is logged.
     pub fn reload_on_hangup(tls: &Arc<Self>, name: &'static str) {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let weak: Weak<Self> = Arc::downgrade(tls);
-            let mut hangups = match signal(SignalKind::hangup()) {
-                Ok(hangups) => hangups,
-                Err(e) => {
-                    tracing::warn!("{name}: TLS files will not reload on SIGHUP: {e}");
-                    return;
-                }
-            };
-            tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    let Some(tls) = weak.upgrade() else { return };
-                    match tls.reload() {
-                        Ok(()) => tracing::info!(
-                            "{name}: reloaded the TLS certificate {} on SIGHUP",
-                            tls.cert_file.display()
-                        ),
-                        Err(e) => tracing::error!(
-                            "{name}: kept the TLS certificate in use; reloading it on SIGHUP \
-                             failed: {e}"
-                        ),
-                    }
-                }
-            });
-        }
-        #[cfg(not(unix))]
-        let _ = (tls, name);
+        crate::util::on_hangup(
+            tls,
+            &format!("{name}: the TLS files"),
+            move |tls: &Self| match tls.reload() {
+                Ok(()) => tracing::info!(
+                    "{name}: reloaded the TLS certificate {} on SIGHUP",
+                    tls.cert_file.display()
+                ),
+                Err(e) => tracing::error!(
+                    "{name}: kept the TLS certificate in use; reloading it on SIGHUP failed: {e}"
+                ),
+            },
+        );
     }
 }
 
