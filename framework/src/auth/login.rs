@@ -1,17 +1,18 @@
-//! The scheduler's Arrow Flight service, for now only its login: the Flight
-//! handshake that Flight SQL, ADBC and JDBC clients make. The client sends
-//! `authorization: Basic base64(user:password)` (or a `BasicAuth` message as
-//! the handshake payload); the answer carries a bearer token in the
-//! `authorization` response header and as the payload.
+//! The scheduler's Arrow Flight SQL service, for now only its login: the
+//! Flight handshake that Flight SQL, ADBC and JDBC clients make. The client
+//! sends `authorization: Basic base64(user:password)` (or a `BasicAuth`
+//! message as the handshake payload); the answer carries a bearer token in
+//! the `authorization` response header and as the payload. A client that
+//! already holds a token (the JDBC driver's `token=` option) may hand-shake
+//! with `authorization: Bearer …`: a valid token is answered back. Other
+//! Flight SQL calls answer "unimplemented" until they are served.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::{
-    Action, ActionType, BasicAuth, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
-    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
-};
+use arrow_flight::sql::SqlInfo;
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::{BasicAuth, HandshakeRequest, HandshakeResponse};
 use base64::Engine;
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -19,7 +20,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::crypto::SecretKey;
-use super::token::{TOKEN_KEY_PURPOSE, mint_token};
+use super::token::{TOKEN_KEY_PURPOSE, mint_token, verify_token};
 use crate::error::BallistaError;
 use crate::plugin::auth::Authenticator;
 
@@ -28,7 +29,7 @@ type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'sta
 /// Longest user name or password a login accepts.
 const MAX_CREDENTIAL_BYTES: usize = 1024;
 
-/// The scheduler's Flight service.
+/// The scheduler's Flight SQL service.
 #[derive(Debug)]
 pub struct SchedulerFlightService {
     tokens: SecretKey,
@@ -75,31 +76,51 @@ fn basic_credentials(header: &str) -> Result<(String, String), BallistaError> {
     Ok((user.to_string(), password.to_string()))
 }
 
-fn unsupported<T>(what: &str) -> Result<T, Status> {
-    Err(Status::unimplemented(format!(
-        "{what} is not served by the Ballista scheduler (only the Flight handshake, to log in)"
-    )))
+impl SchedulerFlightService {
+    /// A hand-shake with `authorization: Bearer …`: the token answered back
+    /// when it is this cluster's, unexpired, and its user still exists.
+    async fn renew_handshake(&self, token: &str) -> Result<String, Status> {
+        let user = verify_token(&self.tokens, token.trim())?;
+        self.authenticator.identity(&user).await?;
+        Ok(token.trim().to_string())
+    }
+}
+
+/// A hand-shake answer carrying `token` in the payload and the
+/// `authorization` header.
+fn token_answer(token: String) -> Result<Response<BoxedStream<HandshakeResponse>>, Status> {
+    let bearer = MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| BallistaError::Internal("the token is not a valid header".into()))?;
+    let answer = HandshakeResponse {
+        protocol_version: 0,
+        payload: token.into_bytes().into(),
+    };
+    let mut response = Response::new(
+        Box::pin(futures::stream::iter([Ok(answer)])) as BoxedStream<HandshakeResponse>
+    );
+    response.metadata_mut().insert("authorization", bearer);
+    Ok(response)
 }
 
 #[tonic::async_trait]
-impl FlightService for SchedulerFlightService {
-    type HandshakeStream = BoxedStream<HandshakeResponse>;
-    type ListFlightsStream = BoxedStream<FlightInfo>;
-    type DoGetStream = BoxedStream<FlightData>;
-    type DoPutStream = BoxedStream<PutResult>;
-    type DoActionStream = BoxedStream<arrow_flight::Result>;
-    type ListActionsStream = BoxedStream<ActionType>;
-    type DoExchangeStream = BoxedStream<FlightData>;
+impl FlightSqlService for SchedulerFlightService {
+    type FlightService = SchedulerFlightService;
 
-    async fn handshake(
+    async fn do_handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Self::HandshakeStream>, Status> {
+    ) -> Result<Response<BoxedStream<HandshakeResponse>>, Status> {
         let header = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        if let Some(token) = header.as_deref().and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        }) {
+            return token_answer(self.renew_handshake(token).await?);
+        }
         let (user, password) = match header {
             Some(header) => basic_credentials(&header)?,
             None => {
@@ -132,80 +153,12 @@ impl FlightService for SchedulerFlightService {
             })?;
         let token = mint_token(&self.tokens, &identity.user, self.token_ttl_secs);
         tracing::info!("user {} logged in", identity.user);
-        let bearer = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| BallistaError::Internal("the token is not a valid header".into()))?;
-        let answer = HandshakeResponse {
-            protocol_version: 0,
-            payload: token.into_bytes().into(),
-        };
-        let mut response =
-            Response::new(Box::pin(futures::stream::iter([Ok(answer)])) as Self::HandshakeStream);
-        response.metadata_mut().insert("authorization", bearer);
-        Ok(response)
+        token_answer(token)
     }
 
-    async fn list_flights(
-        &self,
-        _request: Request<Criteria>,
-    ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        unsupported("list_flights")
-    }
-
-    async fn get_flight_info(
-        &self,
-        _request: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
-        unsupported("get_flight_info")
-    }
-
-    async fn poll_flight_info(
-        &self,
-        _request: Request<FlightDescriptor>,
-    ) -> Result<Response<PollInfo>, Status> {
-        unsupported("poll_flight_info")
-    }
-
-    async fn get_schema(
-        &self,
-        _request: Request<FlightDescriptor>,
-    ) -> Result<Response<SchemaResult>, Status> {
-        unsupported("get_schema")
-    }
-
-    async fn do_get(
-        &self,
-        _request: Request<Ticket>,
-    ) -> Result<Response<Self::DoGetStream>, Status> {
-        unsupported("do_get")
-    }
-
-    async fn do_put(
-        &self,
-        _request: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoPutStream>, Status> {
-        unsupported("do_put")
-    }
-
-    async fn do_exchange(
-        &self,
-        _request: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        unsupported("do_exchange")
-    }
-
-    async fn do_action(
-        &self,
-        _request: Request<Action>,
-    ) -> Result<Response<Self::DoActionStream>, Status> {
-        unsupported("do_action")
-    }
-
-    async fn list_actions(
-        &self,
-        _request: Request<Empty>,
-    ) -> Result<Response<Self::ListActionsStream>, Status> {
-        unsupported("list_actions")
-    }
+    /// No SQL information is registered yet: the Flight SQL calls besides
+    /// the hand-shake are not served.
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
 /// Logs in to the scheduler at `url` with a user name and password; the
