@@ -72,6 +72,18 @@ async fn a_flight_sql_client_logs_in_and_renews_with_its_token() {
         );
     }
 
+    // An executor answers the token back too (clients that read results
+    // from executors hand-shake there first), and refuses anyone else.
+    let executor = ballista_tests::secured::executor_url(&cluster).await;
+    let echoed = handshake_with(&executor, &format!("Bearer {token}"))
+        .await
+        .expect("the executor takes the scheduler's token");
+    assert_eq!(echoed, token);
+    let status = handshake_with(&executor, "Bearer not-a-token")
+        .await
+        .expect_err("a forged token at the executor");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
     // Flight SQL calls other than the hand-shake need the token.
     let mut anonymous = FlightServiceClient::new(channel(&url).await);
     let status = anonymous

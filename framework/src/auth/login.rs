@@ -88,7 +88,9 @@ impl SchedulerFlightService {
 
 /// A hand-shake answer carrying `token` in the payload and the
 /// `authorization` header.
-fn token_answer(token: String) -> Result<Response<BoxedStream<HandshakeResponse>>, Status> {
+pub(crate) fn token_answer(
+    token: String,
+) -> Result<Response<BoxedStream<HandshakeResponse>>, Status> {
     let bearer = MetadataValue::try_from(format!("Bearer {token}"))
         .map_err(|_| BallistaError::Internal("the token is not a valid header".into()))?;
     let answer = HandshakeResponse {

@@ -16,7 +16,7 @@ use futures::{Stream, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::task_runner::PublishedObjects;
-use crate::auth::SessionKeySlot;
+use crate::auth::{Caller, SessionKeySlot};
 use crate::error::BallistaError;
 use crate::flight::{
     ChunkReader, FlightClientPool, decode_ticket, ipc_file_flight_data, ipc_flight_data,
@@ -160,11 +160,27 @@ impl FlightService for ExecutorFlightService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    /// A client that reads results from executors directly (the JDBC
+    /// driver) hand-shakes with the token the scheduler gave it: the gate
+    /// has checked it, and it is answered back. Logging in happens at the
+    /// scheduler only.
     async fn handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        unsupported("handshake")
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        match (request.extensions().get::<Caller>(), token) {
+            (Some(Caller::Client(_)), Some(token)) => crate::auth::login::token_answer(token),
+            _ => Err(Status::unimplemented(
+                "an executor's hand-shake only answers a client's bearer token back: log in at \
+                 the scheduler",
+            )),
+        }
     }
 
     async fn list_flights(
