@@ -73,16 +73,6 @@ pub fn configure(
     Ok(config)
 }
 
-/// Whether `host` can be reached from this machine only.
-pub fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// A stock binary listens beyond this machine only with TLS (`section`,
 /// such as `scheduler.tls`, names a certificate), or when told to with
 /// `--insecure`: otherwise what other machines send (tokens, signed calls,
@@ -95,7 +85,7 @@ pub fn check_exposure(
     section: &str,
     insecure: bool,
 ) -> Result<(), ExitCode> {
-    if is_loopback(host) || tls {
+    if ballista::tls::is_loopback_host(host) || tls {
         return Ok(());
     }
     if insecure {

@@ -13,6 +13,21 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `text` followed by each of the causes in the chain from `source`, each
+/// said once: hyper and rustls wrap one cause in several layers that print
+/// the same text.
+pub fn with_causes(mut text: String, source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut source = source;
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Runs `action` on `target` each time the process gets SIGHUP, for as
 /// long as `target` is alive elsewhere (it is held weakly, so that a
 /// stopped server's reload task ends with it). `what` names the target in

@@ -393,97 +393,71 @@ async fn a_tls_scheduler_may_listen_beyond_loopback_and_takes_a_new_certificate_
     assert!(scheduler.is_running());
 }
 
+/// Runs `binary args…` (with `--config` of a file holding `toml`, when
+/// given) and checks it exits 2 with `needle` on stderr.
+fn refused_at_start(binary: &str, args: &[&str], toml: Option<&str>, needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let config_arg = config.display().to_string();
+    let mut all = args.to_vec();
+    if let Some(toml) = toml {
+        std::fs::write(&config, toml).unwrap();
+        all.extend(["--config", &config_arg]);
+    }
+    let finished = run_to_exit(binary, &all, &[], 30);
+    assert_eq!(finished.code, Some(2), "{binary} {all:?}: {finished:?}");
+    assert!(
+        finished.stderr.contains(needle),
+        "{binary} {all:?}: {}",
+        finished.stderr
+    );
+}
+
 #[test]
 fn half_a_tls_configuration_or_a_mixed_cluster_is_refused_at_start_naming_the_key() {
     let certs_dir = tempfile::tempdir().unwrap();
     let certs = generate_certificates(certs_dir.path());
-    let config = certs_dir.path().join("half.toml");
-    std::fs::write(
-        &config,
+    let file = |name: &str| certs.join(name).display().to_string();
+    let tls = |cert: &str, key: &str| {
         format!(
+            "[scheduler.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            file(cert),
+            file(key)
+        )
+    };
+    let scheduler = ["--port", "0"];
+    refused_at_start(
+        "ballista-scheduler",
+        &scheduler,
+        Some(&format!(
             "[scheduler.tls]\ncert_file = \"{}\"\n",
-            certs.join("scheduler.pem").display()
-        ),
-    )
-    .unwrap();
-    let config_arg = config.display().to_string();
-    let half = run_to_exit(
-        "ballista-scheduler",
-        &["--port", "0", "--config", &config_arg],
-        &[],
-        30,
+            file("scheduler.pem")
+        )),
+        "scheduler.tls.key_file is not set but cert_file is",
     );
-    assert_eq!(half.code, Some(2), "{half:?}");
-    assert!(
-        half.stderr
-            .contains("scheduler.tls.key_file is not set but cert_file is"),
-        "{}",
-        half.stderr
-    );
-
     // A key that is not the certificate's.
-    std::fs::write(
-        &config,
-        format!(
-            "[scheduler.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-            certs.join("scheduler.pem").display(),
-            certs.join("executor.key").display()
-        ),
-    )
-    .unwrap();
-    let mismatched = run_to_exit(
+    refused_at_start(
         "ballista-scheduler",
-        &["--port", "0", "--config", &config_arg],
-        &[],
-        30,
+        &scheduler,
+        Some(&tls("scheduler.pem", "executor.key")),
+        "does not go with the certificate",
     );
-    assert_eq!(mismatched.code, Some(2), "{mismatched:?}");
-    assert!(
-        mismatched
-            .stderr
-            .contains("does not go with the certificate"),
-        "{}",
-        mismatched.stderr
-    );
-
     // `ballista config check` finds a missing certificate as start-up would.
-    std::fs::write(
-        &config,
-        format!(
-            "[scheduler.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-            certs.join("missing.pem").display(),
-            certs.join("scheduler.key").display()
-        ),
-    )
-    .unwrap();
-    let check = run_to_exit(
+    refused_at_start(
         "ballista",
-        &["config", "check", "--config", &config_arg],
-        &[],
-        30,
+        &["config", "check"],
+        Some(&tls("missing.pem", "scheduler.key")),
+        &format!(
+            "scheduler.tls.cert_file = {}: cannot read it",
+            file("missing.pem")
+        ),
     );
-    assert_eq!(check.code, Some(2), "{check:?}");
-    assert!(
-        check.stderr.contains("scheduler.tls.cert_file = ")
-            && check.stderr.contains("missing.pem: cannot read it"),
-        "{}",
-        check.stderr
-    );
-
     // An executor without a certificate in a TLS cluster.
-    let plain_executor = run_to_exit(
+    refused_at_start(
         "ballista-executor",
         &["--port", "0", "--scheduler-url", "https://127.0.0.1:1"],
-        &[],
-        30,
-    );
-    assert_eq!(plain_executor.code, Some(2), "{plain_executor:?}");
-    assert!(
-        plain_executor
-            .stderr
-            .contains("is https:// but executor.tls names no certificate"),
-        "{}",
-        plain_executor.stderr
+        None,
+        "is https:// but executor.tls names no certificate",
     );
 }
 

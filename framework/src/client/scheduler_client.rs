@@ -125,24 +125,9 @@ pub struct SchedulerClient {
 }
 
 fn unreachable(url: &str, error: &dyn std::error::Error, trust: &TlsTrust) -> BallistaError {
-    let text = error_chain(error);
+    let text = crate::util::with_causes(error.to_string(), error.source());
     let hint = connection_hint(url, &text, trust);
     BallistaError::Unavailable(format!("cannot reach the scheduler at {url}: {text}{hint}"))
-}
-
-/// `error` and its causes, each said once: hyper and rustls wrap one cause
-/// in several layers that print the same text.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// How long before its token expires a password client logs in again (half

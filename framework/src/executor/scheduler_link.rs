@@ -239,15 +239,10 @@ pub(crate) async fn heartbeat_now(
 }
 
 fn describe(status: &tonic::Status) -> String {
-    let mut text = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(s) = source {
-        let said = s.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        source = s.source();
-    }
+    let text = crate::util::with_causes(
+        status.message().to_string(),
+        std::error::Error::source(status),
+    );
     if text.is_empty() {
         status.code().to_string()
     } else {

@@ -168,18 +168,24 @@ impl PeerTransport {
     }
 }
 
+/// Whether `host` (a name or an address, IPv6 with or without brackets)
+/// can be reached from this machine only.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether `url` names this machine (a loopback address or `localhost`),
 /// where plain text never crosses a network.
 pub fn is_loopback_url(url: &str) -> bool {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return false;
-    };
-    match parsed.host() {
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+    url::Url::parse(url)
+        .ok()
+        .and_then(|parsed| parsed.host_str().map(is_loopback_host))
+        .unwrap_or(false)
 }
 
 /// A hint for a connection to `url` that failed with `error_text` (the

@@ -22,6 +22,6 @@ mod dev_certs;
 mod pem;
 mod server;
 
-pub use client::{PeerTransport, TlsTrust, connection_hint, is_loopback_url};
+pub use client::{PeerTransport, TlsTrust, connection_hint, is_loopback_host, is_loopback_url};
 pub use dev_certs::{DevCertificateFiles, write_dev_certificates};
 pub use server::ServerTls;
