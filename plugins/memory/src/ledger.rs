@@ -53,6 +53,11 @@ struct JobAccount {
     spillers: usize,
     reserved: usize,
     unspillable: usize,
+    /// The largest reservation one of the job's operators that cannot
+    /// spill has held here: spilling operators leave room for another
+    /// such, so that a task of the job starting later can make its first
+    /// reservation (a sort's merge reservation) rather than fail.
+    largest_unspillable: usize,
     peak: usize,
 }
 
@@ -115,6 +120,7 @@ impl Ledger {
                     spillers: 0,
                     reserved: 0,
                     unspillable: 0,
+                    largest_unspillable: 0,
                     peak,
                 },
             );
@@ -365,7 +371,13 @@ impl Ledger {
             .min_by_key(|(limit, ..)| *limit)
             .expect("three limits");
             let limit = limit.min(self.budget);
-            let share = limit.saturating_sub(job.unspillable) / job.spillers.max(1);
+            // Spilling operators can always give memory back; one that
+            // cannot spill, starting after them, could not wait for it and
+            // would fail. So the spillers leave room for one more
+            // reservation of the size the job's non-spilling operators have
+            // made, up to a quarter of the limit so they keep most of it.
+            let kept = job.largest_unspillable.min(limit / 4);
+            let share = limit.saturating_sub(job.unspillable + kept) / job.spillers.max(1);
             if consumer.size + additional > share {
                 let hit = match scope {
                     Scope::Job => format!("memory quota of job {job_id} hit"),
@@ -376,9 +388,10 @@ impl Ledger {
                     scope,
                     &asked,
                     format!(
-                        "{hit}: a spilling operator may hold {} ({what}, less {} held by operators that cannot spill, over {} spilling operator(s) of the job)",
+                        "{hit}: a spilling operator may hold {} ({what}, less {} held by operators that cannot spill and {} kept for one more of them, over {} spilling operator(s) of the job)",
                         human(share),
                         human(job.unspillable),
+                        human(kept),
                         job.spillers.max(1)
                     ),
                 ));
@@ -440,6 +453,7 @@ impl State {
             job.peak = job.peak.max(job.reserved);
             if !can_spill {
                 job.unspillable += additional;
+                job.largest_unspillable = job.largest_unspillable.max(consumer.size);
             }
             if let Some(tenant) = self.tenants.get_mut(&job.limits.tenant) {
                 tenant.reserved += additional;
@@ -647,6 +661,43 @@ mod tests {
         // Once the first spills (shrinks), its share is free again.
         ledger.shrink(1, 20 * MIB);
         ledger.try_grow(1, 10 * MIB).unwrap();
+    }
+
+    #[test]
+    fn a_late_task_of_a_job_gets_its_merge_reservation_while_another_sorts() {
+        // Task a sorts alone and spills within its share; task b of the same
+        // job starts later and must get the same unspillable merge
+        // reservation a got, without waiting for a to spill.
+        let ledger = Ledger::new(512 * MIB, 0);
+        let job = JobId::generate();
+        let (a, b) = (task(&job, 0), task(&job, 1));
+        let quota = limits("default", 512 * MIB, 48 * MIB);
+        ledger.open_task(&a, quota.clone());
+        ledger.register(1, "ExternalSorterMerge[0]", &a, false);
+        ledger.register(2, "ExternalSorter[0]", &a, true);
+        ledger.try_grow(1, 8 * MIB).unwrap();
+        // The merge reservation is handed back before a spill's merge.
+        ledger.shrink(1, 8 * MIB);
+        let mut held = 0;
+        while ledger.try_grow(2, MIB).is_ok() {
+            held += MIB;
+        }
+        assert_eq!(held, 40 * MIB, "the sorter leaves room for one merge");
+        ledger.open_task(&b, quota);
+        ledger.register(3, "ExternalSorterMerge[1]", &b, false);
+        ledger.register(4, "ExternalSorter[1]", &b, true);
+        ledger.try_grow(3, 8 * MIB).unwrap();
+        // a's next growth is refused, so it spills; its share is now half of
+        // what is left after both merges and the room kept for one more.
+        ledger.try_grow(2, MIB).unwrap_err();
+        ledger.shrink(2, 40 * MIB);
+        ledger.try_grow(2, 16 * MIB).unwrap();
+        let err = ledger.try_grow(2, MIB).unwrap_err();
+        assert!(
+            err.contains("a spilling operator may hold 16.0 MiB")
+                && err.contains("less 8.0 MiB held by operators that cannot spill and 8.0 MiB kept for one more of them, over 2 spilling operator(s)"),
+            "{err}"
+        );
     }
 
     #[test]
