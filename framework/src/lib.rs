@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod flight;
+pub(crate) mod flight_sql;
 pub mod ids;
 pub mod listener;
 pub mod plan;

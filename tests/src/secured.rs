@@ -26,6 +26,15 @@ pub async fn cluster_with_users() -> (TestCluster, tempfile::TempDir) {
 
 /// Like [`cluster_with_users`], with more scheduler settings.
 pub async fn cluster_with_users_and(scheduler: &str) -> (TestCluster, tempfile::TempDir) {
+    cluster_of_users(1, scheduler).await
+}
+
+/// Like [`cluster_with_users_and`], with `executors` executors of two
+/// slots each.
+pub async fn cluster_of_users(
+    executors: usize,
+    scheduler: &str,
+) -> (TestCluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let users = dir.path().join("users.toml");
     std::fs::write(
@@ -42,7 +51,7 @@ pub async fn cluster_with_users_and(scheduler: &str) -> (TestCluster, tempfile::
         "[scheduler]\n{scheduler}\n[auth]\nusers_file = \"{}\"\n",
         users.display()
     );
-    (TestCluster::start(1, 2, Some(&toml)).await, dir)
+    (TestCluster::start(executors, 2, Some(&toml)).await, dir)
 }
 
 /// Logs `user` in with `password`.

@@ -1,10 +1,26 @@
 //! The scheduler's Arrow Flight SQL service, as a Flight SQL client sees
-//! it on stock processes. So far: the login (issue 17 builds the rest).
+//! it on stock processes: the login, queries whose rows stream from the
+//! executors (or through the scheduler), and the metadata calls.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::{FlightDescriptor, HandshakeRequest};
-use ballista_tests::secured::{assert_serves, channel, cluster_with_users};
+use arrow_flight::sql::{
+    CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
+    CommandGetPrimaryKeys, CommandGetTables, ProstMessageExt, SqlInfo,
+};
+use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, Ticket};
+use ballista_tests::data::tpch_data;
+use ballista_tests::local_tpch_session;
+use ballista_tests::secured::{assert_serves, channel, cluster_of_users, cluster_with_users};
+use futures::TryStreamExt;
+use prost::Message;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 
@@ -91,5 +107,453 @@ async fn a_flight_sql_client_logs_in_and_renews_with_its_token() {
         .await
         .expect_err("no credentials");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_serves(&mut cluster).await;
+}
+
+/// The eight TPC-H tables of `data`, declared for the scheduler.
+fn tpch_tables_toml(data: &std::path::Path) -> String {
+    let mut toml = String::new();
+    for table in ballista_bin::tpch::datagen::TABLES {
+        toml.push_str(&format!(
+            "[[scheduler.tables]]\nname = \"{table}\"\nlocation = \"{}/{table}/\"\nformat = \"parquet\"\n",
+            data.display()
+        ));
+    }
+    toml
+}
+
+/// Alice's Flight SQL client of the scheduler at `url`, logged in.
+async fn alice(url: &str) -> FlightSqlServiceClient<tonic::transport::Channel> {
+    let mut client = FlightSqlServiceClient::new(channel(url).await);
+    client.handshake("alice", "alice-pw").await.expect("login");
+    client
+}
+
+/// Reads one endpoint the way a Flight SQL client does: at its location
+/// (an executor) with the bearer token, or at the scheduler when it names
+/// none. The stream's schema and its batches.
+async fn read_endpoint(
+    endpoint: &FlightEndpoint,
+    token: &str,
+    scheduler_url: &str,
+) -> (SchemaRef, Vec<RecordBatch>) {
+    let url = match endpoint.location.first() {
+        Some(location) => location
+            .uri
+            .strip_prefix("grpc+tcp://")
+            .map(|rest| format!("http://{rest}"))
+            .unwrap_or_else(|| panic!("an unexpected location {}", location.uri)),
+        None => scheduler_url.to_string(),
+    };
+    let mut client = FlightServiceClient::new(channel(&url).await);
+    let mut request = tonic::Request::new(endpoint.ticket.clone().expect("a ticket"));
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    let stream = client
+        .do_get(request)
+        .await
+        .unwrap_or_else(|e| panic!("reading an endpoint at {url}: {e}"))
+        .into_inner();
+    let mut batches =
+        FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
+    let mut out = Vec::new();
+    while let Some(batch) = batches.try_next().await.expect("a batch") {
+        out.push(batch);
+    }
+    let schema = batches
+        .schema()
+        .cloned()
+        .expect("the stream carries a schema");
+    (schema, out)
+}
+
+/// Runs `sql` over Flight SQL; the answer and every endpoint's rows, each
+/// endpoint's stream schema checked against the answer's.
+async fn query(
+    client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
+    scheduler_url: &str,
+    sql: &str,
+) -> (FlightInfo, Vec<RecordBatch>) {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let schema = Arc::new(info.clone().try_decode_schema().expect("a schema"));
+    let token = client.token().cloned().expect("logged in");
+    let mut rows = Vec::new();
+    for endpoint in &info.endpoint {
+        let (stream_schema, batches) = read_endpoint(endpoint, &token, scheduler_url).await;
+        assert_eq!(
+            stream_schema, schema,
+            "{sql}: an endpoint's stream schema differs from the FlightInfo's"
+        );
+        rows.extend(batches);
+    }
+    (info, rows)
+}
+
+/// Rows as sorted text lines, for results whose order is not defined.
+fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
+    let text = arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_over_flight_sql_stream_from_every_executor_and_equal_datafusion() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let (mut cluster, _dir) = cluster_of_users(2, &tpch_tables_toml(&data)).await;
+    let url = cluster.scheduler_url.clone();
+    let local = local_tpch_session(&data).await;
+    let mut client = alice(&url).await;
+
+    // An unordered scan: one result partition per scan task, spread over
+    // both executors, each read from the executor holding it.
+    let sql = "SELECT l_orderkey, l_linenumber, l_quantity FROM lineitem WHERE l_quantity >= 49";
+    let (info, rows) = query(&mut client, &url, sql).await;
+    let executors: HashSet<String> = info
+        .endpoint
+        .iter()
+        .map(|e| {
+            e.location
+                .first()
+                .expect("an executor's location")
+                .uri
+                .clone()
+        })
+        .collect();
+    assert!(
+        executors.len() == 2,
+        "the result partitions should come from both executors: {executors:?}"
+    );
+    let expected = local.sql(sql).await.unwrap().collect().await.unwrap();
+    let want = sorted_lines(&expected);
+    assert!(
+        want.len() > 1000,
+        "too few rows to prove much: {}",
+        want.len()
+    );
+    assert_eq!(sorted_lines(&rows), want);
+    let expected_rows: usize = expected.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(info.total_records, expected_rows as i64);
+
+    // TPC-H queries (q15 creates a view: statements other than queries
+    // are not served yet) equal single-process DataFusion, in order.
+    for q in [1, 3, 5, 6, 10, 13, 18, 22] {
+        let sql = ballista_tests::queries::QUERIES[q - 1];
+        let (_, rows) = query(&mut client, &url, sql).await;
+        let expected = ballista_tests::bench::run_query(&local, q).await.unwrap();
+        ballista_tests::compare::compare(&expected, &rows)
+            .unwrap_or_else(|e| panic!("q{q} over Flight SQL: {e}"));
+    }
+
+    // A query with no rows answers its schema and no endpoint.
+    let (info, rows) = query(
+        &mut client,
+        &url,
+        "SELECT n_name FROM nation WHERE n_nationkey < 0",
+    )
+    .await;
+    assert!(info.endpoint.is_empty() && rows.is_empty(), "{info:?}");
+    assert_eq!(info.try_decode_schema().unwrap().field(0).name(), "n_name");
+
+    // Bad SQL: DataFusion's reason, and the cluster serves the next query.
+    let error = client
+        .execute("SELECT no_such_column FROM nation".into(), None)
+        .await
+        .expect_err("an unknown column");
+    assert!(
+        error.to_string().contains("no_such_column"),
+        "the error names the column: {error}"
+    );
+    let error = client
+        .execute("SELEC 1".into(), None)
+        .await
+        .expect_err("a syntax error");
+    assert!(error.to_string().contains("SELEC"), "{error}");
+    let (_, rows) = query(&mut client, &url, "SELECT count(*) FROM nation").await;
+    assert_eq!(sorted_lines(&rows), vec!["| 25       |".to_string()]);
+    assert_serves(&mut cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_can_be_served_through_the_scheduler_and_a_client_that_goes_away_cancels_its_query()
+{
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let toml = format!(
+        "flight_sql.results = \"scheduler\"\n{}",
+        tpch_tables_toml(&data)
+    );
+    let (mut cluster, _dir) = cluster_of_users(1, &toml).await;
+    let url = cluster.scheduler_url.clone();
+    let local = local_tpch_session(&data).await;
+    let mut client = alice(&url).await;
+
+    let sql = "SELECT o_orderkey, o_orderstatus FROM orders WHERE o_totalprice > 400000";
+    let (info, rows) = query(&mut client, &url, sql).await;
+    assert!(!info.endpoint.is_empty());
+    assert!(
+        info.endpoint.iter().all(|e| e.location.is_empty()),
+        "endpoints name no location: read them at the scheduler"
+    );
+    let expected = local.sql(sql).await.unwrap().collect().await.unwrap();
+    assert_eq!(sorted_lines(&rows), sorted_lines(&expected));
+
+    // Bob may not read alice's results, even with the ticket.
+    let mut bob = FlightSqlServiceClient::new(channel(&url).await);
+    bob.handshake("bob", "bob-pw").await.expect("bob logs in");
+    let error = bob
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .err()
+        .expect("bob reads alice's results");
+    assert!(
+        error.to_string().contains("belongs to another user"),
+        "{error}"
+    );
+    // A forged handle is refused saying so.
+    let forged = arrow_flight::sql::TicketStatementQuery {
+        statement_handle: b"not-a-handle".to_vec().into(),
+    };
+    let error = client
+        .do_get(Ticket::new(forged.as_any().encode_to_vec()))
+        .await
+        .err()
+        .expect("a forged handle");
+    assert!(
+        error.to_string().contains("not one this scheduler issued"),
+        "{error}"
+    );
+
+    // A client that hangs up while its query runs cancels the job.
+    let mut quitter = alice(&url).await;
+    let asked = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        quitter.execute(ballista_tests::secured::LONG_QUERY.into(), None),
+    )
+    .await;
+    assert!(asked.is_err(), "the long query cannot have ended");
+    drop(quitter);
+    cluster.scheduler.wait_for_stderr(
+        "its Flight SQL client went away; cancelling it",
+        std::time::Duration::from_secs(30),
+    );
+    let (_, rows) = query(&mut client, &url, "SELECT count(*) FROM region").await;
+    assert_eq!(sorted_lines(&rows), vec!["| 5        |".to_string()]);
+    assert_serves(&mut cluster).await;
+}
+
+/// Decodes a metadata answer: the FlightInfo's schema must be the stream's.
+async fn metadata(
+    client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
+    info: FlightInfo,
+) -> (SchemaRef, Vec<RecordBatch>) {
+    let schema = Arc::new(info.clone().try_decode_schema().expect("a schema"));
+    assert_eq!(info.endpoint.len(), 1, "{info:?}");
+    let mut stream = client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .expect("do_get");
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.try_next().await.expect("a batch") {
+        batches.push(batch);
+    }
+    let streamed = stream.schema().cloned().expect("a schema message");
+    assert_eq!(streamed, schema, "FlightInfo and stream schemas differ");
+    for batch in &batches {
+        assert_eq!(batch.schema(), schema);
+    }
+    (schema, batches)
+}
+
+fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let array = batch.column_by_name(column).expect(column);
+        let array = arrow::compute::cast(array, &arrow::datatypes::DataType::Utf8).unwrap();
+        let array = array
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        out.extend(array.iter().map(|v| v.unwrap_or("NULL").to_string()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_calls_of_jdbc_and_bi_tools_are_answered_with_their_schemas() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let (mut cluster, _dir) = cluster_of_users(1, &tpch_tables_toml(&data)).await;
+    let url = cluster.scheduler_url.clone();
+    let mut client = alice(&url).await;
+
+    let info = client.get_catalogs().await.unwrap();
+    let (_, batches) = metadata(&mut client, info).await;
+    assert_eq!(strings(&batches, "catalog_name"), vec!["datafusion"]);
+
+    let info = client
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: Some("pub%".into()),
+        })
+        .await
+        .unwrap();
+    let (_, batches) = metadata(&mut client, info).await;
+    assert_eq!(strings(&batches, "db_schema_name"), vec!["public"]);
+
+    // GetTables with the tables' Arrow schemas, as DBeaver asks.
+    let info = client
+        .get_tables(CommandGetTables {
+            catalog: Some("datafusion".into()),
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: Some("%item".into()),
+            table_types: vec!["TABLE".into()],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let (_, batches) = metadata(&mut client, info).await;
+    assert_eq!(strings(&batches, "table_name"), vec!["lineitem"]);
+    assert_eq!(strings(&batches, "table_type"), vec!["TABLE"]);
+    let encoded = batches[0]
+        .column_by_name("table_schema")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::BinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    let table_schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&encoded).unwrap();
+    let names: Vec<&str> = table_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names.len(), 16, "{names:?}");
+    assert_eq!(names[0], "l_orderkey");
+    let info = client
+        .get_tables(CommandGetTables {
+            include_schema: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (schema, batches) = metadata(&mut client, info).await;
+    assert!(schema.column_with_name("table_schema").is_none());
+    assert_eq!(strings(&batches, "table_name").len(), 8);
+
+    let info = client.get_table_types().await.unwrap();
+    let (_, batches) = metadata(&mut client, info).await;
+    assert_eq!(
+        strings(&batches, "table_type"),
+        vec!["LOCAL TEMPORARY", "TABLE", "VIEW"]
+    );
+
+    // GetSqlInfo: all ids (as the JDBC driver asks on connect), and some.
+    let info = client.get_sql_info(Vec::new()).await.unwrap();
+    let (_, batches) = metadata(&mut client, info).await;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    assert!(rows > 50, "only {rows} SQL information rows");
+    let info = client
+        .get_sql_info(vec![
+            SqlInfo::FlightSqlServerName,
+            SqlInfo::SqlIdentifierQuoteChar,
+        ])
+        .await
+        .unwrap();
+    let (_, batches) = metadata(&mut client, info).await;
+    assert_eq!(strings(&batches, "info_name"), vec!["0", "504"]);
+    let values = batches[0]
+        .column_by_name("value")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::UnionArray>()
+        .unwrap();
+    let text = |row: usize| {
+        let value = values.value(row);
+        value
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap()
+            .value(0)
+            .to_string()
+    };
+    assert_eq!(
+        (text(0), text(1)),
+        ("Ballista".to_string(), "\"".to_string())
+    );
+
+    let info = client
+        .get_xdbc_type_info(arrow_flight::sql::CommandGetXdbcTypeInfo { data_type: None })
+        .await
+        .unwrap();
+    let (_, batches) = metadata(&mut client, info).await;
+    let types = strings(&batches, "type_name");
+    for t in [
+        "BIGINT",
+        "VARCHAR",
+        "DOUBLE",
+        "DECIMAL",
+        "DATE",
+        "TIMESTAMP",
+        "BOOLEAN",
+    ] {
+        assert!(types.contains(&t.to_string()), "{t} missing from {types:?}");
+    }
+
+    // Keys: none, with the schemas of the specification.
+    let info = client
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: None,
+            table: "lineitem".into(),
+        })
+        .await
+        .unwrap();
+    let (schema, batches) = metadata(&mut client, info).await;
+    assert_eq!(schema.field(5).name(), "key_sequence");
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    let info = client
+        .get_imported_keys(CommandGetImportedKeys {
+            catalog: None,
+            db_schema: None,
+            table: "lineitem".into(),
+        })
+        .await
+        .unwrap();
+    let (schema, _) = metadata(&mut client, info).await;
+    assert_eq!(schema.fields().len(), 13);
+    assert_eq!(schema.field(12).name(), "delete_rule");
+    let info = client
+        .get_exported_keys(CommandGetExportedKeys {
+            catalog: None,
+            db_schema: None,
+            table: "orders".into(),
+        })
+        .await
+        .unwrap();
+    metadata(&mut client, info).await;
+    let info = client
+        .get_cross_reference(CommandGetCrossReference {
+            pk_catalog: None,
+            pk_db_schema: None,
+            pk_table: "orders".into(),
+            fk_catalog: None,
+            fk_db_schema: None,
+            fk_table: "lineitem".into(),
+        })
+        .await
+        .unwrap();
+    metadata(&mut client, info).await;
     assert_serves(&mut cluster).await;
 }

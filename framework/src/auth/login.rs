@@ -1,17 +1,14 @@
-//! The scheduler's Arrow Flight SQL service, for now only its login: the
-//! Flight handshake that Flight SQL, ADBC and JDBC clients make. The client
-//! sends `authorization: Basic base64(user:password)` (or a `BasicAuth`
-//! message as the handshake payload); the answer carries a bearer token in
-//! the `authorization` response header and as the payload. A client that
+//! The login: the Arrow Flight handshake on the scheduler's port, which
+//! Flight SQL, ADBC and JDBC clients (and our own) make. The client sends
+//! `authorization: Basic base64(user:password)` (or a `BasicAuth` message
+//! as the handshake payload); the answer carries a bearer token in the
+//! `authorization` response header and as the payload. A client that
 //! already holds a token (the JDBC driver's `token=` option) may hand-shake
-//! with `authorization: Bearer …`: a valid token is answered back. Other
-//! Flight SQL calls answer "unimplemented" until they are served.
+//! with `authorization: Bearer …`: a valid token is answered back.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow_flight::sql::SqlInfo;
-use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::{BasicAuth, HandshakeRequest, HandshakeResponse};
 use base64::Engine;
 use futures::{Stream, StreamExt};
@@ -29,18 +26,18 @@ type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'sta
 /// Longest user name or password a login accepts.
 const MAX_CREDENTIAL_BYTES: usize = 1024;
 
-/// The scheduler's Flight SQL service.
+/// Issues bearer tokens to users the authenticator accepts.
 #[derive(Debug)]
-pub struct SchedulerFlightService {
+pub(crate) struct Login {
     tokens: SecretKey,
     authenticator: Arc<dyn Authenticator>,
     token_ttl_secs: u64,
 }
 
-impl SchedulerFlightService {
+impl Login {
     /// A login issuing tokens valid `token_ttl_secs`, for users
     /// `authenticator` accepts.
-    pub fn new(
+    pub(crate) fn new(
         cluster: &SecretKey,
         authenticator: Arc<dyn Authenticator>,
         token_ttl_secs: u64,
@@ -76,7 +73,7 @@ fn basic_credentials(header: &str) -> Result<(String, String), BallistaError> {
     Ok((user.to_string(), password.to_string()))
 }
 
-impl SchedulerFlightService {
+impl Login {
     /// A hand-shake with `authorization: Bearer …`: the token answered back
     /// when it is this cluster's, unexpired, and its user still exists.
     async fn renew_handshake(&self, token: &str) -> Result<String, Status> {
@@ -104,11 +101,10 @@ pub(crate) fn token_answer(
     Ok(response)
 }
 
-#[tonic::async_trait]
-impl FlightSqlService for SchedulerFlightService {
-    type FlightService = SchedulerFlightService;
-
-    async fn do_handshake(
+impl Login {
+    /// Answers a Flight hand-shake: a token for a user name and password,
+    /// or a valid bearer token answered back.
+    pub(crate) async fn handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<BoxedStream<HandshakeResponse>>, Status> {
@@ -157,10 +153,6 @@ impl FlightSqlService for SchedulerFlightService {
         tracing::info!("user {} logged in", identity.user);
         token_answer(token)
     }
-
-    /// No SQL information is registered yet: the Flight SQL calls besides
-    /// the hand-shake are not served.
-    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
 /// Logs in to the scheduler at `url` with a user name and password; the

@@ -43,5 +43,6 @@ pub use cluster_key::{default_key_file, read_key_file, read_or_create_key_file};
 pub use credentials::{AuthChannel, CallCredentials};
 pub use crypto::SecretKey;
 pub use gate::{Caller, ExecutorKeys, Gate, GateLayer, SessionKeySlot};
-pub use login::{SchedulerFlightService, log_in};
+pub(crate) use login::Login;
+pub use login::log_in;
 pub use session_key::{unwrap_session_key, wrap_session_key};

@@ -119,6 +119,32 @@ pub struct SchedulerSettings {
     pub ticket_ttl_secs: u64,
     /// TLS certificate of the gRPC listener.
     pub tls: ServerTlsSettings,
+    /// The Arrow Flight SQL service (ADBC, JDBC) on the scheduler's port.
+    pub flight_sql: FlightSqlSettings,
+}
+
+/// The Arrow Flight SQL service (`[scheduler.flight_sql]`), served on the
+/// scheduler's port next to its own gRPC service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlightSqlSettings {
+    /// Where a Flight SQL client reads a query's rows from: `executors`
+    /// (each result partition straight from the executor holding it, which
+    /// the client must be able to reach at the address the executor
+    /// advertises) or `scheduler` (every row through the scheduler, for
+    /// clients that can reach only the scheduler).
+    pub results: FlightSqlResults,
+}
+
+/// Where Flight SQL clients read query results from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FlightSqlResults {
+    /// From the executors holding the result partitions.
+    #[default]
+    Executors,
+    /// Through the scheduler.
+    Scheduler,
 }
 
 /// Limits on what one client request may ask of the cluster
@@ -189,6 +215,7 @@ impl Default for SchedulerSettings {
             token_ttl_secs: 12 * 3600,
             ticket_ttl_secs: 24 * 3600,
             tls: ServerTlsSettings::default(),
+            flight_sql: FlightSqlSettings::default(),
         }
     }
 }

@@ -415,7 +415,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let connections =
         crate::listener::connections(listener, &settings.server, server_tls, "executor");
     let server = tokio::spawn(
-        crate::listener::grpc_server(&settings.server, PLAN_METHODS, "executor.server")
+        crate::listener::grpc_server(&settings.server, PLAN_METHODS, &[], "executor.server")
             .layer(GateLayer::new(Arc::new(Gate::executor(
                 cluster_key.clone(),
                 address.id.to_string(),

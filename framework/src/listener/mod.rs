@@ -31,11 +31,14 @@ const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
 /// A gRPC server that keeps to `limits` (read from the TOML section
 /// `section`, named in refusals). `plan_methods` are the full gRPC paths
-/// allowed `max_plan_message_bytes`. Serve it with
+/// allowed `max_plan_message_bytes`; `job_methods` are answered when a job
+/// has run, so `request_timeout_secs` bounds only the arrival of their
+/// request. Serve it with
 /// [`guarded_connections`] of the same limits.
 pub fn grpc_server(
     limits: &ServerLimits,
     plan_methods: &'static [&'static str],
+    job_methods: &'static [&'static str],
     section: &'static str,
 ) -> Server<Stack<CallLimitsLayer, Identity>> {
     let keepalive = Duration::from_secs(limits.keepalive_interval_secs);
@@ -46,11 +49,9 @@ pub fn grpc_server(
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(keepalive))
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-        .layer(CallLimitsLayer::new(CallLimits::new(
-            limits,
-            plan_methods,
-            section,
-        )))
+        .layer(CallLimitsLayer::new(
+            CallLimits::new(limits, plan_methods, section).answering_after_jobs(job_methods),
+        ))
 }
 
 /// Largest message tonic itself decodes for a service under `limits`; the

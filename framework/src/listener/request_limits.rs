@@ -8,6 +8,8 @@
 //! past the limit of its method or the listener holds too many bytes of
 //! requests still arriving; a call not answered in time fails with
 //! `DEADLINE_EXCEEDED`, which also frees a request sent one byte short.
+//! A call whose answer waits for a job to run (Flight SQL's
+//! `GetFlightInfo`) has that deadline for its request to arrive only.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +30,7 @@ use crate::config::ServerLimits;
 #[derive(Debug)]
 pub struct CallLimits {
     plan_methods: &'static [&'static str],
+    job_methods: &'static [&'static str],
     plan_bytes: u64,
     control_bytes: u64,
     pending_budget: u64,
@@ -49,6 +52,7 @@ impl CallLimits {
     ) -> Self {
         Self {
             plan_methods,
+            job_methods: &[],
             plan_bytes: limits.max_plan_message_bytes.0,
             control_bytes: limits.max_control_message_bytes.0,
             pending_budget: limits.max_pending_request_bytes.0,
@@ -56,6 +60,15 @@ impl CallLimits {
             timeout: Duration::from_secs(limits.request_timeout_secs),
             section,
         }
+    }
+
+    /// These limits, with `methods` (full gRPC paths) answered when a job
+    /// has run: the deadline bounds the arrival of their request, not the
+    /// answer, which comes when the job ends (or fails after its own
+    /// `job_timeout_secs`).
+    pub fn answering_after_jobs(mut self, methods: &'static [&'static str]) -> Self {
+        self.job_methods = methods;
+        self
     }
 
     fn size_limit_of(&self, path: &str) -> (u64, &'static str) {
@@ -120,6 +133,8 @@ where
         let limits = Arc::clone(&self.limits);
         let method = crate::util::loggable(request.uri().path()).to_string();
         let (size_limit, size_setting) = limits.size_limit_of(request.uri().path());
+        let waits_for_job = limits.job_methods.contains(&request.uri().path());
+        let arrival_deadline = waits_for_job.then(|| Box::pin(tokio::time::sleep(limits.timeout)));
         let request = request.map(|body| {
             Body::new(LimitedBody {
                 inner: body,
@@ -130,9 +145,13 @@ where
                 limits: Arc::clone(&limits),
                 method: method.clone(),
                 framing: GrpcFraming::default(),
+                arrival_deadline,
             })
         });
         let call = self.inner.call(request);
+        if waits_for_job {
+            return Box::pin(call);
+        }
         Box::pin(async move {
             match tokio::time::timeout(limits.timeout, call).await {
                 Ok(answer) => answer,
@@ -160,6 +179,8 @@ struct LimitedBody {
     limits: Arc<CallLimits>,
     method: String,
     framing: GrpcFraming,
+    /// For a call answered after a job: when its request must have arrived.
+    arrival_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Where a body is in gRPC's framing: each message is a 5-byte prefix (a
@@ -245,7 +266,19 @@ impl HttpBody for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
+        if let Some(deadline) = this.arrival_deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.arrival_deadline = None;
+            return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                "the request to {} did not arrive within {}s ({}.request_timeout_secs)",
+                this.method,
+                this.limits.timeout.as_secs(),
+                this.limits.section
+            )))));
+        }
         let Some(frame) = ready!(Pin::new(&mut this.inner).poll_frame(cx)) else {
+            this.arrival_deadline = None;
             return Poll::Ready(None);
         };
         let frame = frame?;

@@ -24,9 +24,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::auth::{ExecutorKeys, Gate, GateLayer, SchedulerFlightService};
+use crate::auth::{ExecutorKeys, Gate, GateLayer, Login};
 use crate::config::{BallistaConfig, POOL_KEY, TENANT_KEY};
 use crate::error::{BallistaError, Result};
+use crate::flight_sql::FlightSqlFrontDoor;
 use crate::ids::JobId;
 use crate::plugin::auth::Identity;
 use crate::proto;
@@ -149,7 +150,7 @@ impl SchedulerInner {
     }
 
     /// Accepts a query: admission, then planning in the background.
-    fn submit(
+    pub(crate) fn submit(
         self: &Arc<Self>,
         request: proto::ExecuteQueryRequest,
         identity: Arc<Identity>,
@@ -223,11 +224,52 @@ impl SchedulerInner {
         });
     }
 
-    fn cancel(self: &Arc<Self>, job_id: &JobId, reason: &str) -> bool {
+    pub(crate) fn cancel(self: &Arc<Self>, job_id: &JobId, reason: &str) -> bool {
         let (cancelled, effects) = self.state.lock().cancel(job_id, reason);
         self.apply(effects);
         self.admit_queued();
         cancelled
+    }
+
+    /// A DataFusion session holding the tables queries can name, for
+    /// listing them.
+    pub(crate) fn catalog_context(&self) -> Result<datafusion::prelude::SessionContext> {
+        let slots = self.state.lock().total_slots();
+        self.planner.catalog_context(slots)
+    }
+
+    /// The `index`-th non-empty result location of a succeeded job, for its
+    /// owner (or an admin).
+    pub(crate) fn result_location(
+        &self,
+        identity: &Identity,
+        job_id: &JobId,
+        index: usize,
+    ) -> Result<crate::plugin::shuffle::ShuffleLocation> {
+        let (owner, status) = {
+            let state = self.state.lock();
+            (state.owner_of(job_id), state.status(job_id))
+        };
+        let (Some(owner), Some(status)) = (owner, status) else {
+            return Err(BallistaError::NotFound(format!(
+                "job {job_id} is not known to this scheduler (its results are kept for \
+                 scheduler.result_retention_secs)"
+            )));
+        };
+        if !identity.admin && owner != identity.user {
+            return Err(BallistaError::PermissionDenied(format!(
+                "job {job_id} belongs to another user; only its owner or an admin may read its results"
+            )));
+        }
+        let result = status.result.unwrap_or_default();
+        crate::plugin::shuffle::ShuffleLocation::partitions_from_proto(&result.partitions)?
+            .into_iter()
+            .flatten()
+            .filter(|l| l.stats.num_rows > 0)
+            .nth(index)
+            .ok_or_else(|| {
+                BallistaError::NotFound(format!("job {job_id} has no result location {index}"))
+            })
     }
 
     fn admit_queued(self: &Arc<Self>) {
@@ -340,6 +382,9 @@ fn reload_users_on_hangup(authenticator: &Arc<dyn crate::plugin::auth::Authentic
 /// message limit.
 const PLAN_METHODS: &[&str] = &["/ballista.SchedulerGrpc/ExecuteQuery"];
 
+/// Calls answered when a job has run: a Flight SQL query's `FlightInfo`.
+const JOB_METHODS: &[&str] = &["/arrow.flight.protocol.FlightService/GetFlightInfo"];
+
 /// Starts a scheduler from a [`BallistaConfig`].
 pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> {
     let settings = config.settings.scheduler.clone();
@@ -390,12 +435,19 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         Arc::clone(&executor_keys),
         Arc::clone(&authenticator),
     ));
-    let login = FlightServiceServer::new(SchedulerFlightService::new(
-        &cluster_key,
-        Arc::clone(&authenticator),
-        settings.token_ttl_secs,
+    let flight_sql = FlightServiceServer::new(FlightSqlFrontDoor::new(
+        Login::new(
+            &cluster_key,
+            Arc::clone(&authenticator),
+            settings.token_ttl_secs,
+        ),
+        Arc::clone(&inner),
+        settings.flight_sql.results,
+        executors_over.clone(),
+        cluster_key.clone(),
     ))
-    .max_decoding_message_size(64 * 1024);
+    .max_decoding_message_size(crate::listener::max_decoding_message_size(&settings.server))
+    .max_encoding_message_size(crate::flight::MAX_MESSAGE_SIZE);
 
     let limits = &settings.server;
     let service = SchedulerGrpcServer::new(grpc::SchedulerService::new(
@@ -411,10 +463,10 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     }
     let connections = crate::listener::connections(listener, limits, server_tls, "scheduler");
     let server = tokio::spawn(
-        crate::listener::grpc_server(limits, PLAN_METHODS, "scheduler.server")
+        crate::listener::grpc_server(limits, PLAN_METHODS, JOB_METHODS, "scheduler.server")
             .layer(GateLayer::new(gate))
             .add_service(service)
-            .add_service(login)
+            .add_service(flight_sql)
             .serve_with_incoming_shutdown(connections, async {
                 let _ = shutdown_rx.await;
             }),

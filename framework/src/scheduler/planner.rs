@@ -187,6 +187,12 @@ impl JobPlanner {
         Ok(ctx)
     }
 
+    /// A session holding the tables queries can name, under the default
+    /// settings, for listing them.
+    pub fn catalog_context(&self, cluster_slots: usize) -> Result<SessionContext> {
+        self.context(&self.default_settings(cluster_slots))
+    }
+
     /// Plans a job.
     pub async fn plan(
         &self,

@@ -1,0 +1,27 @@
+//! The Arrow Flight SQL front door: how ADBC drivers (Python, Go, C, R),
+//! the Flight SQL JDBC driver and `pyarrow.flight` use a cluster.
+//!
+//! It is served on the scheduler's port, next to the scheduler's own gRPC
+//! service, behind the same gate: every call but the login (the Flight
+//! hand-shake, [`crate::auth::login`]) needs a bearer token or the cluster
+//! key, and runs as its caller, under the caller's grants.
+//!
+//! - **Queries** (`CommandStatementQuery`) run as jobs of the caller,
+//!   planned by the scheduler against the tables it declares. The
+//!   `FlightInfo` answer comes when the job has ended; its endpoints are the
+//!   job's result partitions, in order. By default each names the executor
+//!   holding it and carries the ticket the scheduler signed for it, so rows
+//!   stream from the executors straight to the client;
+//!   `scheduler.flight_sql.results = "scheduler"` serves them through the
+//!   scheduler instead ([`statements`]). A client that goes away while its
+//!   query runs cancels the job.
+//! - **Metadata** (`GetCatalogs`, `GetDbSchemas`, `GetTables`,
+//!   `GetTableTypes`, `GetSqlInfo`, `GetXdbcTypeInfo`, and the key calls,
+//!   which answer no keys) is answered from the scheduler's catalog
+//!   ([`metadata`]).
+
+mod metadata;
+mod service;
+mod statements;
+
+pub(crate) use service::FlightSqlFrontDoor;

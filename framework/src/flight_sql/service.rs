@@ -1,0 +1,401 @@
+//! The Flight SQL service of the scheduler: arrow-flight's
+//! [`FlightSqlService`], dispatching each call to the login, the statement
+//! runner or the metadata answers.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::{
+    CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
+    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandGetXdbcTypeInfo, CommandStatementQuery, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    Ticket,
+};
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::metadata::{self, SQL_INFO, TABLE_TYPES, XDBC_TYPES};
+use super::statements::{self, parse_result_handle};
+use crate::auth::{CallCredentials, Caller, Login};
+use crate::config::FlightSqlResults;
+use crate::error::BallistaError;
+use crate::flight::FlightClientPool;
+use crate::scheduler::SchedulerInner;
+use crate::tls::PeerTransport;
+
+type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The scheduler's Flight SQL service.
+pub(crate) struct FlightSqlFrontDoor {
+    login: Login,
+    inner: Arc<SchedulerInner>,
+    results: FlightSqlResults,
+    executors_over: PeerTransport,
+    /// Reads results from executors for clients served through the
+    /// scheduler, as the cluster administrator (the tickets are signed).
+    proxy: FlightClientPool,
+}
+
+impl std::fmt::Debug for FlightSqlFrontDoor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightSqlFrontDoor")
+            .field("results", &self.results)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlightSqlFrontDoor {
+    /// The service of the scheduler `inner`, logging in with `login`,
+    /// serving results as `results` says, reaching executors over
+    /// `executors_over` with the cluster key `cluster`.
+    pub(crate) fn new(
+        login: Login,
+        inner: Arc<SchedulerInner>,
+        results: FlightSqlResults,
+        executors_over: PeerTransport,
+        cluster: crate::auth::SecretKey,
+    ) -> Self {
+        let proxy = FlightClientPool::with_credentials(CallCredentials::Admin(cluster))
+            .over(executors_over.clone());
+        Self {
+            login,
+            inner,
+            results,
+            executors_over,
+            proxy,
+        }
+    }
+}
+
+/// The caller of a Flight SQL call, which must be a client.
+fn client_of<T>(
+    request: &Request<T>,
+    what: &str,
+) -> Result<Arc<crate::plugin::auth::Identity>, Status> {
+    Ok(Caller::of(request).client(what)?)
+}
+
+/// A `FlightInfo` whose one endpoint, at this scheduler, is `command`
+/// itself: the answer of a metadata call.
+fn metadata_info(
+    command: impl ProstMessageExt,
+    schema: &arrow::datatypes::Schema,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = Ticket::new(command.as_any().encode_to_vec());
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(format!("encoding a schema: {e}")))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// One record batch as a Flight stream.
+fn batch_stream(batch: RecordBatch) -> Response<BoxedStream<FlightData>> {
+    let schema = batch.schema();
+    batches_stream(schema, vec![batch])
+}
+
+fn batches_stream(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Response<BoxedStream<FlightData>> {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::iter(batches.into_iter().map(Ok)))
+        .map_err(Status::from);
+    Response::new(Box::pin(stream))
+}
+
+impl FlightSqlFrontDoor {
+    fn catalog(&self) -> Result<datafusion::prelude::SessionContext, Status> {
+        Ok(self.inner.catalog_context()?)
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSqlFrontDoor {
+    type FlightService = FlightSqlFrontDoor;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<BoxedStream<HandshakeResponse>>, Status> {
+        self.login.handshake(request).await
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let identity = client_of(&request, "running a query")?;
+        let finished = statements::run_query(&self.inner, identity, &query.query).await?;
+        let info = statements::flight_info(
+            &finished,
+            self.results,
+            &self.executors_over,
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        let identity = client_of(&request, "reading results")?;
+        let (job_id, index) = parse_result_handle(&ticket.statement_handle)?;
+        let location = self.inner.result_location(&identity, &job_id, index)?;
+        let mut client = self
+            .proxy
+            .client(&location.executor.host, location.executor.port)?;
+        let stream = client
+            .do_get(Ticket::new(location.ticket.clone()))
+            .await
+            .map_err(|status| {
+                BallistaError::Unavailable(format!(
+                    "cannot read result partition {index} of job {job_id} from executor {} at {}:{}: {}",
+                    location.executor.id,
+                    location.executor.host,
+                    location.executor.port,
+                    status.message()
+                ))
+            })?
+            .into_inner();
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "listing catalogs")?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        _query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "listing catalogs")?;
+        Ok(batch_stream(metadata::catalogs(&self.catalog()?)?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "listing schemas")?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "listing schemas")?;
+        Ok(batch_stream(metadata::db_schemas(&self.catalog()?, query)?))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "listing tables")?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "listing tables")?;
+        Ok(batch_stream(
+            metadata::tables(&self.catalog()?, query).await?,
+        ))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "listing table types")?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "listing table types")?;
+        let mut builder = query.into_builder();
+        for table_type in TABLE_TYPES {
+            builder.append(table_type);
+        }
+        let batch = builder
+            .build()
+            .map_err(|e| Status::internal(format!("building the table types: {e}")))?;
+        Ok(batch_stream(batch))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "reading the server's SQL information")?;
+        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "reading the server's SQL information")?;
+        let batch = query
+            .into_builder(&SQL_INFO)
+            .build()
+            .map_err(|e| Status::internal(format!("building the SQL information: {e}")))?;
+        Ok(batch_stream(batch))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "reading the server's SQL types")?;
+        let schema = query.clone().into_builder(&XDBC_TYPES).schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "reading the server's SQL types")?;
+        let batch = query
+            .into_builder(&XDBC_TYPES)
+            .build()
+            .map_err(|e| Status::internal(format!("building the SQL types: {e}")))?;
+        Ok(batch_stream(batch))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "listing keys")?;
+        metadata_info(
+            query,
+            &metadata::primary_keys_schema(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "listing keys")?;
+        Ok(batches_stream(metadata::primary_keys_schema(), Vec::new()))
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "listing keys")?;
+        metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "listing keys")?;
+        Ok(batches_stream(metadata::foreign_keys_schema(), Vec::new()))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "listing keys")?;
+        metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "listing keys")?;
+        Ok(batches_stream(metadata::foreign_keys_schema(), Vec::new()))
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        client_of(&request, "listing keys")?;
+        metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxedStream<FlightData>>, Status> {
+        client_of(&request, "listing keys")?;
+        Ok(batches_stream(metadata::foreign_keys_schema(), Vec::new()))
+    }
+
+    /// The SQL information is fixed ([`SQL_INFO`]).
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
