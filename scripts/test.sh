@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, rustdoc, the stock
 # binaries (integration tests start them as separate processes), the
-# S3-compatible test server, DataFusion's sqllogictest files, then unit and
-# integration tests. Needs a Rust toolchain with rustfmt and clippy, Python 3
-# with pip (for moto_server), curl, and network access to crates.io and PyPI
-# on the first run.
+# S3-compatible test server, the Python client libraries, DataFusion's
+# sqllogictest files, then unit and integration tests. Needs a Rust toolchain
+# with rustfmt and clippy, Python 3 with pip and venv (for moto_server and the
+# Python client tests), curl, and network access to crates.io and PyPI on the
+# first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,16 @@ export TEST_S3_STRICT_ENDPOINT="http://127.0.0.1:$strict_port"
 # Its request log: tests check which requests reached the server.
 export TEST_S3_LOG="$moto_logs/permissive.log"
 echo "S3 test server at $TEST_S3_ENDPOINT (credential-checking one at $TEST_S3_STRICT_ENDPOINT)"
+
+step "Python clients: ADBC Flight SQL driver, pyarrow, pandas, polars, pytest (PyPI, pinned)"
+# A virtual environment of its own, so that the pinned versions never clash
+# with what the machine has; re-running only checks them.
+venv="$CARGO_TARGET_DIR/python-venv"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements.txt
+export BALLISTA_TEST_PYTHON="$venv/bin/python"
 
 step "DataFusion's sqllogictest files (crates.io, checksum-verified)"
 scripts/fetch-slt.sh

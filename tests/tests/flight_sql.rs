@@ -557,3 +557,174 @@ async fn the_metadata_calls_of_jdbc_and_bi_tools_are_answered_with_their_schemas
     metadata(&mut client, info).await;
     assert_serves(&mut cluster).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_describe_bind_run_and_close_as_jdbc_uses_them() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let (mut cluster, _dir) = cluster_of_users(1, &tpch_tables_toml(&data)).await;
+    let url = cluster.scheduler_url.clone();
+    let mut client = alice(&url).await;
+
+    // Described when prepared: the result's schema and the parameters'.
+    let sql = "SELECT n_name FROM nation WHERE n_nationkey = $1";
+    let mut statement = client.prepare(sql.into(), None).await.expect("prepare");
+    let dataset = statement.dataset_schema().unwrap().clone();
+    assert_eq!(dataset.field(0).name(), "n_name");
+    let parameters = statement.parameter_schema().unwrap().clone();
+    assert_eq!(parameters.fields().len(), 1);
+    assert_eq!(parameters.field(0).name(), "$1");
+    assert_eq!(
+        parameters.field(0).data_type(),
+        &arrow::datatypes::DataType::Int64
+    );
+
+    // Bound and run (an Int32 value is cast to the Int64 expected).
+    let values = RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("0", arrow::datatypes::DataType::Int32, false),
+        ])),
+        vec![Arc::new(arrow::array::Int32Array::from(vec![7]))],
+    )
+    .unwrap();
+    statement.set_parameters(values).unwrap();
+    let info = statement.execute().await.expect("execute");
+    let token = client.token().cloned().unwrap();
+    let mut rows = Vec::new();
+    for endpoint in &info.endpoint {
+        rows.extend(read_endpoint(endpoint, &token, &url).await.1);
+    }
+    assert_eq!(strings(&rows, "n_name"), vec!["GERMANY"]);
+
+    // A statement that is not a query describes an empty result (JDBC
+    // then runs it as an update).
+    let copy = client
+        .prepare("COPY (SELECT 1) TO '/tmp/never-written.csv'".into(), None)
+        .await
+        .expect("prepare a COPY");
+    assert!(copy.dataset_schema().unwrap().fields().is_empty());
+    copy.close().await.expect("close");
+
+    // Bob cannot run or close alice's statement, even knowing its handle.
+    let mut bob = FlightSqlServiceClient::new(channel(&url).await);
+    bob.handshake("bob", "bob-pw").await.unwrap();
+    let bob_token = bob.token().cloned().unwrap();
+    let handle = info
+        .flight_descriptor
+        .as_ref()
+        .map(|d| d.cmd.clone())
+        .expect("the descriptor of the prepared statement");
+    let status = bob
+        .inner_mut()
+        .get_flight_info({
+            let mut request = tonic::Request::new(FlightDescriptor::new_cmd(handle.to_vec()));
+            request.metadata_mut().insert(
+                "authorization",
+                MetadataValue::try_from(format!("Bearer {bob_token}")).unwrap(),
+            );
+            request
+        })
+        .await
+        .expect_err("bob runs alice's statement");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(
+        status.message().contains("no prepared statement"),
+        "{status:?}"
+    );
+
+    // Closed, it is gone.
+    statement.close().await.expect("close");
+    let status = client
+        .inner_mut()
+        .get_flight_info({
+            let mut request = tonic::Request::new(FlightDescriptor::new_cmd(handle.to_vec()));
+            request.metadata_mut().insert(
+                "authorization",
+                MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+            );
+            request
+        })
+        .await
+        .expect_err("a closed statement");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // Bad SQL fails when prepared, naming the problem.
+    let error = client
+        .prepare("SELECT nope FROM nation".into(), None)
+        .await
+        .err()
+        .expect("an unknown column");
+    assert!(error.to_string().contains("nope"), "{error}");
+    assert_serves(&mut cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_answer_the_rows_they_wrote_and_stay_within_the_callers_grants() {
+    let out = tempfile::tempdir().unwrap();
+    let users_dir = tempfile::tempdir().unwrap();
+    let users = users_dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[users.carol]\npassword_hash = \"{}\"\nwrite = [\"file://{}/\"]\n",
+            ballista::plugin::auth::hash_password("carol-pw").unwrap(),
+            out.path().display()
+        ),
+    )
+    .unwrap();
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let toml = format!(
+        "[scheduler]\n{}\n[auth]\nusers_file = \"{}\"\n",
+        tpch_tables_toml(&data),
+        users.display()
+    );
+    let mut cluster = ballista_tests::cluster::TestCluster::start(1, 2, Some(&toml)).await;
+    let url = cluster.scheduler_url.clone();
+    let mut carol = FlightSqlServiceClient::new(channel(&url).await);
+    carol.handshake("carol", "carol-pw").await.expect("login");
+
+    let target = out.path().join("nation.csv");
+    let copy = format!(
+        "COPY (SELECT * FROM nation) TO '{}' STORED AS CSV",
+        target.display()
+    );
+    let written = carol.execute_update(copy, None).await.expect("COPY");
+    assert_eq!(written, 25);
+    let text = std::fs::read_to_string(&target).expect("the file is written");
+    assert_eq!(text.lines().count(), 26, "a header and 25 rows");
+
+    // As a prepared update too.
+    let target = out.path().join("region.csv");
+    let statement = carol
+        .prepare(
+            format!(
+                "COPY (SELECT * FROM region) TO '{}' STORED AS CSV",
+                target.display()
+            ),
+            None,
+        )
+        .await
+        .expect("prepare");
+    let mut statement = statement;
+    assert_eq!(statement.execute_update().await.expect("prepared COPY"), 5);
+
+    // Outside the write grant: refused, nothing written.
+    let outside = tempfile::tempdir().unwrap();
+    let error = carol
+        .execute_update(
+            format!(
+                "COPY (SELECT * FROM nation) TO '{}/x.csv' STORED AS CSV",
+                outside.path().display()
+            ),
+            None,
+        )
+        .await
+        .expect_err("a COPY outside the grant");
+    assert!(
+        error
+            .to_string()
+            .contains("permission denied: user carol may not write"),
+        "{error}"
+    );
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    assert_serves(&mut cluster).await;
+}

@@ -65,7 +65,13 @@ fn basic_credentials(header: &str) -> Result<(String, String), BallistaError> {
             "the Basic credentials are not base64 of user:password".into(),
         )
     };
-    let decoded = base64::engine::general_purpose::STANDARD
+    // Go's Flight client (under the ADBC drivers) leaves the padding out.
+    let padding_optional = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = padding_optional
         .decode(encoded.trim())
         .map_err(|_| malformed())?;
     let text = String::from_utf8(decoded).map_err(|_| malformed())?;

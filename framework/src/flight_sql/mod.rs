@@ -14,13 +14,17 @@
 //!   stream from the executors straight to the client;
 //!   `scheduler.flight_sql.results = "scheduler"` serves them through the
 //!   scheduler instead ([`statements`]). A client that goes away while its
-//!   query runs cancels the job.
+//!   query runs cancels the job. Updates (`INSERT`, `COPY`) answer the
+//!   rows they wrote.
+//! - **Prepared statements** ([`prepared`]) are described when prepared
+//!   and planned with their bound parameters when executed.
 //! - **Metadata** (`GetCatalogs`, `GetDbSchemas`, `GetTables`,
 //!   `GetTableTypes`, `GetSqlInfo`, `GetXdbcTypeInfo`, and the key calls,
 //!   which answer no keys) is answered from the scheduler's catalog
 //!   ([`metadata`]).
 
 mod metadata;
+mod prepared;
 mod service;
 mod statements;
 

@@ -8,22 +8,27 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
-    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
-    CommandGetTables, CommandGetXdbcTypeInfo, CommandStatementQuery, ProstMessageExt, SqlInfo,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
     TicketStatementQuery,
 };
 use arrow_flight::{
-    FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    Ticket,
+    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::metadata::{self, SQL_INFO, TABLE_TYPES, XDBC_TYPES};
+use super::prepared::{self, MAX_SQL_BYTES, PreparedStatements};
 use super::statements::{self, parse_result_handle};
 use crate::auth::{CallCredentials, Caller, Login};
 use crate::config::FlightSqlResults;
@@ -43,6 +48,7 @@ pub(crate) struct FlightSqlFrontDoor {
     /// Reads results from executors for clients served through the
     /// scheduler, as the cluster administrator (the tickets are signed).
     proxy: FlightClientPool,
+    prepared: PreparedStatements,
 }
 
 impl std::fmt::Debug for FlightSqlFrontDoor {
@@ -72,6 +78,7 @@ impl FlightSqlFrontDoor {
             results,
             executors_over,
             proxy,
+            prepared: PreparedStatements::default(),
         }
     }
 }
@@ -117,7 +124,56 @@ fn batches_stream(
     Response::new(Box::pin(stream))
 }
 
+/// Refuses SQL texts too long to be one statement.
+fn check_sql_length(sql: &str) -> Result<(), Status> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(BallistaError::InvalidInput(format!(
+            "the statement is {} bytes long; the limit is {MAX_SQL_BYTES}",
+            sql.len()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// A schema as the IPC message Flight SQL carries it in.
+fn ipc_schema(schema: &arrow::datatypes::Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &Default::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| {
+            Status::internal(format!("encoding a schema: {e}"))
+        })?;
+    Ok(bytes)
+}
+
+/// The record batches a client sent with `DoPut` (checked before decoding).
+async fn put_batches(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Vec<RecordBatch>, Status> {
+    let messages = request.into_inner().map_err(FlightError::from);
+    let batches = crate::flight::flight_data_batches(messages);
+    Ok(batches.try_collect().await?)
+}
+
 impl FlightSqlFrontDoor {
+    /// Runs prepared statement `handle` of `identity` with its bound
+    /// parameters.
+    async fn run_prepared(
+        &self,
+        identity: Arc<crate::plugin::auth::Identity>,
+        handle: &[u8],
+    ) -> Result<statements::FinishedQuery, Status> {
+        let (sql, parameters) = self.prepared.get(&identity, handle)?;
+        if parameters.as_ref().is_none_or(Vec::is_empty) {
+            // Without parameters the statement is its text (ADBC prepares
+            // every statement it runs).
+            return Ok(statements::run_query(&self.inner, identity, &sql).await?);
+        }
+        let ctx = self.catalog()?;
+        let plan = prepared::bound_plan(&ctx, &sql, parameters).await?;
+        Ok(statements::run_plan(&self.inner, identity, &ctx, &plan).await?)
+    }
+
     fn catalog(&self) -> Result<datafusion::prelude::SessionContext, Status> {
         Ok(self.inner.catalog_context()?)
     }
@@ -140,6 +196,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let identity = client_of(&request, "running a query")?;
+        check_sql_length(&query.query)?;
         let finished = statements::run_query(&self.inner, identity, &query.query).await?;
         let info = statements::flight_info(
             &finished,
@@ -175,6 +232,91 @@ impl FlightSqlService for FlightSqlFrontDoor {
             })?
             .into_inner();
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let identity = client_of(&request, "running a prepared statement")?;
+        let finished = self
+            .run_prepared(identity, &query.prepared_statement_handle)
+            .await?;
+        let info = statements::flight_info(
+            &finished,
+            self.results,
+            &self.executors_over,
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let identity = client_of(&request, "running a statement")?;
+        check_sql_length(&command.query)?;
+        let finished = statements::run_query(&self.inner, identity, &command.query).await?;
+        Ok(statements::update_count(&finished, &self.proxy).await?)
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        command: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let identity = client_of(&request, "running a prepared statement")?;
+        let finished = self
+            .run_prepared(identity, &command.prepared_statement_handle)
+            .await?;
+        Ok(statements::update_count(&finished, &self.proxy).await?)
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let identity = client_of(&request, "preparing a statement")?;
+        check_sql_length(&query.query)?;
+        let description = prepared::describe(&self.catalog()?, &query.query).await?;
+        let handle = self.prepared.create(&identity, &query.query)?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema: ipc_schema(&description.dataset)?,
+            parameter_schema: ipc_schema(&description.parameters)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let identity = client_of(&request, "binding parameters")?;
+        let handle = query.prepared_statement_handle;
+        // The statement must exist (and be the caller's) before its
+        // parameters are read.
+        self.prepared.get(&identity, &handle)?;
+        let values = prepared::parameter_values(&put_batches(request).await?)?;
+        self.prepared.bind(&identity, &handle, values)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle),
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        let identity = client_of(&request, "closing a prepared statement")?;
+        Ok(self
+            .prepared
+            .close(&identity, &query.prepared_statement_handle)?)
     }
 
     async fn get_flight_info_catalogs(

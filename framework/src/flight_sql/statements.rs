@@ -3,16 +3,23 @@
 
 use std::sync::{Arc, Weak};
 
+use arrow::array::{Array, UInt64Array};
 use arrow::datatypes::SchemaRef;
 use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
 use prost::Message;
 
 use crate::config::FlightSqlResults;
 use crate::error::{BallistaError, Result};
+use crate::flight::FlightClientPool;
 use crate::ids::JobId;
+use crate::plan::encode_client_plan;
 use crate::plugin::auth::Identity;
 use crate::plugin::shuffle::ShuffleLocation;
+use crate::proto::execute_query_request::Query;
 use crate::proto::{self, JobState};
 use crate::scheduler::SchedulerInner;
 use crate::tls::PeerTransport;
@@ -74,9 +81,43 @@ pub(crate) async fn run_query(
     identity: Arc<Identity>,
     sql: &str,
 ) -> Result<FinishedQuery> {
+    run(inner, identity, Query::Sql(sql.to_string())).await
+}
+
+/// Runs `plan` (planned against `ctx`, the scheduler's catalog, with its
+/// parameters bound) as a job of `identity` and waits for it to end. It
+/// travels optimized, as our Rust client sends plans: subqueries are joins
+/// by then, which the plan encoding can carry.
+pub(crate) async fn run_plan(
+    inner: &Arc<SchedulerInner>,
+    identity: Arc<Identity>,
+    ctx: &SessionContext,
+    plan: &LogicalPlan,
+) -> Result<FinishedQuery> {
+    let state = ctx.state();
+    let optimized = state.optimize(plan)?;
+    let bytes = encode_client_plan(&optimized, &state).await?;
+    run_request(inner, identity, Query::LogicalPlan(bytes), true).await
+}
+
+async fn run(
+    inner: &Arc<SchedulerInner>,
+    identity: Arc<Identity>,
+    query: Query,
+) -> Result<FinishedQuery> {
+    run_request(inner, identity, query, false).await
+}
+
+async fn run_request(
+    inner: &Arc<SchedulerInner>,
+    identity: Arc<Identity>,
+    query: Query,
+    plan_is_optimized: bool,
+) -> Result<FinishedQuery> {
     let request = proto::ExecuteQueryRequest {
-        query: Some(proto::execute_query_request::Query::Sql(sql.to_string())),
+        query: Some(query),
         session_id: session_id_of(&identity.user),
+        plan_is_optimized,
         ..Default::default()
     };
     let (job_id, mut status) = inner.submit(request, identity)?;
@@ -125,6 +166,40 @@ fn finished(job_id: JobId, status: proto::JobStatus) -> Result<FinishedQuery> {
         schema,
         locations,
     })
+}
+
+/// The rows a statement changed, for an update's answer: the sum of the
+/// `count` its job returns (`INSERT`, `COPY`), else the rows of its result.
+pub(crate) async fn update_count(
+    query: &FinishedQuery,
+    executors: &FlightClientPool,
+) -> Result<i64> {
+    let counted = query.schema.fields().len() == 1
+        && query.schema.field(0).name() == "count"
+        && query.schema.field(0).data_type() == &arrow::datatypes::DataType::UInt64;
+    let mut total = 0u64;
+    for location in &query.locations {
+        if !counted {
+            total = total.saturating_add(location.stats.num_rows);
+            continue;
+        }
+        let mut batches = executors
+            .fetch(
+                &location.executor.host,
+                location.executor.port,
+                &query.job_id,
+                &location.path,
+                &location.ticket,
+                Arc::clone(&query.schema),
+            )
+            .await?;
+        while let Some(batch) = batches.try_next().await? {
+            if let Some(counts) = batch.column(0).as_any().downcast_ref::<UInt64Array>() {
+                total = total.saturating_add(counts.iter().flatten().sum::<u64>());
+            }
+        }
+    }
+    Ok(i64::try_from(total).unwrap_or(i64::MAX))
 }
 
 /// The statement handle of a result location served through the

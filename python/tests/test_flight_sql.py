@@ -1,0 +1,138 @@
+"""The cluster through the ADBC Flight SQL driver, as a Python user meets it."""
+
+import decimal
+import math
+import threading
+import time
+
+import adbc_driver_manager
+import pandas
+import polars
+import pyarrow
+import pyarrow.ipc
+import pytest
+
+from conftest import connect
+
+LONG_QUERY = "SELECT count(*) FROM generate_series(1, 50000000000) WHERE value % 7 = 3"
+
+
+def _same_value(expected, actual):
+    if isinstance(expected, float) and isinstance(actual, float):
+        return math.isclose(expected, actual, rel_tol=1e-9, abs_tol=1e-9) or (
+            math.isnan(expected) and math.isnan(actual)
+        )
+    if isinstance(expected, decimal.Decimal) and isinstance(actual, decimal.Decimal):
+        return expected == actual
+    return expected == actual
+
+
+def _assert_same_table(expected: pyarrow.Table, actual: pyarrow.Table, what: str):
+    assert actual.column_names == expected.column_names, what
+    # String columns may come as string or string_view: compare values.
+    expected_rows = expected.to_pylist()
+    actual_rows = actual.to_pylist()
+    assert len(actual_rows) == len(expected_rows), f"{what}: row count"
+    for i, (want, got) in enumerate(zip(expected_rows, actual_rows)):
+        for column in expected.column_names:
+            assert _same_value(want[column], got[column]), (
+                f"{what}: row {i} column {column}: expected {want[column]!r}, got {got[column]!r}"
+            )
+
+
+@pytest.mark.parametrize("n", range(1, 23))
+def test_tpch_query_equals_single_process_datafusion(conn, expected_dir, n):
+    sql = (expected_dir / f"q{n}.sql").read_text()
+    expected = pyarrow.ipc.open_file(expected_dir / f"q{n}.arrow").read_all()
+    with conn.cursor() as cursor:
+        cursor.execute(sql)
+        actual = cursor.fetch_arrow_table()
+    assert actual.num_rows > 0, f"q{n} returned no rows"
+    _assert_same_table(expected, actual, f"q{n}")
+
+
+def test_pandas_and_polars_frames(conn):
+    sql = "SELECT n_nationkey, n_name FROM nation WHERE n_regionkey = 1 ORDER BY n_nationkey"
+    with conn.cursor() as cursor:
+        cursor.execute(sql)
+        frame = cursor.fetch_df()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame["n_nationkey"]) == [1, 2, 3, 17, 24]
+    assert list(frame["n_name"]) == ["ARGENTINA", "BRAZIL", "CANADA", "PERU", "UNITED STATES"]
+    with conn.cursor() as cursor:
+        cursor.execute(sql)
+        frame = polars.from_arrow(cursor.fetch_arrow_table())
+    assert isinstance(frame, polars.DataFrame)
+    assert frame["n_name"].to_list()[-1] == "UNITED STATES"
+
+
+def test_prepared_statement_with_parameters(conn):
+    sql = "SELECT n_name FROM nation WHERE n_regionkey = $1 AND n_nationkey > $2 ORDER BY n_name"
+    with conn.cursor() as cursor:
+        cursor.execute(sql, parameters=(1, 2))
+        assert [r[0] for r in cursor.fetchall()] == ["CANADA", "PERU", "UNITED STATES"]
+        # The same statement again with other values.
+        cursor.execute(sql, parameters=(3, 0))
+        assert [r[0] for r in cursor.fetchall()] == [
+            "FRANCE", "GERMANY", "ROMANIA", "RUSSIA", "UNITED KINGDOM",
+        ]
+    with conn.cursor() as cursor:
+        with pytest.raises(adbc_driver_manager.Error) as error:
+            cursor.execute(sql, parameters=(1,))
+        assert "2 parameter(s) and 1 value(s)" in str(error.value)
+
+
+def test_get_objects_lists_catalogs_schemas_tables_and_columns(conn):
+    objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+    catalogs = {c["catalog_name"]: c for c in objects}
+    assert "datafusion" in catalogs, catalogs.keys()
+    schemas = {s["db_schema_name"]: s for s in catalogs["datafusion"]["catalog_db_schemas"]}
+    tables = {t["table_name"]: t for t in schemas["public"]["db_schema_tables"]}
+    assert {"lineitem", "orders", "nation", "region"} <= tables.keys()
+    assert tables["nation"]["table_type"] == "TABLE"
+    columns = [c["column_name"] for c in tables["nation"]["table_columns"]]
+    assert columns == ["n_nationkey", "n_name", "n_regionkey", "n_comment"]
+    schema = conn.adbc_get_table_schema("lineitem", catalog_filter="datafusion",
+                                        db_schema_filter="public")
+    assert schema.field("l_orderkey").type == pyarrow.int64()
+    assert schema.field("l_quantity").type == pyarrow.decimal128(15, 2)
+    assert schema.field("l_shipdate").type == pyarrow.date32()
+    assert schema.field("l_comment").type in (pyarrow.string(), pyarrow.string_view())
+
+
+def test_a_bad_query_fails_clearly_and_the_next_one_runs(conn):
+    with conn.cursor() as cursor:
+        with pytest.raises(adbc_driver_manager.Error) as error:
+            cursor.execute("SELECT no_such_column FROM nation")
+        assert "no_such_column" in str(error.value)
+        cursor.execute("SELECT count(*) FROM region")
+        assert cursor.fetchone()[0] == 5
+
+
+def test_a_cancelled_query_fails_clearly_and_the_next_one_runs(uri, conn):
+    outcome = {}
+
+    def run():
+        with connect(uri) as own:
+            with own.cursor() as cursor:
+                outcome["cursor"] = cursor
+                try:
+                    cursor.execute(LONG_QUERY)
+                    outcome["rows"] = cursor.fetchall()
+                except adbc_driver_manager.Error as error:
+                    outcome["error"] = error
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while "cursor" not in outcome and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    outcome["cursor"].adbc_cancel()
+    worker.join(60)
+    assert not worker.is_alive(), "the cancelled query did not return"
+    assert "error" in outcome, f"the long query was not cancelled: {outcome}"
+    assert "cancel" in str(outcome["error"]).lower(), outcome["error"]
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM nation")
+        assert cursor.fetchone()[0] == 25

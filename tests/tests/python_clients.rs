@@ -1,0 +1,127 @@
+//! Python clients of a cluster: the pytest suite under `python/tests`,
+//! run with the ADBC Flight SQL driver from PyPI against stock scheduler
+//! and executor processes. `scripts/test.sh` installs the driver into a
+//! virtual environment and names its interpreter in
+//! `BALLISTA_TEST_PYTHON`; without it this test fails, saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::ipc::writer::FileWriter;
+use ballista_tests::cluster::TestCluster;
+use ballista_tests::data::tpch_data;
+use ballista_tests::local_tpch_session;
+use ballista_tests::queries::statements;
+use ballista_tests::secured::cluster_of_users;
+
+/// TPC-H query `n` as one statement: q15's view becomes a common table
+/// expression (statements other than queries are not served over Flight
+/// SQL yet).
+fn single_statement(n: usize) -> String {
+    let parts = statements(n);
+    if parts.len() == 1 {
+        return parts[0].to_string();
+    }
+    let view = parts[0]
+        .strip_prefix("create view ")
+        .expect("q15 starts with its view");
+    let (name, body) = view.split_once(" as").expect("the view's query");
+    format!("with {name} as ({body}) {}", parts[1])
+}
+
+/// Writes each query's text and single-process DataFusion's answer (Arrow
+/// IPC) under `dir`, for the Python tests to compare with.
+async fn write_expected(data: &Path, dir: &Path) {
+    let local = local_tpch_session(data).await;
+    for n in 1..=22 {
+        let sql = single_statement(n);
+        std::fs::write(dir.join(format!("q{n}.sql")), &sql).unwrap();
+        let df = local
+            .sql(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("q{n}: {e}"));
+        let schema = df.schema().as_arrow().clone();
+        let batches = df.collect().await.unwrap_or_else(|e| panic!("q{n}: {e}"));
+        let file = std::fs::File::create(dir.join(format!("q{n}.arrow"))).unwrap();
+        let mut writer = FileWriter::try_new(file, &schema).unwrap();
+        for batch in &batches {
+            writer.write(batch).unwrap();
+        }
+        writer.finish().unwrap();
+    }
+}
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("BALLISTA_TEST_PYTHON").unwrap_or_else(|| {
+        panic!(
+            "BALLISTA_TEST_PYTHON is not set: run the tests with scripts/test.sh, which \
+             installs python/requirements.txt into a virtual environment and sets it"
+        )
+    });
+    PathBuf::from(python)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_adbc_suite_passes_against_stock_processes() {
+    let python = python();
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let expected = tempfile::tempdir().unwrap();
+    write_expected(&data, expected.path()).await;
+    let mut tables = String::new();
+    for table in ballista_bin::tpch::datagen::TABLES {
+        tables.push_str(&format!(
+            "[[scheduler.tables]]\nname = \"{table}\"\nlocation = \"{}/{table}/\"\nformat = \"parquet\"\n",
+            data.display()
+        ));
+    }
+    let (mut cluster, _users) = cluster_of_users(2, &tables).await;
+    let uri = cluster.scheduler_url.replace("http://", "grpc://");
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/tests");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA"])
+            .arg(&suite)
+            .env("BALLISTA_FLIGHT_SQL_URI", &uri)
+            .env("BALLISTA_USER", "alice")
+            .env("BALLISTA_PASSWORD", "alice-pw")
+            .env("BALLISTA_EXPECTED", expected.path())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", python.display()))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "the Python suite failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        !stdout.contains("skipped"),
+        "no Python test may skip itself:\n{stdout}"
+    );
+
+    // The guide's example runs as written.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/examples/quickstart.py");
+    let uri = cluster.scheduler_url.replace("http://", "grpc://");
+    let python = self::python();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(&example)
+            .args([uri.as_str(), "alice", "alice-pw"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("datafusion.public.lineitem"),
+        "quickstart.py: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ballista_tests::probe::assert_processes_up(&mut cluster);
+    drop::<TestCluster>(cluster);
+}
