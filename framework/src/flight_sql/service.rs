@@ -325,7 +325,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         client_of(&request, "listing catalogs")?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         metadata_info(query, &schema, request.into_inner())
     }
 
@@ -384,7 +384,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         client_of(&request, "listing table types")?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         metadata_info(query, &schema, request.into_inner())
     }
 
@@ -433,7 +433,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         client_of(&request, "reading the server's SQL types")?;
-        let schema = query.clone().into_builder(&XDBC_TYPES).schema();
+        let schema = query.into_builder(&XDBC_TYPES).schema();
         metadata_info(query, &schema, request.into_inner())
     }
 
