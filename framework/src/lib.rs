@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub(crate) mod catalog;
 pub mod client;
 pub mod config;
 pub mod error;

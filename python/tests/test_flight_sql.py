@@ -77,9 +77,15 @@ def test_prepared_statement_with_parameters(conn):
             "FRANCE", "GERMANY", "ROMANIA", "RUSSIA", "UNITED KINGDOM",
         ]
     with conn.cursor() as cursor:
-        with pytest.raises(adbc_driver_manager.Error) as error:
+        # The error class comes from the gRPC status code (INVALID_ARGUMENT),
+        # which the driver checks against the status details.
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as error:
             cursor.execute(sql, parameters=(1,))
         assert "2 parameter(s) and 1 value(s)" in str(error.value)
+    with conn.cursor() as cursor:
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as error:
+            cursor.execute(sql)
+        assert "2 parameter(s) and 0 value(s) were bound" in str(error.value)
 
 
 def test_get_objects_lists_catalogs_schemas_tables_and_columns(conn):
@@ -102,9 +108,18 @@ def test_get_objects_lists_catalogs_schemas_tables_and_columns(conn):
 
 def test_a_bad_query_fails_clearly_and_the_next_one_runs(conn):
     with conn.cursor() as cursor:
-        with pytest.raises(adbc_driver_manager.Error) as error:
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as error:
             cursor.execute("SELECT no_such_column FROM nation")
         assert "no_such_column" in str(error.value)
+        assert "INVALID_ARGUMENT" in str(error.value), error.value
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as error:
+            cursor.execute("SELEC 1")
+        assert "SELEC" in str(error.value)
+        # A failure while the job runs (not while planning).
+        with pytest.raises(adbc_driver_manager.Error) as error:
+            cursor.execute("SELECT CAST(n_name AS INT) FROM nation")
+        assert "ALGERIA" in str(error.value) or "Cast" in str(error.value), error.value
+        assert "mismatch" not in str(error.value), error.value
         cursor.execute("SELECT count(*) FROM region")
         assert cursor.fetchone()[0] == 5
 
@@ -136,3 +151,29 @@ def test_a_cancelled_query_fails_clearly_and_the_next_one_runs(uri, conn):
     with conn.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM nation")
         assert cursor.fetchone()[0] == 25
+
+
+def test_a_view_created_by_one_connection_is_seen_by_another(uri, conn):
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE VIEW py_europe AS SELECT n_name FROM nation WHERE n_regionkey = 3")
+    try:
+        with connect(uri) as other, other.cursor() as cursor:
+            cursor.execute("SELECT n_name FROM py_europe ORDER BY n_name")
+            assert [r[0] for r in cursor.fetchall()] == [
+                "FRANCE", "GERMANY", "ROMANIA", "RUSSIA", "UNITED KINGDOM",
+            ]
+            objects = other.adbc_get_objects(depth="tables").read_all().to_pylist()
+            tables = {
+                t["table_name"]: t["table_type"]
+                for c in objects
+                for s in c["catalog_db_schemas"]
+                for t in s["db_schema_tables"]
+            }
+            assert tables.get("py_europe") == "VIEW", tables
+    finally:
+        with conn.cursor() as cursor:
+            cursor.execute("DROP VIEW py_europe")
+    with conn.cursor() as cursor:
+        with pytest.raises(adbc_driver_manager.Error) as error:
+            cursor.execute("SELECT * FROM py_europe")
+        assert "py_europe" in str(error.value)

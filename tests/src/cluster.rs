@@ -356,7 +356,15 @@ impl TestCluster {
             args.push("--config".into());
             args.push(path.display().to_string());
         }
-        let mut scheduler = Process::start("scheduler", "ballista-scheduler", &args, &[]);
+        // Each cluster keeps its catalog of client-created tables to itself
+        // (the default file is shared by every process of this machine),
+        // unless the test chooses where.
+        let catalog = config_dir.path().join("catalog.json").display().to_string();
+        let catalog_env: Vec<(&str, &str)> = match scheduler_toml {
+            Some(toml) if toml.contains("[scheduler.catalog]") => Vec::new(),
+            _ => vec![("BALLISTA_SCHEDULER__CATALOG__LOCATION", catalog.as_str())],
+        };
+        let mut scheduler = Process::start("scheduler", "ballista-scheduler", &args, &catalog_env);
         let line = scheduler.wait_for_stdout("listening on", Duration::from_secs(60));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let scheduler_url = format!("{scheme}://127.0.0.1:{}", listening_port(&line));

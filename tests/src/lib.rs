@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod data;
+pub mod flight_sql;
 pub mod probe;
 pub mod s3;
 pub mod secured;

@@ -1871,7 +1871,8 @@ fn flight_tickets_resolve_only_inside_their_job_directory() {
     campaign.finish();
 }
 
-/// Errors of the kinds services send, as `ErrorInfo` details.
+/// Errors of the kinds services send, as the `google.rpc.Status` details
+/// holding their `ErrorInfo`.
 fn error_seeds() -> Vec<DecoderSeed> {
     let errors = [
         BallistaError::InvalidInput("invalid job id \"..\"".into()),
@@ -1894,14 +1895,20 @@ fn error_seeds() -> Vec<DecoderSeed> {
     ];
     errors
         .iter()
-        .map(|error| DecoderSeed::valid(error.to_proto().encode_to_vec()))
+        .map(|error| {
+            DecoderSeed::valid(ballista::error::status_details(
+                Code::Aborted,
+                "fuzzed status",
+                &error.to_proto(),
+            ))
+        })
         .collect()
 }
 
 /// A status whose details hold an `ErrorInfo` of a known kind becomes an
 /// error of that kind (retries depend on it).
 fn error_verdict(bytes: Vec<u8>) -> Verdict {
-    let info = proto::ErrorInfo::decode(bytes.as_slice()).ok();
+    let info = ballista::error::error_info_of_details(&bytes);
     let status = Status::with_details(Code::Aborted, "fuzzed status", Bytes::from(bytes));
     let error = BallistaError::from(status);
     let retried = if error.is_retryable() {

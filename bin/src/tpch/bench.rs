@@ -27,6 +27,9 @@ pub async fn register_tables_at(ctx: &SessionContext, base: &str) -> Result<()> 
     let base = base.trim_end_matches('/');
     for table in TABLES {
         let location = format!("{base}/{table}/");
+        // The data asked for wins over a table of the same name the
+        // scheduler declares (and registers in remote sessions).
+        ctx.deregister_table(table)?;
         ctx.register_parquet(table, &location, ParquetReadOptions::default())
             .await?;
     }

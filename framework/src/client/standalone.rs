@@ -46,6 +46,15 @@ impl EmbeddedCluster {
         let mut scheduler_config = config.clone();
         scheduler_config.settings.scheduler.bind_host = "127.0.0.1".into();
         scheduler_config.settings.scheduler.port = 0;
+        if scheduler_config
+            .settings
+            .scheduler
+            .catalog
+            .location
+            .is_empty()
+        {
+            scheduler_config.settings.scheduler.catalog.location = "memory".into();
+        }
         let scheduler = start_scheduler(scheduler_config).await?;
         let scheduler_url = scheduler.url();
 

@@ -121,6 +121,20 @@ pub struct SchedulerSettings {
     pub tls: ServerTlsSettings,
     /// The Arrow Flight SQL service (ADBC, JDBC) on the scheduler's port.
     pub flight_sql: FlightSqlSettings,
+    /// The catalog of tables, views and schemas clients create with SQL.
+    pub catalog: CatalogSettings,
+}
+
+/// Where the scheduler keeps the tables, views and schemas clients create
+/// with SQL over Flight SQL (`[scheduler.catalog]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogSettings {
+    /// A JSON file, replaced atomically on each change and read at start-up;
+    /// `memory` keeps the catalog in memory only (lost on restart). Empty:
+    /// `catalog.json` beside the cluster key (`$BALLISTA_HOME`, else
+    /// `~/.ballista`), except for embedded clusters, which keep it in memory.
+    pub location: String,
 }
 
 /// The Arrow Flight SQL service (`[scheduler.flight_sql]`), served on the
@@ -216,6 +230,7 @@ impl Default for SchedulerSettings {
             ticket_ttl_secs: 24 * 3600,
             tls: ServerTlsSettings::default(),
             flight_sql: FlightSqlSettings::default(),
+            catalog: CatalogSettings::default(),
         }
     }
 }

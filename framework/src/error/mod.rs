@@ -421,12 +421,65 @@ fn status_code(kind: proto::ErrorKind) -> tonic::Code {
     }
 }
 
+/// `google.rpc.Status`: what gRPC's `grpc-status-details-bin` trailer
+/// holds. Other gRPC clients (Go's, under the ADBC drivers) read it and
+/// check its code against the call's, so our `ErrorInfo` travels inside it
+/// as a detail rather than in its place.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<RpcAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// Type URL of our `ErrorInfo` among a status's details.
+const ERROR_INFO_TYPE_URL: &str = "type.googleapis.com/ballista.ErrorInfo";
+
+/// The `grpc-status-details-bin` bytes of a status of `code` and
+/// `message` carrying `info`. The message is repeated there because clients
+/// that decode the details (Go's) show its message, not the status's.
+pub fn status_details(code: tonic::Code, message: &str, info: &proto::ErrorInfo) -> Vec<u8> {
+    RpcStatus {
+        code: code as i32,
+        message: message.to_string(),
+        details: vec![RpcAny {
+            type_url: ERROR_INFO_TYPE_URL.to_string(),
+            value: info.encode_to_vec(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The `ErrorInfo` a status's details carry, if they are a
+/// `google.rpc.Status` holding one.
+pub fn error_info_of_details(details: &[u8]) -> Option<proto::ErrorInfo> {
+    let status = RpcStatus::decode(details).ok()?;
+    let detail = status
+        .details
+        .iter()
+        .find(|d| d.type_url == ERROR_INFO_TYPE_URL)?;
+    proto::ErrorInfo::decode(detail.value.as_slice()).ok()
+}
+
 impl From<BallistaError> for tonic::Status {
     fn from(error: BallistaError) -> Self {
         let info = error.to_proto();
         let code = status_code(error.kind());
         let message = scrub_source_paths(&error.to_string()).into_owned();
-        tonic::Status::with_details(code, message, info.encode_to_vec().into())
+        let details = status_details(code, &message, &info);
+        tonic::Status::with_details(code, message, details.into())
     }
 }
 
@@ -434,8 +487,7 @@ impl From<tonic::Status> for BallistaError {
     /// A status produced by a Ballista service carries its `ErrorInfo` in the
     /// details and keeps its kind; any other status is classified by code.
     fn from(status: tonic::Status) -> Self {
-        if !status.details().is_empty()
-            && let Ok(info) = proto::ErrorInfo::decode(status.details())
+        if let Some(info) = error_info_of_details(status.details())
             && info.kind != proto::ErrorKind::Unspecified as i32
         {
             return BallistaError::from_proto(&info);

@@ -18,6 +18,9 @@
 //!   rows they wrote.
 //! - **Prepared statements** ([`prepared`]) are described when prepared
 //!   and planned with their bound parameters when executed.
+//! - **Catalog statements** (`CREATE EXTERNAL TABLE`, `CREATE VIEW`,
+//!   `CREATE SCHEMA`, `DROP TABLE|VIEW`) change the scheduler's shared
+//!   catalog ([`crate::catalog`]) instead of running as jobs.
 //! - **Metadata** (`GetCatalogs`, `GetDbSchemas`, `GetTables`,
 //!   `GetTableTypes`, `GetSqlInfo`, `GetXdbcTypeInfo`, and the key calls,
 //!   which answer no keys) is answered from the scheduler's catalog

@@ -30,7 +30,17 @@ pub(crate) const MAX_SQL_BYTES: usize = 1 << 20;
 struct Prepared {
     owner: String,
     sql: String,
+    /// How many parameters the statement has (`$1` … `$n`).
+    parameter_count: usize,
     parameters: Option<Vec<ScalarValue>>,
+}
+
+/// A prepared statement as it is run.
+#[derive(Debug)]
+pub(crate) struct Statement {
+    pub sql: String,
+    pub parameter_count: usize,
+    pub parameters: Vec<ScalarValue>,
 }
 
 /// The prepared statements of a scheduler.
@@ -55,8 +65,13 @@ fn unknown(handle: &[u8]) -> BallistaError {
 }
 
 impl PreparedStatements {
-    /// Keeps `sql` for `owner`; its handle.
-    pub(crate) fn create(&self, owner: &Identity, sql: &str) -> Result<String> {
+    /// Keeps `sql`, described as `description`, for `owner`; its handle.
+    pub(crate) fn create(
+        &self,
+        owner: &Identity,
+        sql: &str,
+        description: &Description,
+    ) -> Result<String> {
         let mut statements = self.statements.lock();
         if statements.len() >= MAX_PREPARED {
             return Err(BallistaError::ResourcesExhausted(format!(
@@ -69,22 +84,24 @@ impl PreparedStatements {
             Prepared {
                 owner: owner.user.clone(),
                 sql: sql.to_string(),
+                parameter_count: description.parameters.fields().len(),
                 parameters: None,
             },
         );
         Ok(handle)
     }
 
-    /// The SQL and bound parameters of `handle`, if `caller` prepared it.
-    pub(crate) fn get(
-        &self,
-        caller: &Identity,
-        handle: &[u8],
-    ) -> Result<(String, Option<Vec<ScalarValue>>)> {
+    /// The statement `handle` with its bound parameters, if `caller`
+    /// prepared it.
+    pub(crate) fn get(&self, caller: &Identity, handle: &[u8]) -> Result<Statement> {
         let statements = self.statements.lock();
         let key = std::str::from_utf8(handle).map_err(|_| unknown(handle))?;
         match statements.get(key) {
-            Some(p) if p.owner == caller.user => Ok((p.sql.clone(), p.parameters.clone())),
+            Some(p) if p.owner == caller.user => Ok(Statement {
+                sql: p.sql.clone(),
+                parameter_count: p.parameter_count,
+                parameters: p.parameters.clone().unwrap_or_default(),
+            }),
             _ => Err(unknown(handle)),
         }
     }
@@ -197,23 +214,31 @@ pub(crate) fn parameter_values(batches: &[RecordBatch]) -> Result<Vec<ScalarValu
         .collect()
 }
 
+/// Refuses to run a statement of `expected` parameters with `bound` values.
+pub(crate) fn check_parameter_count(expected: usize, bound: usize) -> Result<()> {
+    if expected != bound {
+        return Err(BallistaError::InvalidInput(format!(
+            "the statement has {expected} parameter(s) and {bound} value(s) were bound{}",
+            if bound == 0 {
+                " (bind one row of values before executing it)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
+}
+
 /// `sql` planned against `ctx` with `values` in place of its parameters,
 /// each cast to the type the statement expects there.
 pub(crate) async fn bound_plan(
     ctx: &SessionContext,
     sql: &str,
-    values: Option<Vec<ScalarValue>>,
+    values: Vec<ScalarValue>,
 ) -> Result<LogicalPlan> {
     let plan = ctx.state().create_logical_plan(sql).await?;
     let parameters = ordered_parameters(&plan)?;
-    let values = values.unwrap_or_default();
-    if parameters.len() != values.len() {
-        return Err(BallistaError::InvalidInput(format!(
-            "the statement has {} parameter(s) and {} value(s) were bound",
-            parameters.len(),
-            values.len()
-        )));
-    }
+    check_parameter_count(parameters.len(), values.len())?;
     if parameters.is_empty() {
         return Ok(plan);
     }
@@ -252,7 +277,7 @@ mod tests {
             .map(|f| f.name().as_str())
             .collect();
         assert_eq!(names, ["$1", "$2"]);
-        let err = bound_plan(&ctx, sql, Some(vec![ScalarValue::Int64(Some(1))]))
+        let err = bound_plan(&ctx, sql, vec![ScalarValue::Int64(Some(1))])
             .await
             .unwrap_err();
         assert!(

@@ -124,6 +124,26 @@ fn batches_stream(
     Response::new(Box::pin(stream))
 }
 
+/// What running a statement did.
+enum Ran {
+    /// It ran as a job, which has ended.
+    Job(statements::FinishedQuery),
+    /// It changed the shared catalog.
+    Catalog(crate::catalog::CatalogChange),
+}
+
+/// The answer to a catalog statement sent as a query: no columns, no rows.
+fn catalog_answer(
+    change: &crate::catalog::CatalogChange,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    tracing::debug!("Flight SQL: {}", change.description);
+    FlightInfo::new()
+        .try_with_schema(&arrow::datatypes::Schema::empty())
+        .map(|info| info.with_descriptor(descriptor).with_total_records(0))
+        .map_err(|e| Status::internal(format!("encoding a schema: {e}")))
+}
+
 /// Refuses SQL texts too long to be one statement.
 fn check_sql_length(sql: &str) -> Result<(), Status> {
     if sql.len() > MAX_SQL_BYTES {
@@ -162,16 +182,29 @@ impl FlightSqlFrontDoor {
         &self,
         identity: Arc<crate::plugin::auth::Identity>,
         handle: &[u8],
-    ) -> Result<statements::FinishedQuery, Status> {
-        let (sql, parameters) = self.prepared.get(&identity, handle)?;
-        if parameters.as_ref().is_none_or(Vec::is_empty) {
+    ) -> Result<Ran, Status> {
+        let statement = self.prepared.get(&identity, handle)?;
+        if statement.parameter_count == 0
+            && let Some(change) = self
+                .inner
+                .catalog_statement(&statement.sql, &identity)
+                .await?
+        {
+            return Ok(Ran::Catalog(change));
+        }
+        prepared::check_parameter_count(statement.parameter_count, statement.parameters.len())?;
+        if statement.parameter_count == 0 {
             // Without parameters the statement is its text (ADBC prepares
             // every statement it runs).
-            return Ok(statements::run_query(&self.inner, identity, &sql).await?);
+            return Ok(Ran::Job(
+                statements::run_query(&self.inner, identity, &statement.sql).await?,
+            ));
         }
         let ctx = self.catalog()?;
-        let plan = prepared::bound_plan(&ctx, &sql, parameters).await?;
-        Ok(statements::run_plan(&self.inner, identity, &ctx, &plan).await?)
+        let plan = prepared::bound_plan(&ctx, &statement.sql, statement.parameters).await?;
+        Ok(Ran::Job(
+            statements::run_plan(&self.inner, identity, &ctx, &plan).await?,
+        ))
     }
 
     fn catalog(&self) -> Result<datafusion::prelude::SessionContext, Status> {
@@ -197,6 +230,16 @@ impl FlightSqlService for FlightSqlFrontDoor {
     ) -> Result<Response<FlightInfo>, Status> {
         let identity = client_of(&request, "running a query")?;
         check_sql_length(&query.query)?;
+        if let Some(change) = self
+            .inner
+            .catalog_statement(&query.query, &identity)
+            .await?
+        {
+            return Ok(Response::new(catalog_answer(
+                &change,
+                request.into_inner(),
+            )?));
+        }
         let finished = statements::run_query(&self.inner, identity, &query.query).await?;
         let info = statements::flight_info(
             &finished,
@@ -240,9 +283,18 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let identity = client_of(&request, "running a prepared statement")?;
-        let finished = self
+        let finished = match self
             .run_prepared(identity, &query.prepared_statement_handle)
-            .await?;
+            .await?
+        {
+            Ran::Job(finished) => finished,
+            Ran::Catalog(change) => {
+                return Ok(Response::new(catalog_answer(
+                    &change,
+                    request.into_inner(),
+                )?));
+            }
+        };
         let info = statements::flight_info(
             &finished,
             self.results,
@@ -259,6 +311,14 @@ impl FlightSqlService for FlightSqlFrontDoor {
     ) -> Result<i64, Status> {
         let identity = client_of(&request, "running a statement")?;
         check_sql_length(&command.query)?;
+        if self
+            .inner
+            .catalog_statement(&command.query, &identity)
+            .await?
+            .is_some()
+        {
+            return Ok(0);
+        }
         let finished = statements::run_query(&self.inner, identity, &command.query).await?;
         Ok(statements::update_count(&finished, &self.proxy).await?)
     }
@@ -269,10 +329,13 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let identity = client_of(&request, "running a prepared statement")?;
-        let finished = self
+        match self
             .run_prepared(identity, &command.prepared_statement_handle)
-            .await?;
-        Ok(statements::update_count(&finished, &self.proxy).await?)
+            .await?
+        {
+            Ran::Job(finished) => Ok(statements::update_count(&finished, &self.proxy).await?),
+            Ran::Catalog(_) => Ok(0),
+        }
     }
 
     async fn do_action_create_prepared_statement(
@@ -283,7 +346,9 @@ impl FlightSqlService for FlightSqlFrontDoor {
         let identity = client_of(&request, "preparing a statement")?;
         check_sql_length(&query.query)?;
         let description = prepared::describe(&self.catalog()?, &query.query).await?;
-        let handle = self.prepared.create(&identity, &query.query)?;
+        let handle = self
+            .prepared
+            .create(&identity, &query.query, &description)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into_bytes().into(),
             dataset_schema: ipc_schema(&description.dataset)?,

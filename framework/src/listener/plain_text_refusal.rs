@@ -19,8 +19,9 @@ const ANSWER_FOR: Duration = Duration::from_secs(10);
 /// anyone who can reach the port could otherwise flood the log.
 pub(super) async fn answer(stream: TcpStream, name: &'static str, handshake_timeout: Duration) {
     let message = format!(
-        "the {name} serves TLS on this port: connect with an https:// URL (trusting the \
-         cluster's CA, tls.ca_file)"
+        "the {name} serves TLS on this port: connect with an https:// URL (grpc+tls:// for \
+         Flight SQL clients such as ADBC and JDBC's useEncryption=true), trusting the \
+         cluster's CA (tls.ca_file)"
     );
     let service = hyper::service::service_fn(move |_request| {
         let status = tonic::Status::failed_precondition(message.clone());

@@ -231,6 +231,17 @@ impl SchedulerInner {
         cancelled
     }
 
+    /// Carries out `sql` when it is a statement the shared catalog keeps,
+    /// for `identity`; `None` for any other statement.
+    pub(crate) async fn catalog_statement(
+        &self,
+        sql: &str,
+        identity: &Identity,
+    ) -> Result<Option<crate::catalog::CatalogChange>> {
+        let slots = self.state.lock().total_slots();
+        self.planner.catalog_statement(sql, identity, slots).await
+    }
+
     /// A DataFusion session holding the tables queries can name, for
     /// listing them.
     pub(crate) fn catalog_context(&self) -> Result<datafusion::prelude::SessionContext> {
@@ -357,6 +368,22 @@ fn check_session_id(session_id: &str) -> Result<()> {
     }
 }
 
+/// Where the catalog of client-created tables is kept, from
+/// `[scheduler.catalog] location`.
+fn catalog_store(
+    settings: &crate::config::CatalogSettings,
+) -> Result<crate::catalog::CatalogStore> {
+    let file = match settings.location.as_str() {
+        "memory" => None,
+        "" => {
+            let key_file = crate::auth::default_key_file()?;
+            Some(key_file.with_file_name("catalog.json"))
+        }
+        path => Some(std::path::PathBuf::from(path)),
+    };
+    Ok(crate::catalog::CatalogStore::new(file))
+}
+
 /// Reads the authentication plugin's users again each time the process
 /// gets SIGHUP (a user added, removed or given other grants), for as long
 /// as the plugin is in use; a bad file is logged and the users in use stay.
@@ -395,7 +422,10 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         PeerTransport::plain()
     };
     let policy = config.resolve_scheduling_policy()?;
-    let planner = JobPlanner::try_new(&config).await?;
+    let mut planner = JobPlanner::try_new(&config).await?;
+    planner
+        .open_catalog(catalog_store(&settings.catalog)?)
+        .await?;
     let inner = Arc::new(SchedulerInner {
         state: Mutex::new(
             SchedulerState::new(settings.clone(), Arc::clone(&policy))

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use url::Url;
 
+use crate::catalog::{CatalogChange, CatalogStore, SharedCatalog};
 use crate::config::{
     BallistaConfig, SchedulerSettings, TableDefinition, check_client_settings,
     distributed_session_defaults, distributed_session_overrides, session_config_from_settings,
@@ -58,6 +59,8 @@ pub struct JobPlanner {
     /// The options every session starts from, which client settings are
     /// checked against (built once: they depend on the settings alone).
     client_defaults: datafusion::config::ConfigOptions,
+    /// Tables, views and schemas clients created with SQL.
+    catalog: Option<Arc<SharedCatalog>>,
 }
 
 impl JobPlanner {
@@ -78,6 +81,7 @@ impl JobPlanner {
             tables: Vec::new(),
             shared_tables: Vec::new(),
             client_defaults: Default::default(),
+            catalog: None,
         };
         planner.client_defaults = session_config_from_settings(&planner.default_settings(0))?
             .options()
@@ -184,7 +188,62 @@ impl JobPlanner {
         for t in &self.tables {
             ctx.register_table(t.definition.name.as_str(), t.table.clone())?;
         }
+        if let Some(catalog) = &self.catalog {
+            catalog.register_into(&ctx)?;
+        }
         Ok(ctx)
+    }
+
+    /// Opens the catalog of client-created tables kept in `store`, whose
+    /// tables every later job sees.
+    pub(crate) async fn open_catalog(&mut self, store: CatalogStore) -> Result<()> {
+        let catalog = SharedCatalog::open(store, || self.catalog_context(0)).await?;
+        self.catalog = Some(Arc::new(catalog));
+        Ok(())
+    }
+
+    /// Carries out `sql` when it is a statement the catalog keeps (`CREATE
+    /// EXTERNAL TABLE`, `CREATE VIEW`, `CREATE SCHEMA`, `DROP TABLE|VIEW`),
+    /// for `identity`; `None` for any other statement.
+    pub(crate) async fn catalog_statement(
+        &self,
+        sql: &str,
+        identity: &Identity,
+        cluster_slots: usize,
+    ) -> Result<Option<CatalogChange>> {
+        let ctx = self.catalog_context(cluster_slots)?;
+        let plan = match ctx.state().create_logical_plan(sql).await {
+            Ok(plan) => plan,
+            // Not planned here: the job's planning reports it.
+            Err(_) => return Ok(None),
+        };
+        let LogicalPlan::Ddl(_) = &plan else {
+            return Ok(None);
+        };
+        let Some(catalog) = &self.catalog else {
+            return Err(BallistaError::NotSupported(
+                "this scheduler keeps no catalog for tables created with SQL".into(),
+            ));
+        };
+        let declared = |name: &str| {
+            self.tables
+                .iter()
+                .any(|t| format!("datafusion.public.{}", t.definition.name) == name)
+        };
+        let check_read = |url: &Url| {
+            if let Some(root) = self.shuffle_root.as_deref()
+                && url.as_str().starts_with(root)
+            {
+                return Err(BallistaError::PermissionDenied(format!(
+                    "{url} is inside the shuffle storage ({root})"
+                )));
+            }
+            identity.check_storage(url, false)?;
+            self.stores.check_access(url, StorageAccess::Read)
+        };
+        catalog
+            .apply(&ctx, &plan, sql, identity, declared, check_read)
+            .await
     }
 
     /// A session holding the tables queries can name, under the default

@@ -1,0 +1,402 @@
+//! The catalog the scheduler keeps for its clients: tables, views and
+//! schemas created with SQL (`CREATE EXTERNAL TABLE`, `CREATE VIEW`,
+//! `CREATE SCHEMA`, `DROP TABLE|VIEW`) by any client of the Flight SQL
+//! service, seen by every client next to the tables the configuration
+//! declares, and kept across restarts in a file ([`store`]).
+//!
+//! An entry is kept as the statement that made it, with its owner: on
+//! start-up the statements are run again, in order, to rebuild the tables
+//! (reading their schemas) and views. A statement that no longer runs (its
+//! files are gone) is logged and kept, so that nothing is lost while its
+//! storage is away.
+//!
+//! Who may do what: creating a table needs a read grant on its location
+//! (tables in the catalog are read under each reader's own grants, unlike
+//! declared tables, which everyone may read); replacing or dropping an entry
+//! is for its owner or an admin; declared tables cannot be replaced or
+//! dropped.
+
+mod store;
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::memory::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use parking_lot::RwLock;
+
+pub(crate) use store::CatalogStore;
+use store::{EntryKind, StoredEntry};
+
+use crate::error::{BallistaError, Result};
+use crate::plugin::auth::Identity;
+
+/// DataFusion's default catalog and schema, which names resolve against.
+const CATALOG: &str = "datafusion";
+const SCHEMA: &str = "public";
+
+struct Entry {
+    stored: StoredEntry,
+    /// `None` while the statement does not run (its storage is away).
+    provider: Option<Arc<dyn TableProvider>>,
+}
+
+/// The scheduler's shared catalog.
+pub(crate) struct SharedCatalog {
+    entries: RwLock<Vec<Entry>>,
+    store: CatalogStore,
+    /// Changes one at a time, each persisted before the next.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for SharedCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCatalog")
+            .field("store", &self.store)
+            .field("entries", &self.entries.read().len())
+            .finish()
+    }
+}
+
+/// What a catalog statement did, for its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CatalogChange {
+    /// Such as `created table datafusion.public.t`.
+    pub description: String,
+}
+
+fn full_name(name: &TableReference) -> Result<String> {
+    let resolved = name.clone().resolve(CATALOG, SCHEMA);
+    if resolved.catalog.as_ref() != CATALOG {
+        return Err(BallistaError::NotSupported(format!(
+            "{name}: the catalog holds tables in catalog '{CATALOG}' only"
+        )));
+    }
+    Ok(format!(
+        "{}.{}.{}",
+        resolved.catalog, resolved.schema, resolved.table
+    ))
+}
+
+fn schema_name(name: &str) -> Result<String> {
+    match name.split_once('.') {
+        None => Ok(name.to_string()),
+        Some((catalog, schema)) if catalog == CATALOG => Ok(schema.to_string()),
+        Some(_) => Err(BallistaError::NotSupported(format!(
+            "schema {name}: the catalog holds schemas of catalog '{CATALOG}' only"
+        ))),
+    }
+}
+
+impl SharedCatalog {
+    /// The catalog kept in `store`, its statements run again in contexts
+    /// from `context` (which holds the declared tables).
+    pub(crate) async fn open(
+        store: CatalogStore,
+        context: impl Fn() -> Result<SessionContext>,
+    ) -> Result<Self> {
+        let stored = store.load().await?;
+        let catalog = Self {
+            entries: RwLock::new(Vec::new()),
+            store,
+            changing: tokio::sync::Mutex::new(()),
+        };
+        for entry in stored {
+            let ctx = context()?;
+            catalog.register_into(&ctx)?;
+            let provider = match replay(&ctx, &entry).await {
+                Ok(provider) => provider,
+                Err(e) => {
+                    tracing::warn!(
+                        "catalog: {} {} (owner {}) does not run now, kept for later: {e}",
+                        entry.kind.name(),
+                        entry.name,
+                        entry.owner
+                    );
+                    None
+                }
+            };
+            catalog.entries.write().push(Entry {
+                stored: entry,
+                provider,
+            });
+        }
+        let count = catalog.entries.read().len();
+        tracing::info!("catalog: {count} entr(ies) from {}", catalog.store);
+        Ok(catalog)
+    }
+
+    /// Registers the catalog's schemas, tables and views in `ctx`.
+    pub(crate) fn register_into(&self, ctx: &SessionContext) -> Result<()> {
+        let Some(catalog) = ctx.catalog(CATALOG) else {
+            return Ok(());
+        };
+        for entry in self.entries.read().iter() {
+            match (&entry.stored.kind, &entry.provider) {
+                (EntryKind::Schema, _) => {
+                    if catalog.schema(&entry.stored.name).is_none() {
+                        catalog.register_schema(
+                            &entry.stored.name,
+                            Arc::new(MemorySchemaProvider::new()),
+                        )?;
+                    }
+                }
+                (_, Some(provider)) => {
+                    let name = TableReference::parse_str(&entry.stored.name);
+                    if ctx.table_exist(name.clone())? {
+                        continue;
+                    }
+                    ctx.register_table(name, Arc::clone(provider))?;
+                }
+                (_, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn position(&self, kind: EntryKind, name: &str) -> Option<usize> {
+        self.entries
+            .read()
+            .iter()
+            .position(|e| e.stored.kind == kind && e.stored.name == name)
+    }
+
+    fn check_owner(&self, index: usize, identity: &Identity, what: &str) -> Result<()> {
+        let entries = self.entries.read();
+        let entry = &entries[index].stored;
+        if identity.admin || entry.owner == identity.user {
+            return Ok(());
+        }
+        Err(BallistaError::PermissionDenied(format!(
+            "{} {} belongs to {}; only its owner or an admin may {what} it",
+            entry.kind.name(),
+            entry.name,
+            entry.owner
+        )))
+    }
+
+    /// Carries out `plan`, a DDL statement written as `sql`, for
+    /// `identity`: `ctx` holds every table as it is now; `check_read`
+    /// refuses a table location the user may not read. `None` when `plan`
+    /// is not a statement the catalog keeps.
+    pub(crate) async fn apply(
+        &self,
+        ctx: &SessionContext,
+        plan: &LogicalPlan,
+        sql: &str,
+        identity: &Identity,
+        is_declared: impl Fn(&str) -> bool,
+        check_read: impl Fn(&url::Url) -> Result<()>,
+    ) -> Result<Option<CatalogChange>> {
+        let LogicalPlan::Ddl(ddl) = plan else {
+            return Ok(None);
+        };
+        let _one_at_a_time = self.changing.lock().await;
+        let refuse_temporary = |what: &str| {
+            BallistaError::NotSupported(format!(
+                "CREATE TEMPORARY {what}: a Flight SQL connection has no session to keep it in; \
+                 create it without TEMPORARY (it is then kept by the scheduler for every client), \
+                 or in a client session (`ballista sql`, the Rust SessionContext)"
+            ))
+        };
+        let (kind, name, replace, if_missing) = match ddl {
+            DdlStatement::CreateExternalTable(create) => {
+                if create.temporary {
+                    return Err(refuse_temporary("TABLE"));
+                }
+                for location in &create.locations {
+                    let url = ListingTableUrl::parse(location).map_err(|e| {
+                        BallistaError::InvalidInput(format!("invalid location {location}: {e}"))
+                    })?;
+                    check_read(url.get_url())?;
+                }
+                (
+                    EntryKind::Table,
+                    full_name(&create.name)?,
+                    create.or_replace,
+                    create.if_not_exists,
+                )
+            }
+            DdlStatement::CreateView(view) => {
+                if view.temporary {
+                    return Err(refuse_temporary("VIEW"));
+                }
+                (
+                    EntryKind::View,
+                    full_name(&view.name)?,
+                    view.or_replace,
+                    false,
+                )
+            }
+            DdlStatement::CreateCatalogSchema(schema) => (
+                EntryKind::Schema,
+                schema_name(&schema.schema_name)?,
+                false,
+                schema.if_not_exists,
+            ),
+            DdlStatement::DropTable(drop) => {
+                return self
+                    .drop_entry(
+                        EntryKind::Table,
+                        &drop.name,
+                        drop.if_exists,
+                        identity,
+                        &is_declared,
+                    )
+                    .await;
+            }
+            DdlStatement::DropView(drop) => {
+                return self
+                    .drop_entry(
+                        EntryKind::View,
+                        &drop.name,
+                        drop.if_exists,
+                        identity,
+                        &is_declared,
+                    )
+                    .await;
+            }
+            other => {
+                return Err(BallistaError::NotSupported(format!(
+                    "{} is not kept by the scheduler's catalog (it keeps CREATE EXTERNAL TABLE, \
+                     CREATE VIEW, CREATE SCHEMA and DROP TABLE|VIEW)",
+                    other.name()
+                )));
+            }
+        };
+        if kind != EntryKind::Schema && is_declared(&name) {
+            return Err(BallistaError::PermissionDenied(format!(
+                "{name} is declared in the scheduler's configuration (scheduler.tables) and \
+                 cannot be replaced"
+            )));
+        }
+        let existing = self
+            .position(EntryKind::Table, &name)
+            .or_else(|| self.position(EntryKind::View, &name))
+            .or_else(|| {
+                self.position(EntryKind::Schema, &name)
+                    .filter(|_| kind == EntryKind::Schema)
+            });
+        if let Some(index) = existing {
+            if if_missing {
+                return Ok(Some(CatalogChange {
+                    description: format!("{} {name} exists already", kind.name()),
+                }));
+            }
+            if !replace {
+                return Err(BallistaError::InvalidInput(format!(
+                    "{name} exists already (CREATE OR REPLACE replaces it)"
+                )));
+            }
+            self.check_owner(index, identity, "replace")?;
+        }
+        let entry = StoredEntry {
+            kind,
+            name: name.clone(),
+            owner: identity.user.clone(),
+            sql: sql.trim().to_string(),
+        };
+        // Run against a context without the entry being replaced.
+        let scratch = ctx;
+        if let Some(index) = existing
+            && kind != EntryKind::Schema
+        {
+            let old = TableReference::parse_str(&self.entries.read()[index].stored.name);
+            scratch.deregister_table(old)?;
+        }
+        let provider = replay(scratch, &entry).await?;
+        let mut next: Vec<StoredEntry> = self
+            .entries
+            .read()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != existing)
+            .map(|(_, e)| e.stored.clone())
+            .collect();
+        next.push(entry.clone());
+        self.store.save(&next).await?;
+        let mut entries = self.entries.write();
+        if let Some(index) = existing {
+            entries.remove(index);
+        }
+        entries.push(Entry {
+            stored: entry,
+            provider,
+        });
+        let verb = if existing.is_some() {
+            "replaced"
+        } else {
+            "created"
+        };
+        tracing::info!("catalog: {} {verb} {} {name}", identity.user, kind.name());
+        Ok(Some(CatalogChange {
+            description: format!("{verb} {} {name}", kind.name()),
+        }))
+    }
+
+    async fn drop_entry(
+        &self,
+        kind: EntryKind,
+        name: &TableReference,
+        if_exists: bool,
+        identity: &Identity,
+        is_declared: &impl Fn(&str) -> bool,
+    ) -> Result<Option<CatalogChange>> {
+        let name = full_name(name)?;
+        if is_declared(&name) {
+            return Err(BallistaError::PermissionDenied(format!(
+                "{name} is declared in the scheduler's configuration (scheduler.tables) and \
+                 cannot be dropped"
+            )));
+        }
+        let Some(index) = self.position(kind, &name) else {
+            if if_exists {
+                return Ok(Some(CatalogChange {
+                    description: format!("no {} {name} to drop", kind.name()),
+                }));
+            }
+            return Err(BallistaError::NotFound(format!(
+                "{} {name} does not exist",
+                kind.name()
+            )));
+        };
+        self.check_owner(index, identity, "drop")?;
+        let next: Vec<StoredEntry> = self
+            .entries
+            .read()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, e)| e.stored.clone())
+            .collect();
+        self.store.save(&next).await?;
+        self.entries.write().remove(index);
+        tracing::info!("catalog: {} dropped {} {name}", identity.user, kind.name());
+        Ok(Some(CatalogChange {
+            description: format!("dropped {} {name}", kind.name()),
+        }))
+    }
+}
+
+/// Runs `entry`'s statement in `ctx`; the table or view it made.
+async fn replay(
+    ctx: &SessionContext,
+    entry: &StoredEntry,
+) -> Result<Option<Arc<dyn TableProvider>>> {
+    match entry.kind {
+        EntryKind::Schema => {
+            ctx.sql(&entry.sql).await?;
+            Ok(None)
+        }
+        EntryKind::Table | EntryKind::View => {
+            ctx.sql(&entry.sql).await?;
+            let provider = ctx
+                .table_provider(TableReference::parse_str(&entry.name))
+                .await?;
+            Ok(Some(provider))
+        }
+    }
+}
