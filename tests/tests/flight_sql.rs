@@ -12,7 +12,10 @@ use arrow_flight::sql::{
     CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
     CommandGetPrimaryKeys, CommandGetTables, ProstMessageExt, SqlInfo,
 };
-use arrow_flight::{FlightDescriptor, HandshakeRequest, Ticket};
+use arrow_flight::{
+    CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightInfo,
+    HandshakeRequest, Ticket,
+};
 use ballista_tests::data::tpch_data;
 use ballista_tests::flight_sql::{
     alice, metadata, query, read_endpoint, refused, sorted_lines, strings, tpch_tables_toml,
@@ -588,5 +591,115 @@ async fn updates_answer_the_rows_they_wrote_and_stay_within_the_callers_grants()
         "{error}"
     );
     assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    assert_serves(&mut cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_flight_info_drops_a_querys_results_for_its_owner_only() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let (mut cluster, _dir) = cluster_of_users(1, &tpch_tables_toml(&data)).await;
+    let url = cluster.scheduler_url.clone();
+    let mut client = alice(&url).await;
+    let info = client
+        .execute("SELECT n_name FROM nation".into(), None)
+        .await
+        .expect("a query");
+    assert!(!info.endpoint.is_empty());
+
+    let cancel = |token: String, info: FlightInfo| {
+        let url = url.clone();
+        async move {
+            let mut raw = FlightServiceClient::new(channel(&url).await);
+            let mut request = tonic::Request::new(arrow_flight::Action::new(
+                "CancelFlightInfo",
+                CancelFlightInfoRequest::new(info).encode_to_vec(),
+            ));
+            request.metadata_mut().insert(
+                "authorization",
+                MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+            );
+            let mut answers = raw.do_action(request).await?.into_inner();
+            let answer = answers.message().await?.expect("an answer");
+            Ok::<_, tonic::Status>(CancelFlightInfoResult::decode(answer.body).unwrap())
+        }
+    };
+    // Bob may not cancel alice's query.
+    let mut bob = FlightSqlServiceClient::new(channel(&url).await);
+    bob.handshake("bob", "bob-pw").await.unwrap();
+    let status = cancel(bob.token().cloned().unwrap(), info.clone())
+        .await
+        .expect_err("bob cancels alice's query");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    let token = client.token().cloned().unwrap();
+    let result = cancel(token.clone(), info.clone()).await.expect("cancel");
+    assert_eq!(result.status, CancelStatus::Cancelled as i32);
+    // The results are gone: reading them fails, saying why.
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let location = info.endpoint[0].location[0]
+        .uri
+        .replace("grpc+tcp://", "http://");
+    let mut executor = FlightServiceClient::new(channel(&location).await);
+    let mut request = tonic::Request::new(ticket);
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    let outcome = match executor.do_get(request).await {
+        Err(status) => Err(status),
+        Ok(stream) => stream.into_inner().message().await.map(|_| ()),
+    };
+    let status = outcome.expect_err("results of a cancelled query");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // An answer with no rows has nothing to cancel.
+    let empty = client
+        .execute("SELECT 1 WHERE false".into(), None)
+        .await
+        .unwrap();
+    let result = cancel(token, empty).await.expect("cancel");
+    assert_eq!(result.status, CancelStatus::NotCancellable as i32);
+    assert_serves(&mut cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_tables_and_information_schema_are_answered_by_the_scheduler() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let (mut cluster, _dir) = cluster_of_users(1, &tpch_tables_toml(&data)).await;
+    let url = cluster.scheduler_url.clone();
+    let mut client = alice(&url).await;
+    let (info, rows) = query(&mut client, &url, "SHOW TABLES").await;
+    assert_eq!(info.endpoint.len(), 1);
+    assert!(
+        info.endpoint[0].location.is_empty(),
+        "read at the scheduler"
+    );
+    let names = strings(&rows, "table_name");
+    for table in ["lineitem", "nation", "tables", "columns"] {
+        assert!(names.contains(&table.to_string()), "{table} in {names:?}");
+    }
+    let (_, rows) = query(
+        &mut client,
+        &url,
+        "SELECT column_name, data_type FROM information_schema.columns \
+         WHERE table_name = 'nation' ORDER BY ordinal_position",
+    )
+    .await;
+    assert_eq!(
+        strings(&rows, "column_name"),
+        vec!["n_nationkey", "n_name", "n_regionkey", "n_comment"]
+    );
+    // The answer is read once, by the user who asked.
+    let (info, _) = query(&mut client, &url, "SHOW TABLES").await;
+    let mut bob = FlightSqlServiceClient::new(channel(&url).await);
+    bob.handshake("bob", "bob-pw").await.unwrap();
+    let error = refused(
+        bob.do_get(info.endpoint[0].ticket.clone().unwrap()).await,
+        "bob reads alice's answer",
+    );
+    assert!(
+        error.to_string().contains("no such catalog answer"),
+        "{error}"
+    );
     assert_serves(&mut cluster).await;
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::memory::MemorySchemaProvider;
 use datafusion::common::TableReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
@@ -59,6 +60,20 @@ impl std::fmt::Debug for SharedCatalog {
             .field("entries", &self.entries.read().len())
             .finish()
     }
+}
+
+/// A statement the scheduler answered from its catalog, without a job.
+#[derive(Debug)]
+pub(crate) enum CatalogAnswer {
+    /// A DDL statement changed the catalog.
+    Changed(CatalogChange),
+    /// A query of `information_schema` (`SHOW TABLES`, …): its rows.
+    Rows {
+        /// Their schema.
+        schema: arrow::datatypes::SchemaRef,
+        /// The rows.
+        batches: Vec<arrow::array::RecordBatch>,
+    },
 }
 
 /// What a catalog statement did, for its answer.
@@ -379,6 +394,23 @@ impl SharedCatalog {
             description: format!("dropped {} {name}", kind.name()),
         }))
     }
+}
+
+/// Whether `plan` reads only the catalog's `information_schema`.
+pub(crate) fn reads_only_information_schema(plan: &LogicalPlan) -> bool {
+    let mut scans = 0;
+    let mut others = 0;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if scan.table_name.schema() == Some("information_schema") {
+                scans += 1;
+            } else {
+                others += 1;
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    scans > 0 && others == 0
 }
 
 /// Runs `entry`'s statement in `ctx`; the table or view it made.

@@ -20,12 +20,15 @@
 //!   and planned with their bound parameters when executed.
 //! - **Catalog statements** (`CREATE EXTERNAL TABLE`, `CREATE VIEW`,
 //!   `CREATE SCHEMA`, `DROP TABLE|VIEW`) change the scheduler's shared
-//!   catalog ([`crate::catalog`]) instead of running as jobs.
+//!   catalog ([`crate::catalog`]) instead of running as jobs; queries of
+//!   its `information_schema` (`SHOW TABLES`, `SHOW COLUMNS`) are answered
+//!   by the scheduler itself ([`local_results`]).
 //! - **Metadata** (`GetCatalogs`, `GetDbSchemas`, `GetTables`,
 //!   `GetTableTypes`, `GetSqlInfo`, `GetXdbcTypeInfo`, and the key calls,
 //!   which answer no keys) is answered from the scheduler's catalog
 //!   ([`metadata`]).
 
+mod local_results;
 mod metadata;
 mod prepared;
 mod service;

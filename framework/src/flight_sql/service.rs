@@ -20,22 +20,28 @@ use arrow_flight::sql::{
     TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
-    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
 };
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::local_results::{HANDLE_PREFIX, LocalResults};
 use super::metadata::{self, SQL_INFO, TABLE_TYPES, XDBC_TYPES};
 use super::prepared::{self, MAX_SQL_BYTES, PreparedStatements};
 use super::statements::{self, parse_result_handle};
 use crate::auth::{CallCredentials, Caller, Login};
+use crate::catalog::CatalogAnswer;
 use crate::config::FlightSqlResults;
 use crate::error::BallistaError;
 use crate::flight::FlightClientPool;
 use crate::scheduler::SchedulerInner;
 use crate::tls::PeerTransport;
+
+/// The Flight action that cancels a query by its `FlightInfo`.
+const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -49,6 +55,7 @@ pub(crate) struct FlightSqlFrontDoor {
     /// scheduler, as the cluster administrator (the tickets are signed).
     proxy: FlightClientPool,
     prepared: PreparedStatements,
+    local: LocalResults,
 }
 
 impl std::fmt::Debug for FlightSqlFrontDoor {
@@ -79,6 +86,7 @@ impl FlightSqlFrontDoor {
             executors_over,
             proxy,
             prepared: PreparedStatements::default(),
+            local: LocalResults::default(),
         }
     }
 }
@@ -128,20 +136,8 @@ fn batches_stream(
 enum Ran {
     /// It ran as a job, which has ended.
     Job(statements::FinishedQuery),
-    /// It changed the shared catalog.
-    Catalog(crate::catalog::CatalogChange),
-}
-
-/// The answer to a catalog statement sent as a query: no columns, no rows.
-fn catalog_answer(
-    change: &crate::catalog::CatalogChange,
-    descriptor: FlightDescriptor,
-) -> Result<FlightInfo, Status> {
-    tracing::debug!("Flight SQL: {}", change.description);
-    FlightInfo::new()
-        .try_with_schema(&arrow::datatypes::Schema::empty())
-        .map(|info| info.with_descriptor(descriptor).with_total_records(0))
-        .map_err(|e| Status::internal(format!("encoding a schema: {e}")))
+    /// The scheduler answered it from its catalog.
+    Catalog(CatalogAnswer),
 }
 
 /// Refuses SQL texts too long to be one statement.
@@ -176,6 +172,46 @@ async fn put_batches(
 }
 
 impl FlightSqlFrontDoor {
+    /// The `FlightInfo` of a statement the scheduler answered itself: a
+    /// DDL statement has no columns and no rows; the rows of a catalog
+    /// query are held here for the caller, read at the scheduler.
+    fn catalog_info(
+        &self,
+        answer: CatalogAnswer,
+        identity: &crate::plugin::auth::Identity,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        let encoding =
+            |e: arrow::error::ArrowError| Status::internal(format!("encoding a schema: {e}"));
+        match answer {
+            CatalogAnswer::Changed(change) => {
+                tracing::debug!("Flight SQL: {}", change.description);
+                Ok(FlightInfo::new()
+                    .try_with_schema(&arrow::datatypes::Schema::empty())
+                    .map_err(encoding)?
+                    .with_descriptor(descriptor)
+                    .with_total_records(0))
+            }
+            CatalogAnswer::Rows { schema, batches } => {
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                let handle = self.local.hold(identity, Arc::clone(&schema), batches)?;
+                let ticket = TicketStatementQuery {
+                    statement_handle: handle.into_bytes().into(),
+                };
+                Ok(FlightInfo::new()
+                    .try_with_schema(&schema)
+                    .map_err(encoding)?
+                    .with_endpoint(
+                        FlightEndpoint::new()
+                            .with_ticket(Ticket::new(ticket.as_any().encode_to_vec())),
+                    )
+                    .with_descriptor(descriptor)
+                    .with_ordered(true)
+                    .with_total_records(rows as i64))
+            }
+        }
+    }
+
     /// Runs prepared statement `handle` of `identity` with its bound
     /// parameters.
     async fn run_prepared(
@@ -185,12 +221,12 @@ impl FlightSqlFrontDoor {
     ) -> Result<Ran, Status> {
         let statement = self.prepared.get(&identity, handle)?;
         if statement.parameter_count == 0
-            && let Some(change) = self
+            && let Some(answer) = self
                 .inner
                 .catalog_statement(&statement.sql, &identity)
                 .await?
         {
-            return Ok(Ran::Catalog(change));
+            return Ok(Ran::Catalog(answer));
         }
         prepared::check_parameter_count(statement.parameter_count, statement.parameters.len())?;
         if statement.parameter_count == 0 {
@@ -230,13 +266,14 @@ impl FlightSqlService for FlightSqlFrontDoor {
     ) -> Result<Response<FlightInfo>, Status> {
         let identity = client_of(&request, "running a query")?;
         check_sql_length(&query.query)?;
-        if let Some(change) = self
+        if let Some(answer) = self
             .inner
             .catalog_statement(&query.query, &identity)
             .await?
         {
-            return Ok(Response::new(catalog_answer(
-                &change,
+            return Ok(Response::new(self.catalog_info(
+                answer,
+                &identity,
                 request.into_inner(),
             )?));
         }
@@ -256,6 +293,13 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<Ticket>,
     ) -> Result<Response<BoxedStream<FlightData>>, Status> {
         let identity = client_of(&request, "reading results")?;
+        if let Some(handle) = std::str::from_utf8(&ticket.statement_handle)
+            .ok()
+            .filter(|h| h.starts_with(HANDLE_PREFIX))
+        {
+            let (schema, batches) = self.local.take(&identity, handle)?;
+            return Ok(batches_stream(schema, batches));
+        }
         let (job_id, index) = parse_result_handle(&ticket.statement_handle)?;
         let location = self.inner.result_location(&identity, &job_id, index)?;
         let mut client = self
@@ -288,9 +332,11 @@ impl FlightSqlService for FlightSqlFrontDoor {
             .await?
         {
             Ran::Job(finished) => finished,
-            Ran::Catalog(change) => {
-                return Ok(Response::new(catalog_answer(
-                    &change,
+            Ran::Catalog(answer) => {
+                let identity = client_of(&request, "running a prepared statement")?;
+                return Ok(Response::new(self.catalog_info(
+                    answer,
+                    &identity,
                     request.into_inner(),
                 )?));
             }
@@ -601,6 +647,65 @@ impl FlightSqlService for FlightSqlFrontDoor {
     ) -> Result<Response<BoxedStream<FlightData>>, Status> {
         client_of(&request, "listing keys")?;
         Ok(batches_stream(metadata::foreign_keys_schema(), Vec::new()))
+    }
+
+    /// `CancelFlightInfo`. A query's `FlightInfo` comes when its job has
+    /// ended, so cancelling it drops its results (their shuffle data is
+    /// deleted) rather than stopping work; a client that wants to stop a
+    /// running query drops its `GetFlightInfo` call. Any other action is
+    /// refused, naming it.
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<BoxedStream<arrow_flight::Result>>, Status> {
+        if request.get_ref().r#type != CANCEL_FLIGHT_INFO {
+            return Err(BallistaError::NotSupported(format!(
+                "unknown action {:?}: the actions served are those of Flight SQL and {CANCEL_FLIGHT_INFO}",
+                crate::util::loggable(&request.get_ref().r#type)
+            ))
+            .into());
+        }
+        let identity = client_of(&request, "cancelling a query")?;
+        let cancel =
+            CancelFlightInfoRequest::decode(request.get_ref().body.as_ref()).map_err(|e| {
+                BallistaError::InvalidInput(format!(
+                    "the CancelFlightInfo request cannot be decoded: {e}"
+                ))
+            })?;
+        let info = cancel.info.ok_or_else(|| {
+            BallistaError::InvalidInput("the CancelFlightInfo request holds no FlightInfo".into())
+        })?;
+        let mut jobs = Vec::new();
+        for endpoint in &info.endpoint {
+            let Some(ticket) = &endpoint.ticket else {
+                continue;
+            };
+            let job_id = statements::job_of_ticket(&ticket.ticket)?;
+            if !jobs.contains(&job_id) {
+                jobs.push(job_id);
+            }
+        }
+        let status = if jobs.is_empty() {
+            // No rows and nothing running: nothing to cancel.
+            CancelStatus::NotCancellable
+        } else {
+            for job_id in &jobs {
+                self.inner.cancel_for(&identity, job_id)?;
+            }
+            CancelStatus::Cancelled
+        };
+        let answer = arrow_flight::Result {
+            body: CancelFlightInfoResult::new(status).encode_to_vec().into(),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(answer)]))))
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        Some(vec![Ok(ActionType {
+            r#type: CANCEL_FLIGHT_INFO.into(),
+            description: "Cancel a query: drops the results of the query the FlightInfo describes"
+                .into(),
+        })])
     }
 
     /// The SQL information is fixed ([`SQL_INFO`]).

@@ -222,6 +222,23 @@ pub(crate) fn parse_result_handle(handle: &[u8]) -> Result<(JobId, usize)> {
     Ok((job_id, index))
 }
 
+/// The job whose results a ticket of one of our `FlightInfo`s reads: a
+/// statement handle served by the scheduler, or an executor's signed
+/// ticket (the job id in it is checked against its owner by the caller).
+pub(crate) fn job_of_ticket(ticket: &[u8]) -> Result<JobId> {
+    if let Ok(any) = arrow_flight::sql::Any::decode(ticket)
+        && let Ok(Some(statement)) = any.unpack::<TicketStatementQuery>()
+    {
+        return Ok(parse_result_handle(&statement.statement_handle)?.0);
+    }
+    let fetch = crate::flight::decode_ticket(ticket).map_err(|_| {
+        BallistaError::InvalidInput(
+            "a ticket of the FlightInfo is not one this cluster issued".into(),
+        )
+    })?;
+    JobId::parse(&fetch.job_id)
+}
+
 /// The Flight location URI of an executor.
 fn executor_location(location: &ShuffleLocation, transport: &PeerTransport) -> String {
     let scheme = if transport.is_tls() {

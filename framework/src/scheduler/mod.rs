@@ -231,13 +231,14 @@ impl SchedulerInner {
         cancelled
     }
 
-    /// Carries out `sql` when it is a statement the shared catalog keeps,
-    /// for `identity`; `None` for any other statement.
+    /// Answers `sql` from the shared catalog when it is a statement the
+    /// catalog keeps, or a query of its `information_schema`, for
+    /// `identity`; `None` for any other statement.
     pub(crate) async fn catalog_statement(
         &self,
         sql: &str,
         identity: &Identity,
-    ) -> Result<Option<crate::catalog::CatalogChange>> {
+    ) -> Result<Option<crate::catalog::CatalogAnswer>> {
         let slots = self.state.lock().total_slots();
         self.planner.catalog_statement(sql, identity, slots).await
     }
@@ -247,6 +248,23 @@ impl SchedulerInner {
     pub(crate) fn catalog_context(&self) -> Result<datafusion::prelude::SessionContext> {
         let slots = self.state.lock().total_slots();
         self.planner.catalog_context(slots)
+    }
+
+    /// Cancels job `job_id` for `identity` (its owner or an admin) and
+    /// drops its results.
+    pub(crate) fn cancel_for(self: &Arc<Self>, identity: &Identity, job_id: &JobId) -> Result<()> {
+        let owner = self.state.lock().owner_of(job_id).ok_or_else(|| {
+            BallistaError::NotFound(format!("job {job_id} is not known to this scheduler"))
+        })?;
+        if !identity.admin && owner != identity.user {
+            return Err(BallistaError::PermissionDenied(format!(
+                "job {job_id} belongs to another user; only its owner or an admin may cancel it"
+            )));
+        }
+        self.cancel(job_id, "was cancelled on request");
+        let released = self.state.lock().release(job_id);
+        self.apply(released);
+        Ok(())
     }
 
     /// The `index`-th non-empty result location of a succeeded job, for its

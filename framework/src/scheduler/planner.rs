@@ -22,7 +22,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use url::Url;
 
-use crate::catalog::{CatalogChange, CatalogStore, SharedCatalog};
+use crate::catalog::{CatalogAnswer, CatalogStore, SharedCatalog, reads_only_information_schema};
 use crate::config::{
     BallistaConfig, SchedulerSettings, TableDefinition, check_client_settings,
     distributed_session_defaults, distributed_session_overrides, session_config_from_settings,
@@ -210,13 +210,19 @@ impl JobPlanner {
         sql: &str,
         identity: &Identity,
         cluster_slots: usize,
-    ) -> Result<Option<CatalogChange>> {
+    ) -> Result<Option<CatalogAnswer>> {
         let ctx = self.catalog_context(cluster_slots)?;
         let plan = match ctx.state().create_logical_plan(sql).await {
             Ok(plan) => plan,
             // Not planned here: the job's planning reports it.
             Err(_) => return Ok(None),
         };
+        if reads_only_information_schema(&plan) {
+            let frame = ctx.execute_logical_plan(plan).await?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await?;
+            return Ok(Some(CatalogAnswer::Rows { schema, batches }));
+        }
         let LogicalPlan::Ddl(_) = &plan else {
             return Ok(None);
         };
@@ -241,15 +247,22 @@ impl JobPlanner {
             identity.check_storage(url, false)?;
             self.stores.check_access(url, StorageAccess::Read)
         };
-        catalog
+        Ok(catalog
             .apply(&ctx, &plan, sql, identity, declared, check_read)
-            .await
+            .await?
+            .map(CatalogAnswer::Changed))
     }
 
     /// A session holding the tables queries can name, under the default
     /// settings, for listing them.
     pub fn catalog_context(&self, cluster_slots: usize) -> Result<SessionContext> {
-        self.context(&self.default_settings(cluster_slots))
+        let mut settings = self.default_settings(cluster_slots);
+        // The catalog's own tables, which the scheduler answers itself.
+        settings.insert(
+            "datafusion.catalog.information_schema".into(),
+            "true".into(),
+        );
+        self.context(&settings)
     }
 
     /// Plans a job.
