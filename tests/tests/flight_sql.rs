@@ -16,6 +16,7 @@ use arrow_flight::{
     CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightInfo,
     HandshakeRequest, Ticket,
 };
+use ballista_tests::cluster::run_to_exit;
 use ballista_tests::data::tpch_data;
 use ballista_tests::flight_sql::{
     alice, metadata, query, read_endpoint, refused, sorted_lines, strings, tpch_tables_toml,
@@ -700,6 +701,130 @@ async fn show_tables_and_information_schema_are_answered_by_the_scheduler() {
     assert!(
         error.to_string().contains("no such catalog answer"),
         "{error}"
+    );
+    assert_serves(&mut cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_is_a_thin_flight_sql_client() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let (mut cluster, _dir) = cluster_of_users(2, &tpch_tables_toml(&data)).await;
+    let uri = cluster.scheduler_url.replace("http://", "grpc://");
+    let password = [("BALLISTA_PASSWORD", "alice-pw")];
+    let cli = |args: Vec<&str>, env: &[(&str, &str)]| {
+        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                run_to_exit("ballista", &args, &env, 120)
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    // Rows read from both executors, a catalog query, and the CSV format.
+    let run = cli(
+        vec![
+            "sql",
+            "--flight-sql",
+            &uri,
+            "--user",
+            "alice",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n FROM lineitem WHERE l_quantity >= 49; SHOW TABLES",
+        ],
+        &password,
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let expected = local_tpch_session(&data)
+        .await
+        .sql("SELECT count(*) FROM lineitem WHERE l_quantity >= 49")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let count = arrow::util::pretty::pretty_format_batches(&expected)
+        .unwrap()
+        .to_string();
+    let count = count.lines().nth(3).unwrap().trim_matches(['|', ' ']);
+    assert!(
+        run.stdout.starts_with(&format!("n\n{count}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("lineitem"), "{}", run.stdout);
+
+    // Errors: the server's reason, a wrong password, no password, no
+    // statements.
+    let run = cli(
+        vec![
+            "sql",
+            "--flight-sql",
+            &uri,
+            "--user",
+            "alice",
+            "-c",
+            "SELECT nope FROM nation",
+        ],
+        &password,
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("nope"), "{}", run.stderr);
+    let run = cli(
+        vec![
+            "sql",
+            "--flight-sql",
+            &uri,
+            "--user",
+            "alice",
+            "-c",
+            "SELECT 1",
+        ],
+        &[("BALLISTA_PASSWORD", "wrong")],
+    )
+    .await;
+    assert!(
+        run.stderr.contains("wrong user name or password"),
+        "{}",
+        run.stderr
+    );
+    let run = cli(
+        vec![
+            "sql",
+            "--flight-sql",
+            &uri,
+            "--user",
+            "alice",
+            "-c",
+            "SELECT 1",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        run.stderr
+            .contains("needs the password in BALLISTA_PASSWORD"),
+        "{}",
+        run.stderr
+    );
+    let run = cli(vec!["sql", "--flight-sql", &uri], &password).await;
+    assert!(
+        run.stderr
+            .contains("runs the statements given with -c or -f"),
+        "{}",
+        run.stderr
     );
     assert_serves(&mut cluster).await;
 }

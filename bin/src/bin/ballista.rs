@@ -175,6 +175,12 @@ struct SqlArgs {
     /// Do not print timings to stderr.
     #[arg(short, long)]
     quiet: bool,
+    /// Run the statements on the Arrow Flight SQL server at this URL
+    /// (grpc://host:port or grpc+tls://host:port: this cluster's scheduler
+    /// or any other engine's) as a thin client, instead of planning them
+    /// here. --user logs in (password from BALLISTA_PASSWORD).
+    #[arg(long, value_name = "URL", conflicts_with = "scheduler")]
+    flight_sql: Option<String>,
 }
 
 /// SQL given on the command line, in the order it was given.
@@ -343,8 +349,84 @@ fn error_exit(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The text of each `-c` and `-f`, in order.
+fn read_scripts(sources: Vec<SqlSource>) -> Result<Vec<String>, String> {
+    sources
+        .into_iter()
+        .map(|source| match source {
+            SqlSource::Command(sql) => Ok(sql),
+            SqlSource::File(file) => std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display())),
+        })
+        .collect()
+}
+
+/// `ballista sql --flight-sql URL`.
+async fn flight_sql_command(url: &str, args: &SqlArgs, sources: Vec<SqlSource>) -> ExitCode {
+    if sources.is_empty() {
+        return error_exit(
+            "--flight-sql runs the statements given with -c or -f; the interactive shell needs \
+             --scheduler (or an embedded cluster)",
+        );
+    }
+    let scripts = match read_scripts(sources) {
+        Ok(scripts) => scripts,
+        Err(e) => return error_exit(e),
+    };
+    let mut settings = match BallistaSettings::load(args.cluster.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("ballista: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(ca_file) = &args.cluster.ca_file {
+        settings.tls.ca_file = Some(ca_file.clone());
+    }
+    if args.cluster.insecure {
+        settings.tls.allow_plain_text = true;
+    }
+    let trust = match ballista::tls::TlsTrust::from_settings(&settings.tls) {
+        Ok(trust) => trust,
+        Err(e) => return error_exit(e),
+    };
+    let login = match args.cluster.user.clone().or(settings.client.user.clone()) {
+        None => None,
+        Some(user) => match std::env::var(ballista::client::PASSWORD_ENV) {
+            Ok(password) => Some(ballista_bin::sql::flight_sql_client::Login { user, password }),
+            Err(_) => {
+                return error_exit(format!(
+                    "logging in as {user} needs the password in {}",
+                    ballista::client::PASSWORD_ENV
+                ));
+            }
+        },
+    };
+    let options = SqlRunOptions {
+        format: args.format,
+        timings: !args.quiet,
+    };
+    let mut stdout = std::io::stdout();
+    match ballista_bin::sql::flight_sql_client::run(
+        url,
+        &trust,
+        login,
+        &scripts,
+        &mut stdout,
+        &options,
+    )
+    .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => error_exit(e),
+    }
+}
+
 async fn sql_command(args: SqlArgs, matches: Option<&ArgMatches>) -> ExitCode {
     let sources = sql_sources(&args, matches);
+    if let Some(url) = &args.flight_sql {
+        return flight_sql_command(url, &args, sources).await;
+    }
     let interactive = sources.is_empty();
     let ended_job = EndedJob::default();
     let listener = progress_listener(!args.quiet, Arc::clone(&ended_job));
@@ -360,16 +442,10 @@ async fn sql_command(args: SqlArgs, matches: Option<&ArgMatches>) -> ExitCode {
     if interactive {
         return ballista_bin::sql::shell::run(&ctx, &options).await;
     }
-    let mut scripts = Vec::with_capacity(sources.len());
-    for source in sources {
-        match source {
-            SqlSource::Command(sql) => scripts.push(sql),
-            SqlSource::File(file) => match std::fs::read_to_string(&file) {
-                Ok(text) => scripts.push(text),
-                Err(e) => return error_exit(format!("cannot read {}: {e}", file.display())),
-            },
-        }
-    }
+    let scripts = match read_scripts(sources) {
+        Ok(scripts) => scripts,
+        Err(e) => return error_exit(e),
+    };
     for sql in scripts {
         if let Err(e) = run_sql(&ctx, &sql, &mut stdout, &options).await {
             let job = ended_job.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -151,4 +151,5 @@ mod tests {
     }
 }
 
+pub mod flight_sql_client;
 pub mod shell;
