@@ -160,6 +160,15 @@ async fn tables_created_by_one_client_are_seen_by_others_and_survive_a_restart()
         error.contains("permission denied: user bob may not read"),
         "{error}"
     );
+    // Nor read it through a view of his own: views are read under the
+    // reader's grants too.
+    query(&mut bob, &url, "CREATE VIEW bobs AS SELECT * FROM nat").await;
+    let error = error_of(&mut bob, "SELECT count(*) FROM bobs").await;
+    assert!(
+        error.contains("permission denied: user bob may not read"),
+        "{error}"
+    );
+    query(&mut bob, &url, "DROP VIEW bobs").await;
     let error = error_of(&mut bob, "DROP TABLE nat").await;
     assert!(
         error.contains("table datafusion.public.nat belongs to carol"),
