@@ -216,3 +216,61 @@ async fn tables_created_by_one_client_are_seen_by_others_and_survive_a_restart()
     );
     assert_serves(&mut cluster).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_can_live_in_an_object_store() {
+    let bucket = ballista_tests::s3::unique_bucket("catalog");
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[users.carol]\npassword_hash = \"{}\"\n",
+            hash_password("carol-pw").unwrap()
+        ),
+    )
+    .unwrap();
+    let toml = format!(
+        "[scheduler.catalog]\nlocation = \"s3://{bucket}/ballista/catalog.json\"\n\n\
+         [auth]\nusers_file = \"{}\"\n\n{}",
+        users.display(),
+        ballista_tests::s3::storage_toml()
+    );
+    let cluster = TestCluster::start(1, 1, Some(&toml)).await;
+    let url = cluster.scheduler_url.clone();
+    let mut carol = logged_in(&url, "carol", "carol-pw").await;
+    query(&mut carol, &url, "CREATE VIEW answer AS SELECT 42 AS a").await;
+    assert_eq!(
+        ballista_tests::s3::list(&bucket, "ballista").await,
+        vec!["ballista/catalog.json"]
+    );
+    drop(carol);
+    drop(cluster);
+
+    let mut cluster = TestCluster::start(1, 1, Some(&toml)).await;
+    let url = cluster.scheduler_url.clone();
+    let mut carol = logged_in(&url, "carol", "carol-pw").await;
+    assert_eq!(
+        run(&mut carol, &url, "SELECT a FROM answer").await,
+        vec!["| 42 |"]
+    );
+
+    // A location naming a folder is refused at start-up, saying what to
+    // give instead.
+    let bad = toml.replace("ballista/catalog.json", "ballista/");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, &bad).unwrap();
+    let run = ballista_tests::cluster::run_to_exit(
+        "ballista-scheduler",
+        &["--config", config.to_str().unwrap(), "--port", "0"],
+        &[],
+        60,
+    );
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("names a folder; name the object"),
+        "{}",
+        run.stderr
+    );
+    assert_serves(&mut cluster).await;
+}

@@ -130,10 +130,13 @@ pub struct SchedulerSettings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogSettings {
-    /// A JSON file, replaced atomically on each change and read at start-up;
-    /// `memory` keeps the catalog in memory only (lost on restart). Empty:
-    /// `catalog.json` beside the cluster key (`$BALLISTA_HOME`, else
-    /// `~/.ballista`), except for embedded clusters, which keep it in memory.
+    /// A JSON document, replaced atomically on each change and read at
+    /// start-up: a local path (or `file://` URL), or an object such as
+    /// `s3://bucket/ballista/catalog.json` of a store the `[[storage]]`
+    /// plugins serve. `memory` keeps the catalog in memory only (lost on
+    /// restart). Empty: `catalog.json` beside the cluster key
+    /// (`$BALLISTA_HOME`, else `~/.ballista`), except for embedded clusters,
+    /// which keep it in memory.
     pub location: String,
 }
 

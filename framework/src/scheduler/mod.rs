@@ -386,22 +386,6 @@ fn check_session_id(session_id: &str) -> Result<()> {
     }
 }
 
-/// Where the catalog of client-created tables is kept, from
-/// `[scheduler.catalog] location`.
-fn catalog_store(
-    settings: &crate::config::CatalogSettings,
-) -> Result<crate::catalog::CatalogStore> {
-    let file = match settings.location.as_str() {
-        "memory" => None,
-        "" => {
-            let key_file = crate::auth::default_key_file()?;
-            Some(key_file.with_file_name("catalog.json"))
-        }
-        path => Some(std::path::PathBuf::from(path)),
-    };
-    Ok(crate::catalog::CatalogStore::new(file))
-}
-
 /// Reads the authentication plugin's users again each time the process
 /// gets SIGHUP (a user added, removed or given other grants), for as long
 /// as the plugin is in use; a bad file is logged and the users in use stay.
@@ -441,9 +425,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     };
     let policy = config.resolve_scheduling_policy()?;
     let mut planner = JobPlanner::try_new(&config).await?;
-    planner
-        .open_catalog(catalog_store(&settings.catalog)?)
-        .await?;
+    planner.open_catalog(&settings.catalog).await?;
     let inner = Arc::new(SchedulerInner {
         state: Mutex::new(
             SchedulerState::new(settings.clone(), Arc::clone(&policy))

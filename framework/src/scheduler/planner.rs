@@ -24,7 +24,7 @@ use url::Url;
 
 use crate::catalog::{CatalogAnswer, CatalogStore, SharedCatalog, reads_only_information_schema};
 use crate::config::{
-    BallistaConfig, SchedulerSettings, TableDefinition, check_client_settings,
+    BallistaConfig, CatalogSettings, SchedulerSettings, TableDefinition, check_client_settings,
     distributed_session_defaults, distributed_session_overrides, session_config_from_settings,
     validate_ballista_settings,
 };
@@ -194,12 +194,68 @@ impl JobPlanner {
         Ok(ctx)
     }
 
-    /// Opens the catalog of client-created tables kept in `store`, whose
-    /// tables every later job sees.
-    pub(crate) async fn open_catalog(&mut self, store: CatalogStore) -> Result<()> {
+    /// Opens the catalog of client-created tables kept where `settings`
+    /// say, whose tables every later job sees.
+    pub(crate) async fn open_catalog(&mut self, settings: &CatalogSettings) -> Result<()> {
+        let store = self.catalog_store(settings)?;
         let catalog = SharedCatalog::open(store, || self.catalog_context(0)).await?;
         self.catalog = Some(Arc::new(catalog));
         Ok(())
+    }
+
+    /// Where `[scheduler.catalog] location` says to keep the catalog: in
+    /// memory, a local file (a path or `file://` URL; empty: `catalog.json`
+    /// beside the cluster key), or an object of a store the storage plugins
+    /// serve.
+    fn catalog_store(&self, settings: &CatalogSettings) -> Result<CatalogStore> {
+        let location = settings.location.as_str();
+        if location == "memory" {
+            return Ok(CatalogStore::Memory);
+        }
+        if location.is_empty() {
+            let key_file = crate::auth::default_key_file()?;
+            return Ok(CatalogStore::File(key_file.with_file_name("catalog.json")));
+        }
+        if !location.contains("://") {
+            return Ok(CatalogStore::File(location.into()));
+        }
+        let url = Url::parse(location).map_err(|e| {
+            BallistaError::Configuration(format!(
+                "scheduler.catalog.location: {location:?} is not a URL: {e}"
+            ))
+        })?;
+        if url.scheme() == "file" {
+            let path = url.to_file_path().map_err(|_| {
+                BallistaError::Configuration(format!(
+                    "scheduler.catalog.location: {location:?} is not a local file"
+                ))
+            })?;
+            return Ok(CatalogStore::File(path));
+        }
+        if url.path().ends_with('/') || url.path().len() <= 1 {
+            return Err(BallistaError::Configuration(format!(
+                "scheduler.catalog.location: {location:?} names a folder; name the object, such \
+                 as s3://bucket/ballista/catalog.json"
+            )));
+        }
+        self.stores.check_access(&url, StorageAccess::Write)?;
+        let store = datafusion::execution::object_store::ObjectStoreRegistry::get_store(
+            self.stores.as_ref(),
+            &url,
+        )
+        .map_err(|e| {
+            BallistaError::Configuration(format!(
+                "scheduler.catalog.location: no storage plugin serves {location}: {e}"
+            ))
+        })?;
+        let path = object_store::path::Path::from_url_path(url.path()).map_err(|e| {
+            BallistaError::Configuration(format!("scheduler.catalog.location: {location}: {e}"))
+        })?;
+        Ok(CatalogStore::Object {
+            store,
+            path,
+            url: location.to_string(),
+        })
     }
 
     /// Carries out `sql` when it is a statement the catalog keeps (`CREATE
