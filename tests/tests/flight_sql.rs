@@ -702,6 +702,29 @@ async fn show_tables_and_information_schema_are_answered_by_the_scheduler() {
         error.to_string().contains("no such catalog answer"),
         "{error}"
     );
+    // Only queries are answered at the scheduler: a COPY of catalog rows is
+    // not, and writes nothing; a view of them is refused.
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("tables.csv");
+    let copy = format!(
+        "COPY (SELECT table_name FROM information_schema.tables) TO '{}' STORED AS CSV",
+        target.display()
+    );
+    let error = refused(client.execute(copy, None).await, "a COPY of catalog rows");
+    assert!(!target.exists(), "{error}");
+    let error = refused(
+        client
+            .execute(
+                "CREATE VIEW t AS SELECT * FROM information_schema.tables".into(),
+                None,
+            )
+            .await,
+        "a view of information_schema",
+    );
+    assert!(
+        error.to_string().contains("a view of information_schema"),
+        "{error}"
+    );
     assert_serves(&mut cluster).await;
 }
 

@@ -108,6 +108,19 @@ async fn tables_created_by_one_client_are_seen_by_others_and_survive_a_restart()
     )
     .await;
 
+    // Names keep their case.
+    query(
+        &mut carol,
+        &url,
+        "CREATE VIEW \"Mixed\" AS SELECT 7 AS seven",
+    )
+    .await;
+    assert_eq!(
+        run(&mut carol, &url, "SELECT seven FROM \"Mixed\"").await,
+        vec!["| 7     |"]
+    );
+    query(&mut carol, &url, "DROP VIEW \"Mixed\"").await;
+
     // Refusals, each naming why; nothing changes.
     let again = format!(
         "CREATE EXTERNAL TABLE nat STORED AS PARQUET LOCATION '{}/nation/'",

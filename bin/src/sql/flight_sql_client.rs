@@ -145,10 +145,21 @@ async fn read_endpoint(
         let stream = client.do_get(ticket).await.map_err(|e| flight_error(&e))?;
         return stream.try_collect().await.map_err(|e| flight_error(&e));
     };
+    let target = channel_url(&location.uri)?;
     let mut remote = FlightServiceClient::new(connect(&location.uri, trust).await?)
-        .max_decoding_message_size(usize::MAX);
+        .max_decoding_message_size(ballista::flight::MAX_MESSAGE_SIZE);
     let mut request = tonic::Request::new(ticket);
     if let Some(token) = client.token() {
+        if target.starts_with("http://")
+            && !ballista::tls::is_loopback_url(&target)
+            && !trust.allows_plain_text()
+        {
+            return Err(format!(
+                "refusing to send the login's token to {} in plain text: the server should name \
+                 grpc+tls:// locations (or give --insecure)",
+                location.uri
+            ));
+        }
         let value = format!("Bearer {token}")
             .parse()
             .map_err(|_| "the token cannot be sent as a header".to_string())?;

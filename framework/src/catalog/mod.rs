@@ -90,10 +90,9 @@ fn full_name(name: &TableReference) -> Result<String> {
             "{name}: the catalog holds tables in catalog '{CATALOG}' only"
         )));
     }
-    Ok(format!(
-        "{}.{}.{}",
-        resolved.catalog, resolved.schema, resolved.table
-    ))
+    // Quoted where needed, so that `TableReference::parse_str` gives back
+    // the same parts (case and dots included).
+    Ok(TableReference::full(resolved.catalog, resolved.schema, resolved.table).to_quoted_string())
 }
 
 fn schema_name(name: &str) -> Result<String> {
@@ -239,6 +238,13 @@ impl SharedCatalog {
                 if view.temporary {
                     return Err(refuse_temporary("VIEW"));
                 }
+                if reads_information_schema(&view.input) {
+                    return Err(BallistaError::NotSupported(
+                        "a view of information_schema: the catalog's own tables are queried \
+                         directly (SHOW TABLES, SELECT … FROM information_schema.tables)"
+                            .into(),
+                    ));
+                }
                 (
                     EntryKind::View,
                     full_name(&view.name)?,
@@ -323,24 +329,28 @@ impl SharedCatalog {
             scratch.deregister_table(old)?;
         }
         let provider = replay(scratch, &entry).await?;
+        // A replaced entry keeps its place, so that entries made after it
+        // on top of it (a view of a view) replay after it at start-up.
         let mut next: Vec<StoredEntry> = self
             .entries
             .read()
             .iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != existing)
-            .map(|(_, e)| e.stored.clone())
+            .map(|e| e.stored.clone())
             .collect();
-        next.push(entry.clone());
+        match existing {
+            Some(index) => next[index] = entry.clone(),
+            None => next.push(entry.clone()),
+        }
         self.store.save(&next).await?;
         let mut entries = self.entries.write();
-        if let Some(index) = existing {
-            entries.remove(index);
-        }
-        entries.push(Entry {
+        let made = Entry {
             stored: entry,
             provider,
-        });
+        };
+        match existing {
+            Some(index) => entries[index] = made,
+            None => entries.push(made),
+        }
         let verb = if existing.is_some() {
             "replaced"
         } else {
@@ -401,16 +411,45 @@ pub(crate) fn reads_only_information_schema(plan: &LogicalPlan) -> bool {
     let mut scans = 0;
     let mut others = 0;
     let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            if scan.table_name.schema() == Some("information_schema") {
-                scans += 1;
-            } else {
-                others += 1;
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                if scan.table_name.schema() == Some("information_schema") {
+                    scans += 1;
+                } else {
+                    others += 1;
+                }
             }
+            // Only a query is answered here: anything that writes, changes
+            // the catalog or the session goes its own way (a COPY of
+            // information_schema rows still needs its write grant).
+            LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::Extension(_)
+            | LogicalPlan::DescribeTable(_) => others += 1,
+            _ => {}
         }
         Ok(TreeNodeRecursion::Continue)
     });
     scans > 0 && others == 0
+}
+
+/// Whether `plan` reads `information_schema` anywhere.
+fn reads_information_schema(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.schema() == Some("information_schema")
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// Runs `entry`'s statement in `ctx`; the table or view it made.

@@ -23,6 +23,13 @@ use crate::plugin::auth::Identity;
 /// Most statements kept prepared at once, over all users.
 const MAX_PREPARED: usize = 10_000;
 
+/// Most statements one user keeps prepared at once.
+const MAX_PREPARED_PER_USER: usize = 1_000;
+
+/// A statement unused for this long is closed (a client that crashed never
+/// closes its statements).
+const IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Longest SQL text a statement may have.
 pub(crate) const MAX_SQL_BYTES: usize = 1 << 20;
 
@@ -33,6 +40,7 @@ struct Prepared {
     /// How many parameters the statement has (`$1` … `$n`).
     parameter_count: usize,
     parameters: Option<Vec<ScalarValue>>,
+    last_used: std::time::Instant,
 }
 
 /// A prepared statement as it is run.
@@ -73,6 +81,20 @@ impl PreparedStatements {
         description: &Description,
     ) -> Result<String> {
         let mut statements = self.statements.lock();
+        let now = std::time::Instant::now();
+        statements.retain(|_, p| now.duration_since(p.last_used) < IDLE_FOR);
+        let own = statements
+            .values()
+            .filter(|p| p.owner == owner.user)
+            .count();
+        if own >= MAX_PREPARED_PER_USER {
+            return Err(BallistaError::ResourcesExhausted(format!(
+                "user {} holds {MAX_PREPARED_PER_USER} prepared statements; close some first \
+                 (statements unused for {} minutes are closed)",
+                owner.user,
+                IDLE_FOR.as_secs() / 60
+            )));
+        }
         if statements.len() >= MAX_PREPARED {
             return Err(BallistaError::ResourcesExhausted(format!(
                 "the scheduler holds {MAX_PREPARED} prepared statements; close some first"
@@ -86,6 +108,7 @@ impl PreparedStatements {
                 sql: sql.to_string(),
                 parameter_count: description.parameters.fields().len(),
                 parameters: None,
+                last_used: now,
             },
         );
         Ok(handle)
@@ -94,13 +117,16 @@ impl PreparedStatements {
     /// The statement `handle` with its bound parameters, if `caller`
     /// prepared it.
     pub(crate) fn get(&self, caller: &Identity, handle: &[u8]) -> Result<Statement> {
-        let statements = self.statements.lock();
+        let mut statements = self.statements.lock();
         let key = std::str::from_utf8(handle).map_err(|_| unknown(handle))?;
-        match statements.get(key) {
+        match statements.get_mut(key) {
             Some(p) if p.owner == caller.user => Ok(Statement {
                 sql: p.sql.clone(),
                 parameter_count: p.parameter_count,
-                parameters: p.parameters.clone().unwrap_or_default(),
+                parameters: {
+                    p.last_used = std::time::Instant::now();
+                    p.parameters.clone().unwrap_or_default()
+                },
             }),
             _ => Err(unknown(handle)),
         }

@@ -212,6 +212,20 @@ impl FlightSqlFrontDoor {
         }
     }
 
+    /// The rows an update's job changed; its results are dropped then, as
+    /// nobody reads them.
+    async fn counted(
+        &self,
+        identity: &crate::plugin::auth::Identity,
+        finished: &statements::FinishedQuery,
+    ) -> Result<i64, Status> {
+        let count = statements::update_count(finished, &self.proxy).await;
+        if let Err(e) = self.inner.cancel_for(identity, &finished.job_id) {
+            tracing::debug!("dropping the results of job {}: {e}", finished.job_id);
+        }
+        Ok(count?)
+    }
+
     /// Runs prepared statement `handle` of `identity` with its bound
     /// parameters.
     async fn run_prepared(
@@ -365,8 +379,9 @@ impl FlightSqlService for FlightSqlFrontDoor {
         {
             return Ok(0);
         }
-        let finished = statements::run_query(&self.inner, identity, &command.query).await?;
-        Ok(statements::update_count(&finished, &self.proxy).await?)
+        let finished =
+            statements::run_query(&self.inner, Arc::clone(&identity), &command.query).await?;
+        self.counted(&identity, &finished).await
     }
 
     async fn do_put_prepared_statement_update(
@@ -376,10 +391,10 @@ impl FlightSqlService for FlightSqlFrontDoor {
     ) -> Result<i64, Status> {
         let identity = client_of(&request, "running a prepared statement")?;
         match self
-            .run_prepared(identity, &command.prepared_statement_handle)
+            .run_prepared(Arc::clone(&identity), &command.prepared_statement_handle)
             .await?
         {
-            Ran::Job(finished) => Ok(statements::update_count(&finished, &self.proxy).await?),
+            Ran::Job(finished) => self.counted(&identity, &finished).await,
             Ran::Catalog(_) => Ok(0),
         }
     }
@@ -680,13 +695,18 @@ impl FlightSqlService for FlightSqlFrontDoor {
             let Some(ticket) = &endpoint.ticket else {
                 continue;
             };
-            let job_id = statements::job_of_ticket(&ticket.ticket)?;
-            if !jobs.contains(&job_id) {
+            if let Some(job_id) = statements::job_of_ticket(&ticket.ticket)?
+                && !jobs.contains(&job_id)
+            {
                 jobs.push(job_id);
             }
         }
+        // Every job must be the caller's before any is touched.
+        for job_id in &jobs {
+            self.inner.check_owner(&identity, job_id)?;
+        }
         let status = if jobs.is_empty() {
-            // No rows and nothing running: nothing to cancel.
+            // No job behind it: nothing to cancel.
             CancelStatus::NotCancellable
         } else {
             for job_id in &jobs {

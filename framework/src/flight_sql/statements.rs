@@ -225,18 +225,25 @@ pub(crate) fn parse_result_handle(handle: &[u8]) -> Result<(JobId, usize)> {
 /// The job whose results a ticket of one of our `FlightInfo`s reads: a
 /// statement handle served by the scheduler, or an executor's signed
 /// ticket (the job id in it is checked against its owner by the caller).
-pub(crate) fn job_of_ticket(ticket: &[u8]) -> Result<JobId> {
+pub(crate) fn job_of_ticket(ticket: &[u8]) -> Result<Option<JobId>> {
     if let Ok(any) = arrow_flight::sql::Any::decode(ticket)
         && let Ok(Some(statement)) = any.unpack::<TicketStatementQuery>()
     {
-        return Ok(parse_result_handle(&statement.statement_handle)?.0);
+        if statement
+            .statement_handle
+            .starts_with(super::local_results::HANDLE_PREFIX.as_bytes())
+        {
+            // An answer the scheduler computed itself: no job.
+            return Ok(None);
+        }
+        return Ok(Some(parse_result_handle(&statement.statement_handle)?.0));
     }
     let fetch = crate::flight::decode_ticket(ticket).map_err(|_| {
         BallistaError::InvalidInput(
             "a ticket of the FlightInfo is not one this cluster issued".into(),
         )
     })?;
-    JobId::parse(&fetch.job_id)
+    JobId::parse(&fetch.job_id).map(Some)
 }
 
 /// The Flight location URI of an executor.

@@ -250,9 +250,8 @@ impl SchedulerInner {
         self.planner.catalog_context(slots)
     }
 
-    /// Cancels job `job_id` for `identity` (its owner or an admin) and
-    /// drops its results.
-    pub(crate) fn cancel_for(self: &Arc<Self>, identity: &Identity, job_id: &JobId) -> Result<()> {
+    /// Refuses `identity` a job it neither owns nor administers.
+    pub(crate) fn check_owner(&self, identity: &Identity, job_id: &JobId) -> Result<()> {
         let owner = self.state.lock().owner_of(job_id).ok_or_else(|| {
             BallistaError::NotFound(format!("job {job_id} is not known to this scheduler"))
         })?;
@@ -261,6 +260,13 @@ impl SchedulerInner {
                 "job {job_id} belongs to another user; only its owner or an admin may cancel it"
             )));
         }
+        Ok(())
+    }
+
+    /// Cancels job `job_id` for `identity` (its owner or an admin) and
+    /// drops its results.
+    pub(crate) fn cancel_for(self: &Arc<Self>, identity: &Identity, job_id: &JobId) -> Result<()> {
+        self.check_owner(identity, job_id)?;
         self.cancel(job_id, "was cancelled on request");
         let released = self.state.lock().release(job_id);
         self.apply(released);
@@ -411,8 +417,12 @@ fn reload_users_on_hangup(authenticator: &Arc<dyn crate::plugin::auth::Authentic
 /// message limit.
 const PLAN_METHODS: &[&str] = &["/ballista.SchedulerGrpc/ExecuteQuery"];
 
-/// Calls answered when a job has run: a Flight SQL query's `FlightInfo`.
-const JOB_METHODS: &[&str] = &["/arrow.flight.protocol.FlightService/GetFlightInfo"];
+/// Calls answered when a job has run: a Flight SQL query's `FlightInfo`,
+/// and an update's row count (`DoPut`).
+const JOB_METHODS: &[&str] = &[
+    "/arrow.flight.protocol.FlightService/GetFlightInfo",
+    "/arrow.flight.protocol.FlightService/DoPut",
+];
 
 /// Starts a scheduler from a [`BallistaConfig`].
 pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> {

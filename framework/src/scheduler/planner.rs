@@ -276,7 +276,7 @@ impl JobPlanner {
         if reads_only_information_schema(&plan) {
             let frame = ctx.execute_logical_plan(plan).await?;
             let schema = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame.collect().await?;
+            let batches = answer_within_limits(frame.execute_stream().await?).await?;
             return Ok(Some(CatalogAnswer::Rows { schema, batches }));
         }
         let LogicalPlan::Ddl(_) = &plan else {
@@ -443,6 +443,45 @@ impl JobPlanner {
             Arc::new(ExplainExec::new(exec.schema(), plans, exec.verbose()));
         split_into_stages(job_id, explained)
     }
+}
+
+/// Largest answer the scheduler computes itself from its catalog.
+const LOCAL_ANSWER_BYTES: usize = 16 << 20;
+
+/// Longest the scheduler spends computing such an answer.
+const LOCAL_ANSWER_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The rows of a query of the catalog's `information_schema`, which the
+/// scheduler runs itself: stopped, with the reason, past
+/// [`LOCAL_ANSWER_BYTES`] or [`LOCAL_ANSWER_TIME`], so that no client can
+/// make the scheduler hold or compute without bound.
+async fn answer_within_limits(
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+) -> Result<Vec<arrow::array::RecordBatch>> {
+    use futures::TryStreamExt;
+    let collect = async {
+        let mut batches = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(batch) = stream.try_next().await? {
+            bytes = bytes.saturating_add(batch.get_array_memory_size());
+            if bytes > LOCAL_ANSWER_BYTES {
+                return Err(BallistaError::ResourcesExhausted(format!(
+                    "the answer from information_schema is larger than {LOCAL_ANSWER_BYTES} bytes; \
+                     narrow the query"
+                )));
+            }
+            batches.push(batch);
+        }
+        Ok(batches)
+    };
+    tokio::time::timeout(LOCAL_ANSWER_TIME, collect)
+        .await
+        .map_err(|_| {
+            BallistaError::Timeout(format!(
+                "the query of information_schema took longer than {}s",
+                LOCAL_ANSWER_TIME.as_secs()
+            ))
+        })?
 }
 
 /// Every stage plan is encoded and decoded once while planning, so that a
