@@ -308,12 +308,7 @@ async fn connect(
     if let Some(user) = &args.user {
         settings.client.user = Some(user.clone());
     }
-    if let Some(ca_file) = &args.ca_file {
-        settings.tls.ca_file = Some(ca_file.clone());
-    }
-    if args.insecure {
-        settings.tls.allow_plain_text = true;
-    }
+    apply_tls_flags(&mut settings, args.ca_file.clone(), args.insecure);
     let scheduler = args
         .scheduler
         .clone()
@@ -349,6 +344,16 @@ fn error_exit(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// `--ca-file` and `--insecure` over the configuration's `[tls]`.
+fn apply_tls_flags(settings: &mut BallistaSettings, ca_file: Option<PathBuf>, insecure: bool) {
+    if let Some(ca_file) = ca_file {
+        settings.tls.ca_file = Some(ca_file);
+    }
+    if insecure {
+        settings.tls.allow_plain_text = true;
+    }
+}
+
 /// The text of each `-c` and `-f`, in order.
 fn read_scripts(sources: Vec<SqlSource>) -> Result<Vec<String>, String> {
     sources
@@ -380,27 +385,19 @@ async fn flight_sql_command(url: &str, args: &SqlArgs, sources: Vec<SqlSource>) 
             return ExitCode::from(2);
         }
     };
-    if let Some(ca_file) = &args.cluster.ca_file {
-        settings.tls.ca_file = Some(ca_file.clone());
-    }
-    if args.cluster.insecure {
-        settings.tls.allow_plain_text = true;
-    }
+    apply_tls_flags(
+        &mut settings,
+        args.cluster.ca_file.clone(),
+        args.cluster.insecure,
+    );
     let trust = match ballista::tls::TlsTrust::from_settings(&settings.tls) {
         Ok(trust) => trust,
         Err(e) => return error_exit(e),
     };
-    let login = match args.cluster.user.clone().or(settings.client.user.clone()) {
-        None => None,
-        Some(user) => match std::env::var(ballista::client::PASSWORD_ENV) {
-            Ok(password) => Some(ballista_bin::sql::flight_sql_client::Login { user, password }),
-            Err(_) => {
-                return error_exit(format!(
-                    "logging in as {user} needs the password in {}",
-                    ballista::client::PASSWORD_ENV
-                ));
-            }
-        },
+    let user = args.cluster.user.clone().or(settings.client.user.clone());
+    let login = match ballista_bin::sql::flight_sql_client::Login::from_env(user) {
+        Ok(login) => login,
+        Err(e) => return error_exit(e),
     };
     let options = SqlRunOptions {
         format: args.format,
@@ -765,12 +762,7 @@ async fn job_command(args: JobArgs) -> ExitCode {
     if let Some(user) = args.user {
         settings.client.user = Some(user);
     }
-    if let Some(ca_file) = args.ca_file {
-        settings.tls.ca_file = Some(ca_file);
-    }
-    if args.insecure {
-        settings.tls.allow_plain_text = true;
-    }
+    apply_tls_flags(&mut settings, args.ca_file, args.insecure);
     let auth = match ballista::client::ClientAuth::from_all_settings(&settings) {
         Ok(auth) => auth,
         Err(e) => return error_exit(e),

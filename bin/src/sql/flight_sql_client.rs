@@ -56,6 +56,23 @@ pub struct Login {
     pub password: String,
 }
 
+impl Login {
+    /// The login of `user` (none without one), its password from
+    /// `BALLISTA_PASSWORD`.
+    pub fn from_env(user: Option<String>) -> Result<Option<Self>, String> {
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let password = std::env::var(ballista::client::PASSWORD_ENV).map_err(|_| {
+            format!(
+                "logging in as {user} needs the password in {}",
+                ballista::client::PASSWORD_ENV
+            )
+        })?;
+        Ok(Some(Self { user, password }))
+    }
+}
+
 /// Runs `scripts` (each may hold several statements) on the Flight SQL
 /// server at `url`, printing results to `out`.
 pub async fn run(

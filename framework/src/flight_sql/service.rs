@@ -703,7 +703,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         }
         // Every job must be the caller's before any is touched.
         for job_id in &jobs {
-            self.inner.check_owner(&identity, job_id)?;
+            self.inner.check_owner(&identity, job_id, "cancel it")?;
         }
         let status = if jobs.is_empty() {
             // No job behind it: nothing to cancel.

@@ -81,7 +81,7 @@ pub(crate) async fn run_query(
     identity: Arc<Identity>,
     sql: &str,
 ) -> Result<FinishedQuery> {
-    run(inner, identity, Query::Sql(sql.to_string())).await
+    run_request(inner, identity, Query::Sql(sql.to_string()), false).await
 }
 
 /// Runs `plan` (planned against `ctx`, the scheduler's catalog, with its
@@ -98,14 +98,6 @@ pub(crate) async fn run_plan(
     let optimized = state.optimize(plan)?;
     let bytes = encode_client_plan(&optimized, &state).await?;
     run_request(inner, identity, Query::LogicalPlan(bytes), true).await
-}
-
-async fn run(
-    inner: &Arc<SchedulerInner>,
-    identity: Arc<Identity>,
-    query: Query,
-) -> Result<FinishedQuery> {
-    run_request(inner, identity, query, false).await
 }
 
 async fn run_request(

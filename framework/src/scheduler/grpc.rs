@@ -36,17 +36,7 @@ impl SchedulerService {
     /// admin.
     fn owned_job(&self, caller: &Caller, job_id: &JobId, what: &str) -> Result<(), Status> {
         let identity = caller.client(what)?;
-        let owner = self.inner.state.lock().owner_of(job_id).ok_or_else(|| {
-            BallistaError::NotFound(format!("job {job_id} is not known to this scheduler"))
-        })?;
-        if identity.admin || owner == identity.user {
-            Ok(())
-        } else {
-            Err(BallistaError::PermissionDenied(format!(
-                "job {job_id} belongs to another user; only its owner or an admin may {what}"
-            ))
-            .into())
-        }
+        Ok(self.inner.check_owner(&identity, job_id, what)?)
     }
 }
 

@@ -251,13 +251,19 @@ impl SchedulerInner {
     }
 
     /// Refuses `identity` a job it neither owns nor administers.
-    pub(crate) fn check_owner(&self, identity: &Identity, job_id: &JobId) -> Result<()> {
+    /// `what` names the act in the refusal (`cancel it`).
+    pub(crate) fn check_owner(
+        &self,
+        identity: &Identity,
+        job_id: &JobId,
+        what: &str,
+    ) -> Result<()> {
         let owner = self.state.lock().owner_of(job_id).ok_or_else(|| {
             BallistaError::NotFound(format!("job {job_id} is not known to this scheduler"))
         })?;
         if !identity.admin && owner != identity.user {
             return Err(BallistaError::PermissionDenied(format!(
-                "job {job_id} belongs to another user; only its owner or an admin may cancel it"
+                "job {job_id} belongs to another user; only its owner or an admin may {what}"
             )));
         }
         Ok(())
@@ -266,7 +272,7 @@ impl SchedulerInner {
     /// Cancels job `job_id` for `identity` (its owner or an admin) and
     /// drops its results.
     pub(crate) fn cancel_for(self: &Arc<Self>, identity: &Identity, job_id: &JobId) -> Result<()> {
-        self.check_owner(identity, job_id)?;
+        self.check_owner(identity, job_id, "cancel it")?;
         self.cancel(job_id, "was cancelled on request");
         let released = self.state.lock().release(job_id);
         self.apply(released);
@@ -281,21 +287,18 @@ impl SchedulerInner {
         job_id: &JobId,
         index: usize,
     ) -> Result<crate::plugin::shuffle::ShuffleLocation> {
-        let (owner, status) = {
-            let state = self.state.lock();
-            (state.owner_of(job_id), state.status(job_id))
-        };
-        let (Some(owner), Some(status)) = (owner, status) else {
-            return Err(BallistaError::NotFound(format!(
+        let forgotten = || {
+            BallistaError::NotFound(format!(
                 "job {job_id} is not known to this scheduler (its results are kept for \
                  scheduler.result_retention_secs)"
-            )));
+            ))
         };
-        if !identity.admin && owner != identity.user {
-            return Err(BallistaError::PermissionDenied(format!(
-                "job {job_id} belongs to another user; only its owner or an admin may read its results"
-            )));
-        }
+        self.check_owner(identity, job_id, "read its results")
+            .map_err(|e| match e {
+                BallistaError::NotFound(_) => forgotten(),
+                other => other,
+            })?;
+        let status = self.state.lock().status(job_id).ok_or_else(forgotten)?;
         let result = status.result.unwrap_or_default();
         crate::plugin::shuffle::ShuffleLocation::partitions_from_proto(&result.partitions)?
             .into_iter()
