@@ -177,3 +177,11 @@ def test_a_view_created_by_one_connection_is_seen_by_another(uri, conn):
         with pytest.raises(adbc_driver_manager.Error) as error:
             cursor.execute("SELECT * FROM py_europe")
         assert "py_europe" in str(error.value)
+
+
+def test_a_view_made_before_the_scheduler_restarted_is_still_there(conn):
+    # tests/tests/python_clients.rs made py_kept with another connection,
+    # then restarted the scheduler.
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT r_name FROM py_kept ORDER BY r_name")
+        assert [r[0] for r in cursor.fetchall()] == ["AFRICA", "AMERICA"]

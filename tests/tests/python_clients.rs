@@ -61,6 +61,17 @@ fn python() -> PathBuf {
     PathBuf::from(python)
 }
 
+/// Made by one connection before the scheduler restarts; the suite's
+/// `test_a_view_made_before_the_scheduler_restarted_is_still_there` reads
+/// it after.
+const MAKE_KEPT_VIEW: &str = "
+import sys
+import adbc_driver_flightsql.dbapi as flight_sql
+kwargs = {'username': 'alice', 'password': 'alice-pw'}
+with flight_sql.connect(sys.argv[1], db_kwargs=kwargs) as conn, conn.cursor() as cursor:
+    cursor.execute('CREATE VIEW py_kept AS SELECT r_name FROM region WHERE r_regionkey < 2')
+";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_adbc_suite_passes_against_stock_processes() {
     let python = python();
@@ -74,6 +85,31 @@ async fn the_python_adbc_suite_passes_against_stock_processes() {
             data.display()
         ));
     }
+    // The catalog is kept in a file, so that a view made before the
+    // scheduler restarts is found after it.
+    let kept = tempfile::tempdir().unwrap();
+    tables.push_str(&format!(
+        "[scheduler.catalog]\nlocation = \"{}\"\n",
+        kept.path().join("catalog.json").display()
+    ));
+    let (cluster, _users) = cluster_of_users(2, &tables).await;
+    let uri = cluster.scheduler_url.replace("http://", "grpc://");
+    let made = tokio::task::spawn_blocking(move || {
+        Command::new(self::python())
+            .arg("-c")
+            .arg(MAKE_KEPT_VIEW)
+            .arg(&uri)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        made.status.success(),
+        "creating py_kept: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    drop::<TestCluster>(cluster);
     let (mut cluster, _users) = cluster_of_users(2, &tables).await;
     let uri = cluster.scheduler_url.replace("http://", "grpc://");
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/tests");

@@ -1,14 +1,21 @@
 //! The scheduler's shared catalog: tables, views and schemas created with
-//! SQL by one Flight SQL client are seen by others, read under each
-//! reader's grants, owned by their creator, and kept across a restart of
-//! the scheduler. Stock scheduler and executor processes.
+//! SQL by one client (Flight SQL, the CLI, a Rust session's `shared_sql`)
+//! are seen by the others, read under each reader's grants, owned by their
+//! creator, and kept across a restart of the scheduler. Stock scheduler and
+//! executor processes.
 
 use arrow_flight::sql::CommandGetTables;
+use ballista::client::SessionContextExt;
+use ballista::config::{BallistaConfig, Secret};
+use ballista::error::BallistaError;
 use ballista::plugin::auth::hash_password;
-use ballista_tests::cluster::TestCluster;
+use ballista_tests::cluster::{TestCluster, binary};
 use ballista_tests::data::tpch_data;
 use ballista_tests::flight_sql::{Client, logged_in, metadata, query, sorted_lines, strings};
+use ballista_tests::probe::single_i64;
+use ballista_tests::secured::assert_error;
 use ballista_tests::secured::assert_serves;
+use datafusion::prelude::SessionContext;
 
 /// A scheduler whose catalog is kept in `catalog`, with users carol and
 /// dave (who may read `data`) and bob (who may read nothing).
@@ -123,7 +130,7 @@ async fn tables_created_by_one_client_are_seen_by_others_and_survive_a_restart()
 
     // Refusals, each naming why; nothing changes.
     let again = format!(
-        "CREATE EXTERNAL TABLE nat STORED AS PARQUET LOCATION '{}/nation/'",
+        "CREATE EXTERNAL TABLE nat STORED AS PARQUET LOCATION '{}/region/'",
         data.display()
     );
     let error = error_of(&mut carol, &again).await;
@@ -285,5 +292,166 @@ async fn the_catalog_can_live_in_an_object_store() {
         "{}",
         run.stderr
     );
+    assert_serves(&mut cluster).await;
+}
+
+/// A Rust session of `user`.
+async fn session(url: &str, user: &str, password: &str) -> SessionContext {
+    let mut config = BallistaConfig::default();
+    config.settings.client.user = Some(user.into());
+    config.settings.client.password = Some(Secret::new(password));
+    SessionContext::remote_with_config(url, config)
+        .await
+        .unwrap_or_else(|e| panic!("{user}'s session: {e}"))
+}
+
+/// `ballista sql --scheduler url --user carol -c sql`, run in `folder`.
+async fn cli_as_carol(url: &str, folder: &std::path::Path, sql: &str) -> (bool, String, String) {
+    let (url, folder, sql) = (url.to_string(), folder.to_path_buf(), sql.to_string());
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(binary("ballista"))
+            .args([
+                "sql",
+                "--scheduler",
+                &url,
+                "--user",
+                "carol",
+                "--format",
+                "csv",
+                "-c",
+                &sql,
+            ])
+            .env("BALLISTA_PASSWORD", "carol-pw")
+            .current_dir(folder)
+            .output()
+            .expect("run ballista");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_and_rust_sessions_share_the_catalog_with_flight_sql_clients() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let users = dir.path().join("users.toml");
+    let cluster = cluster(&data, &catalog, &users).await;
+    let url = cluster.scheduler_url.clone();
+
+    // Made over Flight SQL, seen by a Rust session from its start.
+    let mut carol = logged_in(&url, "carol", "carol-pw").await;
+    query(
+        &mut carol,
+        &url,
+        &format!(
+            "CREATE EXTERNAL TABLE nat STORED AS PARQUET LOCATION '{}/nation/'",
+            data.display()
+        ),
+    )
+    .await;
+    let dave = session(&url, "dave", "dave-pw").await;
+    assert_eq!(single_i64(&dave, "SELECT count(*) FROM nat").await, 25);
+
+    // Made by the Rust session with shared_sql, seen over Flight SQL at once.
+    dave.shared_sql("CREATE VIEW europe AS SELECT n_name FROM nat WHERE n_regionkey = 3")
+        .await
+        .expect("CREATE VIEW through shared_sql");
+    assert_eq!(
+        run(&mut carol, &url, "SELECT count(*) AS n FROM europe").await,
+        vec!["| 5 |"]
+    );
+    // `sql` and CREATE TEMPORARY stay in the session.
+    dave.sql("CREATE VIEW own AS SELECT 1 AS one")
+        .await
+        .unwrap();
+    dave.shared_sql("CREATE TEMPORARY VIEW scratch AS SELECT 2 AS two")
+        .await
+        .expect("CREATE TEMPORARY VIEW stays in the session");
+    assert_eq!(single_i64(&dave, "SELECT two FROM scratch").await, 2);
+    assert_eq!(
+        listed(&mut carol).await,
+        vec!["public.europe (VIEW)", "public.nat (TABLE)"]
+    );
+
+    // The CLI sends its catalog statements too: a relative location is the
+    // CLI's folder, not the scheduler's. Running the same script again is
+    // not an error.
+    let script = "CREATE EXTERNAL TABLE reg STORED AS PARQUET LOCATION 'region/';\n\
+                  SELECT count(*) AS regions FROM reg;\n\
+                  SELECT count(*) AS european FROM europe;";
+    for run in 0..2 {
+        let (ok, stdout, stderr) = cli_as_carol(&url, &data, script).await;
+        assert!(ok, "run {run}: {stderr}");
+        assert_eq!(stdout, "regions\n5\neuropean\n5\n", "run {run}: {stderr}");
+    }
+    let kept = std::fs::read_to_string(&catalog).unwrap();
+    assert!(
+        kept.contains(&format!("LOCATION '{}/region/'", data.display())),
+        "{kept}"
+    );
+    // …but another table under the same name is.
+    let (ok, _, stderr) = cli_as_carol(
+        &url,
+        &data,
+        "CREATE EXTERNAL TABLE reg STORED AS PARQUET LOCATION 'nation/'",
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("datafusion.public.reg exists already (CREATE OR REPLACE replaces it)"),
+        "{stderr}"
+    );
+
+    // The Rust session takes the catalog again when asked, or on its next
+    // shared_sql.
+    dave.refresh_catalog().await.unwrap();
+    assert_eq!(single_i64(&dave, "SELECT count(*) FROM reg").await, 5);
+    assert_eq!(single_i64(&dave, "SELECT count(*) FROM own").await, 1);
+
+    // The catalog's rules hold for sessions, and their errors keep their kind.
+    let bob = session(&url, "bob", "bob-pw").await;
+    let error = BallistaError::from_datafusion(bob.shared_sql("DROP TABLE reg").await.unwrap_err());
+    assert_error(
+        &error,
+        "permission denied",
+        "table datafusion.public.reg belongs to carol",
+        "bob drops carol's table",
+    );
+    let error = BallistaError::from_datafusion(
+        bob.shared_sql("CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'")
+            .await
+            .unwrap_err(),
+    );
+    assert_error(
+        &error,
+        "permission denied",
+        "user bob may not read file:///etc/passwd",
+        "bob's table over a file he may not read",
+    );
+
+    // Dropped through a session: gone for everyone; the session's own
+    // view is dropped in the session.
+    dave.shared_sql("DROP VIEW europe").await.unwrap();
+    let error = error_of(&mut carol, "SELECT * FROM europe").await;
+    assert!(error.contains("europe"), "{error}");
+    dave.shared_sql("DROP VIEW scratch").await.unwrap();
+    assert!(dave.sql("SELECT * FROM scratch").await.is_err());
+    assert_eq!(
+        listed(&mut carol).await,
+        vec!["public.nat (TABLE)", "public.reg (TABLE)"]
+    );
+
+    // What the CLI made outlives the scheduler.
+    drop((carol, dave, bob));
+    drop(cluster);
+    let mut cluster = self::cluster(&data, &catalog, &users).await;
+    let dave = session(&cluster.scheduler_url, "dave", "dave-pw").await;
+    assert_eq!(single_i64(&dave, "SELECT count(*) FROM reg").await, 5);
     assert_serves(&mut cluster).await;
 }

@@ -82,7 +82,9 @@ fn byte_offset(text: &str, line: u64, column: u64) -> usize {
 }
 
 /// Runs every statement of `sql` in order, printing each result that has
-/// rows to `out`. Stops at the first failing statement (a statement that
+/// rows to `out`. Catalog statements (`CREATE EXTERNAL TABLE`, `CREATE
+/// VIEW`, …) go to the cluster's shared catalog; `CREATE TEMPORARY …` stays
+/// in the session (see [`ballista::client::execute_shared`]). Stops at the first failing statement (a statement that
 /// does not parse fails when its turn comes).
 pub async fn run_sql(
     ctx: &SessionContext,
@@ -92,12 +94,16 @@ pub async fn run_sql(
 ) -> Result<(), DataFusionError> {
     let mut rest = sql;
     while let Some((statement, after)) = next_statement(ctx, rest)? {
+        let text = rest[..rest.len() - after.len()]
+            .trim()
+            .trim_end_matches(';');
         rest = after;
         let started = Instant::now();
         let state = ctx.state();
         let plan = state.statement_to_plan(statement).await?;
         let prints_rows = !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_));
-        let df = ctx.execute_logical_plan(plan).await?;
+        // Catalog statements go to the cluster's shared catalog.
+        let df = ballista::client::execute_shared(ctx, plan, text).await?;
         let schema = df.schema().inner().clone();
         let batches = df.collect().await?;
         if prints_rows {

@@ -19,6 +19,7 @@
 mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::memory::MemorySchemaProvider;
@@ -51,6 +52,10 @@ pub(crate) struct SharedCatalog {
     store: CatalogStore,
     /// Changes one at a time, each persisted before the next.
     changing: tokio::sync::Mutex<()>,
+    /// What clients hold a copy of: starts anywhere (so that a restarted
+    /// scheduler does not repeat an earlier one's number) and moves with
+    /// every change.
+    version: AtomicU64,
 }
 
 impl std::fmt::Debug for SharedCatalog {
@@ -117,6 +122,7 @@ impl SharedCatalog {
             entries: RwLock::new(Vec::new()),
             store,
             changing: tokio::sync::Mutex::new(()),
+            version: AtomicU64::new((uuid::Uuid::new_v4().as_u128() as u64).max(1)),
         };
         for entry in stored {
             let ctx = context()?;
@@ -169,6 +175,55 @@ impl SharedCatalog {
             }
         }
         Ok(())
+    }
+
+    /// The catalog's version: changes with every change.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        let next = self.version.load(Ordering::SeqCst).wrapping_add(1).max(1);
+        self.version.store(next, Ordering::SeqCst);
+    }
+
+    /// The entries as clients get them: each table and view as a scan
+    /// they can plan against without reading its storage.
+    pub(crate) fn entries_for_clients(&self) -> Vec<crate::proto::CatalogEntry> {
+        let entries: Vec<(StoredEntry, Option<Arc<dyn TableProvider>>)> = self
+            .entries
+            .read()
+            .iter()
+            .map(|e| (e.stored.clone(), e.provider.clone()))
+            .collect();
+        entries
+            .into_iter()
+            .map(|(stored, provider)| {
+                let scan = match provider {
+                    Some(provider) => {
+                        let name = TableReference::parse_str(&stored.name);
+                        crate::plan::encode_table_scan(&name, provider).unwrap_or_else(|e| {
+                            tracing::warn!(
+                                "catalog: {} {} cannot be handed to clients: {e}",
+                                stored.kind.name(),
+                                stored.name
+                            );
+                            Vec::new()
+                        })
+                    }
+                    None => Vec::new(),
+                };
+                crate::proto::CatalogEntry {
+                    kind: stored.kind.name().to_string(),
+                    definition: match stored.kind {
+                        EntryKind::View => stored.sql,
+                        _ => String::new(),
+                    },
+                    name: stored.name,
+                    scan,
+                }
+            })
+            .collect()
     }
 
     fn position(&self, kind: EntryKind, name: &str) -> Option<usize> {
@@ -308,6 +363,23 @@ impl SharedCatalog {
                 }));
             }
             if !replace {
+                // Running the same script again is not an error: the entry
+                // is what its owner asks for already.
+                let same = {
+                    let entries = self.entries.read();
+                    let kept = &entries[index].stored;
+                    kept.kind == kind
+                        && kept.owner == identity.user
+                        && same_statement(&kept.sql, sql)
+                };
+                if same {
+                    return Ok(Some(CatalogChange {
+                        description: format!(
+                            "{} {name} exists already, as made by this statement",
+                            kind.name()
+                        ),
+                    }));
+                }
                 return Err(BallistaError::InvalidInput(format!(
                     "{name} exists already (CREATE OR REPLACE replaces it)"
                 )));
@@ -356,6 +428,8 @@ impl SharedCatalog {
         } else {
             "created"
         };
+        drop(entries);
+        self.changed();
         tracing::info!("catalog: {} {verb} {} {name}", identity.user, kind.name());
         Ok(Some(CatalogChange {
             description: format!("{verb} {} {name}", kind.name()),
@@ -399,11 +473,24 @@ impl SharedCatalog {
             .collect();
         self.store.save(&next).await?;
         self.entries.write().remove(index);
+        self.changed();
         tracing::info!("catalog: {} dropped {} {name}", identity.user, kind.name());
         Ok(Some(CatalogChange {
             description: format!("dropped {} {name}", kind.name()),
         }))
     }
+}
+
+/// Whether two statements are the same but for blanks and a final `;`.
+fn same_statement(a: &str, b: &str) -> bool {
+    let words = |s: &str| {
+        s.trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    words(a) == words(b)
 }
 
 /// Whether `plan` reads only the catalog's `information_schema`.

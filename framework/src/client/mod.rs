@@ -16,16 +16,36 @@
 //! SQL, the DataFrame API, `CREATE EXTERNAL TABLE`, `register_parquet` and
 //! `register_csv` work as in DataFusion: the session plans locally and ships
 //! the optimized logical plan to the scheduler. Tables declared in the
-//! scheduler's configuration are registered in the session automatically.
+//! scheduler's configuration, and those of its shared catalog, are
+//! registered in the session automatically.
+//!
+//! `ctx.sql` keeps DataFusion's meaning: a `CREATE EXTERNAL TABLE` lives in
+//! this session only. [`SessionContextExt::shared_sql`] sends catalog
+//! statements to the scheduler instead, for every client to see:
+//!
+//! ```no_run
+//! use ballista::client::SessionContextExt;
+//! use datafusion::prelude::*;
+//!
+//! # async fn example() -> datafusion::error::Result<()> {
+//! let ctx = SessionContext::remote("http://localhost:50050").await?;
+//! ctx.shared_sql("CREATE EXTERNAL TABLE trips STORED AS PARQUET LOCATION 's3://taxi/trips/'")
+//!     .await?;
+//! // Another session, or a Flight SQL client, sees `trips` from now on.
+//! # Ok(())
+//! # }
+//! ```
 
 mod planner;
 mod query_exec;
 mod scheduler_client;
+mod shared_catalog;
 mod standalone;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use datafusion::dataframe::DataFrame;
 use datafusion::error::Result as DFResult;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -34,6 +54,7 @@ use datafusion::prelude::SessionContext;
 pub use planner::DistributedQueryPlanner;
 pub use query_exec::{DistributedQueryExec, JobProgressListener, run_job};
 pub use scheduler_client::{CONNECT_TIMEOUT, ClientAuth, PASSWORD_ENV, SchedulerClient};
+pub use shared_catalog::execute_shared;
 pub use standalone::EmbeddedCluster;
 
 use crate::config::{BallistaConfig, new_session_config};
@@ -68,6 +89,22 @@ pub trait SessionContextExt: Sized {
         config: BallistaConfig,
         executors: usize,
     ) -> impl Future<Output = DFResult<Self>> + Send;
+
+    /// Runs one SQL statement as the cluster's clients do (the CLI runs
+    /// every statement so): `CREATE EXTERNAL TABLE`, `CREATE VIEW`, `CREATE
+    /// SCHEMA` and `DROP TABLE|VIEW` go to the scheduler's shared catalog,
+    /// seen by every client and kept across restarts (under the rules the
+    /// scheduler applies: a read grant on a table's location; replacing or
+    /// dropping an entry is for its owner or an admin). `CREATE EXTERNAL
+    /// TEMPORARY TABLE`, `CREATE TEMPORARY VIEW|TABLE`, and dropping one of
+    /// the session's own tables, stay in this session. Any other statement runs as with `sql`. Relative
+    /// local locations are made absolute here first.
+    fn shared_sql(&self, sql: &str) -> impl Future<Output = DFResult<DataFrame>> + Send;
+
+    /// Takes the scheduler's shared catalog again when it has changed
+    /// (another client created or dropped an entry), so that `sql` sees
+    /// it. [`shared_sql`](Self::shared_sql) does this by itself.
+    fn refresh_catalog(&self) -> impl Future<Output = DFResult<()>> + Send;
 }
 
 async fn connect(
@@ -95,6 +132,8 @@ async fn connect(
                 ))
             })?;
     }
+    let link = Arc::new(shared_catalog::CatalogLink::new(scheduler.clone()));
+    let session_config = session_config.with_extension(Arc::clone(&link));
     let runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(crate::util::cache_settings())
         .with_object_store_registry(config.object_store_registry()?)
@@ -110,6 +149,7 @@ async fn connect(
         let (name, provider) = listing_table_from_info(table)?;
         ctx.register_table(name.as_str(), provider)?;
     }
+    link.refresh(&ctx).await?;
     Ok(ctx)
 }
 
@@ -130,5 +170,22 @@ impl SessionContextExt for SessionContext {
         let cluster = Arc::new(EmbeddedCluster::start(config.clone(), executors).await?);
         let url = cluster.scheduler_url().to_string();
         connect(&url, config, Some(cluster)).await
+    }
+
+    async fn shared_sql(&self, sql: &str) -> DFResult<DataFrame> {
+        let plan = self.state().create_logical_plan(sql).await?;
+        execute_shared(self, plan, sql).await
+    }
+
+    async fn refresh_catalog(&self) -> DFResult<()> {
+        match shared_catalog::link_of(self) {
+            Some(link) => Ok(link.refresh(self).await?),
+            None => Err(BallistaError::NotSupported(
+                "this session is not a cluster's (made by SessionContext::remote or standalone): \
+                 it has no shared catalog"
+                    .into(),
+            )
+            .into()),
+        }
     }
 }

@@ -313,6 +313,32 @@ impl SchedulerClient {
             .into_inner())
     }
 
+    /// The scheduler's shared catalog, unless it is still at
+    /// `known_version` (0: the client holds none).
+    pub async fn catalog(&self, known_version: u64) -> Result<proto::GetCatalogResponse> {
+        let mut client = self.client.clone();
+        Ok(client
+            .get_catalog(proto::GetCatalogRequest { known_version })
+            .await
+            .map_err(|s| self.map_status(s))?
+            .into_inner())
+    }
+
+    /// Carries out `sql`, a statement the shared catalog keeps (`CREATE
+    /// EXTERNAL TABLE`, `CREATE VIEW`, `CREATE SCHEMA`, `DROP TABLE|VIEW`);
+    /// what it did (`created table datafusion.public.t`).
+    pub async fn change_catalog(&self, sql: &str) -> Result<String> {
+        let mut client = self.client.clone();
+        Ok(client
+            .change_catalog(proto::ChangeCatalogRequest {
+                sql: sql.to_string(),
+            })
+            .await
+            .map_err(|s| self.map_status(s))?
+            .into_inner()
+            .description)
+    }
+
     /// Submits a query; the job's status streams back.
     pub async fn execute(
         &self,

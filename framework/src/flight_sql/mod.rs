@@ -34,4 +34,4 @@ mod prepared;
 mod service;
 mod statements;
 
-pub(crate) use service::FlightSqlFrontDoor;
+pub(crate) use service::{FlightSqlFrontDoor, check_sql_length};

@@ -141,7 +141,7 @@ enum Ran {
 }
 
 /// Refuses SQL texts too long to be one statement.
-fn check_sql_length(sql: &str) -> Result<(), Status> {
+pub(crate) fn check_sql_length(sql: &str) -> Result<(), Status> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(BallistaError::InvalidInput(format!(
             "the statement is {} bytes long; the limit is {MAX_SQL_BYTES}",

@@ -408,6 +408,49 @@ pub async fn encode_client_plan(plan: &LogicalPlan, session: &dyn Session) -> DF
     Ok(bytes.to_vec())
 }
 
+/// Serializes a scan of `provider` named `name`: how the scheduler hands a
+/// table or view of its shared catalog to clients, which read it back with
+/// [`decode_table_scan`] (no storage is touched either way).
+pub(crate) fn encode_table_scan(
+    name: &TableReference,
+    provider: Arc<dyn TableProvider>,
+) -> DFResult<Vec<u8>> {
+    let plan = datafusion::logical_expr::LogicalPlanBuilder::scan(
+        name.clone(),
+        provider_as_source(provider),
+        None,
+    )?
+    .build()?;
+    let bytes = datafusion_proto::bytes::logical_plan_to_bytes_with_extension_codec(
+        &plan,
+        &BallistaLogicalCodec,
+    )?;
+    Ok(bytes.to_vec())
+}
+
+/// The table or view [`encode_table_scan`] wrote; a view shows
+/// `definition` as its statement.
+pub(crate) fn decode_table_scan(
+    bytes: &[u8],
+    definition: Option<String>,
+    ctx: &TaskContext,
+) -> DFResult<Arc<dyn TableProvider>> {
+    match decode_client_plan(bytes, ctx)? {
+        LogicalPlan::TableScan(scan) => source_as_provider(&scan.source),
+        // A view's scan is its plan under the view's name (the plan
+        // builder puts a view's plan in place of its scan).
+        LogicalPlan::SubqueryAlias(view) => Ok(Arc::new(datafusion::datasource::ViewTable::new(
+            Arc::unwrap_or_clone(view.input),
+            definition,
+        ))),
+        other => Err(BallistaError::InvalidInput(format!(
+            "a catalog entry should be a table scan, not {}",
+            other.display()
+        ))
+        .into()),
+    }
+}
+
 /// Deserializes what [`encode_client_plan`] wrote, restoring the nodes it
 /// turned into extensions.
 pub fn decode_client_plan(bytes: &[u8], ctx: &TaskContext) -> DFResult<LogicalPlan> {

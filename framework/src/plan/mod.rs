@@ -73,6 +73,7 @@ pub use collected_joins::distribute_collected_joins;
 pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};
 pub use depth::{DEFAULT_MAX_EXPRESSION_DEPTH, check_expression_depth, expression_depth};
 pub use logical_codec::{BallistaLogicalCodec, decode_client_plan, encode_client_plan};
+pub(crate) use logical_codec::{decode_table_scan, encode_table_scan};
 pub use operand_lists::check_operand_lists;
 pub use shipped_table::{MAX_SHIPPED_TABLE_BYTES, ShippedTable};
 pub use shuffle_reader::{

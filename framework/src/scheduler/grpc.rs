@@ -167,6 +167,28 @@ impl SchedulerGrpc for SchedulerService {
         ))
     }
 
+    async fn get_catalog(
+        &self,
+        request: Request<proto::GetCatalogRequest>,
+    ) -> Result<Response<proto::GetCatalogResponse>, Status> {
+        Caller::of(&request).client("reading the catalog")?;
+        let known = request.into_inner().known_version;
+        Ok(Response::new(self.inner.planner.catalog_for_clients(known)))
+    }
+
+    async fn change_catalog(
+        &self,
+        request: Request<proto::ChangeCatalogRequest>,
+    ) -> Result<Response<proto::ChangeCatalogResponse>, Status> {
+        let identity = Caller::of(&request).client("changing the catalog")?;
+        let sql = request.into_inner().sql;
+        crate::flight_sql::check_sql_length(&sql)?;
+        let change = self.inner.catalog_change(&sql, &identity).await?;
+        Ok(Response::new(proto::ChangeCatalogResponse {
+            description: change.description,
+        }))
+    }
+
     async fn register_executor(
         &self,
         request: Request<proto::RegisterExecutorRequest>,

@@ -243,6 +243,17 @@ impl SchedulerInner {
         self.planner.catalog_statement(sql, identity, slots).await
     }
 
+    /// Carries out `sql`, a statement the shared catalog keeps, for
+    /// `identity`.
+    pub(crate) async fn catalog_change(
+        &self,
+        sql: &str,
+        identity: &Identity,
+    ) -> Result<crate::catalog::CatalogChange> {
+        let slots = self.state.lock().total_slots();
+        self.planner.catalog_change(sql, identity, slots).await
+    }
+
     /// A DataFusion session holding the tables queries can name, for
     /// listing them.
     pub(crate) fn catalog_context(&self) -> Result<datafusion::prelude::SessionContext> {

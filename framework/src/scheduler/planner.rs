@@ -22,7 +22,9 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use url::Url;
 
-use crate::catalog::{CatalogAnswer, CatalogStore, SharedCatalog, reads_only_information_schema};
+use crate::catalog::{
+    CatalogAnswer, CatalogChange, CatalogStore, SharedCatalog, reads_only_information_schema,
+};
 use crate::config::{
     BallistaConfig, CatalogSettings, SchedulerSettings, TableDefinition, check_client_settings,
     distributed_session_defaults, distributed_session_overrides, session_config_from_settings,
@@ -282,6 +284,51 @@ impl JobPlanner {
         let LogicalPlan::Ddl(_) = &plan else {
             return Ok(None);
         };
+        Ok(Some(CatalogAnswer::Changed(
+            self.apply_to_catalog(&ctx, &plan, sql, identity).await?,
+        )))
+    }
+
+    /// Carries out `sql`, which must be a statement the catalog keeps, for
+    /// `identity` (a client session's `CREATE EXTERNAL TABLE`, say).
+    pub(crate) async fn catalog_change(
+        &self,
+        sql: &str,
+        identity: &Identity,
+        cluster_slots: usize,
+    ) -> Result<CatalogChange> {
+        let ctx = self.catalog_context(cluster_slots)?;
+        let plan = ctx.state().create_logical_plan(sql).await?;
+        self.apply_to_catalog(&ctx, &plan, sql, identity).await
+    }
+
+    /// The catalog as clients get it, unless they hold `known_version`.
+    pub(crate) fn catalog_for_clients(&self, known_version: u64) -> proto::GetCatalogResponse {
+        let Some(catalog) = &self.catalog else {
+            return proto::GetCatalogResponse::default();
+        };
+        let version = catalog.version();
+        if version == known_version {
+            return proto::GetCatalogResponse {
+                version,
+                unchanged: true,
+                entries: Vec::new(),
+            };
+        }
+        proto::GetCatalogResponse {
+            version,
+            unchanged: false,
+            entries: catalog.entries_for_clients(),
+        }
+    }
+
+    async fn apply_to_catalog(
+        &self,
+        ctx: &SessionContext,
+        plan: &LogicalPlan,
+        sql: &str,
+        identity: &Identity,
+    ) -> Result<CatalogChange> {
         let Some(catalog) = &self.catalog else {
             return Err(BallistaError::NotSupported(
                 "this scheduler keeps no catalog for tables created with SQL".into(),
@@ -303,10 +350,16 @@ impl JobPlanner {
             identity.check_storage(url, false)?;
             self.stores.check_access(url, StorageAccess::Read)
         };
-        Ok(catalog
-            .apply(&ctx, &plan, sql, identity, declared, check_read)
+        catalog
+            .apply(ctx, plan, sql, identity, declared, check_read)
             .await?
-            .map(CatalogAnswer::Changed))
+            .ok_or_else(|| {
+                BallistaError::InvalidInput(
+                    "not a statement the shared catalog keeps (it keeps CREATE EXTERNAL TABLE, \
+                     CREATE VIEW, CREATE SCHEMA and DROP TABLE|VIEW)"
+                        .into(),
+                )
+            })
     }
 
     /// A session holding the tables queries can name, under the default
