@@ -302,6 +302,15 @@ async fn the_metadata_calls_of_jdbc_and_bi_tools_are_answered_with_their_schemas
         .collect();
     assert_eq!(names.len(), 16, "{names:?}");
     assert_eq!(names[0], "l_orderkey");
+    // Parquet strings, which DataFusion reads as Utf8View, are given as
+    // Utf8: the JDBC driver refuses view types.
+    assert_eq!(
+        table_schema
+            .field_with_name("l_comment")
+            .unwrap()
+            .data_type(),
+        &arrow::datatypes::DataType::Utf8
+    );
     let info = client
         .get_tables(CommandGetTables {
             include_schema: false,

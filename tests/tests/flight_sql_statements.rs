@@ -31,6 +31,12 @@ async fn prepared_statements_describe_bind_run_and_close_as_jdbc_uses_them() {
     let mut statement = client.prepare(sql.into(), None).await.expect("prepare");
     let dataset = statement.dataset_schema().unwrap().clone();
     assert_eq!(dataset.field(0).name(), "n_name");
+    // A parquet string (Utf8View in DataFusion) is given as Utf8, which the
+    // JDBC driver reads.
+    assert_eq!(
+        dataset.field(0).data_type(),
+        &arrow::datatypes::DataType::Utf8
+    );
     let parameters = statement.parameter_schema().unwrap().clone();
     assert_eq!(parameters.fields().len(), 1);
     assert_eq!(parameters.field(0).name(), "$1");
@@ -55,6 +61,15 @@ async fn prepared_statements_describe_bind_run_and_close_as_jdbc_uses_them() {
         rows.extend(read_endpoint(endpoint, &token, &url).await.1);
     }
     assert_eq!(strings(&rows, "n_name"), vec!["GERMANY"]);
+    assert_eq!(
+        rows[0].schema().field(0).data_type(),
+        &arrow::datatypes::DataType::Utf8
+    );
+    let info_schema = info.clone().try_decode_schema().unwrap();
+    assert_eq!(
+        info_schema.field(0).data_type(),
+        &arrow::datatypes::DataType::Utf8
+    );
 
     // A statement that is not a query describes an empty result (JDBC
     // then runs it as an update).

@@ -151,6 +151,12 @@ pub struct FlightSqlSettings {
     /// advertises) or `scheduler` (every row through the scheduler, for
     /// clients that can reach only the scheduler).
     pub results: FlightSqlResults,
+    /// Whether results and schemas keep DataFusion's view types
+    /// (`Utf8View`, `BinaryView`) and dictionaries. Off by default: they are
+    /// given as `Utf8`, `Binary` and the dictionary's values, which every
+    /// client reads (the Arrow Flight SQL JDBC driver up to 18.3 refuses
+    /// view types); ADBC reads either.
+    pub view_types: bool,
 }
 
 /// Where Flight SQL clients read query results from.

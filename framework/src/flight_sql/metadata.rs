@@ -57,9 +57,13 @@ pub(crate) fn catalogs(ctx: &SessionContext) -> Result<RecordBatch> {
     builder.build().map_err(arrow_error("GetCatalogs"))
 }
 
-/// The tables of `ctx`, with their Arrow schemas when asked, for
-/// `GetTables`.
-pub(crate) async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Result<RecordBatch> {
+/// The tables of `ctx`, with their Arrow schemas when asked (in the types
+/// every client reads unless `view_types`), for `GetTables`.
+pub(crate) async fn tables(
+    ctx: &SessionContext,
+    query: CommandGetTables,
+    view_types: bool,
+) -> Result<RecordBatch> {
     let mut builder = query.into_builder();
     for catalog_name in ctx.catalog_names() {
         let Some(catalog) = ctx.catalog(&catalog_name) else {
@@ -75,13 +79,17 @@ pub(crate) async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Res
                 let Some(table) = schema.table(&table_name).await? else {
                     continue;
                 };
+                let table_schema = match view_types {
+                    true => table.schema(),
+                    false => super::plain_types::plain_schema(&table.schema()),
+                };
                 builder
                     .append(
                         &catalog_name,
                         &schema_name,
                         &table_name,
                         table_type_name(table.table_type()),
-                        table.schema().as_ref(),
+                        table_schema.as_ref(),
                     )
                     .map_err(arrow_error("GetTables"))?;
             }

@@ -30,6 +30,7 @@
 
 mod local_results;
 mod metadata;
+mod plain_types;
 mod prepared;
 mod service;
 mod statements;

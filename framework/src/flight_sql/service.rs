@@ -30,6 +30,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::local_results::{HANDLE_PREFIX, LocalResults};
 use super::metadata::{self, SQL_INFO, TABLE_TYPES, XDBC_TYPES};
+use super::plain_types::{needs_plain_types, plain_schema, with_plain_types};
 use super::prepared::{self, MAX_SQL_BYTES, PreparedStatements};
 use super::statements::{self, parse_result_handle};
 use crate::auth::{CallCredentials, Caller, Login};
@@ -50,6 +51,8 @@ pub(crate) struct FlightSqlFrontDoor {
     login: Login,
     inner: Arc<SchedulerInner>,
     results: FlightSqlResults,
+    /// Whether results keep view types (see `plain_types`).
+    view_types: bool,
     executors_over: PeerTransport,
     /// Reads results from executors for clients served through the
     /// scheduler, as the cluster administrator (the tickets are signed).
@@ -74,6 +77,7 @@ impl FlightSqlFrontDoor {
         login: Login,
         inner: Arc<SchedulerInner>,
         results: FlightSqlResults,
+        view_types: bool,
         executors_over: PeerTransport,
         cluster: crate::auth::SecretKey,
     ) -> Self {
@@ -83,6 +87,7 @@ impl FlightSqlFrontDoor {
             login,
             inner,
             results,
+            view_types,
             executors_over,
             proxy,
             prepared: PreparedStatements::default(),
@@ -246,15 +251,39 @@ impl FlightSqlFrontDoor {
         if statement.parameter_count == 0 {
             // Without parameters the statement is its text (ADBC prepares
             // every statement it runs).
-            return Ok(Ran::Job(
-                statements::run_query(&self.inner, identity, &statement.sql).await?,
-            ));
+            return Ok(Ran::Job(self.run_sql(identity, &statement.sql).await?));
         }
         let ctx = self.catalog()?;
         let plan = prepared::bound_plan(&ctx, &statement.sql, statement.parameters).await?;
+        let plan = match self.view_types {
+            true => plan,
+            false => with_plain_types(plan)?,
+        };
         Ok(Ran::Job(
             statements::run_plan(&self.inner, identity, &ctx, &plan).await?,
         ))
+    }
+
+    /// Runs `sql` as a job of `identity`, its result in the types every
+    /// client reads unless `view_types` (see `plain_types`): a query
+    /// giving other types is planned here and sent as a plan with casts on
+    /// top; anything else goes as its text, for the job to plan (and report
+    /// on) as usual.
+    async fn run_sql(
+        &self,
+        identity: Arc<crate::plugin::auth::Identity>,
+        sql: &str,
+    ) -> Result<statements::FinishedQuery, Status> {
+        if !self.view_types {
+            let ctx = self.catalog()?;
+            if let Ok(plan) = ctx.state().create_logical_plan(sql).await
+                && needs_plain_types(&plan)
+            {
+                let plan = with_plain_types(plan)?;
+                return Ok(statements::run_plan(&self.inner, identity, &ctx, &plan).await?);
+            }
+        }
+        Ok(statements::run_query(&self.inner, identity, sql).await?)
     }
 
     fn catalog(&self) -> Result<datafusion::prelude::SessionContext, Status> {
@@ -291,7 +320,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
                 request.into_inner(),
             )?));
         }
-        let finished = statements::run_query(&self.inner, identity, &query.query).await?;
+        let finished = self.run_sql(identity, &query.query).await?;
         let info = statements::flight_info(
             &finished,
             self.results,
@@ -379,8 +408,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         {
             return Ok(0);
         }
-        let finished =
-            statements::run_query(&self.inner, Arc::clone(&identity), &command.query).await?;
+        let finished = self.run_sql(Arc::clone(&identity), &command.query).await?;
         self.counted(&identity, &finished).await
     }
 
@@ -406,7 +434,10 @@ impl FlightSqlService for FlightSqlFrontDoor {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let identity = client_of(&request, "preparing a statement")?;
         check_sql_length(&query.query)?;
-        let description = prepared::describe(&self.catalog()?, &query.query).await?;
+        let mut description = prepared::describe(&self.catalog()?, &query.query).await?;
+        if !self.view_types {
+            description.dataset = plain_schema(&description.dataset);
+        }
         let handle = self
             .prepared
             .create(&identity, &query.query, &description)?;
@@ -500,7 +531,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
     ) -> Result<Response<BoxedStream<FlightData>>, Status> {
         client_of(&request, "listing tables")?;
         Ok(batch_stream(
-            metadata::tables(&self.catalog()?, query).await?,
+            metadata::tables(&self.catalog()?, query, self.view_types).await?,
         ))
     }
 

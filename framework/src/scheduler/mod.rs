@@ -497,6 +497,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         ),
         Arc::clone(&inner),
         settings.flight_sql.results,
+        settings.flight_sql.view_types,
         executors_over.clone(),
         cluster_key.clone(),
     ))
