@@ -42,10 +42,10 @@ async fn connect(url: &str, trust: &TlsTrust) -> Result<Channel, String> {
     let endpoint = flight_endpoint(&target, trust)
         .map_err(|e| e.to_string())?
         .connect_timeout(CONNECT_TIMEOUT);
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach the Flight SQL server at {url}: {e}"))
+    endpoint.connect().await.map_err(|e| {
+        let text = ballista::util::with_causes(e.to_string(), std::error::Error::source(&e));
+        format!("cannot reach the Flight SQL server at {url}: {text}")
+    })
 }
 
 /// Where a client logs in: user name and password.
@@ -110,10 +110,20 @@ pub async fn run(
             rest = after;
             let started = Instant::now();
             let sql = statement.to_string();
-            let info = client
-                .execute(sql.clone(), None)
-                .await
-                .map_err(|e| flight_error(&e))?;
+            let info = client.execute(sql.clone(), None).await.map_err(|e| {
+                let error = flight_error(&e);
+                match (&login, &e) {
+                    (None, FlightError::Tonic(status))
+                        if status.code() == tonic::Code::Unauthenticated =>
+                    {
+                        format!(
+                            "{error} (give --user, with the password in {})",
+                            ballista::client::PASSWORD_ENV
+                        )
+                    }
+                    _ => error,
+                }
+            })?;
             let schema = info
                 .clone()
                 .try_decode_schema()
