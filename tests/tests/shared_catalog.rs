@@ -455,3 +455,71 @@ async fn the_cli_and_rust_sessions_share_the_catalog_with_flight_sql_clients() {
     assert_eq!(single_i64(&dave, "SELECT count(*) FROM reg").await, 5);
     assert_serves(&mut cluster).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_follow_the_tables_they_read_when_those_are_replaced_or_dropped() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let users = dir.path().join("users.toml");
+    let cluster = cluster(&data, &catalog, &users).await;
+    let url = cluster.scheduler_url.clone();
+    let mut carol = logged_in(&url, "carol", "carol-pw").await;
+    let table_over = |folder: &str| {
+        format!(
+            "CREATE OR REPLACE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/{folder}/'",
+            data.display()
+        )
+    };
+    query(&mut carol, &url, &table_over("nation")).await;
+    query(
+        &mut carol,
+        &url,
+        "CREATE VIEW v AS SELECT count(*) AS n FROM t",
+    )
+    .await;
+    assert_eq!(
+        run(&mut carol, &url, "SELECT n FROM v").await,
+        vec!["| 25 |"]
+    );
+
+    // The view reads the table that replaced the one it was made over, for
+    // Flight SQL clients and Rust sessions alike.
+    query(&mut carol, &url, &table_over("supplier")).await;
+    assert_eq!(
+        run(&mut carol, &url, "SELECT n FROM v").await,
+        vec!["| 1000 |"]
+    );
+    let dave = session(&url, "dave", "dave-pw").await;
+    assert_eq!(single_i64(&dave, "SELECT n FROM v").await, 1000);
+
+    // Over a dropped table the view does not run, and is kept: it runs
+    // again once the table is back.
+    query(&mut carol, &url, "DROP TABLE t").await;
+    let error = error_of(&mut carol, "SELECT n FROM v").await;
+    assert!(
+        error.contains("table 'datafusion.public.v' not found"),
+        "{error}"
+    );
+    assert_eq!(listed(&mut carol).await, Vec::<String>::new());
+    query(&mut carol, &url, &table_over("nation")).await;
+    assert_eq!(
+        run(&mut carol, &url, "SELECT n FROM v").await,
+        vec!["| 25 |"]
+    );
+    dave.refresh_catalog().await.unwrap();
+    assert_eq!(single_i64(&dave, "SELECT n FROM v").await, 25);
+
+    // The view is now kept before the table it reads: a new scheduler
+    // makes it all the same.
+    drop((carol, dave));
+    drop(cluster);
+    let mut cluster = self::cluster(&data, &catalog, &users).await;
+    let url = cluster.scheduler_url.clone();
+    let mut carol = logged_in(&url, "carol", "carol-pw").await;
+    assert_eq!(
+        run(&mut carol, &url, "SELECT n FROM v").await,
+        vec!["| 25 |"]
+    );
+    assert_serves(&mut cluster).await;
+}

@@ -8,7 +8,9 @@
 //! start-up the statements are run again, in order, to rebuild the tables
 //! (reading their schemas) and views. A statement that no longer runs (its
 //! files are gone) is logged and kept, so that nothing is lost while its
-//! storage is away.
+//! storage is away. After each change the views are made again over the
+//! tables as they are then, and the tables that did not run are tried
+//! again.
 //!
 //! Who may do what: creating a table needs a read grant on its location
 //! (tables in the catalog are read under each reader's own grants, unlike
@@ -81,6 +83,18 @@ pub(crate) enum CatalogAnswer {
     },
 }
 
+/// What the scheduler lends the catalog for a change.
+pub(crate) struct CatalogRules<'a> {
+    /// Whether a full name (`datafusion.public.t`) is a table the
+    /// configuration declares.
+    pub is_declared: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    /// Refuses a table location the user may not read.
+    pub check_read: &'a (dyn Fn(&url::Url) -> Result<()> + Send + Sync),
+    /// A session holding the declared tables only, in which the catalog's
+    /// views are made again after a change.
+    pub fresh_context: &'a (dyn Fn() -> Result<SessionContext> + Send + Sync),
+}
+
 /// What a catalog statement did, for its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CatalogChange {
@@ -115,7 +129,7 @@ impl SharedCatalog {
     /// from `context` (which holds the declared tables).
     pub(crate) async fn open(
         store: CatalogStore,
-        context: impl Fn() -> Result<SessionContext>,
+        context: &(dyn Fn() -> Result<SessionContext> + Send + Sync),
     ) -> Result<Self> {
         let stored = store.load().await?;
         let catalog = Self {
@@ -144,6 +158,9 @@ impl SharedCatalog {
                 provider,
             });
         }
+        // A view kept before a table it reads (dropped and made again
+        // since) runs once every table is there.
+        catalog.make_views_again(context).await;
         let count = catalog.entries.read().len();
         tracing::info!("catalog: {count} entr(ies) from {}", catalog.store);
         Ok(catalog)
@@ -175,6 +192,79 @@ impl SharedCatalog {
             }
         }
         Ok(())
+    }
+
+    /// Makes every view again, in order, over the tables as they are now (a
+    /// view keeps the tables it read when made: one over a replaced table
+    /// would read the old one, one over a dropped table a table that is
+    /// gone), and tries again the tables that did not run (their storage
+    /// was away). A view that does not run now is kept, without a table,
+    /// until it runs again.
+    async fn make_views_again(
+        &self,
+        fresh_context: &(dyn Fn() -> Result<SessionContext> + Send + Sync),
+    ) {
+        let ctx = match fresh_context() {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::warn!("catalog: views not made again: {e}");
+                return;
+            }
+        };
+        let entries: Vec<(StoredEntry, Option<Arc<dyn TableProvider>>)> = self
+            .entries
+            .read()
+            .iter()
+            .map(|e| (e.stored.clone(), e.provider.clone()))
+            .collect();
+        // Schemas, then tables, then views (in their order, as a view may
+        // read one made before it): a table dropped and made again comes
+        // after the views over it.
+        let mut ordered: Vec<(StoredEntry, Option<Arc<dyn TableProvider>>)> = Vec::new();
+        for kind in [EntryKind::Schema, EntryKind::Table, EntryKind::View] {
+            ordered.extend(entries.iter().filter(|(e, _)| e.kind == kind).cloned());
+        }
+        let mut made = Vec::with_capacity(ordered.len());
+        for (stored, provider) in ordered {
+            let provider = match (stored.kind, provider) {
+                (EntryKind::Schema, _) => {
+                    if let Err(e) = replay(&ctx, &stored).await {
+                        tracing::warn!("catalog: schema {} not made again: {e}", stored.name);
+                    }
+                    None
+                }
+                (EntryKind::Table, Some(provider)) => {
+                    let name = TableReference::parse_str(&stored.name);
+                    if let Err(e) = ctx.register_table(name, Arc::clone(&provider)) {
+                        tracing::warn!("catalog: table {}: {e}", stored.name);
+                    }
+                    Some(provider)
+                }
+                (EntryKind::Table, None) | (EntryKind::View, _) => {
+                    match replay(&ctx, &stored).await {
+                        Ok(provider) => provider,
+                        Err(e) => {
+                            tracing::info!(
+                                "catalog: {} {} does not run now, kept for later: {e}",
+                                stored.kind.name(),
+                                stored.name
+                            );
+                            None
+                        }
+                    }
+                }
+            };
+            made.push((stored, provider));
+        }
+        let mut entries = self.entries.write();
+        for (stored, provider) in made {
+            if stored.kind == EntryKind::Schema {
+                continue;
+            }
+            if let Some(entry) = entries.iter_mut().find(|e| e.stored == stored) {
+                entry.provider = provider;
+            }
+        }
     }
 
     /// The catalog's version: changes with every change.
@@ -248,18 +338,21 @@ impl SharedCatalog {
     }
 
     /// Carries out `plan`, a DDL statement written as `sql`, for
-    /// `identity`: `ctx` holds every table as it is now; `check_read`
-    /// refuses a table location the user may not read. `None` when `plan`
-    /// is not a statement the catalog keeps.
+    /// `identity`, under `rules`: `ctx` holds every table as it is now.
+    /// `None` when `plan` is not a statement the catalog keeps.
     pub(crate) async fn apply(
         &self,
         ctx: &SessionContext,
         plan: &LogicalPlan,
         sql: &str,
         identity: &Identity,
-        is_declared: impl Fn(&str) -> bool,
-        check_read: impl Fn(&url::Url) -> Result<()>,
+        rules: CatalogRules<'_>,
     ) -> Result<Option<CatalogChange>> {
+        let CatalogRules {
+            is_declared,
+            check_read,
+            fresh_context,
+        } = rules;
         let LogicalPlan::Ddl(ddl) = plan else {
             return Ok(None);
         };
@@ -320,7 +413,8 @@ impl SharedCatalog {
                         &drop.name,
                         drop.if_exists,
                         identity,
-                        &is_declared,
+                        is_declared,
+                        fresh_context,
                     )
                     .await;
             }
@@ -331,7 +425,8 @@ impl SharedCatalog {
                         &drop.name,
                         drop.if_exists,
                         identity,
-                        &is_declared,
+                        is_declared,
+                        fresh_context,
                     )
                     .await;
             }
@@ -414,21 +509,23 @@ impl SharedCatalog {
             None => next.push(entry.clone()),
         }
         self.store.save(&next).await?;
-        let mut entries = self.entries.write();
-        let made = Entry {
-            stored: entry,
-            provider,
-        };
-        match existing {
-            Some(index) => entries[index] = made,
-            None => entries.push(made),
+        {
+            let mut entries = self.entries.write();
+            let made = Entry {
+                stored: entry,
+                provider,
+            };
+            match existing {
+                Some(index) => entries[index] = made,
+                None => entries.push(made),
+            }
         }
         let verb = if existing.is_some() {
             "replaced"
         } else {
             "created"
         };
-        drop(entries);
+        self.make_views_again(fresh_context).await;
         self.changed();
         tracing::info!("catalog: {} {verb} {} {name}", identity.user, kind.name());
         Ok(Some(CatalogChange {
@@ -442,7 +539,8 @@ impl SharedCatalog {
         name: &TableReference,
         if_exists: bool,
         identity: &Identity,
-        is_declared: &impl Fn(&str) -> bool,
+        is_declared: &(dyn Fn(&str) -> bool + Send + Sync),
+        fresh_context: &(dyn Fn() -> Result<SessionContext> + Send + Sync),
     ) -> Result<Option<CatalogChange>> {
         let name = full_name(name)?;
         if is_declared(&name) {
@@ -473,6 +571,7 @@ impl SharedCatalog {
             .collect();
         self.store.save(&next).await?;
         self.entries.write().remove(index);
+        self.make_views_again(fresh_context).await;
         self.changed();
         tracing::info!("catalog: {} dropped {} {name}", identity.user, kind.name());
         Ok(Some(CatalogChange {

@@ -23,7 +23,8 @@ use object_store::ObjectStoreExt;
 use url::Url;
 
 use crate::catalog::{
-    CatalogAnswer, CatalogChange, CatalogStore, SharedCatalog, reads_only_information_schema,
+    CatalogAnswer, CatalogChange, CatalogRules, CatalogStore, SharedCatalog,
+    reads_only_information_schema,
 };
 use crate::config::{
     BallistaConfig, CatalogSettings, SchedulerSettings, TableDefinition, check_client_settings,
@@ -179,6 +180,15 @@ impl JobPlanner {
     }
 
     fn context(&self, settings: &HashMap<String, String>) -> Result<SessionContext> {
+        let ctx = self.declared_context(settings)?;
+        if let Some(catalog) = &self.catalog {
+            catalog.register_into(&ctx)?;
+        }
+        Ok(ctx)
+    }
+
+    /// A session holding the declared tables only.
+    fn declared_context(&self, settings: &HashMap<String, String>) -> Result<SessionContext> {
         validate_ballista_settings(settings)?;
         check_client_settings(settings, &self.settings.limits, &self.client_defaults)?;
         let state = SessionStateBuilder::new()
@@ -190,9 +200,6 @@ impl JobPlanner {
         for t in &self.tables {
             ctx.register_table(t.definition.name.as_str(), t.table.clone())?;
         }
-        if let Some(catalog) = &self.catalog {
-            catalog.register_into(&ctx)?;
-        }
         Ok(ctx)
     }
 
@@ -200,7 +207,7 @@ impl JobPlanner {
     /// say, whose tables every later job sees.
     pub(crate) async fn open_catalog(&mut self, settings: &CatalogSettings) -> Result<()> {
         let store = self.catalog_store(settings)?;
-        let catalog = SharedCatalog::open(store, || self.catalog_context(0)).await?;
+        let catalog = SharedCatalog::open(store, &|| self.catalog_context(0)).await?;
         self.catalog = Some(Arc::new(catalog));
         Ok(())
     }
@@ -334,6 +341,7 @@ impl JobPlanner {
                 "this scheduler keeps no catalog for tables created with SQL".into(),
             ));
         };
+        let ctx_settings = self.default_settings(0);
         let declared = |name: &str| {
             self.tables
                 .iter()
@@ -351,7 +359,17 @@ impl JobPlanner {
             self.stores.check_access(url, StorageAccess::Read)
         };
         catalog
-            .apply(ctx, plan, sql, identity, declared, check_read)
+            .apply(
+                ctx,
+                plan,
+                sql,
+                identity,
+                CatalogRules {
+                    is_declared: &declared,
+                    check_read: &check_read,
+                    fresh_context: &|| self.declared_context(&ctx_settings),
+                },
+            )
             .await?
             .ok_or_else(|| {
                 BallistaError::InvalidInput(
