@@ -2,6 +2,7 @@
 
 import decimal
 import math
+import os
 import threading
 import time
 
@@ -189,3 +190,20 @@ def test_a_view_made_before_the_scheduler_restarted_is_still_there(conn):
     with conn.cursor() as cursor:
         cursor.execute("SELECT r_name FROM py_kept ORDER BY r_name")
         assert [r[0] for r in cursor.fetchall()] == ["AFRICA", "AMERICA"]
+
+
+def test_executemany_inserts_every_row(conn):
+    folder = os.environ["BALLISTA_WRITABLE"]
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "CREATE EXTERNAL TABLE py_sink (id BIGINT, name VARCHAR) STORED AS CSV "
+            f"LOCATION '{folder}/py_sink/' OPTIONS ('format.has_header' 'true')"
+        )
+        try:
+            cursor.executemany(
+                "INSERT INTO py_sink VALUES ($1, $2)", [(1, "a"), (2, "b"), (3, "c")]
+            )
+            cursor.execute("SELECT count(*), sum(id), min(name) FROM py_sink")
+            assert cursor.fetchone() == (3, 6, "a")
+        finally:
+            cursor.execute("DROP TABLE py_sink")

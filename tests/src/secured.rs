@@ -35,12 +35,22 @@ pub async fn cluster_of_users(
     executors: usize,
     scheduler: &str,
 ) -> (TestCluster, tempfile::TempDir) {
+    cluster_of_users_granting(executors, scheduler, "").await
+}
+
+/// [`cluster_of_users`] with `alice_grants` (TOML lines such as
+/// `write = ["file:///tmp/x/"]`) added to alice's entry.
+pub async fn cluster_of_users_granting(
+    executors: usize,
+    scheduler: &str,
+    alice_grants: &str,
+) -> (TestCluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let users = dir.path().join("users.toml");
     std::fs::write(
         &users,
         format!(
-            "[users.alice]\npassword_hash = \"{}\"\ntenants = [\"ta\"]\npools = [\"etl\"]\n\n\
+            "[users.alice]\npassword_hash = \"{}\"\ntenants = [\"ta\"]\npools = [\"etl\"]\n{alice_grants}\n\n\
              [users.bob]\npassword_hash = \"{}\"\n",
             hash_password("alice-pw").unwrap(),
             hash_password("bob-pw").unwrap()

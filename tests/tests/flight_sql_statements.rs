@@ -140,7 +140,7 @@ async fn updates_answer_the_rows_they_wrote_and_stay_within_the_callers_grants()
     std::fs::write(
         &users,
         format!(
-            "[users.carol]\npassword_hash = \"{}\"\nwrite = [\"file://{}/\"]\n",
+            "[users.carol]\npassword_hash = \"{}\"\nwrite = [\"file://{1}/\"]\nread = [\"file://{1}/\"]\n",
             ballista::plugin::auth::hash_password("carol-pw").unwrap(),
             out.path().display()
         ),
@@ -181,6 +181,59 @@ async fn updates_answer_the_rows_they_wrote_and_stay_within_the_callers_grants()
         .expect("prepare");
     let mut statement = statement;
     assert_eq!(statement.execute_update().await.expect("prepared COPY"), 5);
+
+    // Rows of parameters for an update (JDBC's executeBatch, ADBC's
+    // executemany): each row runs, the counts add up.
+    carol
+        .execute_update(
+            format!(
+                "CREATE EXTERNAL TABLE sink (id BIGINT, name VARCHAR) STORED AS CSV \
+                 LOCATION '{}/sink/' OPTIONS ('format.has_header' 'true')",
+                out.path().display()
+            ),
+            None,
+        )
+        .await
+        .expect("CREATE EXTERNAL TABLE sink");
+    let mut insert = carol
+        .prepare("INSERT INTO sink VALUES ($1, $2)".into(), None)
+        .await
+        .expect("prepare INSERT");
+    let rows = RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("0", arrow::datatypes::DataType::Int64, false),
+            arrow::datatypes::Field::new("1", arrow::datatypes::DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3])),
+            Arc::new(arrow::array::StringArray::from(vec!["a", "b", "c"])),
+        ],
+    )
+    .unwrap();
+    insert.set_parameters(rows.clone()).unwrap();
+    assert_eq!(insert.execute_update().await.expect("three rows"), 3);
+    let info = carol
+        .execute("SELECT count(*) AS n, sum(id) AS s FROM sink".into(), None)
+        .await
+        .expect("read the sink");
+    let token = carol.token().cloned().unwrap();
+    let mut read = Vec::new();
+    for endpoint in &info.endpoint {
+        read.extend(read_endpoint(endpoint, &token, &url).await.1);
+    }
+    assert_eq!(strings(&read, "n"), vec!["3"]);
+    assert_eq!(strings(&read, "s"), vec!["6"]);
+    // A query runs with one row of values: several are refused, saying so.
+    let mut select = carol
+        .prepare("SELECT $1 + 1 AS next".into(), None)
+        .await
+        .expect("prepare SELECT");
+    select.set_parameters(rows.project(&[0]).unwrap()).unwrap();
+    let error = select.execute().await.expect_err("three rows for a query");
+    assert!(
+        error.to_string().contains("3 rows of parameters"),
+        "{error}"
+    );
 
     // Outside the write grant: refused, nothing written.
     let outside = tempfile::tempdir().unwrap();

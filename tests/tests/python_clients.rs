@@ -12,7 +12,7 @@ use ballista_tests::cluster::TestCluster;
 use ballista_tests::data::tpch_data;
 use ballista_tests::local_tpch_session;
 use ballista_tests::queries::statements;
-use ballista_tests::secured::cluster_of_users;
+use ballista_tests::secured::cluster_of_users_granting;
 
 /// TPC-H query `n` as one statement: q15's view becomes a common table
 /// expression (statements other than queries are not served over Flight
@@ -92,7 +92,13 @@ async fn the_python_adbc_suite_passes_against_stock_processes() {
         "[scheduler.catalog]\nlocation = \"{}\"\n",
         kept.path().join("catalog.json").display()
     ));
-    let (cluster, _users) = cluster_of_users(2, &tables).await;
+    // Alice may write here (executemany's INSERTs).
+    let writable = tempfile::tempdir().unwrap();
+    let grants = format!(
+        "read = [\"file://{0}/\"]\nwrite = [\"file://{0}/\"]",
+        writable.path().display()
+    );
+    let (cluster, _users) = cluster_of_users_granting(2, &tables, &grants).await;
     let uri = cluster.scheduler_url.replace("http://", "grpc://");
     let made = tokio::task::spawn_blocking(move || {
         Command::new(self::python())
@@ -110,7 +116,7 @@ async fn the_python_adbc_suite_passes_against_stock_processes() {
         String::from_utf8_lossy(&made.stderr)
     );
     drop::<TestCluster>(cluster);
-    let (mut cluster, _users) = cluster_of_users(2, &tables).await;
+    let (mut cluster, _users) = cluster_of_users_granting(2, &tables, &grants).await;
     let uri = cluster.scheduler_url.replace("http://", "grpc://");
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/tests");
     let output = tokio::task::spawn_blocking(move || {
@@ -121,6 +127,7 @@ async fn the_python_adbc_suite_passes_against_stock_processes() {
             .env("BALLISTA_USER", "alice")
             .env("BALLISTA_PASSWORD", "alice-pw")
             .env("BALLISTA_EXPECTED", expected.path())
+            .env("BALLISTA_WRITABLE", writable.path())
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", python.display()))
     })

@@ -30,6 +30,10 @@ const MAX_PREPARED_PER_USER: usize = 1_000;
 /// closes its statements).
 const IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Most rows of parameters one execution takes (each row of an update is
+/// a job of its own).
+const MAX_PARAMETER_ROWS: usize = 10_000;
+
 /// Longest SQL text a statement may have.
 pub(crate) const MAX_SQL_BYTES: usize = 1 << 20;
 
@@ -39,7 +43,8 @@ struct Prepared {
     sql: String,
     /// How many parameters the statement has (`$1` … `$n`).
     parameter_count: usize,
-    parameters: Option<Vec<ScalarValue>>,
+    /// The rows of values bound last.
+    parameters: Option<Vec<Vec<ScalarValue>>>,
     last_used: std::time::Instant,
 }
 
@@ -48,7 +53,9 @@ struct Prepared {
 pub(crate) struct Statement {
     pub sql: String,
     pub parameter_count: usize,
-    pub parameters: Vec<ScalarValue>,
+    /// Rows of values: one per execution (several for an update, as
+    /// `executemany` sends them).
+    pub parameters: Vec<Vec<ScalarValue>>,
 }
 
 /// The prepared statements of a scheduler.
@@ -132,12 +139,12 @@ impl PreparedStatements {
         }
     }
 
-    /// Binds `parameters` to `handle`.
+    /// Binds rows of `parameters` to `handle`.
     pub(crate) fn bind(
         &self,
         caller: &Identity,
         handle: &[u8],
-        parameters: Vec<ScalarValue>,
+        parameters: Vec<Vec<ScalarValue>>,
     ) -> Result<()> {
         let mut statements = self.statements.lock();
         let key = std::str::from_utf8(handle).map_err(|_| unknown(handle))?;
@@ -222,22 +229,42 @@ pub(crate) async fn describe(ctx: &SessionContext, sql: &str) -> Result<Descript
     })
 }
 
-/// The values of one row of parameters sent by a client, by position.
-pub(crate) fn parameter_values(batches: &[RecordBatch]) -> Result<Vec<ScalarValue>> {
+/// The rows of parameters sent by a client, each by position.
+pub(crate) fn parameter_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<ScalarValue>>> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(Vec::new());
-    };
-    if rows != 1 {
-        return Err(BallistaError::NotSupported(format!(
-            "{rows} rows of parameters were bound: a statement runs with one row of parameters at a time"
+    if rows > MAX_PARAMETER_ROWS {
+        return Err(BallistaError::InvalidInput(format!(
+            "{rows} rows of parameters were sent; the limit is {MAX_PARAMETER_ROWS} per execution"
         )));
     }
-    batch
-        .columns()
-        .iter()
-        .map(|column| Ok(ScalarValue::try_from_array(column, 0)?))
-        .collect()
+    let mut out = Vec::with_capacity(rows);
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            out.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|column| Ok(ScalarValue::try_from_array(column, row)?))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The one row of values a query runs with (none for a statement without
+/// parameters).
+pub(crate) fn query_parameters(rows: Vec<Vec<ScalarValue>>) -> Result<Vec<ScalarValue>> {
+    let count = rows.len();
+    let mut rows = rows.into_iter();
+    match (rows.next(), count) {
+        (None, _) => Ok(Vec::new()),
+        (Some(row), 1) => Ok(row),
+        _ => Err(BallistaError::NotSupported(format!(
+            "{count} rows of parameters were bound: a query runs with one row of parameters \
+             (several rows are for updates, such as an INSERT run with executemany)"
+        ))),
+    }
 }
 
 /// Refuses to run a statement of `expected` parameters with `bound` values.
@@ -333,14 +360,16 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(
-            parameter_values(std::slice::from_ref(&one)).unwrap(),
-            vec![
-                ScalarValue::Int64(Some(7)),
-                ScalarValue::Utf8(Some("x".into()))
-            ]
-        );
-        let err = parameter_values(&[one.clone(), one]).unwrap_err();
+        let row = vec![
+            ScalarValue::Int64(Some(7)),
+            ScalarValue::Utf8(Some("x".into())),
+        ];
+        let rows = parameter_rows(std::slice::from_ref(&one)).unwrap();
+        assert_eq!(rows, vec![row.clone()]);
+        assert_eq!(query_parameters(rows).unwrap(), row);
+        let rows = parameter_rows(&[one.clone(), one]).unwrap();
+        assert_eq!(rows.len(), 2);
+        let err = query_parameters(rows).unwrap_err();
         assert!(err.to_string().contains("2 rows of parameters"), "{err}");
     }
 }

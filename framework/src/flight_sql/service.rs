@@ -171,7 +171,12 @@ fn ipc_schema(schema: &arrow::datatypes::Schema) -> Result<bytes::Bytes, Status>
 async fn put_batches(
     request: Request<PeekableFlightDataStream>,
 ) -> Result<Vec<RecordBatch>, Status> {
-    let messages = request.into_inner().map_err(FlightError::from);
+    // A message with no IPC header carries only the descriptor (an update
+    // sent without parameters).
+    let messages = request
+        .into_inner()
+        .try_filter(|data| std::future::ready(!data.data_header.is_empty()))
+        .map_err(FlightError::from);
     let batches = crate::flight::flight_data_batches(messages);
     Ok(batches.try_collect().await?)
 }
@@ -239,6 +244,17 @@ impl FlightSqlFrontDoor {
         handle: &[u8],
     ) -> Result<Ran, Status> {
         let statement = self.prepared.get(&identity, handle)?;
+        let values = prepared::query_parameters(statement.parameters.clone())?;
+        self.run_statement(identity, &statement, values).await
+    }
+
+    /// Runs prepared `statement` of `identity` with one row of `values`.
+    async fn run_statement(
+        &self,
+        identity: Arc<crate::plugin::auth::Identity>,
+        statement: &prepared::Statement,
+        values: Vec<datafusion::common::ScalarValue>,
+    ) -> Result<Ran, Status> {
         if statement.parameter_count == 0
             && let Some(answer) = self
                 .inner
@@ -247,14 +263,14 @@ impl FlightSqlFrontDoor {
         {
             return Ok(Ran::Catalog(answer));
         }
-        prepared::check_parameter_count(statement.parameter_count, statement.parameters.len())?;
+        prepared::check_parameter_count(statement.parameter_count, values.len())?;
         if statement.parameter_count == 0 {
             // Without parameters the statement is its text (ADBC prepares
             // every statement it runs).
             return Ok(Ran::Job(self.run_sql(identity, &statement.sql).await?));
         }
         let ctx = self.catalog()?;
-        let plan = prepared::bound_plan(&ctx, &statement.sql, statement.parameters).await?;
+        let plan = prepared::bound_plan(&ctx, &statement.sql, values).await?;
         let plan = match self.view_types {
             true => plan,
             false => with_plain_types(plan)?,
@@ -418,13 +434,34 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let identity = client_of(&request, "running a prepared statement")?;
-        match self
-            .run_prepared(Arc::clone(&identity), &command.prepared_statement_handle)
-            .await?
-        {
-            Ran::Job(finished) => self.counted(&identity, &finished).await,
-            Ran::Catalog(_) => Ok(0),
+        let statement = self
+            .prepared
+            .get(&identity, &command.prepared_statement_handle)?;
+        // The values come with the update (as ADBC sends them), or were
+        // bound before (as arrow-rs's client binds them); each row runs
+        // once, as `executemany` asks, and the counts add up.
+        let sent = prepared::parameter_rows(&put_batches(request).await?)?;
+        let rows = match sent.is_empty() {
+            true => statement.parameters.clone(),
+            false => sent,
+        };
+        let rows = match rows.is_empty() {
+            true => vec![Vec::new()],
+            false => rows,
+        };
+        let mut total = 0i64;
+        for values in rows {
+            match self
+                .run_statement(Arc::clone(&identity), &statement, values)
+                .await?
+            {
+                Ran::Job(finished) => {
+                    total = total.saturating_add(self.counted(&identity, &finished).await?)
+                }
+                Ran::Catalog(_) => {}
+            }
         }
+        Ok(total)
     }
 
     async fn do_action_create_prepared_statement(
@@ -458,8 +495,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
         // The statement must exist (and be the caller's) before its
         // parameters are read.
         self.prepared.get(&identity, &handle)?;
-        let values = prepared::parameter_values(&put_batches(request).await?)?;
-        self.prepared.bind(&identity, &handle, values)?;
+        let rows = prepared::parameter_rows(&put_batches(request).await?)?;
+        self.prepared.bind(&identity, &handle, rows)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle),
         })
