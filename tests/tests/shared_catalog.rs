@@ -510,8 +510,22 @@ async fn views_follow_the_tables_they_read_when_those_are_replaced_or_dropped() 
     dave.refresh_catalog().await.unwrap();
     assert_eq!(single_i64(&dave, "SELECT n FROM v").await, 25);
 
-    // The view is now kept before the table it reads: a new scheduler
-    // makes it all the same.
+    // A view replaced by one reading a view made after it stays.
+    query(&mut carol, &url, "CREATE VIEW a AS SELECT 1 AS x").await;
+    query(&mut carol, &url, "CREATE VIEW b AS SELECT 2 AS x").await;
+    query(
+        &mut carol,
+        &url,
+        "CREATE OR REPLACE VIEW a AS SELECT x + 10 AS x FROM b",
+    )
+    .await;
+    assert_eq!(
+        run(&mut carol, &url, "SELECT x FROM a").await,
+        vec!["| 12 |"]
+    );
+
+    // The view is now kept before the table it reads (and `a` before
+    // `b`): a new scheduler makes them all the same.
     drop((carol, dave));
     drop(cluster);
     let mut cluster = self::cluster(&data, &catalog, &users).await;
@@ -520,6 +534,10 @@ async fn views_follow_the_tables_they_read_when_those_are_replaced_or_dropped() 
     assert_eq!(
         run(&mut carol, &url, "SELECT n FROM v").await,
         vec!["| 25 |"]
+    );
+    assert_eq!(
+        run(&mut carol, &url, "SELECT x FROM a").await,
+        vec!["| 12 |"]
     );
     assert_serves(&mut cluster).await;
 }

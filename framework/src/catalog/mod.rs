@@ -83,6 +83,13 @@ pub(crate) enum CatalogAnswer {
     },
 }
 
+/// Most plan nodes (views read by a view counted whole) of an entry handed
+/// to clients.
+const MAX_ENTRY_PLAN_NODES: usize = 20_000;
+
+/// Most bytes of scans handed to a client at once.
+const MAX_CATALOG_BYTES: usize = 64 << 20;
+
 /// What the scheduler lends the catalog for a change.
 pub(crate) struct CatalogRules<'a> {
     /// Whether a full name (`datafusion.public.t`) is a table the
@@ -225,7 +232,12 @@ impl SharedCatalog {
             ordered.extend(entries.iter().filter(|(e, _)| e.kind == kind).cloned());
         }
         let mut made = Vec::with_capacity(ordered.len());
+        let mut views = Vec::new();
         for (stored, provider) in ordered {
+            if stored.kind == EntryKind::View {
+                views.push(stored);
+                continue;
+            }
             let provider = match (stored.kind, provider) {
                 (EntryKind::Schema, _) => {
                     if let Err(e) = replay(&ctx, &stored).await {
@@ -256,6 +268,30 @@ impl SharedCatalog {
             };
             made.push((stored, provider));
         }
+        // A replaced view keeps its place but may now read a view made
+        // after it: views are tried again while any of them gets made.
+        let mut pending = views;
+        loop {
+            let mut left = Vec::new();
+            let before = pending.len();
+            for stored in pending {
+                match replay(&ctx, &stored).await {
+                    Ok(provider) => made.push((stored, provider)),
+                    Err(e) => left.push((stored, e)),
+                }
+            }
+            if left.is_empty() || left.len() == before {
+                for (stored, e) in left {
+                    tracing::info!(
+                        "catalog: view {} does not run now, kept for later: {e}",
+                        stored.name
+                    );
+                    made.push((stored, None));
+                }
+                break;
+            }
+            pending = left.into_iter().map(|(stored, _)| stored).collect();
+        }
         let mut entries = self.entries.write();
         for (stored, provider) in made {
             if stored.kind == EntryKind::Schema {
@@ -278,8 +314,11 @@ impl SharedCatalog {
     }
 
     /// The entries as clients get them: each table and view as a scan
-    /// they can plan against without reading its storage.
+    /// they can plan against without reading its storage. A view whose
+    /// plan is too large to hand out (views of views multiply), or entries
+    /// past the total a client may be sent, go without their scan, logged.
     pub(crate) fn entries_for_clients(&self) -> Vec<crate::proto::CatalogEntry> {
+        let mut total = 0usize;
         let entries: Vec<(StoredEntry, Option<Arc<dyn TableProvider>>)> = self
             .entries
             .read()
@@ -292,14 +331,33 @@ impl SharedCatalog {
                 let scan = match provider {
                     Some(provider) => {
                         let name = TableReference::parse_str(&stored.name);
-                        crate::plan::encode_table_scan(&name, provider).unwrap_or_else(|e| {
-                            tracing::warn!(
-                                "catalog: {} {} cannot be handed to clients: {e}",
-                                stored.kind.name(),
-                                stored.name
-                            );
-                            Vec::new()
-                        })
+                        let encoded =
+                            crate::plan::encode_table_scan(&name, provider, MAX_ENTRY_PLAN_NODES)
+                                .map_err(|e| e.to_string())
+                                .and_then(|bytes| {
+                                    if total + bytes.len() > MAX_CATALOG_BYTES {
+                                        Err(format!(
+                                            "the catalog handed to clients would pass \
+                                     {MAX_CATALOG_BYTES} bytes"
+                                        ))
+                                    } else {
+                                        Ok(bytes)
+                                    }
+                                });
+                        match encoded {
+                            Ok(bytes) => {
+                                total += bytes.len();
+                                bytes
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    "catalog: {} {} is not handed to clients: {e}",
+                                    stored.kind.name(),
+                                    stored.name
+                                );
+                                Vec::new()
+                            }
+                        }
                     }
                     None => Vec::new(),
                 };

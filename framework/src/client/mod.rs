@@ -96,8 +96,8 @@ pub trait SessionContextExt: Sized {
     /// seen by every client and kept across restarts (under the rules the
     /// scheduler applies: a read grant on a table's location; replacing or
     /// dropping an entry is for its owner or an admin). `CREATE EXTERNAL
-    /// TEMPORARY TABLE`, `CREATE TEMPORARY VIEW|TABLE`, and dropping one of
-    /// the session's own tables, stay in this session. Any other statement runs as with `sql`. Relative
+    /// TEMPORARY TABLE`, `CREATE TEMPORARY VIEW`, and dropping one of the
+    /// session's own tables, stay in this session. Any other statement runs as with `sql`. Relative
     /// local locations are made absolute here first.
     fn shared_sql(&self, sql: &str) -> impl Future<Output = DFResult<DataFrame>> + Send;
 
@@ -149,7 +149,11 @@ async fn connect(
         let (name, provider) = listing_table_from_info(table)?;
         ctx.register_table(name.as_str(), provider)?;
     }
-    link.refresh(&ctx).await?;
+    // The session works without the catalog's entries (declared tables,
+    // its own tables): a catalog it cannot take is logged, not fatal.
+    if let Err(e) = link.refresh(&ctx).await {
+        tracing::warn!("the scheduler's shared catalog is left out of this session: {e}");
+    }
     Ok(ctx)
 }
 

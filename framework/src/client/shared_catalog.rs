@@ -19,7 +19,6 @@ use datafusion::catalog::TableProvider;
 use datafusion::catalog::memory::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
@@ -173,11 +172,6 @@ async fn route(ctx: &SessionContext, link: &CatalogLink, plan: LogicalPlan) -> R
             view.temporary = false;
             Route::Session(LogicalPlan::Ddl(DdlStatement::CreateView(view)))
         }
-        // A table of rows (`CREATE TABLE … AS`) is the session's anyway.
-        DdlStatement::CreateMemoryTable(mut table) if table.temporary => {
-            table.temporary = false;
-            Route::Session(LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)))
-        }
         DdlStatement::CreateExternalTable(_)
         | DdlStatement::CreateView(_)
         | DdlStatement::CreateCatalogSchema(_) => Route::Catalog,
@@ -211,7 +205,7 @@ async fn drop_route(ctx: &SessionContext, link: &CatalogLink, plan: LogicalPlan)
 /// `CREATE EXTERNAL TABLE`, `CREATE VIEW`, `CREATE SCHEMA` and `DROP
 /// TABLE|VIEW` go to the scheduler's shared catalog (seen by every client,
 /// kept across restarts); `CREATE EXTERNAL TEMPORARY TABLE`, `CREATE
-/// TEMPORARY VIEW|TABLE`, and dropping a
+/// TEMPORARY VIEW`, and dropping a
 /// table of the session's own, stay in this session; anything else runs
 /// as [`SessionContext::execute_logical_plan`] runs it. A session that is
 /// not a cluster's runs everything itself.
@@ -260,15 +254,9 @@ fn relative_locations(plan: &LogicalPlan) -> Vec<String> {
 fn with_absolute_locations(sql: &str, relative: &[String]) -> Result<String> {
     let mut sql = sql.to_string();
     for location in relative {
-        let url = ListingTableUrl::parse(location).map_err(|e| {
-            BallistaError::InvalidInput(format!("invalid location {location}: {e}"))
-        })?;
-        let absolute = url
-            .get_url()
-            .to_file_path()
-            .map_err(|_| {
-                BallistaError::InvalidInput(format!("location {location} is not a local path"))
-            })?
+        // The text itself, so that a glob (`data/2024-*.csv`) stays whole.
+        let absolute = std::path::absolute(location)
+            .map_err(|e| BallistaError::InvalidInput(format!("invalid location {location}: {e}")))?
             .display()
             .to_string();
         let absolute = if location.ends_with('/') && !absolute.ends_with('/') {
@@ -316,5 +304,35 @@ mod tests {
         )
         .unwrap();
         assert!(out.ends_with(&format!("location '{cwd}/d/'")), "{out}");
+        // A glob stays whole.
+        let out = with_absolute_locations(
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION 'data/2024-*.csv'",
+            &["data/2024-*.csv".to_string()],
+        )
+        .unwrap();
+        assert!(out.ends_with(&format!("'{cwd}/data/2024-*.csv'")), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_view_too_large_to_hand_out_is_refused_quickly() {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE VIEW v0 AS SELECT 1 AS a").await.unwrap();
+        for n in 1..=16 {
+            let p = n - 1;
+            ctx.sql(&format!(
+                "CREATE VIEW v{n} AS SELECT * FROM v{p} UNION ALL SELECT * FROM v{p}"
+            ))
+            .await
+            .unwrap();
+        }
+        let small = ctx.table_provider("v3").await.unwrap();
+        assert!(crate::plan::encode_table_scan(&"v3".into(), small, 20_000).is_ok());
+        // 2^16 copies of v0 once written out: refused after counting 20,000.
+        let bomb = ctx.table_provider("v16").await.unwrap();
+        let error = crate::plan::encode_table_scan(&"v16".into(), bomb, 20_000).unwrap_err();
+        assert!(
+            error.to_string().contains("more than 20000 nodes"),
+            "{error}"
+        );
     }
 }

@@ -474,6 +474,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
         let mut description = prepared::describe(&self.catalog()?, &query.query).await?;
         if !self.view_types {
             description.dataset = plain_schema(&description.dataset);
+            // Values are cast to the types the statement expects anyway.
+            description.parameters = plain_schema(&description.parameters);
         }
         let handle = self
             .prepared

@@ -408,12 +408,39 @@ pub async fn encode_client_plan(plan: &LogicalPlan, session: &dyn Session) -> DF
     Ok(bytes.to_vec())
 }
 
+/// Whether `plan` has at most `limit` nodes, counting the plans of the
+/// views it reads whole (as encoding writes them), and `count` more.
+/// Stops counting at the limit, so that views of views doubling at each
+/// level cost no more than the limit to look at.
+fn within_nodes(plan: &LogicalPlan, limit: usize, count: &mut usize) -> bool {
+    let mut within = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        *count += 1;
+        if *count > limit {
+            within = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(view) = provider.downcast_ref::<datafusion::datasource::ViewTable>()
+            && !within_nodes(view.logical_plan(), limit, count)
+        {
+            within = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    within
+}
+
 /// Serializes a scan of `provider` named `name`: how the scheduler hands a
 /// table or view of its shared catalog to clients, which read it back with
-/// [`decode_table_scan`] (no storage is touched either way).
+/// [`decode_table_scan`] (no storage is touched either way). Refused when
+/// the scan's plan, views included, has more than `max_nodes` nodes.
 pub(crate) fn encode_table_scan(
     name: &TableReference,
     provider: Arc<dyn TableProvider>,
+    max_nodes: usize,
 ) -> DFResult<Vec<u8>> {
     let plan = datafusion::logical_expr::LogicalPlanBuilder::scan(
         name.clone(),
@@ -421,6 +448,12 @@ pub(crate) fn encode_table_scan(
         None,
     )?
     .build()?;
+    if !within_nodes(&plan, max_nodes, &mut 0) {
+        return Err(BallistaError::ResourcesExhausted(format!(
+            "its plan, with the views it reads, has more than {max_nodes} nodes"
+        ))
+        .into());
+    }
     let bytes = datafusion_proto::bytes::logical_plan_to_bytes_with_extension_codec(
         &plan,
         &BallistaLogicalCodec,
