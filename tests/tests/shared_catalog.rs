@@ -374,6 +374,11 @@ async fn the_cli_and_rust_sessions_share_the_catalog_with_flight_sql_clients() {
         .await
         .expect("CREATE TEMPORARY VIEW stays in the session");
     assert_eq!(single_i64(&dave, "SELECT two FROM scratch").await, 2);
+    // A view over a table of the session only stays in the session too.
+    dave.shared_sql("CREATE VIEW over_scratch AS SELECT two + 1 AS three FROM scratch")
+        .await
+        .expect("a view over a session's own view");
+    assert_eq!(single_i64(&dave, "SELECT three FROM over_scratch").await, 3);
     assert_eq!(
         listed(&mut carol).await,
         vec!["public.europe (VIEW)", "public.nat (TABLE)"]

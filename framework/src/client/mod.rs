@@ -132,7 +132,11 @@ async fn connect(
                 ))
             })?;
     }
-    let link = Arc::new(shared_catalog::CatalogLink::new(scheduler.clone()));
+    let declared: Vec<String> = defaults.tables.iter().map(|t| t.name.clone()).collect();
+    let link = Arc::new(shared_catalog::CatalogLink::new(
+        scheduler.clone(),
+        &declared,
+    ));
     let session_config = session_config.with_extension(Arc::clone(&link));
     let runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(crate::util::cache_settings())

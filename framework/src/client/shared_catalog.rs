@@ -38,6 +38,8 @@ const SCHEMA: &str = "public";
 pub(crate) struct CatalogLink {
     scheduler: SchedulerClient,
     held: tokio::sync::Mutex<HeldCatalog>,
+    /// Full names of the tables the scheduler's configuration declares.
+    declared: Vec<String>,
 }
 
 /// What the session holds of the catalog.
@@ -55,12 +57,48 @@ fn full_name(name: &TableReference) -> String {
 }
 
 impl CatalogLink {
-    /// A link through `scheduler`.
-    pub(crate) fn new(scheduler: SchedulerClient) -> Self {
+    /// A link through `scheduler`, whose configuration declares the
+    /// tables named `declared`.
+    pub(crate) fn new(scheduler: SchedulerClient, declared: &[String]) -> Self {
         Self {
             scheduler,
             held: tokio::sync::Mutex::new(HeldCatalog::default()),
+            declared: declared
+                .iter()
+                .map(|name| full_name(&TableReference::bare(name.as_str())))
+                .collect(),
         }
+    }
+
+    /// A table of this session only that `plan` reads, if any: the
+    /// scheduler, which keeps a shared view, does not have it.
+    async fn session_table_read_by(
+        &self,
+        ctx: &SessionContext,
+        plan: &LogicalPlan,
+    ) -> Option<TableReference> {
+        let mut scanned = Vec::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            match node {
+                LogicalPlan::TableScan(scan) => scanned.push(scan.table_name.clone()),
+                // A view read by the plan is in it already, under its name.
+                LogicalPlan::SubqueryAlias(alias) => scanned.push(alias.alias.clone()),
+                _ => {}
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        });
+        for name in scanned {
+            // Table functions and the like are not tables of the session.
+            if name.schema() == Some("information_schema")
+                || !ctx.table_exist(name.clone()).unwrap_or(false)
+                || self.declared.contains(&full_name(&name))
+                || self.holds(ctx, &name).await
+            {
+                continue;
+            }
+            return Some(name);
+        }
+        None
     }
 
     /// Brings `ctx`'s copy of the catalog up to date.
@@ -172,9 +210,25 @@ async fn route(ctx: &SessionContext, link: &CatalogLink, plan: LogicalPlan) -> R
             view.temporary = false;
             Route::Session(LogicalPlan::Ddl(DdlStatement::CreateView(view)))
         }
-        DdlStatement::CreateExternalTable(_)
-        | DdlStatement::CreateView(_)
-        | DdlStatement::CreateCatalogSchema(_) => Route::Catalog,
+        // A view over a table of the session only (`CREATE TABLE … AS`, a
+        // temporary table) cannot be shared: it stays in the session, as
+        // in DataFusion.
+        DdlStatement::CreateView(view) => {
+            match link.session_table_read_by(ctx, &view.input).await {
+                Some(own) => {
+                    tracing::warn!(
+                        "view {} reads {own}, a table of this session only: the view is kept \
+                         in this session, not in the cluster's shared catalog",
+                        view.name
+                    );
+                    Route::Session(LogicalPlan::Ddl(DdlStatement::CreateView(view)))
+                }
+                None => Route::Catalog,
+            }
+        }
+        DdlStatement::CreateExternalTable(_) | DdlStatement::CreateCatalogSchema(_) => {
+            Route::Catalog
+        }
         DdlStatement::DropTable(drop) => {
             drop_route(ctx, link, LogicalPlan::Ddl(DdlStatement::DropTable(drop))).await
         }
