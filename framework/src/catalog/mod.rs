@@ -218,26 +218,18 @@ impl SharedCatalog {
                 return;
             }
         };
-        let entries: Vec<(StoredEntry, Option<Arc<dyn TableProvider>>)> = self
-            .entries
-            .read()
-            .iter()
-            .map(|e| (e.stored.clone(), e.provider.clone()))
-            .collect();
+        let entries = self.snapshot();
         // Schemas, then tables, then views (in their order, as a view may
         // read one made before it): a table dropped and made again comes
         // after the views over it.
-        let mut ordered: Vec<(StoredEntry, Option<Arc<dyn TableProvider>>)> = Vec::new();
-        for kind in [EntryKind::Schema, EntryKind::Table, EntryKind::View] {
-            ordered.extend(entries.iter().filter(|(e, _)| e.kind == kind).cloned());
-        }
-        let mut made = Vec::with_capacity(ordered.len());
-        let mut views = Vec::new();
-        for (stored, provider) in ordered {
-            if stored.kind == EntryKind::View {
-                views.push(stored);
-                continue;
-            }
+        let (views, others): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|(e, _)| e.kind == EntryKind::View);
+        let (schemas, tables): (Vec<_>, Vec<_>) = others
+            .into_iter()
+            .partition(|(e, _)| e.kind == EntryKind::Schema);
+        let mut made = Vec::with_capacity(views.len() + tables.len());
+        for (stored, provider) in schemas.into_iter().chain(tables) {
             let provider = match (stored.kind, provider) {
                 (EntryKind::Schema, _) => {
                     if let Err(e) = replay(&ctx, &stored).await {
@@ -270,7 +262,7 @@ impl SharedCatalog {
         }
         // A replaced view keeps its place but may now read a view made
         // after it: views are tried again while any of them gets made.
-        let mut pending = views;
+        let mut pending: Vec<StoredEntry> = views.into_iter().map(|(stored, _)| stored).collect();
         loop {
             let mut left = Vec::new();
             let before = pending.len();
@@ -303,6 +295,15 @@ impl SharedCatalog {
         }
     }
 
+    /// Each entry with its table or view, as they are now.
+    fn snapshot(&self) -> Vec<(StoredEntry, Option<Arc<dyn TableProvider>>)> {
+        self.entries
+            .read()
+            .iter()
+            .map(|e| (e.stored.clone(), e.provider.clone()))
+            .collect()
+    }
+
     /// The catalog's version: changes with every change.
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::SeqCst)
@@ -319,13 +320,7 @@ impl SharedCatalog {
     /// past the total a client may be sent, go without their scan, logged.
     pub(crate) fn entries_for_clients(&self) -> Vec<crate::proto::CatalogEntry> {
         let mut total = 0usize;
-        let entries: Vec<(StoredEntry, Option<Arc<dyn TableProvider>>)> = self
-            .entries
-            .read()
-            .iter()
-            .map(|e| (e.stored.clone(), e.provider.clone()))
-            .collect();
-        entries
+        self.snapshot()
             .into_iter()
             .map(|(stored, provider)| {
                 let scan = match provider {
@@ -666,19 +661,30 @@ pub(crate) fn reads_only_information_schema(plan: &LogicalPlan) -> bool {
             // Only a query is answered here: anything that writes, changes
             // the catalog or the session goes its own way (a COPY of
             // information_schema rows still needs its write grant).
-            LogicalPlan::Dml(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Ddl(_)
-            | LogicalPlan::Statement(_)
-            | LogicalPlan::Explain(_)
-            | LogicalPlan::Analyze(_)
-            | LogicalPlan::Extension(_)
-            | LogicalPlan::DescribeTable(_) => others += 1,
+            node if !is_query_node(node) || matches!(node, LogicalPlan::Extension(_)) => {
+                others += 1
+            }
             _ => {}
         }
         Ok(TreeNodeRecursion::Continue)
     });
     scans > 0 && others == 0
+}
+
+/// Whether `node` is part of a query, rather than a statement that writes
+/// (`INSERT`, `COPY`), changes the catalog or the session, or describes
+/// (`EXPLAIN`, `DESCRIBE`).
+pub(crate) fn is_query_node(node: &LogicalPlan) -> bool {
+    !matches!(
+        node,
+        LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::DescribeTable(_)
+    )
 }
 
 /// Whether `plan` reads `information_schema` anywhere.

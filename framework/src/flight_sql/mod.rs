@@ -34,5 +34,7 @@ mod plain_types;
 mod prepared;
 mod service;
 mod statements;
+mod wire;
 
-pub(crate) use service::{FlightSqlFrontDoor, check_sql_length};
+pub(crate) use service::FlightSqlFrontDoor;
+pub(crate) use wire::check_sql_length;

@@ -62,25 +62,12 @@ pub(crate) fn plain_schema(schema: &SchemaRef) -> SchemaRef {
 
 /// Whether a job of `plan` gives rows of a type some clients cannot read.
 pub(crate) fn needs_plain_types(plan: &LogicalPlan) -> bool {
-    is_query(plan)
+    crate::catalog::is_query_node(plan)
         && plan
             .schema()
             .fields()
             .iter()
             .any(|f| plain_type(f.data_type()).is_some())
-}
-
-fn is_query(plan: &LogicalPlan) -> bool {
-    !matches!(
-        plan,
-        LogicalPlan::Dml(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Ddl(_)
-            | LogicalPlan::Statement(_)
-            | LogicalPlan::Explain(_)
-            | LogicalPlan::Analyze(_)
-            | LogicalPlan::DescribeTable(_)
-    )
 }
 
 /// `plan` with its result columns cast to the types every client reads

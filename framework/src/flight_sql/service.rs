@@ -2,13 +2,9 @@
 //! [`FlightSqlService`], dispatching each call to the login, the statement
 //! runner or the metadata answers.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
@@ -21,19 +17,21 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{
     Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData,
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
-    SchemaAsIpc, Ticket,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
-use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::local_results::{HANDLE_PREFIX, LocalResults};
 use super::metadata::{self, SQL_INFO, TABLE_TYPES, XDBC_TYPES};
 use super::plain_types::{needs_plain_types, plain_schema, with_plain_types};
-use super::prepared::{self, MAX_SQL_BYTES, PreparedStatements};
+use super::prepared::{self, PreparedStatements};
 use super::statements::{self, parse_result_handle};
-use crate::auth::{CallCredentials, Caller, Login};
+use super::wire::{
+    BoxedStream, batch_stream, batches_stream, check_sql_length, client_of, ipc_schema,
+    metadata_info, put_batches,
+};
+use crate::auth::{CallCredentials, Login};
 use crate::catalog::CatalogAnswer;
 use crate::config::FlightSqlResults;
 use crate::error::BallistaError;
@@ -43,8 +41,6 @@ use crate::tls::PeerTransport;
 
 /// The Flight action that cancels a query by its `FlightInfo`.
 const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
-
-type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The scheduler's Flight SQL service.
 pub(crate) struct FlightSqlFrontDoor {
@@ -96,89 +92,12 @@ impl FlightSqlFrontDoor {
     }
 }
 
-/// The caller of a Flight SQL call, which must be a client.
-fn client_of<T>(
-    request: &Request<T>,
-    what: &str,
-) -> Result<Arc<crate::plugin::auth::Identity>, Status> {
-    Ok(Caller::of(request).client(what)?)
-}
-
-/// A `FlightInfo` whose one endpoint, at this scheduler, is `command`
-/// itself: the answer of a metadata call.
-fn metadata_info(
-    command: impl ProstMessageExt,
-    schema: &arrow::datatypes::Schema,
-    descriptor: FlightDescriptor,
-) -> Result<Response<FlightInfo>, Status> {
-    let ticket = Ticket::new(command.as_any().encode_to_vec());
-    let info = FlightInfo::new()
-        .try_with_schema(schema)
-        .map_err(|e| Status::internal(format!("encoding a schema: {e}")))?
-        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
-        .with_descriptor(descriptor);
-    Ok(Response::new(info))
-}
-
-/// One record batch as a Flight stream.
-fn batch_stream(batch: RecordBatch) -> Response<BoxedStream<FlightData>> {
-    let schema = batch.schema();
-    batches_stream(schema, vec![batch])
-}
-
-fn batches_stream(
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Response<BoxedStream<FlightData>> {
-    let stream = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
-        .build(futures::stream::iter(batches.into_iter().map(Ok)))
-        .map_err(Status::from);
-    Response::new(Box::pin(stream))
-}
-
 /// What running a statement did.
 enum Ran {
     /// It ran as a job, which has ended.
     Job(statements::FinishedQuery),
     /// The scheduler answered it from its catalog.
     Catalog(CatalogAnswer),
-}
-
-/// Refuses SQL texts too long to be one statement.
-pub(crate) fn check_sql_length(sql: &str) -> Result<(), Status> {
-    if sql.len() > MAX_SQL_BYTES {
-        return Err(BallistaError::InvalidInput(format!(
-            "the statement is {} bytes long; the limit is {MAX_SQL_BYTES}",
-            sql.len()
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-/// A schema as the IPC message Flight SQL carries it in.
-fn ipc_schema(schema: &arrow::datatypes::Schema) -> Result<bytes::Bytes, Status> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &Default::default())
-        .try_into()
-        .map_err(|e: arrow::error::ArrowError| {
-            Status::internal(format!("encoding a schema: {e}"))
-        })?;
-    Ok(bytes)
-}
-
-/// The record batches a client sent with `DoPut` (checked before decoding).
-async fn put_batches(
-    request: Request<PeekableFlightDataStream>,
-) -> Result<Vec<RecordBatch>, Status> {
-    // A message with no IPC header carries only the descriptor (an update
-    // sent without parameters).
-    let messages = request
-        .into_inner()
-        .try_filter(|data| std::future::ready(!data.data_header.is_empty()))
-        .map_err(FlightError::from);
-    let batches = crate::flight::flight_data_batches(messages);
-    Ok(batches.try_collect().await?)
 }
 
 impl FlightSqlFrontDoor {
