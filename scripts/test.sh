@@ -4,8 +4,9 @@
 # S3-compatible test server, the Python client libraries, DataFusion's
 # sqllogictest files, then unit and integration tests. Needs a Rust toolchain
 # with rustfmt and clippy, Python 3 with pip and venv (for moto_server and the
-# Python client tests), curl, and network access to crates.io and PyPI on the
-# first run.
+# Python client tests), curl, apt-get (Debian's chromium and prometheus, for
+# the web UI and metrics tests; as root or with sudo), and network access to
+# crates.io, PyPI and Debian's mirrors on the first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,8 +68,22 @@ venv="$CARGO_TARGET_DIR/python-venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements.txt
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements.txt \
+    -r python/ui_tests/requirements.txt
 export BALLISTA_TEST_PYTHON="$venv/bin/python"
+
+step "operations tools: Chromium (web UI tests) and promtool (metrics), from Debian"
+# Installed once; later runs only check they are there. Playwright drives
+# this Chromium (no browser download), promtool checks /metrics.
+if ! command -v chromium >/dev/null || ! command -v promtool >/dev/null; then
+    as_root=()
+    if [ "$(id -u)" != 0 ]; then as_root=(sudo); fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium prometheus >/dev/null
+fi
+chromium --version
+promtool --version 2>&1 | head -1
 
 step "DataFusion's sqllogictest files (crates.io, checksum-verified)"
 scripts/fetch-slt.sh

@@ -25,6 +25,7 @@ pub mod error;
 pub mod executor;
 pub mod flight;
 pub(crate) mod flight_sql;
+pub mod http;
 pub mod ids;
 pub mod listener;
 pub mod plan;

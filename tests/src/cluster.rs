@@ -55,7 +55,11 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            // Tests run side by side: each process's HTTP service takes a
+            // free port (and prints it) unless the test sets one.
+            .env("BALLISTA_SCHEDULER__HTTP__PORT", "0")
+            .env("BALLISTA_EXECUTOR__HTTP__PORT", "0");
         for (k, v) in env {
             command.env(k, v);
         }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cluster;
 pub mod data;
 pub mod flight_sql;
+pub mod http;
 pub mod probe;
 pub mod s3;
 pub mod secured;

@@ -351,3 +351,47 @@ fn interactive_shell_reads_statements_from_piped_input() {
     // Piped input behaves like a script: a failed statement fails the run.
     assert!(!output.status.success());
 }
+
+#[test]
+fn explain_analyze_shows_the_metrics_of_every_stage() {
+    // On the embedded cluster: a grouping has a map stage and a final one.
+    let output = run(&[
+        "sql",
+        "--format",
+        "csv",
+        "-c",
+        "EXPLAIN ANALYZE SELECT value % 3 AS k, count(*) FROM generate_series(1, 10000) GROUP BY k",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // DataFusion's own row for the final stage as it ran, then one row per
+    // stage with its operators' figures summed over its tasks.
+    assert!(stdout.contains("Plan with Metrics"), "{stdout}");
+    let stage_rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Stage ")).collect();
+    assert!(stage_rows.len() >= 2, "{stdout}");
+    assert!(stage_rows[0].starts_with("Stage 1 ("), "{stdout}");
+    let last = stage_rows.last().unwrap();
+    assert!(last.contains(" - final ("), "{stdout}");
+    assert_eq!(
+        stage_rows
+            .iter()
+            .filter(|r| r.contains(" - final ("))
+            .count(),
+        1,
+        "{stdout}"
+    );
+    for stage in stdout.split("\nStage ").skip(1) {
+        assert!(stage.contains("ShuffleWriterExec"), "{stage}");
+        assert!(stage.contains("output_rows="), "{stage}");
+    }
+    // The map stage reads the series and aggregates it partially.
+    let map_stage = stdout.split("\nStage ").nth(1).unwrap();
+    assert!(
+        map_stage.contains("LazyMemoryExec") && map_stage.contains("AggregateExec: mode=Partial"),
+        "{map_stage}"
+    );
+}

@@ -81,7 +81,7 @@ async fn shuffle_partitions_are_read_across_executors_over_flight() {
             && stage
                 .tasks
                 .iter()
-                .all(|t| t.metrics.is_some_and(|m| m.remote_fetches > 0))
+                .all(|t| t.metrics.as_ref().is_some_and(|m| m.remote_fetches > 0))
             && stage.inputs.iter().all(|i| ran_on(stages[i]) == executors)
     });
     let stage =

@@ -316,6 +316,7 @@ impl Cluster {
         let scheduler_settings = &mut config.settings.scheduler;
         scheduler_settings.bind_host = "127.0.0.1".into();
         scheduler_settings.port = 0;
+        scheduler_settings.http.port = Some(0);
         scheduler_settings.job_timeout_secs = JOB_TIMEOUT_SECS;
         let scheduler = start_scheduler(config.clone())
             .await
@@ -326,6 +327,7 @@ impl Cluster {
         executor_settings.bind_host = "127.0.0.1".into();
         executor_settings.external_host = Some("127.0.0.1".into());
         executor_settings.port = 0;
+        executor_settings.http.port = Some(0);
         executor_settings.scheduler_url = scheduler_url.clone();
         executor_settings.slots = EXECUTOR_SLOTS;
         executor_settings.heartbeat_interval_secs = 1;
@@ -1239,6 +1241,7 @@ fn task_metrics(now: u64) -> proto::TaskMetrics {
         spilled_bytes: 0,
         started_at_ms: now - 1_000,
         ended_at_ms: now,
+        ..Default::default()
     }
 }
 

@@ -149,7 +149,7 @@ async fn object_store_shuffle_writes_under_the_prefix_is_read_across_executors_a
     let cross_read = status.stages.iter().any(|stage| {
         !stage.inputs.is_empty()
             && stage.tasks.iter().any(|task| {
-                task.metrics.is_some_and(|m| m.remote_fetches > 0)
+                task.metrics.as_ref().is_some_and(|m| m.remote_fetches > 0)
                     && stage.inputs.iter().any(|input| {
                         status
                             .stages

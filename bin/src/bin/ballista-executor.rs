@@ -32,6 +32,10 @@ struct Args {
     /// Port for Flight and control (default 50051; 0 picks a free port).
     #[arg(long, short = 'p')]
     port: Option<u16>,
+    /// Port of /metrics and the health checks (default 50081; 0 picks a
+    /// free port).
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
     /// Scheduler URL (default http://127.0.0.1:50050).
     #[arg(long, alias = "scheduler", value_name = "URL")]
     scheduler_url: Option<String>,
@@ -68,6 +72,9 @@ async fn main() -> ExitCode {
     }
     if let Some(v) = args.port {
         executor.port = v;
+    }
+    if let Some(v) = args.http_port {
+        executor.http.port = Some(v);
     }
     if let Some(v) = args.scheduler_url {
         executor.scheduler_url = v;
@@ -112,6 +119,12 @@ async fn main() -> ExitCode {
         handle.address().id,
         handle.local_addr()
     );
+    if let Some(url) = handle.http_url() {
+        println!(
+            "ballista-executor {} metrics and health checks at {url}/",
+            handle.address().id
+        );
+    }
     // SIGTERM or Ctrl-C drains: running tasks finish (for up to
     // executor.drain_timeout_secs), then the executor deregisters.
     match handle.serve_until(ballista_bin::shutdown_signal()).await {

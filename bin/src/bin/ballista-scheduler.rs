@@ -27,6 +27,10 @@ struct Args {
     /// Port to listen on (default 50050; 0 picks a free port).
     #[arg(long, short = 'p')]
     port: Option<u16>,
+    /// Port of the web UI, REST API, /metrics and health checks (default
+    /// 50080; 0 picks a free port).
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
     /// Check the configuration, print the settings it resolves to as TOML
     /// (secrets hidden) and exit.
     #[arg(long)]
@@ -46,6 +50,9 @@ async fn main() -> ExitCode {
     }
     if let Some(port) = args.port {
         settings.scheduler.port = port;
+    }
+    if let Some(port) = args.http_port {
+        settings.scheduler.http.port = Some(port);
     }
     if !args.print_config
         && let Err(code) = server::check_exposure(
@@ -71,5 +78,8 @@ async fn main() -> ExitCode {
     };
     // A machine-readable line for scripts that started us with port 0.
     println!("ballista-scheduler listening on {}", handle.local_addr());
+    if let Some(url) = handle.http_url() {
+        println!("ballista-scheduler web UI, REST API and metrics at {url}/");
+    }
     server::serve_until_shutdown("ballista-scheduler", handle.wait()).await
 }

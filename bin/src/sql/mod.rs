@@ -102,10 +102,23 @@ pub async fn run_sql(
         let state = ctx.state();
         let plan = state.statement_to_plan(statement).await?;
         let prints_rows = !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_));
+        let analyze = matches!(plan, LogicalPlan::Analyze(_));
+        let final_status = analyze.then(|| stage_metrics::FinalStatus::listen(ctx));
         // Catalog statements go to the cluster's shared catalog.
-        let df = ballista::client::execute_shared(ctx, plan, text).await?;
-        let schema = df.schema().inner().clone();
-        let batches = df.collect().await?;
+        let ran = async {
+            let df = ballista::client::execute_shared(ctx, plan, text).await?;
+            let schema = df.schema().inner().clone();
+            let batches = df.collect().await?;
+            Ok::<_, DataFusionError>((schema, batches))
+        }
+        .await;
+        let status = final_status.and_then(|listening| listening.finish(ctx));
+        let (schema, mut batches) = ran?;
+        if let Some(status) = status
+            && let Some(stages) = stage_metrics::stage_rows(&schema, &status)?
+        {
+            batches.push(stages);
+        }
         if prints_rows {
             write_result(out, options.format, &schema, &batches)
                 .map_err(DataFusionError::Execution)?;
@@ -159,3 +172,4 @@ mod tests {
 
 pub mod flight_sql_client;
 pub mod shell;
+mod stage_metrics;

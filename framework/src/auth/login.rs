@@ -140,24 +140,49 @@ impl Login {
                 (auth.username, auth.password)
             }
         };
+        let (token, _) = self.log_in(&user, &password).await?;
+        token_answer(token)
+    }
+
+    /// Checks a user name and password; a token for the user, and who
+    /// they are.
+    pub(crate) async fn log_in(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<(String, crate::plugin::auth::Identity), BallistaError> {
         if user.is_empty()
             || user.len() > MAX_CREDENTIAL_BYTES
             || password.len() > MAX_CREDENTIAL_BYTES
         {
-            return Err(
-                BallistaError::Unauthenticated("wrong user name or password".into()).into(),
-            );
+            return Err(BallistaError::Unauthenticated(
+                "wrong user name or password".into(),
+            ));
         }
         let identity = self
             .authenticator
-            .authenticate_password(&user, &password)
+            .authenticate_password(user, password)
             .await
             .inspect_err(|_| {
-                tracing::info!("login refused for user {}", crate::util::loggable(&user));
+                tracing::info!("login refused for user {}", crate::util::loggable(user));
             })?;
         let token = mint_token(&self.tokens, &identity.user, self.token_ttl_secs);
         tracing::info!("user {} logged in", identity.user);
-        token_answer(token)
+        Ok((token, identity))
+    }
+
+    /// Like [`log_in`](Self::log_in), from `authorization: Basic …`.
+    pub(crate) async fn log_in_basic(
+        &self,
+        header: &str,
+    ) -> Result<(String, crate::plugin::auth::Identity), BallistaError> {
+        let (user, password) = basic_credentials(header)?;
+        self.log_in(&user, &password).await
+    }
+
+    /// How long the tokens it issues stay valid.
+    pub(crate) fn token_ttl_secs(&self) -> u64 {
+        self.token_ttl_secs
     }
 }
 

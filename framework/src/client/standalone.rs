@@ -46,6 +46,10 @@ impl EmbeddedCluster {
         let mut scheduler_config = config.clone();
         scheduler_config.settings.scheduler.bind_host = "127.0.0.1".into();
         scheduler_config.settings.scheduler.port = 0;
+        // Several embedded clusters may run on one machine: the HTTP
+        // service runs only on a port set for it.
+        let http = &mut scheduler_config.settings.scheduler.http;
+        http.enabled &= http.port.is_some();
         if scheduler_config
             .settings
             .scheduler
@@ -75,6 +79,7 @@ impl EmbeddedCluster {
             settings.bind_host = "127.0.0.1".into();
             settings.external_host = Some("127.0.0.1".into());
             settings.port = 0;
+            settings.http.enabled = false;
             settings.scheduler_url = scheduler_url.clone();
             settings.heartbeat_interval_secs = settings.heartbeat_interval_secs.max(1);
             settings.memory_limit = memory_limit;

@@ -45,9 +45,10 @@ pub use session::{
     settings_from_session_config, tenant_of, validate_ballista_settings,
 };
 pub use settings::{
-    BallistaSettings, CatalogSettings, ClientSettings, ClusterSettings, ExecutorSettings,
-    FlightSqlResults, FlightSqlSettings, InvalidSetting, SchedulerLimits, SchedulerSettings,
-    SessionDefaults, TableDefinition, TableFormat,
+    BallistaSettings, CatalogSettings, ClientSettings, ClusterSettings, DEFAULT_EXECUTOR_HTTP_PORT,
+    DEFAULT_SCHEDULER_HTTP_PORT, ExecutorSettings, FlightSqlResults, FlightSqlSettings,
+    HttpSettings, InvalidSetting, SchedulerLimits, SchedulerSettings, SessionDefaults,
+    TableDefinition, TableFormat,
 };
 pub use tls_settings::{ServerTlsSettings, TlsSettings};
 

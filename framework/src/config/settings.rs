@@ -123,7 +123,45 @@ pub struct SchedulerSettings {
     pub flight_sql: FlightSqlSettings,
     /// The catalog of tables, views and schemas clients create with SQL.
     pub catalog: CatalogSettings,
+    /// The HTTP service: web UI, REST API, Prometheus `/metrics`,
+    /// `/healthz` and `/readyz` (default port 50080).
+    pub http: HttpSettings,
 }
+
+/// A process's HTTP service (`[scheduler.http]`, `[executor.http]`). It
+/// listens on the address of the process's gRPC listener and serves TLS
+/// exactly when that listener does, with the same certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Serve it. Off, the process has no web UI, REST API, metrics or
+    /// health endpoints (probes must then use the gRPC port).
+    pub enabled: bool,
+    /// Its port (default: 50080 on the scheduler, 50081 on an executor;
+    /// 0 picks a free port, printed at start-up).
+    pub port: Option<u16>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: None,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// The port to listen on: the one set, else `default`.
+    pub fn port_or(&self, default: u16) -> u16 {
+        self.port.unwrap_or(default)
+    }
+}
+
+/// The scheduler's HTTP port unless `[scheduler.http] port` says otherwise.
+pub const DEFAULT_SCHEDULER_HTTP_PORT: u16 = 50080;
+/// An executor's HTTP port unless `[executor.http] port` says otherwise.
+pub const DEFAULT_EXECUTOR_HTTP_PORT: u16 = 50081;
 
 /// Where the scheduler keeps the tables, views and schemas clients create
 /// with SQL over Flight SQL (`[scheduler.catalog]`).
@@ -240,6 +278,7 @@ impl Default for SchedulerSettings {
             tls: ServerTlsSettings::default(),
             flight_sql: FlightSqlSettings::default(),
             catalog: CatalogSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -371,6 +410,9 @@ pub struct ExecutorSettings {
     /// executor exactly when `executor.scheduler_url` is `https://`: a
     /// cluster serves TLS on all its listeners or on none.
     pub tls: ServerTlsSettings,
+    /// The HTTP service: Prometheus `/metrics`, `/healthz` and `/readyz`
+    /// (default port 50081).
+    pub http: HttpSettings,
 }
 
 impl Default for ExecutorSettings {
@@ -388,6 +430,7 @@ impl Default for ExecutorSettings {
             drain_timeout_secs: 15,
             server: ServerLimits::default(),
             tls: ServerTlsSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }

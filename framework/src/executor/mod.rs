@@ -49,6 +49,7 @@ pub const DEFAULT_MEMORY_FRACTION: f64 = 0.7;
 pub struct ExecutorHandle {
     address: ExecutorAddress,
     local_addr: SocketAddr,
+    http: Option<crate::http::HttpHandle>,
     work_dir: PathBuf,
     runner: Arc<TaskRunner>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -94,6 +95,11 @@ impl ExecutorHandle {
     /// The socket the executor listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Base URL of its HTTP service (metrics, health), when enabled.
+    pub fn http_url(&self) -> Option<String> {
+        self.http.as_ref().map(crate::http::HttpHandle::url)
     }
 
     /// The executor's work directory.
@@ -377,6 +383,8 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     )?;
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     let undelivered = Arc::new(AtomicUsize::new(0));
+    let metrics = Arc::new(crate::http::ExecutorMetrics::new());
+    metrics.slots.set(slots as i64);
     let runner = Arc::new(TaskRunner::new(TaskRunnerParts {
         executor: address.clone(),
         work_dir: shuffle_dir.clone(),
@@ -391,6 +399,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         task_threads: task_threads.handle(),
         flight_credentials: member.clone(),
         flight_transport: peers.clone(),
+        metrics: Arc::clone(&metrics),
     }));
 
     let flight = FlightServiceServer::new(flight_service::ExecutorFlightService::new(
@@ -413,9 +422,10 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         ServerTls::reload_on_hangup(tls, "executor");
     }
     let connections =
-        crate::listener::connections(listener, &settings.server, server_tls, "executor");
+        crate::listener::connections(listener, &settings.server, server_tls.clone(), "executor");
     let server = tokio::spawn(
         crate::listener::grpc_server(&settings.server, PLAN_METHODS, &[], "executor.server")
+            .layer(crate::http::CountFlightCalls::executor(&metrics))
             .layer(GateLayer::new(Arc::new(Gate::executor(
                 cluster_key.clone(),
                 address.id.to_string(),
@@ -473,6 +483,26 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         Arc::clone(&undelivered),
     ));
 
+    let http = if settings.http.enabled {
+        let probe = Arc::new(HealthProbe {
+            runner: Arc::clone(&runner),
+            session_key: Arc::clone(&session_key),
+        });
+        let http = crate::http::serve(
+            &settings.bind_host,
+            settings
+                .http
+                .port_or(crate::config::DEFAULT_EXECUTOR_HTTP_PORT),
+            server_tls,
+            crate::http::executor_router(probe, metrics),
+            "executor.http",
+        )
+        .await?;
+        tracing::info!("executor /metrics, /healthz and /readyz on {}", http.url());
+        Some(http)
+    } else {
+        None
+    };
     tracing::info!(
         "executor {} listening on {local_addr} (advertised as {}:{}), {slots} slots, work dir {}",
         address.id,
@@ -483,6 +513,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     Ok(ExecutorHandle {
         address,
         local_addr,
+        http,
         work_dir,
         runner,
         shutdown: Some(shutdown_tx),
@@ -497,4 +528,47 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         _temp_dir: temp_dir,
         _task_threads: task_threads,
     })
+}
+
+/// What the executor's `/readyz` and `/metrics` read.
+struct HealthProbe {
+    runner: Arc<TaskRunner>,
+    session_key: SessionKeySlot,
+}
+
+impl crate::http::ExecutorProbe for HealthProbe {
+    fn registered(&self) -> bool {
+        self.session_key.read().is_some()
+    }
+
+    fn draining(&self) -> bool {
+        self.runner.is_draining()
+    }
+
+    fn refresh(&self, metrics: &crate::http::ExecutorMetrics) {
+        let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let memory = self.runner.memory();
+        let usage = memory.usage();
+        metrics.memory_budget.set(as_gauge(usage.budget_bytes));
+        metrics.memory_reserved.set(as_gauge(usage.reserved_bytes));
+        metrics.memory_peak.set(as_gauge(usage.peak_bytes));
+        let mut tenants: std::collections::BTreeMap<String, u64> = Default::default();
+        for job in memory.job_usage() {
+            if !job.tenant.is_empty() {
+                *tenants.entry(job.tenant).or_default() += job.reserved_bytes;
+            }
+        }
+        metrics.tenant_memory_reserved.reset();
+        for (tenant, bytes) in tenants {
+            metrics
+                .tenant_memory_reserved
+                .with_label_values(&[tenant.as_str()])
+                .set(as_gauge(bytes));
+        }
+        metrics
+            .running_tasks
+            .set(self.runner.running_tasks() as i64);
+        metrics.draining.set(i64::from(self.runner.is_draining()));
+        metrics.registered.set(i64::from(self.registered()));
+    }
 }

@@ -23,8 +23,8 @@ use crate::error::{BallistaError, Result};
 use crate::flight::FlightClientPool;
 use crate::ids::{JobId, StageId, TaskId};
 use crate::plan::{
-    CancelFlag, ShuffleWriterExec, TaskEnv, decode_stage_plan, shuffle_read_counts, spill_totals,
-    with_cancellation,
+    CancelFlag, ShuffleReadTotals, ShuffleWriterExec, TaskEnv, collect_operator_metrics,
+    decode_stage_plan, shuffle_read_counts, spill_totals, with_cancellation,
 };
 use crate::plugin::memory::{MemoryManager, TaskMemoryRequest};
 use crate::plugin::shuffle::{
@@ -36,10 +36,10 @@ use crate::util::now_ms;
 /// What a successful task produced.
 struct TaskOutput {
     locations: Vec<ShuffleLocation>,
-    remote_fetches: u64,
-    local_reads: u64,
+    reads: ShuffleReadTotals,
     spill_count: u64,
     spilled_bytes: u64,
+    operators: Vec<proto::OperatorMetrics>,
 }
 
 /// The functions every task can call (DataFusion's defaults).
@@ -70,6 +70,8 @@ pub(crate) struct TaskRunnerParts {
     pub flight_credentials: crate::auth::CallCredentials,
     /// How other executors' Flight services are reached (TLS or not).
     pub flight_transport: crate::tls::PeerTransport,
+    /// What `/metrics` shows.
+    pub metrics: Arc<crate::http::ExecutorMetrics>,
 }
 
 /// A task in flight, and how to stop it.
@@ -259,6 +261,7 @@ impl TaskRunner {
                 continue;
             };
             tracing::debug!("task {task_id} starting");
+            self.parts.metrics.tasks_started.inc();
             let runner = Arc::clone(self);
             let started = now_ms();
             let cancel = CancelFlag::new();
@@ -368,13 +371,16 @@ impl TaskRunner {
                 let metrics = proto::TaskMetrics {
                     output_rows: output.locations.iter().map(|l| l.stats.num_rows).sum(),
                     output_bytes: output.locations.iter().map(|l| l.stats.num_bytes).sum(),
-                    remote_fetches: output.remote_fetches,
-                    local_reads: output.local_reads,
+                    remote_fetches: output.reads.remote_fetches,
+                    local_reads: output.reads.local_reads,
                     spill_count: output.spill_count,
                     spilled_bytes: output.spilled_bytes,
                     // The scheduler takes these from the status itself.
                     started_at_ms: 0,
                     ended_at_ms: 0,
+                    local_read_bytes: output.reads.local_read_bytes,
+                    remote_fetch_bytes: output.reads.remote_fetch_bytes,
+                    operators: output.operators,
                 };
                 proto::task_status::Result::Succeeded(proto::TaskSuccess {
                     locations: output
@@ -408,6 +414,7 @@ impl TaskRunner {
             started_at_ms: started,
             ended_at_ms: now_ms(),
         };
+        self.parts.metrics.task_ended(&status);
         if self.parts.status_tx.send(status).is_err() {
             self.parts.undelivered.fetch_sub(1, Ordering::SeqCst);
         }
@@ -574,7 +581,7 @@ impl TaskRunner {
             }
         };
         self.published.record(&task_id.job_id, &locations);
-        let (remote_fetches, local_reads) = shuffle_read_counts(&plan);
+        let reads = shuffle_read_counts(&plan);
         let (spill_count, spilled_bytes) = spill_totals(&plan);
         if spill_count > 0 {
             tracing::debug!(
@@ -583,10 +590,10 @@ impl TaskRunner {
         }
         Ok(TaskOutput {
             locations,
-            remote_fetches,
-            local_reads,
+            reads,
             spill_count,
             spilled_bytes,
+            operators: collect_operator_metrics(&plan),
         })
     }
 }

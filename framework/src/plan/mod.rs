@@ -57,6 +57,7 @@ mod depth;
 mod logical_codec;
 mod logical_nodes;
 mod operand_lists;
+mod operator_metrics;
 mod shipped_table;
 mod shuffle_reader;
 mod shuffle_writer;
@@ -75,9 +76,14 @@ pub use depth::{DEFAULT_MAX_EXPRESSION_DEPTH, check_expression_depth, expression
 pub use logical_codec::{BallistaLogicalCodec, decode_client_plan, encode_client_plan};
 pub(crate) use logical_codec::{decode_table_scan, encode_table_scan};
 pub use operand_lists::check_operand_lists;
+pub use operator_metrics::{
+    add_operator_metrics, bound_operator_metrics, collect_operator_metrics, describe_operators,
+    format_metric, render_operator_metrics,
+};
 pub use shipped_table::{MAX_SHIPPED_TABLE_BYTES, ShippedTable};
 pub use shuffle_reader::{
-    LOCAL_READS, REMOTE_FETCHES, ShuffleReaderExec, shuffle_read_counts, spill_totals,
+    LOCAL_READ_BYTES, LOCAL_READS, REMOTE_FETCH_BYTES, REMOTE_FETCHES, ShuffleReadTotals,
+    ShuffleReaderExec, shuffle_read_counts, spill_totals,
 };
 pub use shuffle_writer::ShuffleWriterExec;
 #[cfg(test)]

@@ -27,6 +27,10 @@ use crate::plugin::shuffle::{ShuffleLocation, ShuffleReadContext, ShuffleReader}
 pub const REMOTE_FETCHES: &str = "remote_fetches";
 /// Metric: shuffle locations read from the local work directory.
 pub const LOCAL_READS: &str = "local_reads";
+/// Metric: bytes of the locations counted in [`REMOTE_FETCHES`].
+pub const REMOTE_FETCH_BYTES: &str = "remote_fetch_bytes";
+/// Metric: bytes of the locations counted in [`LOCAL_READS`].
+pub const LOCAL_READ_BYTES: &str = "local_read_bytes";
 
 /// How many map outputs one partition reads at the same time.
 const CONCURRENT_FETCHES: usize = 8;
@@ -158,15 +162,20 @@ impl ExecutionPlan for ShuffleReaderExec {
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let remote_fetches = MetricBuilder::new(&self.metrics).counter(REMOTE_FETCHES, partition);
         let local_reads = MetricBuilder::new(&self.metrics).counter(LOCAL_READS, partition);
+        let remote_bytes = MetricBuilder::new(&self.metrics).counter(REMOTE_FETCH_BYTES, partition);
+        let local_bytes = MetricBuilder::new(&self.metrics).counter(LOCAL_READ_BYTES, partition);
         let read_ctx = Arc::new(read_ctx);
         let batches = futures::stream::iter(locations)
             .map(move |location| {
                 let reader = Arc::clone(&reader);
                 let read_ctx = Arc::clone(&read_ctx);
+                let bytes = usize::try_from(location.stats.num_bytes).unwrap_or(usize::MAX);
                 if read_ctx.local_executor.as_ref() == Some(&location.executor.id) {
                     local_reads.add(1);
+                    local_bytes.add(bytes);
                 } else {
                     remote_fetches.add(1);
+                    remote_bytes.add(bytes);
                 }
                 async move {
                     reader
@@ -195,24 +204,36 @@ impl ExecutionPlan for ShuffleReaderExec {
     }
 }
 
-/// Totals of the shuffle-read counters over every reader in `plan`:
-/// (locations fetched from other executors, locations read locally).
-pub fn shuffle_read_counts(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
-    let mut remote = 0;
-    let mut local = 0;
+/// Totals of the shuffle-read counters over every reader in `plan`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShuffleReadTotals {
+    /// Locations fetched from other executors.
+    pub remote_fetches: u64,
+    /// Locations read from this executor.
+    pub local_reads: u64,
+    /// Bytes of the locations fetched from other executors.
+    pub remote_fetch_bytes: u64,
+    /// Bytes of the locations read from this executor.
+    pub local_read_bytes: u64,
+}
+
+/// The shuffle reads of an executed `plan`, added up over its readers.
+pub fn shuffle_read_counts(plan: &Arc<dyn ExecutionPlan>) -> ShuffleReadTotals {
+    let mut totals = ShuffleReadTotals::default();
     let mut stack = vec![Arc::clone(plan)];
     while let Some(node) = stack.pop() {
         if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>()
             && let Some(metrics) = reader.metrics()
         {
-            remote += metrics
-                .sum_by_name(REMOTE_FETCHES)
-                .map_or(0, |v| v.as_usize()) as u64;
-            local += metrics.sum_by_name(LOCAL_READS).map_or(0, |v| v.as_usize()) as u64;
+            let sum = |name: &str| metrics.sum_by_name(name).map_or(0, |v| v.as_usize()) as u64;
+            totals.remote_fetches += sum(REMOTE_FETCHES);
+            totals.local_reads += sum(LOCAL_READS);
+            totals.remote_fetch_bytes += sum(REMOTE_FETCH_BYTES);
+            totals.local_read_bytes += sum(LOCAL_READ_BYTES);
         }
         stack.extend(node.children().into_iter().cloned());
     }
-    (remote, local)
+    totals
 }
 
 /// Spills of every operator of an executed plan: (spill files, bytes).

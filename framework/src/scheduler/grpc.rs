@@ -329,7 +329,7 @@ impl SchedulerGrpc for SchedulerService {
                 crate::util::loggable(request.reason.trim())
             )
         };
-        let effects = self.inner.state.lock().executor_lost(&executor_id, &reason);
+        let effects = self.inner.state.lock().executor_left(&executor_id, &reason);
         self.executor_keys.write().remove(executor_id.as_str());
         self.inner.apply(effects);
         self.inner.admit_queued();

@@ -46,6 +46,11 @@ pub(crate) struct SchedulerInner {
 }
 
 impl SchedulerInner {
+    /// The state, for the HTTP service's read-only views.
+    pub(crate) fn state(&self) -> &Mutex<SchedulerState> {
+        &self.state
+    }
+
     /// Performs the network calls decided under the lock.
     fn apply(self: &Arc<Self>, effects: Effects) {
         for launch in effects.launches {
@@ -338,6 +343,7 @@ impl SchedulerInner {
 /// A running scheduler.
 pub struct SchedulerHandle {
     local_addr: SocketAddr,
+    http: Option<crate::http::HttpHandle>,
     tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
@@ -348,6 +354,12 @@ impl SchedulerHandle {
     /// The address the scheduler listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Base URL of the HTTP service (web UI, REST API, metrics), when it
+    /// is enabled.
+    pub fn http_url(&self) -> Option<String> {
+        self.http.as_ref().map(crate::http::HttpHandle::url)
     }
 
     /// URL clients and executors connect to (loopback when bound to all interfaces).
@@ -484,6 +496,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     let authenticator = config.resolve_authenticator()?;
     reload_users_on_hangup(&authenticator);
     let executor_keys = ExecutorKeys::default();
+    let metrics = Arc::clone(inner.state.lock().metrics());
     let gate = Arc::new(Gate::scheduler(
         cluster_key.clone(),
         Arc::clone(&executor_keys),
@@ -516,16 +529,53 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     if let Some(tls) = &server_tls {
         ServerTls::reload_on_hangup(tls, "scheduler");
     }
-    let connections = crate::listener::connections(listener, limits, server_tls, "scheduler");
-    let server = tokio::spawn(
-        crate::listener::grpc_server(limits, PLAN_METHODS, JOB_METHODS, "scheduler.server")
-            .layer(GateLayer::new(gate))
-            .add_service(service)
-            .add_service(flight_sql)
-            .serve_with_incoming_shutdown(connections, async {
-                let _ = shutdown_rx.await;
-            }),
-    );
+    let connections =
+        crate::listener::connections(listener, limits, server_tls.clone(), "scheduler");
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let grpc = crate::listener::grpc_server(limits, PLAN_METHODS, JOB_METHODS, "scheduler.server")
+        .layer(crate::http::CountFlightCalls::scheduler(&metrics))
+        .layer(GateLayer::new(Arc::clone(&gate)))
+        .add_service(service)
+        .add_service(flight_sql)
+        .serve_with_incoming_shutdown(connections, async {
+            let _ = shutdown_rx.await;
+        });
+    let server = tokio::spawn({
+        let serving = Arc::clone(&serving);
+        async move {
+            let result = grpc.await;
+            serving.store(false, std::sync::atomic::Ordering::SeqCst);
+            result
+        }
+    });
+    let http = if settings.http.enabled {
+        let api = crate::http::SchedulerApi {
+            inner: Arc::clone(&inner),
+            auth: Arc::new(crate::http::HttpAuth::new(
+                Arc::clone(&gate),
+                Login::new(
+                    &cluster_key,
+                    Arc::clone(&authenticator),
+                    settings.token_ttl_secs,
+                ),
+            )),
+            serving,
+        };
+        let http = crate::http::serve(
+            &settings.bind_host,
+            settings
+                .http
+                .port_or(crate::config::DEFAULT_SCHEDULER_HTTP_PORT),
+            server_tls,
+            crate::http::scheduler_router(api),
+            "scheduler.http",
+        )
+        .await?;
+        tracing::info!("scheduler web UI, REST API and /metrics on {}", http.url());
+        Some(http)
+    } else {
+        None
+    };
     tracing::info!(
         "scheduler listening on {local_addr} (policy: {}, authentication: {}, {})",
         policy.name(),
@@ -538,6 +588,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     );
     Ok(SchedulerHandle {
         local_addr,
+        http,
         tls: executors_over.is_tls(),
         shutdown: Some(shutdown_tx),
         server,

@@ -59,6 +59,15 @@ impl ServerTls {
         TlsAcceptor::from(Arc::clone(&self.config.read()))
     }
 
+    /// An acceptor for the HTTP service (web UI, REST API, metrics): the
+    /// same certificate, offering HTTP/1.1 as well as HTTP/2 to browsers
+    /// and scrapers.
+    pub(crate) fn http_acceptor(&self) -> TlsAcceptor {
+        let mut config = ServerConfig::clone(&self.config.read());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        TlsAcceptor::from(Arc::new(config))
+    }
+
     /// Reloads the files each time the process gets SIGHUP, for as long as
     /// `tls` is alive; `name` (such as `scheduler`) prefixes what is logged.
     pub fn reload_on_hangup(tls: &Arc<Self>, name: &'static str) {

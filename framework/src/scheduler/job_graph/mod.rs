@@ -32,6 +32,8 @@ pub enum TaskState {
         attempt: u32,
         /// Where it runs.
         executor: ExecutorId,
+        /// When it was launched (ms since the epoch).
+        since_ms: u64,
     },
     /// Committed its output.
     Done {
@@ -117,6 +119,20 @@ impl Stage {
         }
     }
 
+    /// Its operators with their metrics summed over its finished tasks,
+    /// each named by its one-line description.
+    pub fn operator_metrics(&self) -> Vec<proto::OperatorMetrics> {
+        let mut totals = Vec::new();
+        for task in &self.tasks {
+            if let TaskState::Done { metrics, .. } = task {
+                crate::plan::add_operator_metrics(&mut totals, &metrics.operators);
+            }
+        }
+        let plan: Arc<dyn ExecutionPlan> = Arc::clone(&self.plan) as Arc<dyn ExecutionPlan>;
+        crate::plan::describe_operators(&plan, &mut totals);
+        totals
+    }
+
     fn is_complete(&self) -> bool {
         self.encoded_plan.is_some()
             && self
@@ -200,6 +216,21 @@ impl JobGraph {
     /// The job.
     pub fn job_id(&self) -> &JobId {
         &self.job_id
+    }
+
+    /// Its stages in id order.
+    pub fn stages(&self) -> impl Iterator<Item = &Stage> {
+        self.stages.values()
+    }
+
+    /// One of its stages.
+    pub fn stage(&self, id: StageId) -> Option<&Stage> {
+        self.stages.get(&id)
+    }
+
+    /// The stage whose output is the job's result.
+    pub fn final_stage_id(&self) -> StageId {
+        self.final_stage
     }
 
     /// Whether every stage has completed.
@@ -454,6 +485,7 @@ impl JobGraph {
         *state = TaskState::Running {
             attempt,
             executor: executor.clone(),
+            since_ms: crate::util::now_ms(),
         };
         Ok((attempt, plan))
     }
@@ -497,6 +529,7 @@ impl JobGraph {
             TaskState::Running {
                 attempt: running,
                 executor,
+                ..
             } if *running == attempt => Some(executor.clone()),
             _ => None,
         }
@@ -646,9 +679,9 @@ impl JobGraph {
                     .iter()
                     .enumerate()
                     .filter_map(move |(p, t)| match t {
-                        TaskState::Running { attempt, executor } => {
-                            Some((s.id, p, *attempt, executor.clone()))
-                        }
+                        TaskState::Running {
+                            attempt, executor, ..
+                        } => Some((s.id, p, *attempt, executor.clone())),
                         _ => None,
                     })
             })
@@ -739,15 +772,24 @@ impl JobGraph {
                         let (state, attempt, executor, metrics) = match task {
                             TaskState::Waiting { attempt } => ("waiting", *attempt, None, None),
                             TaskState::Pending { attempt } => ("pending", *attempt, None, None),
-                            TaskState::Running { attempt, executor } => {
-                                ("running", *attempt, Some(executor), None)
-                            }
+                            TaskState::Running {
+                                attempt, executor, ..
+                            } => ("running", *attempt, Some(executor), None),
                             TaskState::Done {
                                 attempt,
                                 executor,
                                 metrics,
                                 ..
-                            } => ("done", *attempt, Some(executor), Some(*metrics)),
+                            } => (
+                                "done",
+                                *attempt,
+                                Some(executor),
+                                // The stage's totals carry the operators.
+                                Some(proto::TaskMetrics {
+                                    operators: Vec::new(),
+                                    ..metrics.clone()
+                                }),
+                            ),
                         };
                         proto::TaskInfo {
                             partition: partition as u32,
@@ -767,6 +809,7 @@ impl JobGraph {
                         }
                     })
                     .collect(),
+                operators: stage.operator_metrics(),
             })
             .collect()
     }

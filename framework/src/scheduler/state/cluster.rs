@@ -43,6 +43,7 @@ impl SchedulerState {
         );
         self.executors
             .register(address, slots, version, memory, session_key)?;
+        self.metrics.executors_registered.inc();
         self.no_executors_since = None;
         effects.merge(self.schedule());
         Ok(effects)
@@ -103,13 +104,32 @@ impl SchedulerState {
 
     /// Forgets an executor; its running tasks fail as lost (and are retried).
     pub fn executor_lost(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
+        self.forget_executor(executor_id, reason, true)
+    }
+
+    /// Forgets an executor that left on purpose (it drained and
+    /// deregistered): like [`executor_lost`](Self::executor_lost), but not
+    /// counted as a loss.
+    pub fn executor_left(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
+        self.forget_executor(executor_id, reason, false)
+    }
+
+    fn forget_executor(&mut self, executor_id: &ExecutorId, reason: &str, lost: bool) -> Effects {
         let Some(entry) = self.executors.remove(executor_id) else {
             return Effects::default();
         };
-        tracing::warn!(
-            "executor {executor_id} lost: {}",
-            crate::util::loggable_message(reason)
-        );
+        if lost {
+            self.metrics.executors_lost.inc();
+            tracing::warn!(
+                "executor {executor_id} lost: {}",
+                crate::util::loggable_message(reason)
+            );
+        } else {
+            tracing::info!(
+                "executor {executor_id} left: {}",
+                crate::util::loggable_message(reason)
+            );
+        }
         if self.executors.is_empty() {
             self.no_executors_since = Some(Instant::now());
         }

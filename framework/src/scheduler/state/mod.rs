@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod cluster;
+mod overview;
 mod tasks;
 
 use tokio::sync::watch;
@@ -16,6 +17,7 @@ use super::executors::ExecutorRegistry;
 use super::job_graph::JobGraph;
 use crate::config::{JOB_TIMEOUT_KEY, SchedulerSettings};
 use crate::error::{BallistaError, Result};
+use crate::http::SchedulerMetrics;
 use crate::ids::{ExecutorId, JobId};
 use crate::plan::DistributedPlan;
 use crate::plugin::auth::Identity;
@@ -56,6 +58,9 @@ impl JobPhase {
 struct JobEntry {
     seq: u64,
     session_id: String,
+    /// What was asked, for the REST API and the web UI: the SQL (cut to
+    /// [`QUERY_TEXT_LIMIT`]), or a note that a plan was sent.
+    query: String,
     /// Who submitted it: status, cancel, release and results are theirs
     /// (or an admin's), and it reads and writes only what they are granted.
     owner: Arc<Identity>,
@@ -79,6 +84,30 @@ struct JobEntry {
     labels: JobLabels,
     /// When it left the queue (its timeout counts from here).
     admitted_at: Option<Instant>,
+}
+
+/// Longest query text kept with a job.
+pub const QUERY_TEXT_LIMIT: usize = 8192;
+
+/// What a job was asked to do, as the REST API shows it.
+fn query_text(request: &proto::ExecuteQueryRequest) -> String {
+    match &request.query {
+        Some(proto::execute_query_request::Query::Sql(sql)) => {
+            let sql = sql.trim();
+            if sql.len() <= QUERY_TEXT_LIMIT {
+                return sql.to_string();
+            }
+            let cut = (0..=QUERY_TEXT_LIMIT)
+                .rev()
+                .find(|i| sql.is_char_boundary(*i))
+                .unwrap_or(0);
+            format!("{}…", &sql[..cut])
+        }
+        Some(proto::execute_query_request::Query::LogicalPlan(_)) => {
+            "(a logical plan sent by a DataFrame client)".to_string()
+        }
+        None => String::new(),
+    }
 }
 
 /// A queued job the policy now admits, to be planned.
@@ -144,6 +173,7 @@ pub struct SchedulerState {
     settings: SchedulerSettings,
     policy: Arc<dyn TaskSchedulingPolicy>,
     no_executors_since: Option<Instant>,
+    metrics: Arc<SchedulerMetrics>,
 }
 
 impl SchedulerState {
@@ -156,7 +186,13 @@ impl SchedulerState {
             settings,
             policy,
             no_executors_since: Some(Instant::now()),
+            metrics: Arc::new(SchedulerMetrics::new()),
         }
+    }
+
+    /// What `/metrics` shows.
+    pub fn metrics(&self) -> &Arc<SchedulerMetrics> {
+        &self.metrics
     }
 
     /// This state, reaching executors' control services over `transport`.
@@ -183,6 +219,7 @@ impl SchedulerState {
         watch::Receiver<proto::JobStatus>,
     )> {
         self.check_job_counts(&session_id)?;
+        let query = query_text(&request);
         let seq = self.next_seq;
         self.next_seq += 1;
         let admission = self.admission_of(&job_id, &settings, seq);
@@ -208,6 +245,7 @@ impl SchedulerState {
             JobEntry {
                 seq,
                 session_id,
+                query,
                 owner,
                 settings,
                 phase,
@@ -226,6 +264,7 @@ impl SchedulerState {
                 admitted_at,
             },
         );
+        self.metrics.jobs_submitted.inc();
         self.publish(&job_id);
         Ok((to_plan, status_rx))
     }
@@ -515,6 +554,11 @@ impl SchedulerState {
             job.phase = JobPhase::Succeeded;
             job.ended_ms = now_ms();
             job.ended_at = Some(Instant::now());
+            self.metrics.jobs_succeeded.inc();
+            self.metrics
+                .job_duration
+                .with_label_values(&["succeeded"])
+                .observe(job.ended_ms.saturating_sub(job.submitted_ms) as f64 / 1e3);
             tracing::info!(
                 "job {job_id} succeeded in {} ms",
                 job.ended_ms.saturating_sub(job.submitted_ms)
@@ -555,10 +599,20 @@ impl SchedulerState {
         if let Some(graph) = job.graph.as_mut() {
             graph.fail(error);
         }
+        let (counter, state) = if phase == JobPhase::Cancelled {
+            (&self.metrics.jobs_cancelled, "cancelled")
+        } else {
+            (&self.metrics.jobs_failed, "failed")
+        };
         job.phase = phase;
         job.ended_ms = now_ms();
         job.ended_at = Some(Instant::now());
         job.data_removed = true;
+        counter.inc();
+        self.metrics
+            .job_duration
+            .with_label_values(&[state])
+            .observe(job.ended_ms.saturating_sub(job.submitted_ms) as f64 / 1e3);
         let mut cancel_on: HashSet<ExecutorId> = HashSet::new();
         for (stage, partition, attempt, executor) in running {
             if let Some(entry) = self.executors.get_mut(&executor) {

@@ -230,6 +230,7 @@ impl SchedulerState {
             .into_iter()
             .filter_map(|(executor_id, tasks)| {
                 let client = self.executors.get(&executor_id)?.client.clone();
+                self.metrics.task_launches.inc_by(tasks.len() as u64);
                 Some(Launch {
                     executor_id,
                     client,
@@ -337,11 +338,19 @@ impl SchedulerState {
                         };
                     }
                     let mut metrics = success.metrics.unwrap_or_default();
+                    crate::plan::bound_operator_metrics(&mut metrics.operators);
                     metrics.started_at_ms = status.started_at_ms;
                     metrics.ended_at_ms = status.ended_at_ms;
+                    let seconds =
+                        status.ended_at_ms.saturating_sub(status.started_at_ms) as f64 / 1e3;
+                    self.metrics.task_duration.observe(seconds);
                     graph.task_succeeded(stage_id, partition, task.attempt, locations, metrics)
                 }),
             Some(proto::task_status::Result::Failed(info)) => {
+                self.metrics
+                    .task_failures
+                    .with_label_values(&[crate::http::error_kind_label(&info)])
+                    .inc();
                 let error = BallistaError::from_proto(&info);
                 graph.task_failed(stage_id, partition, task.attempt, error)
             }
