@@ -249,3 +249,16 @@ where
         }
     }
 }
+
+/// `text` cut to at most `limit` bytes at a character boundary, with `…`
+/// when something was cut.
+pub fn cut_at_char(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let cut = (0..=limit)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}…", &text[..cut])
+}

@@ -74,6 +74,7 @@ def test_the_jobs_page_leads_to_a_running_job_its_stages_and_executors():
         expect(page.locator("#stage-detail h2").first).to_contain_text("Stage")
         expect(page.locator("#tasks-table tbody tr").first).to_be_visible()
         page.screenshot(path=os.path.join(SCREENSHOTS, "web-ui-job.png"), full_page=True)
+        assert "[object" not in page.inner_text("#main")
 
         # The executors page lists every executor.
         page.click("#nav-executors")
@@ -87,6 +88,9 @@ def test_the_jobs_page_leads_to_a_running_job_its_stages_and_executors():
         page.locator("#cancel-job").click()
         expect(page.locator(".row .badge")).to_have_text("cancelled", timeout=15000)
         expect(page.locator("#job-facts .error")).to_contain_text("cancelled")
+        # Its tasks stopped with it; none is drawn as still running.
+        expect(page.locator("#stage-dag g.stage").first).to_contain_text("stopped")
+        assert "[object" not in page.inner_text("#main")
 
         browser.close()
         assert problems == [], problems

@@ -117,7 +117,32 @@ fn the_kubernetes_manifests_validate_and_agree_with_their_settings() {
     );
     assert_eq!(service["spec"]["ports"][0]["port"].to_string(), url_port);
 
+    // Every pod can read the users file the configuration names (each
+    // process checks the whole configuration when it starts).
+    let users_file = settings.auth.options["users_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let users_dir = Path::new(&users_file)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mounts_users = |container: &Value| {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == users_dir.as_str())
+    };
+    assert!(mounts_users(
+        &self::container(&scheduler, "ballista-scheduler").0
+    ));
     let executor = documents("executor.yaml");
+    assert!(mounts_users(
+        &self::container(&executor, "ballista-executor").0
+    ));
     let (container, pod) = self::container(&executor, "ballista-executor");
     assert_eq!(
         container["ports"][1]["containerPort"],

@@ -775,6 +775,7 @@ async fn client_request(client: &SessionContext, sql: &str) -> proto::ExecuteQue
         settings: proto::key_values(settings_from_session_config(state.config())),
         plan_is_optimized: true,
         session_id: state.session_id().to_string(),
+        ..Default::default()
     }
 }
 
@@ -959,6 +960,7 @@ fn execute_query_target(fixtures: &NetworkFixtures) -> NetworkTarget {
         ]),
         plan_is_optimized: false,
         session_id: "fuzz-session".into(),
+        query_text: String::new(),
     };
     let mut seeds = vec![seed(&sql, Code::Ok)];
     seeds.extend(

@@ -239,7 +239,12 @@ async fn the_rest_api_lists_tpch_jobs_whose_stages_and_tasks_add_up() {
 
     // Bad requests get an error naming what was wrong, as JSON.
     let no_credentials = get(&base, "/api/v1/jobs", &[]).await;
-    assert_api_error(&no_credentials, 401, "unauthenticated", "credentials");
+    assert_api_error(
+        &no_credentials,
+        401,
+        "unauthenticated",
+        "POST /api/v1/login",
+    );
     assert_eq!(
         no_credentials.header("www-authenticate"),
         Some("Bearer realm=\"ballista\"")
@@ -657,6 +662,38 @@ async fn the_rest_api_checks_credentials_and_job_ownership() {
     );
     assert_eq!(detail["state"], "cancelled");
     assert_eq!(detail["error_kind"], "cancelled");
+    // Its tasks stopped with it: none is left running.
+    for stage in detail["stages"].as_array().unwrap() {
+        assert_eq!(stage["tasks"]["running"], 0, "{stage}");
+        let id = u64_of(stage, "stage_id");
+        let tasks = ok_json(
+            &get(
+                &base,
+                &format!("{path}/stages/{id}/tasks"),
+                &[("authorization", &alice)],
+            )
+            .await,
+            "tasks",
+        );
+        assert!(
+            tasks
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["state"] != "running"),
+            "{tasks}"
+        );
+    }
+    assert_api_error(
+        &post(&base, &cancel, &[("authorization", &alice)]).await,
+        400,
+        "invalid_input",
+        "has already ended",
+    );
+    let wrong_method = request(&base, "DELETE", &path, &[("authorization", &alice)], "")
+        .await
+        .unwrap();
+    assert_api_error(&wrong_method, 405, "invalid_input", "DELETE is not served");
     assert!(
         detail["error"]
             .as_str()

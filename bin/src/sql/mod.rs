@@ -1,6 +1,7 @@
 //! Running SQL text: several statements, in order, in one session.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::common::config::Dialect;
@@ -103,6 +104,11 @@ pub async fn run_sql(
         let plan = state.statement_to_plan(statement).await?;
         let prints_rows = !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_));
         let analyze = matches!(plan, LogicalPlan::Analyze(_));
+        // The web UI and REST API show the job with the statement's text.
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(ballista::client::QueryText(text.to_string())));
         let final_status = analyze.then(|| stage_metrics::FinalStatus::listen(ctx));
         // Catalog statements go to the cluster's shared catalog.
         let ran = async {

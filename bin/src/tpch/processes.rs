@@ -128,7 +128,14 @@ impl ProcessCluster {
             .collect();
         let mut scheduler = Command::new(sibling("ballista-scheduler")?);
         scheduler
-            .args(["--bind-host", "127.0.0.1", "--port", "0"])
+            .args([
+                "--bind-host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+            ])
             .args(&config_args);
         let (scheduler, port) = start_listening(
             scheduler,
@@ -152,7 +159,14 @@ impl ProcessCluster {
                 .map_err(|e| format!("cannot create a work folder: {e}"))?;
             let mut executor = Command::new(sibling("ballista-executor")?);
             executor
-                .args(["--bind-host", "127.0.0.1", "--port", "0"])
+                .args([
+                    "--bind-host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--http-port",
+                    "0",
+                ])
                 .args(["--scheduler-url", &scheduler_url])
                 .args(["--memory-limit", &spec.memory_limit])
                 .arg("--work-dir")

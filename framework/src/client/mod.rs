@@ -52,7 +52,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 
 pub use planner::DistributedQueryPlanner;
-pub use query_exec::{DistributedQueryExec, JobProgressListener, run_job};
+pub use query_exec::{DistributedQueryExec, JobProgressListener, QueryText, run_job};
 pub use scheduler_client::{CONNECT_TIMEOUT, ClientAuth, PASSWORD_ENV, SchedulerClient};
 pub use shared_catalog::execute_shared;
 pub use standalone::EmbeddedCluster;

@@ -19,12 +19,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 
 use super::SchedulerClient;
-use super::query_exec::{DistributedQueryExec, JobProgressListener};
+use super::query_exec::{DistributedQueryExec, JobProgressListener, QueryText};
 use super::standalone::EmbeddedCluster;
 use crate::config::settings_from_session_config;
 use crate::error::{BallistaError, scrub_source_paths};
 use crate::flight::FlightClientPool;
 use crate::plan::encode_client_plan;
+use crate::scheduler::QUERY_TEXT_LIMIT;
 
 /// Sends queries to the scheduler.
 #[derive(Debug)]
@@ -137,6 +138,11 @@ impl DistributedQueryPlanner {
             .config()
             .get_extension::<JobProgressListener>()
             .map(|l| l.as_ref().clone());
+        let query_text = match session.config().get_extension::<QueryText>() {
+            Some(text) => text.0.clone(),
+            None => logical_plan.display_indent().to_string(),
+        };
+        let query_text = crate::util::cut_at_char(&query_text, QUERY_TEXT_LIMIT);
         Ok(DistributedQueryExec::new(
             self.scheduler.clone(),
             self.flight.clone(),
@@ -145,7 +151,8 @@ impl DistributedQueryPlanner {
             session.session_id().to_string(),
             Arc::new(logical_plan.schema().as_arrow().clone()),
             listener,
-        ))
+        )
+        .with_query_text(query_text))
     }
 }
 

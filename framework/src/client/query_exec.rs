@@ -34,9 +34,16 @@ impl fmt::Debug for JobProgressListener {
     }
 }
 
+/// The text a session's next job is shown with in the REST API and web
+/// UI (its SQL); register it as a session config extension. Without it a
+/// job shows its logical plan.
+#[derive(Debug, Clone)]
+pub struct QueryText(pub String);
+
 /// Runs a logical plan as a job on the cluster.
 #[derive(Debug)]
 pub struct DistributedQueryExec {
+    query_text: String,
     scheduler: SchedulerClient,
     flight: FlightClientPool,
     plan: Vec<u8>,
@@ -49,6 +56,12 @@ pub struct DistributedQueryExec {
 }
 
 impl DistributedQueryExec {
+    /// This job, shown as `text` in the REST API and web UI.
+    pub fn with_query_text(mut self, text: String) -> Self {
+        self.query_text = text;
+        self
+    }
+
     /// A job for the serialized (optimized) logical `plan`.
     pub fn new(
         scheduler: SchedulerClient,
@@ -66,6 +79,7 @@ impl DistributedQueryExec {
             Boundedness::Bounded,
         ));
         Self {
+            query_text: String::new(),
             scheduler,
             flight,
             plan,
@@ -125,6 +139,7 @@ impl ExecutionPlan for DistributedQueryExec {
             settings: proto::key_values(self.settings.clone()),
             plan_is_optimized: true,
             session_id: self.session_id.clone(),
+            query_text: self.query_text.clone(),
         };
         let job = run_job(
             self.scheduler.clone(),

@@ -331,6 +331,19 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         BallistaError::Configuration(format!("executor cannot listen on {bind}: {e}"))
     })?;
     let local_addr = listener.local_addr()?;
+    let http_listener = match settings.http.enabled {
+        true => Some(
+            crate::http::bind(
+                &settings.bind_host,
+                settings
+                    .http
+                    .port_or(crate::config::DEFAULT_EXECUTOR_HTTP_PORT),
+                "executor.http",
+            )
+            .await?,
+        ),
+        false => None,
+    };
     let address = ExecutorAddress {
         id: ExecutorId::generate(),
         host: settings.advertised_host(),
@@ -483,25 +496,19 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         Arc::clone(&undelivered),
     ));
 
-    let http = if settings.http.enabled {
-        let probe = Arc::new(HealthProbe {
-            runner: Arc::clone(&runner),
-            session_key: Arc::clone(&session_key),
-        });
-        let http = crate::http::serve(
-            &settings.bind_host,
-            settings
-                .http
-                .port_or(crate::config::DEFAULT_EXECUTOR_HTTP_PORT),
-            server_tls,
-            crate::http::executor_router(probe, metrics),
-            "executor.http",
-        )
-        .await?;
-        tracing::info!("executor /metrics, /healthz and /readyz on {}", http.url());
-        Some(http)
-    } else {
-        None
+    let http = match http_listener {
+        Some(listener) => {
+            let probe = Arc::new(HealthProbe {
+                runner: Arc::clone(&runner),
+                session_key: Arc::clone(&session_key),
+                scrape: parking_lot::Mutex::new(()),
+            });
+            let router = crate::http::executor_router(probe, metrics);
+            let http = crate::http::serve(listener, server_tls, router)?;
+            tracing::info!("executor /metrics, /healthz and /readyz on {}", http.url());
+            Some(http)
+        }
+        None => None,
     };
     tracing::info!(
         "executor {} listening on {local_addr} (advertised as {}:{}), {slots} slots, work dir {}",
@@ -534,6 +541,8 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
 struct HealthProbe {
     runner: Arc<TaskRunner>,
     session_key: SessionKeySlot,
+    /// One scrape at a time: another must not see the gauges half set.
+    scrape: parking_lot::Mutex<()>,
 }
 
 impl crate::http::ExecutorProbe for HealthProbe {
@@ -545,8 +554,9 @@ impl crate::http::ExecutorProbe for HealthProbe {
         self.runner.is_draining()
     }
 
-    fn refresh(&self, metrics: &crate::http::ExecutorMetrics) {
-        let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    fn scrape(&self, metrics: &crate::http::ExecutorMetrics) -> Result<String> {
+        let _one_at_a_time = self.scrape.lock();
+        let as_gauge = crate::http::as_gauge;
         let memory = self.runner.memory();
         let usage = memory.usage();
         metrics.memory_budget.set(as_gauge(usage.budget_bytes));
@@ -570,5 +580,6 @@ impl crate::http::ExecutorProbe for HealthProbe {
             .set(self.runner.running_tasks() as i64);
         metrics.draining.set(i64::from(self.runner.is_draining()));
         metrics.registered.set(i64::from(self.registered()));
+        metrics.encode()
     }
 }

@@ -30,6 +30,7 @@ pub(crate) struct HttpAuth {
 }
 
 impl HttpAuth {
+    /// Checking credentials with `gate`, logging users in with `login`.
     pub(crate) fn new(gate: Arc<Gate>, login: Login) -> Self {
         Self { gate, login }
     }
@@ -47,6 +48,15 @@ impl HttpAuth {
         if let Some(basic) = header.filter(|h| h.starts_with("Basic ") || h.starts_with("basic ")) {
             let (_, identity) = self.login.log_in_basic(basic).await?;
             return Ok(Arc::new(identity));
+        }
+        if header.is_none() {
+            return Err(BallistaError::Unauthenticated(
+                "this call needs credentials: log in with POST /api/v1/login and \
+                 `authorization: Basic base64(user:password)`, then send the token it answers as \
+                 `authorization: Bearer <token>`"
+                    .into(),
+            )
+            .into());
         }
         match self.gate.admit(HTTP_PATH, header).await? {
             Caller::Client(identity) => Ok(identity),
@@ -78,7 +88,7 @@ impl HttpAuth {
 /// A refused or failed REST call: `{"error": {"kind": …, "message": …}}`
 /// with the status its kind calls for.
 #[derive(Debug)]
-pub struct ApiError(pub BallistaError);
+pub(crate) struct ApiError(pub(crate) BallistaError);
 
 impl From<BallistaError> for ApiError {
     fn from(error: BallistaError) -> Self {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::metrics::ExecutorMetrics;
-use super::scheduler_api::{healthz, metrics_response};
+use super::{healthz, metrics_response};
 
 /// What an executor's routes ask of it.
 pub(crate) trait ExecutorProbe: Send + Sync {
@@ -19,8 +19,9 @@ pub(crate) trait ExecutorProbe: Send + Sync {
     fn registered(&self) -> bool;
     /// Whether it drains (takes no new tasks, about to leave).
     fn draining(&self) -> bool;
-    /// Sets the gauges of `metrics` that mirror its state.
-    fn refresh(&self, metrics: &ExecutorMetrics);
+    /// Sets the gauges of `metrics` that mirror its state and encodes them,
+    /// one scrape at a time.
+    fn scrape(&self, metrics: &ExecutorMetrics) -> crate::error::Result<String>;
 }
 
 #[derive(Clone)]
@@ -56,6 +57,5 @@ async fn readyz(State(api): State<ExecutorApi>) -> Response {
 }
 
 async fn metrics_route(State(api): State<ExecutorApi>) -> Response {
-    api.probe.refresh(&api.metrics);
-    metrics_response(api.metrics.encode())
+    metrics_response(api.probe.scrape(&api.metrics))
 }

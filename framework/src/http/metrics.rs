@@ -7,9 +7,12 @@
 //! per pool, memory per executor) are set from that state when scraped, so
 //! they can never drift from what the REST API shows.
 //!
-//! Label values come from bounded sets only (error kinds, pools and tenants
-//! the configuration names, executor ids the scheduler registered): nothing
-//! a caller sends can grow the number of series.
+//! Label values come from bounded sets only (error kinds, Flight methods,
+//! pools and tenants the configuration grants, executor ids the scheduler
+//! registered): nothing a caller sends can grow the number of series. A
+//! user granted no tenant counts under their own name, so tenant labels may
+//! be user names: where those must not be seen, keep the HTTP port from
+//! untrusted networks or turn the service off.
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -27,58 +30,45 @@ const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let metric = IntCounter::new(name, help).expect("a valid counter name");
+/// Registers `metric` in `registry`; the names here are fixed and valid, so
+/// a failure is a programming error.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
     registry
         .register(Box::new(metric.clone()))
-        .expect("each metric registered once");
+        .expect("each metric is registered once, under a valid name");
     metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).expect("a valid name"))
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter name");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("each metric registered once");
-    metric
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid name");
+    register(registry, metric)
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric = IntGauge::new(name, help).expect("a valid gauge name");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("each metric registered once");
-    metric
+    register(registry, IntGauge::new(name, help).expect("a valid name"))
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge name");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("each metric registered once");
-    metric
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid name");
+    register(registry, metric)
+}
+
+fn duration_opts(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec())
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
-    let metric =
-        Histogram::with_opts(HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()))
-            .expect("a valid histogram");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("each metric registered once");
-    metric
+    let metric = Histogram::with_opts(duration_opts(name, help)).expect("a valid histogram");
+    register(registry, metric)
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let metric = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
-        labels,
-    )
-    .expect("a valid histogram");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("each metric registered once");
-    metric
+    let metric = HistogramVec::new(duration_opts(name, help), labels).expect("a valid histogram");
+    register(registry, metric)
 }
 
 /// Everything in `registry`, in the Prometheus text format.
@@ -336,7 +326,7 @@ impl SchedulerMetrics {
             ),
             tenant_memory_reserved: gauge_vec(
                 &r,
-                "ballista_tenant_memory_reserved_bytes",
+                "ballista_cluster_tenant_memory_reserved_bytes",
                 "Memory the running jobs of each tenant hold over the cluster.",
                 &["tenant"],
             ),

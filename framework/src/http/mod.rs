@@ -34,11 +34,31 @@ mod scheduler_api;
 mod server;
 mod ui;
 
-pub use auth::ApiError;
-pub(crate) use auth::HttpAuth;
+pub(crate) use auth::{ApiError, HttpAuth};
 pub(crate) use executor_api::{ExecutorProbe, executor_router};
 pub(crate) use metrics::error_kind_label;
 pub use metrics::{CountFlightCalls, CountedCalls, ExecutorMetrics, SchedulerMetrics};
 pub(crate) use scheduler_api::{SchedulerApi, scheduler_router};
-pub use server::HttpHandle;
-pub(crate) use server::serve;
+pub use server::{HttpHandle, HttpListener};
+pub(crate) use server::{bind, serve};
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+/// `/healthz`: the process runs.
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// A `/metrics` answer with the text format's content type.
+pub(crate) fn metrics_response(text: crate::error::Result<String>) -> Response {
+    match text {
+        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// A byte count as a gauge's value.
+pub(crate) fn as_gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}

@@ -84,6 +84,8 @@ pub struct TaskCounts {
     pub running: usize,
     /// Finished (their output committed).
     pub done: usize,
+    /// Running when their job failed or was cancelled, and stopped then.
+    pub stopped: usize,
 }
 
 /// One operator of a stage with its metrics summed over the stage's
@@ -196,7 +198,8 @@ pub struct TaskView {
     pub partition: usize,
     /// Its current (or succeeded) attempt.
     pub attempt: u32,
-    /// `waiting`, `pending`, `running` or `done`.
+    /// `waiting`, `pending`, `running`, `done`, or `stopped` (running when
+    /// its job failed or was cancelled).
     pub state: String,
     /// Where it runs or ran.
     pub executor_id: Option<String>,

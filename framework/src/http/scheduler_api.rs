@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use super::auth::{ApiError, HttpAuth};
+use super::{healthz, metrics_response};
 use crate::error::BallistaError;
 use crate::ids::{JobId, StageId};
 use crate::scheduler::SchedulerInner;
@@ -30,6 +31,19 @@ pub(crate) struct SchedulerApi {
     /// Set while the gRPC service accepts calls.
     pub(crate) serving: Arc<AtomicBool>,
 }
+
+/// Every state a job can be in, as the API names them.
+const STATES: &[&str] = &[
+    "queued",
+    "planning",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+];
+
+/// The states of jobs that have ended.
+const TERMINAL: &[&str] = &["succeeded", "failed", "cancelled"];
 
 /// Most jobs one list answers.
 const MAX_JOBS_LISTED: usize = 10_000;
@@ -51,12 +65,9 @@ pub(crate) fn scheduler_router(api: SchedulerApi) -> Router {
         .route("/api/v1/jobs/{job_id}/cancel", post(cancel))
         .merge(super::ui::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(api)
-}
-
-pub(crate) async fn healthz() -> &'static str {
-    "ok\n"
 }
 
 async fn readyz(State(api): State<SchedulerApi>) -> Response {
@@ -67,21 +78,15 @@ async fn readyz(State(api): State<SchedulerApi>) -> Response {
     }
 }
 
-/// A metrics answer with the text format's content type.
-pub(crate) fn metrics_response(text: crate::error::Result<String>) -> Response {
-    match text {
-        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
-        Err(e) => ApiError(e).into_response(),
-    }
-}
-
 async fn metrics(State(api): State<SchedulerApi>) -> Response {
-    let metrics = {
+    // Encoded under the lock: a concurrent scrape must not see the gauges
+    // half set.
+    let text = {
         let state = api.inner.state().lock();
         state.refresh_gauges();
-        Arc::clone(state.metrics())
+        state.metrics().encode()
     };
-    metrics_response(metrics.encode())
+    metrics_response(text)
 }
 
 async fn not_found() -> ApiError {
@@ -90,18 +95,33 @@ async fn not_found() -> ApiError {
     ))
 }
 
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+    let body = serde_json::json!({
+        "error": {
+            "kind": "invalid_input",
+            "message": format!(
+                "{method} is not served at {} (see the README's REST API table)",
+                crate::util::loggable(uri.path())
+            ),
+        }
+    });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
 /// A state-changing call from a web page of another origin is refused: a
 /// browser attaches cached credentials to such calls on its own.
-fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_same_origin(uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
+    // HTTP/2 names the host in the request's authority, HTTP/1.1 in `Host`.
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         .unwrap_or_default();
     let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    if origin_host == host {
+    if origin_host.eq_ignore_ascii_case(host) {
         Ok(())
     } else {
         Err(BallistaError::PermissionDenied(format!(
@@ -112,8 +132,12 @@ fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn login(State(api): State<SchedulerApi>, headers: HeaderMap) -> Result<Response, ApiError> {
-    check_same_origin(&headers)?;
+async fn login(
+    State(api): State<SchedulerApi>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_same_origin(&uri, &headers)?;
     let (token, identity, ttl) = api.auth.log_in(&headers).await?;
     Ok(Json(json!({
         "token": token,
@@ -162,14 +186,6 @@ async fn jobs(
         })?,
         None => MAX_JOBS_LISTED,
     };
-    const STATES: &[&str] = &[
-        "queued",
-        "planning",
-        "running",
-        "succeeded",
-        "failed",
-        "cancelled",
-    ];
     let state = query.get("state").map(String::as_str);
     if let Some(state) = state
         && !STATES.contains(&state)
@@ -181,9 +197,11 @@ async fn jobs(
         ))
         .into());
     }
-    let mut list = api.inner.state().lock().job_summaries(&identity);
-    list.retain(|job| state.is_none_or(|s| job.state == s));
-    list.truncate(limit.min(MAX_JOBS_LISTED));
+    let list = api
+        .inner
+        .state()
+        .lock()
+        .job_summaries(&identity, state, limit.min(MAX_JOBS_LISTED));
     Ok(Json(list).into_response())
 }
 
@@ -233,19 +251,36 @@ async fn tasks(
 
 async fn cancel(
     State(api): State<SchedulerApi>,
+    uri: Uri,
     headers: HeaderMap,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_same_origin(&headers)?;
+    check_same_origin(&uri, &headers)?;
     let identity = api.auth.identity(&headers).await?;
     let job_id = JobId::parse(&job_id)?;
+    api.inner.check_owner(&identity, &job_id, "cancel it")?;
+    // A job that has ended keeps its results (cancelling over gRPC also
+    // releases them; here the answer says it is too late).
+    let ended = api
+        .inner
+        .state()
+        .lock()
+        .job_summaries_of(&job_id)
+        .filter(|job| TERMINAL.contains(&job.state.as_str()));
+    if let Some(job) = ended {
+        return Err(BallistaError::InvalidInput(format!(
+            "job {job_id} has already ended ({}): there is nothing to cancel",
+            job.state
+        ))
+        .into());
+    }
     api.inner.cancel_for(&identity, &job_id)?;
     tracing::info!("job {job_id}: cancel asked by {} over HTTP", identity.user);
     let state = api
         .inner
         .state()
         .lock()
-        .job_detail(&job_id)
-        .map(|d| d.summary.state);
+        .job_summaries_of(&job_id)
+        .map(|job| job.state);
     Ok(Json(json!({"job_id": job_id.to_string(), "state": state})).into_response())
 }

@@ -56,12 +56,21 @@ pub fn collect_operator_metrics(plan: &Arc<dyn ExecutionPlan>) -> Vec<proto::Ope
     out
 }
 
-/// Cuts a task's report to what an executor sends at most, so that one
-/// report cannot make the scheduler keep more per task.
+/// Longest metric name kept.
+const MAX_METRIC_NAME: usize = 64;
+
+/// Cuts a task's report to what an executor sends at most, and to a shape
+/// a plan can have (the first operator at depth 0, each next at most one
+/// deeper), so that a faulty report costs the scheduler no more than a
+/// correct one.
 pub fn bound_operator_metrics(operators: &mut Vec<proto::OperatorMetrics>) {
     operators.truncate(MAX_OPERATORS);
+    let mut deepest_allowed = 0;
     for operator in operators {
+        operator.depth = operator.depth.min(deepest_allowed);
+        deepest_allowed = operator.depth + 1;
         operator.metrics.truncate(MAX_METRICS);
+        operator.metrics.retain(|m| m.name.len() <= MAX_METRIC_NAME);
         if operator.name.len() > MAX_DESCRIPTION {
             operator.name = String::from("(name too long)");
         }
@@ -76,9 +85,12 @@ fn metric_of(value: &MetricValue) -> Option<proto::OperatorMetric> {
         | MetricValue::Ratio { .. }
         | MetricValue::Custom { .. } => return None,
         MetricValue::ElapsedCompute(_) | MetricValue::Time { .. } => MetricKind::TimeNs,
-        MetricValue::CurrentMemoryUsage(_)
-        | MetricValue::PeakMemoryUsage { .. }
-        | MetricValue::Gauge { .. } => MetricKind::PeakBytes,
+        MetricValue::CurrentMemoryUsage(_) | MetricValue::PeakMemoryUsage { .. } => {
+            MetricKind::PeakBytes
+        }
+        MetricValue::Gauge { name, .. } if name.contains("mem") || name.ends_with("bytes") => {
+            MetricKind::PeakBytes
+        }
         MetricValue::SpilledBytes(_) | MetricValue::OutputBytes(_) => MetricKind::Bytes,
         _ if value.name().ends_with("bytes") => MetricKind::Bytes,
         _ => MetricKind::Count,
@@ -131,18 +143,10 @@ pub fn describe_operators(plan: &Arc<dyn ExecutionPlan>, totals: &mut [proto::Op
         if descriptions.len() > totals.len() {
             return;
         }
-        let mut line = DisplayableExecutionPlan::new(node.as_ref())
+        let line = DisplayableExecutionPlan::new(node.as_ref())
             .one_line()
             .to_string();
-        if line.len() > MAX_DESCRIPTION {
-            let cut = (0..=MAX_DESCRIPTION)
-                .rev()
-                .find(|i| line.is_char_boundary(*i))
-                .unwrap_or(0);
-            line.truncate(cut);
-            line.push('…');
-        }
-        descriptions.push(line.trim_end().to_string());
+        descriptions.push(crate::util::cut_at_char(line.trim_end(), MAX_DESCRIPTION));
         for child in node.children().into_iter().rev() {
             stack.push(Arc::clone(child));
         }

@@ -37,7 +37,9 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 
 pub use job_graph::{JobGraph, TaskOutcome, TaskState};
 pub use planner::JobPlanner;
-pub use state::{AdmittedJob, Cleanup, Effects, JobPhase, Launch, SchedulerState};
+pub use state::{
+    AdmittedJob, Cleanup, Effects, JobPhase, Launch, QUERY_TEXT_LIMIT, SchedulerState,
+};
 
 /// Shared by the gRPC service and the background loops.
 pub(crate) struct SchedulerInner {
@@ -475,6 +477,19 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         BallistaError::Configuration(format!("scheduler cannot listen on {bind}: {e}"))
     })?;
     let local_addr = listener.local_addr()?;
+    let http_listener = match settings.http.enabled {
+        true => Some(
+            crate::http::bind(
+                &settings.bind_host,
+                settings
+                    .http
+                    .port_or(crate::config::DEFAULT_SCHEDULER_HTTP_PORT),
+                "scheduler.http",
+            )
+            .await?,
+        ),
+        false => None,
+    };
 
     let weak = Arc::downgrade(&inner);
     let probed = Arc::downgrade(&inner);
@@ -548,33 +563,26 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
             result
         }
     });
-    let http = if settings.http.enabled {
-        let api = crate::http::SchedulerApi {
-            inner: Arc::clone(&inner),
-            auth: Arc::new(crate::http::HttpAuth::new(
-                Arc::clone(&gate),
-                Login::new(
-                    &cluster_key,
-                    Arc::clone(&authenticator),
-                    settings.token_ttl_secs,
-                ),
-            )),
-            serving,
-        };
-        let http = crate::http::serve(
-            &settings.bind_host,
-            settings
-                .http
-                .port_or(crate::config::DEFAULT_SCHEDULER_HTTP_PORT),
-            server_tls,
-            crate::http::scheduler_router(api),
-            "scheduler.http",
-        )
-        .await?;
-        tracing::info!("scheduler web UI, REST API and /metrics on {}", http.url());
-        Some(http)
-    } else {
-        None
+    let http = match http_listener {
+        Some(listener) => {
+            let api = crate::http::SchedulerApi {
+                inner: Arc::clone(&inner),
+                auth: Arc::new(crate::http::HttpAuth::new(
+                    Arc::clone(&gate),
+                    Login::new(
+                        &cluster_key,
+                        Arc::clone(&authenticator),
+                        settings.token_ttl_secs,
+                    ),
+                )),
+                serving,
+            };
+            let http =
+                crate::http::serve(listener, server_tls, crate::http::scheduler_router(api))?;
+            tracing::info!("scheduler web UI, REST API and /metrics on {}", http.url());
+            Some(http)
+        }
+        None => None,
     };
     tracing::info!(
         "scheduler listening on {local_addr} (policy: {}, authentication: {}, {})",

@@ -68,6 +68,10 @@ function fmtBytes(n) {
   return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
 }
 
+function plural(n, word) {
+  return n + " " + word + (n === 1 ? "" : "s");
+}
+
 function badge(state) {
   return el("span", { class: "badge " + state }, state);
 }
@@ -83,7 +87,7 @@ const TERMINAL = ["succeeded", "failed", "cancelled"];
 
 function setMain(...children) {
   const main = document.getElementById("main");
-  main.replaceChildren(...children);
+  main.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
 }
 
 function schedule(render) {
@@ -120,6 +124,7 @@ async function jobsPage() {
 
 function stageState(stage) {
   if (stage.tasks.done === stage.tasks.total) return "done";
+  if (stage.tasks.stopped > 0) return "failed";
   if (stage.tasks.running > 0 || stage.tasks.done > 0) return "running";
   return "waiting";
 }
@@ -160,8 +165,9 @@ function drawDag(stages, onSelect) {
     root.append(svg("g", { class: cls, transform: `translate(${p.x},${p.y})`, "data-stage": s.stage_id, onclick: () => onSelect(s.stage_id) },
       svg("rect", { width: W, height: H, rx: 6 }),
       svg("text", { x: 10, y: 18 }, "Stage " + s.stage_id + (s.is_final ? " (final)" : "")),
-      svg("text", { x: 10, y: 34 }, s.tasks.done + "/" + s.tasks.total + " tasks, " + s.tasks.running + " running"),
-      svg("text", { x: 10, y: 50 }, s.output_rows + " rows, " + fmtBytes(s.output_bytes))));
+      svg("text", { x: 10, y: 34 }, s.tasks.done + "/" + s.tasks.total + " tasks, " +
+        (s.tasks.stopped ? s.tasks.stopped + " stopped" : s.tasks.running + " running")),
+      svg("text", { x: 10, y: 50 }, plural(s.output_rows, "row") + ", " + fmtBytes(s.output_bytes))));
   }
   return el("div", { class: "diagram" }, root);
 }
@@ -225,8 +231,9 @@ function stageDetail(stage, tasks) {
   return el("section", { id: "stage-detail" },
     el("h2", {}, "Stage " + stage.stage_id),
     el("dl", { class: "facts" },
-      el("dt", {}, "Tasks"), el("dd", {}, `${stage.tasks.done} done, ${stage.tasks.running} running, ${stage.tasks.pending} pending, ${stage.tasks.waiting} waiting of ${stage.tasks.total}`),
-      el("dt", {}, "Output"), el("dd", {}, `${stage.output_rows} rows, ${fmtBytes(stage.output_bytes)}`),
+      el("dt", {}, "Tasks"), el("dd", {}, `${stage.tasks.done} done, ${stage.tasks.running} running, ${stage.tasks.pending} pending, ${stage.tasks.waiting} waiting` +
+        (stage.tasks.stopped ? `, ${stage.tasks.stopped} stopped` : "") + ` of ${stage.tasks.total}`),
+      el("dt", {}, "Output"), el("dd", {}, `${plural(stage.output_rows, "row")}, ${fmtBytes(stage.output_bytes)}`),
       el("dt", {}, "Spilled"), el("dd", {}, `${fmtBytes(stage.spilled_bytes)} in ${stage.spill_count} files`),
       el("dt", {}, "Shuffle reads"), el("dd", {}, `${stage.local_reads} local, ${stage.remote_fetches} remote`),
       el("dt", {}, "Task time"), el("dd", {}, `min ${fmtDuration(d.min_ms)}, median ${fmtDuration(d.median_ms)}, max ${fmtDuration(d.max_ms)}` +

@@ -106,6 +106,9 @@ pub struct Stage {
     pub attempt_failures: Vec<Vec<AttemptFailure>>,
     /// Per partition, how often its committed output was lost and re-run.
     pub recomputed: Vec<u32>,
+    /// Its operators' metrics summed over its committed tasks (a task run
+    /// again after its output was lost counts again: it did the work).
+    pub operator_totals: Vec<proto::OperatorMetrics>,
 }
 
 impl Stage {
@@ -122,12 +125,7 @@ impl Stage {
     /// Its operators with their metrics summed over its finished tasks,
     /// each named by its one-line description.
     pub fn operator_metrics(&self) -> Vec<proto::OperatorMetrics> {
-        let mut totals = Vec::new();
-        for task in &self.tasks {
-            if let TaskState::Done { metrics, .. } = task {
-                crate::plan::add_operator_metrics(&mut totals, &metrics.operators);
-            }
-        }
+        let mut totals = self.operator_totals.clone();
         let plan: Arc<dyn ExecutionPlan> = Arc::clone(&self.plan) as Arc<dyn ExecutionPlan>;
         crate::plan::describe_operators(&plan, &mut totals);
         totals
@@ -190,6 +188,7 @@ impl JobGraph {
                     fetch_failures: vec![0; partitions],
                     attempt_failures: vec![Vec::new(); partitions],
                     recomputed: vec![0; partitions],
+                    operator_totals: Vec::new(),
                 };
                 (stage.id, stage)
             })
@@ -542,12 +541,16 @@ impl JobGraph {
         partition: usize,
         attempt: u32,
         locations: Vec<ShuffleLocation>,
-        metrics: proto::TaskMetrics,
+        mut metrics: proto::TaskMetrics,
     ) -> Result<TaskOutcome> {
         let Some(executor) = self.current_attempt(stage_id, partition, attempt) else {
             return Ok(TaskOutcome::Stale);
         };
         let stage = self.stage_mut(stage_id)?;
+        // Kept once per stage, not per task: a job of many tasks would
+        // otherwise hold every operator's figures of every task.
+        let operators = std::mem::take(&mut metrics.operators);
+        crate::plan::add_operator_metrics(&mut stage.operator_totals, &operators);
         stage.tasks[partition] = TaskState::Done {
             attempt,
             executor,
@@ -780,16 +783,7 @@ impl JobGraph {
                                 executor,
                                 metrics,
                                 ..
-                            } => (
-                                "done",
-                                *attempt,
-                                Some(executor),
-                                // The stage's totals carry the operators.
-                                Some(proto::TaskMetrics {
-                                    operators: Vec::new(),
-                                    ..metrics.clone()
-                                }),
-                            ),
+                            } => ("done", *attempt, Some(executor), Some(metrics.clone())),
                         };
                         proto::TaskInfo {
                             partition: partition as u32,

@@ -91,17 +91,11 @@ pub const QUERY_TEXT_LIMIT: usize = 8192;
 
 /// What a job was asked to do, as the REST API shows it.
 fn query_text(request: &proto::ExecuteQueryRequest) -> String {
+    let given = request.query_text.trim();
     match &request.query {
+        _ if !given.is_empty() => crate::util::cut_at_char(given, QUERY_TEXT_LIMIT),
         Some(proto::execute_query_request::Query::Sql(sql)) => {
-            let sql = sql.trim();
-            if sql.len() <= QUERY_TEXT_LIMIT {
-                return sql.to_string();
-            }
-            let cut = (0..=QUERY_TEXT_LIMIT)
-                .rev()
-                .find(|i| sql.is_char_boundary(*i))
-                .unwrap_or(0);
-            format!("{}…", &sql[..cut])
+            crate::util::cut_at_char(sql.trim(), QUERY_TEXT_LIMIT)
         }
         Some(proto::execute_query_request::Query::LogicalPlan(_)) => {
             "(a logical plan sent by a DataFrame client)".to_string()

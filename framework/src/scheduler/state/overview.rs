@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use super::{JobEntry, JobPhase, SchedulerState};
 use crate::config::TENANT_KEY;
-use crate::http::error_kind_label;
 use crate::http::model::{
     AttemptFailureView, ClusterSummary, ExecutorView, JobDetail, JobMemoryView, JobSummary,
     MemoryView, OperatorView, ProgressView, StageView, TaskCounts, TaskDurations, TaskView,
 };
+use crate::http::{as_gauge, error_kind_label};
 use crate::ids::{JobId, StageId};
 use crate::plugin::auth::Identity;
 use crate::scheduler::job_graph::{AttemptFailure, Stage, TaskState};
@@ -83,7 +83,9 @@ fn job_summary(job_id: &JobId, job: &JobEntry) -> JobSummary {
     }
 }
 
-fn stage_view(stage: &Stage, is_final: bool) -> StageView {
+/// A stage's view; `job_ended` is when its job ended, if it has (tasks
+/// still marked running then were stopped with it).
+fn stage_view(stage: &Stage, is_final: bool, job_ended: Option<u64>) -> StageView {
     let mut counts = TaskCounts {
         total: stage.tasks.len(),
         ..TaskCounts::default()
@@ -95,23 +97,29 @@ fn stage_view(stage: &Stage, is_final: bool) -> StageView {
         match task {
             TaskState::Waiting { .. } => counts.waiting += 1,
             TaskState::Pending { .. } => counts.pending += 1,
-            TaskState::Running { .. } => counts.running += 1,
+            TaskState::Running { since_ms, .. } => {
+                first_start = first_start.min(*since_ms);
+                match job_ended {
+                    Some(_) => counts.stopped += 1,
+                    None => counts.running += 1,
+                }
+            }
             TaskState::Done {
                 metrics, executor, ..
             } => {
                 counts.done += 1;
-                rows += metrics.output_rows;
-                bytes += metrics.output_bytes;
-                spilled += metrics.spilled_bytes;
-                spills += metrics.spill_count;
-                remote += metrics.remote_fetches;
-                local += metrics.local_reads;
+                rows = u64::saturating_add(rows, metrics.output_rows);
+                bytes = u64::saturating_add(bytes, metrics.output_bytes);
+                spilled = u64::saturating_add(spilled, metrics.spilled_bytes);
+                spills = u64::saturating_add(spills, metrics.spill_count);
+                remote = u64::saturating_add(remote, metrics.remote_fetches);
+                local = u64::saturating_add(local, metrics.local_reads);
                 if metrics.started_at_ms > 0 {
                     first_start = first_start.min(metrics.started_at_ms);
+                    let took = metrics.ended_at_ms.saturating_sub(metrics.started_at_ms);
+                    durations.push((took, partition, executor.to_string()));
                 }
                 last_end = last_end.max(metrics.ended_at_ms);
-                let took = metrics.ended_at_ms.saturating_sub(metrics.started_at_ms);
-                durations.push((took, partition, executor.to_string()));
             }
         }
     }
@@ -149,7 +157,10 @@ fn stage_view(stage: &Stage, is_final: bool) -> StageView {
         duration_ms: started_ms.map_or(0, |s| last_end.saturating_sub(s)),
         task_durations,
         failed_attempts: stage.attempt_failures.iter().map(Vec::len).sum(),
-        recomputed: stage.recomputed.iter().sum(),
+        recomputed: stage
+            .recomputed
+            .iter()
+            .fold(0u32, |sum, n| sum.saturating_add(*n)),
         metrics_text: crate::plan::render_operator_metrics(&operators),
         operators: operators
             .into_iter()
@@ -165,15 +176,30 @@ fn stage_view(stage: &Stage, is_final: bool) -> StageView {
 impl SchedulerState {
     /// The jobs `viewer` may see (an admin: all; anyone else: their own),
     /// newest first.
-    pub fn job_summaries(&self, viewer: &Identity) -> Vec<JobSummary> {
-        let mut jobs: Vec<(&u64, JobSummary)> = self
+    /// In `state` (`running`, …) when given, at most `limit` of them.
+    pub fn job_summaries(
+        &self,
+        viewer: &Identity,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Vec<JobSummary> {
+        let mut jobs: Vec<(u64, &JobId, &JobEntry)> = self
             .jobs
             .iter()
             .filter(|(_, job)| viewer.admin || job.owner.user == viewer.user)
-            .map(|(id, job)| (&job.seq, job_summary(id, job)))
+            .filter(|(_, job)| state.is_none_or(|s| phase_name(&job.phase) == s))
+            .map(|(id, job)| (job.seq, id, job))
             .collect();
-        jobs.sort_by(|a, b| b.0.cmp(a.0));
-        jobs.into_iter().map(|(_, job)| job).collect()
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.0));
+        jobs.into_iter()
+            .take(limit)
+            .map(|(_, id, job)| job_summary(id, job))
+            .collect()
+    }
+
+    /// One job's summary.
+    pub fn job_summaries_of(&self, job_id: &JobId) -> Option<JobSummary> {
+        self.jobs.get(job_id).map(|job| job_summary(job_id, job))
     }
 
     /// One job with its stages, failed attempts and memory.
@@ -183,7 +209,8 @@ impl SchedulerState {
         let mut failed_attempts = Vec::new();
         if let Some(graph) = &job.graph {
             for stage in graph.stages() {
-                stages.push(stage_view(stage, stage.id == graph.final_stage_id()));
+                let ended = nonzero(job.ended_ms);
+                stages.push(stage_view(stage, stage.id == graph.final_stage_id(), ended));
                 for (partition, failures) in stage.attempt_failures.iter().enumerate() {
                     failed_attempts.extend(
                         failures
@@ -213,8 +240,11 @@ impl SchedulerState {
 
     /// The tasks of one stage of a job (`None`: no such job or stage).
     pub fn stage_tasks(&self, job_id: &JobId, stage_id: StageId) -> Option<Vec<TaskView>> {
-        let stage = self.jobs.get(job_id)?.graph.as_ref()?.stage(stage_id)?;
-        let now = now_ms();
+        let job = self.jobs.get(job_id)?;
+        let stage = job.graph.as_ref()?.stage(stage_id)?;
+        // A task still marked running when its job ended was stopped then.
+        let job_ended = nonzero(job.ended_ms);
+        let now = job_ended.unwrap_or_else(now_ms);
         Some(
             stage
                 .tasks
@@ -254,10 +284,14 @@ impl SchedulerState {
                             executor,
                             since_ms,
                         } => {
-                            view.state = "running".into();
+                            view.state = match job_ended {
+                                Some(_) => "stopped".into(),
+                                None => "running".into(),
+                            };
                             view.attempt = *attempt;
                             view.executor_id = Some(executor.to_string());
                             view.started_ms = Some(*since_ms);
+                            view.ended_ms = job_ended;
                             view.duration_ms = Some(now.saturating_sub(*since_ms));
                         }
                         TaskState::Done {
@@ -347,6 +381,9 @@ impl SchedulerState {
         let m = &self.metrics;
         m.jobs_queued.reset();
         m.jobs_running.reset();
+        // Always present, so that an idle cluster reads 0, not nothing.
+        m.jobs_queued.with_label_values(&["default"]).set(0);
+        m.jobs_running.with_label_values(&["default"]).set(0);
         let mut tenants: BTreeMap<&str, u64> = BTreeMap::new();
         for job in self.jobs.values() {
             let pool = if job.labels.pool.is_empty() {
@@ -360,8 +397,8 @@ impl SchedulerState {
                     m.jobs_running.with_label_values(&[pool]).inc();
                     for figures in job.memory.values() {
                         if !figures.tenant.is_empty() {
-                            *tenants.entry(figures.tenant.as_str()).or_default() +=
-                                figures.reserved_bytes;
+                            let held = tenants.entry(figures.tenant.as_str()).or_default();
+                            *held = held.saturating_add(figures.reserved_bytes);
                         }
                     }
                 }
@@ -372,14 +409,13 @@ impl SchedulerState {
         for (tenant, bytes) in tenants {
             m.tenant_memory_reserved
                 .with_label_values(&[tenant])
-                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                .set(as_gauge(bytes));
         }
         m.executor_memory_reserved.reset();
         m.executor_memory_budget.reset();
         m.executors.set(self.executors.len() as i64);
         for e in self.executors.all() {
             let id = e.address.id.to_string();
-            let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             m.executor_memory_reserved
                 .with_label_values(&[id.as_str()])
                 .set(as_gauge(e.memory.reserved_bytes));

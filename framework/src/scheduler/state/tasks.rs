@@ -317,6 +317,8 @@ impl SchedulerState {
             .get(executor_id)
             .map(|e| e.session_key.clone());
         let ticket_ttl_secs = self.settings.ticket_ttl_secs;
+        let mut failure_kind = None;
+        let ran_secs = status.ended_at_ms.saturating_sub(status.started_at_ms) as f64 / 1e3;
         let applied: Result<TaskOutcome> = match status.result {
             Some(proto::task_status::Result::Succeeded(success)) => success
                 .locations
@@ -341,16 +343,10 @@ impl SchedulerState {
                     crate::plan::bound_operator_metrics(&mut metrics.operators);
                     metrics.started_at_ms = status.started_at_ms;
                     metrics.ended_at_ms = status.ended_at_ms;
-                    let seconds =
-                        status.ended_at_ms.saturating_sub(status.started_at_ms) as f64 / 1e3;
-                    self.metrics.task_duration.observe(seconds);
                     graph.task_succeeded(stage_id, partition, task.attempt, locations, metrics)
                 }),
             Some(proto::task_status::Result::Failed(info)) => {
-                self.metrics
-                    .task_failures
-                    .with_label_values(&[crate::http::error_kind_label(&info)])
-                    .inc();
+                failure_kind = Some(crate::http::error_kind_label(&info));
                 let error = BallistaError::from_proto(&info);
                 graph.task_failed(stage_id, partition, task.attempt, error)
             }
@@ -364,6 +360,14 @@ impl SchedulerState {
             Ok(outcome) => outcome,
             Err(e) => return Ok(self.finish_failed(&job_id, e, JobPhase::Failed)),
         };
+        // Counted once the report is known to be current (a late report of
+        // an attempt already replaced is not another task).
+        if outcome != TaskOutcome::Stale {
+            match failure_kind {
+                Some(kind) => self.metrics.task_failures.with_label_values(&[kind]).inc(),
+                None => self.metrics.task_duration.observe(ran_secs),
+            }
+        }
         Ok(match outcome {
             TaskOutcome::Stale => Effects::default(),
             TaskOutcome::Progress => {
