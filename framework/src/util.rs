@@ -262,3 +262,15 @@ pub fn cut_at_char(text: &str, limit: usize) -> String {
         .unwrap_or(0);
     format!("{}…", &text[..cut])
 }
+
+/// The URL a process on this machine reaches a listener bound to `addr`
+/// at (loopback when it is bound to all interfaces).
+pub fn local_url(addr: std::net::SocketAddr, tls: bool) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{ip}:{}", addr.port())
+}

@@ -34,3 +34,15 @@ pub fn tpch_data(base: &str, scale: f64) -> PathBuf {
     }
     dir
 }
+
+/// `[[scheduler.tables]]` entries declaring every TPC-H table of `data`.
+pub fn tpch_tables_toml(data: &Path) -> String {
+    let mut tables = String::new();
+    for table in datagen::TABLES {
+        tables.push_str(&format!(
+            "[[scheduler.tables]]\nname = \"{table}\"\nlocation = \"{}/{table}/\"\nformat = \"parquet\"\n",
+            data.display()
+        ));
+    }
+    tables
+}

@@ -7,6 +7,7 @@ pub mod data;
 pub mod flight_sql;
 pub mod http;
 pub mod probe;
+pub mod python;
 pub mod s3;
 pub mod secured;
 pub mod semantics;

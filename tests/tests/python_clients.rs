@@ -4,13 +4,14 @@
 //! virtual environment and names its interpreter in
 //! `BALLISTA_TEST_PYTHON`; without it this test fails, saying so.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use arrow::ipc::writer::FileWriter;
 use ballista_tests::cluster::TestCluster;
-use ballista_tests::data::tpch_data;
+use ballista_tests::data::{tpch_data, tpch_tables_toml};
 use ballista_tests::local_tpch_session;
+use ballista_tests::python::{python, run_pytest};
 use ballista_tests::queries::statements;
 use ballista_tests::secured::cluster_of_users_granting;
 
@@ -51,16 +52,6 @@ async fn write_expected(data: &Path, dir: &Path) {
     }
 }
 
-fn python() -> PathBuf {
-    let python = std::env::var_os("BALLISTA_TEST_PYTHON").unwrap_or_else(|| {
-        panic!(
-            "BALLISTA_TEST_PYTHON is not set: run the tests with scripts/test.sh, which \
-             installs python/requirements.txt into a virtual environment and sets it"
-        )
-    });
-    PathBuf::from(python)
-}
-
 /// Made by one connection before the scheduler restarts; the suite's
 /// `test_a_view_made_before_the_scheduler_restarted_is_still_there` reads
 /// it after.
@@ -74,17 +65,11 @@ with flight_sql.connect(sys.argv[1], db_kwargs=kwargs) as conn, conn.cursor() as
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_adbc_suite_passes_against_stock_processes() {
-    let python = python();
+    python();
     let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
     let expected = tempfile::tempdir().unwrap();
     write_expected(&data, expected.path()).await;
-    let mut tables = String::new();
-    for table in ballista_bin::tpch::datagen::TABLES {
-        tables.push_str(&format!(
-            "[[scheduler.tables]]\nname = \"{table}\"\nlocation = \"{}/{table}/\"\nformat = \"parquet\"\n",
-            data.display()
-        ));
-    }
+    let mut tables = tpch_tables_toml(&data);
     // The catalog is kept in a file, so that a view made before the
     // scheduler restarts is found after it.
     let kept = tempfile::tempdir().unwrap();
@@ -101,7 +86,7 @@ async fn the_python_adbc_suite_passes_against_stock_processes() {
     let (cluster, _users) = cluster_of_users_granting(2, &tables, &grants).await;
     let uri = cluster.scheduler_url.replace("http://", "grpc://");
     let made = tokio::task::spawn_blocking(move || {
-        Command::new(self::python())
+        Command::new(python())
             .arg("-c")
             .arg(MAKE_KEPT_VIEW)
             .arg(&uri)
@@ -118,38 +103,22 @@ async fn the_python_adbc_suite_passes_against_stock_processes() {
     drop::<TestCluster>(cluster);
     let (mut cluster, _users) = cluster_of_users_granting(2, &tables, &grants).await;
     let uri = cluster.scheduler_url.replace("http://", "grpc://");
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/tests");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA"])
-            .arg(&suite)
-            .env("BALLISTA_FLIGHT_SQL_URI", &uri)
-            .env("BALLISTA_USER", "alice")
-            .env("BALLISTA_PASSWORD", "alice-pw")
-            .env("BALLISTA_EXPECTED", expected.path())
-            .env("BALLISTA_WRITABLE", writable.path())
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", python.display()))
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}\n{stderr}");
-    assert!(
-        output.status.success(),
-        "the Python suite failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(
-        !stdout.contains("skipped"),
-        "no Python test may skip itself:\n{stdout}"
-    );
+    run_pytest(
+        "python/tests",
+        vec![
+            ("BALLISTA_FLIGHT_SQL_URI", uri),
+            ("BALLISTA_USER", "alice".into()),
+            ("BALLISTA_PASSWORD", "alice-pw".into()),
+            ("BALLISTA_EXPECTED", expected.path().display().to_string()),
+            ("BALLISTA_WRITABLE", writable.path().display().to_string()),
+        ],
+    )
+    .await;
 
     // The guide's example runs as written.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/examples/quickstart.py");
     let uri = cluster.scheduler_url.replace("http://", "grpc://");
-    let python = self::python();
+    let python = python();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&python)
             .arg(&example)

@@ -6,23 +6,13 @@
 //! `<target dir>/artifacts/`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use ballista_tests::data::tpch_data;
+use ballista_tests::data::{tpch_data, tpch_tables_toml};
 use ballista_tests::http::http_url;
 use ballista_tests::probe::final_status;
+use ballista_tests::python::run_pytest;
 use ballista_tests::queries::statements;
 use ballista_tests::secured::{LONG_QUERY, cluster_of_users_granting, log_in, sql_request, submit};
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("BALLISTA_TEST_PYTHON").unwrap_or_else(|| {
-        panic!(
-            "BALLISTA_TEST_PYTHON is not set: run the tests with scripts/test.sh, which \
-             installs Playwright into a virtual environment and sets it"
-        )
-    });
-    PathBuf::from(python)
-}
 
 /// Where CI keeps files worth looking at after a run.
 fn artifacts_dir() -> PathBuf {
@@ -36,19 +26,13 @@ fn artifacts_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_follows_a_running_job_from_the_jobs_page_to_its_stages_and_executors() {
-    let python = python();
+    ballista_tests::python::python();
     assert!(
         Path::new("/usr/bin/chromium").is_file(),
         "Chromium is not installed: scripts/test.sh installs Debian's chromium package"
     );
     let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
-    let mut tables = String::new();
-    for table in ballista_bin::tpch::datagen::TABLES {
-        tables.push_str(&format!(
-            "[[scheduler.tables]]\nname = \"{table}\"\nlocation = \"{}/{table}/\"\nformat = \"parquet\"\n",
-            data.display()
-        ));
-    }
+    let tables = tpch_tables_toml(&data);
     let (mut cluster, _users) = cluster_of_users_granting(2, &tables, "").await;
     let base = http_url(&mut cluster.scheduler);
     let alice = log_in(&cluster, "alice", "alice-pw").await;
@@ -60,40 +44,20 @@ async fn a_browser_follows_a_running_job_from_the_jobs_page_to_its_stages_and_ex
     );
     let running = submit(&alice, sql_request(LONG_QUERY, &[])).await;
 
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/ui_tests");
     let screenshots = artifacts_dir();
-    let executors = cluster.executor_ids.join(",");
-    let running_id = running.to_string();
-    let finished_id = finished.job_id.clone();
-    let shots = screenshots.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA"])
-            .arg(&suite)
-            .env("BALLISTA_UI_URL", &base)
-            .env("BALLISTA_UI_USER", "alice")
-            .env("BALLISTA_UI_PASSWORD", "alice-pw")
-            .env("BALLISTA_UI_RUNNING_JOB", &running_id)
-            .env("BALLISTA_UI_FINISHED_JOB", &finished_id)
-            .env("BALLISTA_UI_EXECUTORS", &executors)
-            .env("BALLISTA_UI_SCREENSHOTS", &shots)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", python.display()))
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}\n{stderr}");
-    assert!(
-        output.status.success(),
-        "the browser test failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(
-        !stdout.contains("skipped"),
-        "no test may skip itself:\n{stdout}"
-    );
+    run_pytest(
+        "python/ui_tests",
+        vec![
+            ("BALLISTA_UI_URL", base),
+            ("BALLISTA_UI_USER", "alice".into()),
+            ("BALLISTA_UI_PASSWORD", "alice-pw".into()),
+            ("BALLISTA_UI_RUNNING_JOB", running.to_string()),
+            ("BALLISTA_UI_FINISHED_JOB", finished.job_id.clone()),
+            ("BALLISTA_UI_EXECUTORS", cluster.executor_ids.join(",")),
+            ("BALLISTA_UI_SCREENSHOTS", screenshots.display().to_string()),
+        ],
+    )
+    .await;
     for shot in [
         "web-ui-job.png",
         "web-ui-running-job.png",

@@ -14,6 +14,17 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+/// Each process listens on loopback, on free ports (gRPC and HTTP), so
+/// that several benchmark clusters and tests can run side by side.
+const LOOPBACK_ANY_PORTS: [&str; 6] = [
+    "--bind-host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--http-port",
+    "0",
+];
+
 /// Scheduler and executor child processes; killed when dropped.
 pub struct ProcessCluster {
     /// URL of the scheduler.
@@ -127,16 +138,7 @@ impl ProcessCluster {
             .flat_map(|c| ["--config".to_string(), c.display().to_string()])
             .collect();
         let mut scheduler = Command::new(sibling("ballista-scheduler")?);
-        scheduler
-            .args([
-                "--bind-host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-            ])
-            .args(&config_args);
+        scheduler.args(LOOPBACK_ANY_PORTS).args(&config_args);
         let (scheduler, port) = start_listening(
             scheduler,
             "ballista-scheduler",
@@ -159,14 +161,7 @@ impl ProcessCluster {
                 .map_err(|e| format!("cannot create a work folder: {e}"))?;
             let mut executor = Command::new(sibling("ballista-executor")?);
             executor
-                .args([
-                    "--bind-host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--http-port",
-                    "0",
-                ])
+                .args(LOOPBACK_ANY_PORTS)
                 .args(["--scheduler-url", &scheduler_url])
                 .args(["--memory-limit", &spec.memory_limit])
                 .arg("--work-dir")

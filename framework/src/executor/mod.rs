@@ -331,19 +331,13 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         BallistaError::Configuration(format!("executor cannot listen on {bind}: {e}"))
     })?;
     let local_addr = listener.local_addr()?;
-    let http_listener = match settings.http.enabled {
-        true => Some(
-            crate::http::bind(
-                &settings.bind_host,
-                settings
-                    .http
-                    .port_or(crate::config::DEFAULT_EXECUTOR_HTTP_PORT),
-                "executor.http",
-            )
-            .await?,
-        ),
-        false => None,
-    };
+    let http_listener = crate::http::bind_if_enabled(
+        &settings.http,
+        &settings.bind_host,
+        crate::config::DEFAULT_EXECUTOR_HTTP_PORT,
+        "executor.http",
+    )
+    .await?;
     let address = ExecutorAddress {
         id: ExecutorId::generate(),
         host: settings.advertised_host(),

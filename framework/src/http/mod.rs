@@ -40,7 +40,7 @@ pub(crate) use metrics::error_kind_label;
 pub use metrics::{CountFlightCalls, CountedCalls, ExecutorMetrics, SchedulerMetrics};
 pub(crate) use scheduler_api::{SchedulerApi, scheduler_router};
 pub use server::{HttpHandle, HttpListener};
-pub(crate) use server::{bind, serve};
+pub(crate) use server::{bind_if_enabled, serve};
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};

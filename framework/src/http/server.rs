@@ -49,7 +49,7 @@ pub struct HttpListener {
 
 /// Binds `host:port`; `what` (such as `scheduler.http`) names the setting
 /// in the error.
-pub(crate) async fn bind(host: &str, port: u16, what: &str) -> Result<HttpListener> {
+async fn bind(host: &str, port: u16, what: &str) -> Result<HttpListener> {
     let address = format!("{host}:{port}");
     let listener = TcpListener::bind(&address).await.map_err(|e| {
         BallistaError::Configuration(format!(
@@ -58,6 +58,22 @@ pub(crate) async fn bind(host: &str, port: u16, what: &str) -> Result<HttpListen
         ))
     })?;
     Ok(HttpListener { listener })
+}
+
+/// Binds the service `settings` describe on `host` (its port, else
+/// `default_port`), or `None` when it is turned off.
+pub(crate) async fn bind_if_enabled(
+    settings: &crate::config::HttpSettings,
+    host: &str,
+    default_port: u16,
+    what: &str,
+) -> Result<Option<HttpListener>> {
+    if !settings.enabled {
+        return Ok(None);
+    }
+    bind(host, settings.port_or(default_port), what)
+        .await
+        .map(Some)
 }
 
 /// A running HTTP service; it and its connections stop when dropped.
@@ -77,13 +93,7 @@ impl HttpHandle {
 
     /// Its base URL (loopback when bound to all interfaces).
     pub fn url(&self) -> String {
-        let ip = if self.local_addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            self.local_addr.ip().to_string()
-        };
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{ip}:{}", self.local_addr.port())
+        crate::util::local_url(self.local_addr, self.tls)
     }
 }
 

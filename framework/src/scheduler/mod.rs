@@ -366,13 +366,7 @@ impl SchedulerHandle {
 
     /// URL clients and executors connect to (loopback when bound to all interfaces).
     pub fn url(&self) -> String {
-        let ip = if self.local_addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            self.local_addr.ip().to_string()
-        };
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{ip}:{}", self.local_addr.port())
+        crate::util::local_url(self.local_addr, self.tls)
     }
 
     /// Waits until the server stops.
@@ -477,19 +471,13 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         BallistaError::Configuration(format!("scheduler cannot listen on {bind}: {e}"))
     })?;
     let local_addr = listener.local_addr()?;
-    let http_listener = match settings.http.enabled {
-        true => Some(
-            crate::http::bind(
-                &settings.bind_host,
-                settings
-                    .http
-                    .port_or(crate::config::DEFAULT_SCHEDULER_HTTP_PORT),
-                "scheduler.http",
-            )
-            .await?,
-        ),
-        false => None,
-    };
+    let http_listener = crate::http::bind_if_enabled(
+        &settings.http,
+        &settings.bind_host,
+        crate::config::DEFAULT_SCHEDULER_HTTP_PORT,
+        "scheduler.http",
+    )
+    .await?;
 
     let weak = Arc::downgrade(&inner);
     let probed = Arc::downgrade(&inner);

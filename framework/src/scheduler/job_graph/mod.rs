@@ -122,15 +122,6 @@ impl Stage {
         }
     }
 
-    /// Its operators with their metrics summed over its finished tasks,
-    /// each named by its one-line description.
-    pub fn operator_metrics(&self) -> Vec<proto::OperatorMetrics> {
-        let mut totals = self.operator_totals.clone();
-        let plan: Arc<dyn ExecutionPlan> = Arc::clone(&self.plan) as Arc<dyn ExecutionPlan>;
-        crate::plan::describe_operators(&plan, &mut totals);
-        totals
-    }
-
     fn is_complete(&self) -> bool {
         self.encoded_plan.is_some()
             && self
@@ -759,55 +750,6 @@ impl JobGraph {
             .unwrap_or_default()
     }
 
-    /// Where every task ran, stage by stage.
-    pub fn stage_infos(&self) -> Vec<proto::StageInfo> {
-        self.stages
-            .values()
-            .map(|stage| proto::StageInfo {
-                stage_id: stage.id.0,
-                inputs: stage.inputs.iter().map(|s| s.0).collect(),
-                is_final: stage.id == self.final_stage,
-                tasks: stage
-                    .tasks
-                    .iter()
-                    .enumerate()
-                    .map(|(partition, task)| {
-                        let (state, attempt, executor, metrics) = match task {
-                            TaskState::Waiting { attempt } => ("waiting", *attempt, None, None),
-                            TaskState::Pending { attempt } => ("pending", *attempt, None, None),
-                            TaskState::Running {
-                                attempt, executor, ..
-                            } => ("running", *attempt, Some(executor), None),
-                            TaskState::Done {
-                                attempt,
-                                executor,
-                                metrics,
-                                ..
-                            } => ("done", *attempt, Some(executor), Some(metrics.clone())),
-                        };
-                        proto::TaskInfo {
-                            partition: partition as u32,
-                            attempt,
-                            executor_id: executor.map(ToString::to_string).unwrap_or_default(),
-                            state: state.to_string(),
-                            metrics,
-                            failures: stage.attempt_failures[partition]
-                                .iter()
-                                .map(|f| proto::TaskAttemptFailure {
-                                    attempt: f.attempt,
-                                    executor_id: f.executor.to_string(),
-                                    error: Some(f.error.clone()),
-                                })
-                                .collect(),
-                            recomputed: stage.recomputed[partition],
-                        }
-                    })
-                    .collect(),
-                operators: stage.operator_metrics(),
-            })
-            .collect()
-    }
-
     /// The schema of the job's result.
     pub fn result_schema(&self) -> Option<arrow::datatypes::SchemaRef> {
         self.stages
@@ -816,5 +758,6 @@ impl JobGraph {
     }
 }
 
+mod status;
 #[cfg(test)]
 mod tests;
