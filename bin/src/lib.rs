@@ -1,11 +1,12 @@
 //! Shared code of the stock binaries (`ballista-scheduler`,
 //! `ballista-executor`, `ballista`): logging, the SQL shell, output formats
-//! and the TPC-H benchmark.
+//! and the benchmarks (TPC-H, the scheduler at scale).
 
 pub mod job_command;
 pub mod logging;
 pub mod output;
 pub mod plugins;
+pub mod scheduler_bench;
 pub mod server;
 pub mod sql;
 pub mod tpch;

@@ -13,7 +13,13 @@ pub fn tpch_data(base: &str, scale: f64) -> PathBuf {
     if datagen::has_data(&dir, scale) {
         return dir;
     }
-    let staging = Path::new(base).join(format!("tpch-sf{scale}.staging-{}", std::process::id()));
+    // Unique per call: two tests of one binary may generate at once.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = Path::new(base).join(format!(
+        "tpch-sf{scale}.staging-{}-{call}",
+        std::process::id()
+    ));
     datagen::generate(&staging, scale, &|_| {})
         .unwrap_or_else(|e| panic!("generating TPC-H data: {e}"));
     match std::fs::rename(&staging, &dir) {

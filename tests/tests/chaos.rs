@@ -14,6 +14,7 @@ use ballista::proto::{self, ErrorKind, JobState};
 use ballista_tests::cluster::{Finished, TestCluster, run_to_exit};
 use ballista_tests::compare::compare;
 use ballista_tests::data::tpch_data;
+use ballista_tests::http::{get, http_url, sample};
 use ballista_tests::s3;
 use ballista_tests::session::{TrackedSession, expected};
 use tokio::task::JoinHandle;
@@ -30,6 +31,23 @@ const SCHEDULER: &str = "[scheduler]\nexecutor_timeout_secs = 3\n";
 const EXECUTOR: &str = "[executor]\nfailure_injection = true\nheartbeat_interval_secs = 1\n";
 
 type Run = JoinHandle<(Result<Vec<RecordBatch>, BallistaError>, JobId)>;
+
+/// Shuffle files (`*.arrow`) under a work directory.
+fn shuffle_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                shuffle_files(&path)
+            } else {
+                usize::from(path.extension().is_some_and(|e| e == "arrow"))
+            }
+        })
+        .sum()
+}
 
 /// A cluster of `executors` × `slots` and a client of its scheduler.
 async fn start_cluster(
@@ -208,6 +226,22 @@ async fn kill_after_map_outputs(
         tasks(&status, 1).len() as u32 - lost
     );
     assert!(lost > 0);
+    // Where the victim keeps the output it loses: with the local-disk
+    // shuffle, in memory (no shuffle file), so what is recomputed below is
+    // the in-memory tier's output.
+    let victim_metrics = get(&http_url(&mut cluster.executors[victim]), "/metrics", &[])
+        .await
+        .body;
+    let victim_files = shuffle_files(&cluster.executor_work_dirs()[victim]);
+    let in_memory = sample(&victim_metrics, "ballista_shuffle_memory_held_bytes") > 0.0;
+    eprintln!(
+        "the victim holds {} bytes of map output in memory and {} shuffle file(s)",
+        sample(&victim_metrics, "ballista_shuffle_memory_held_bytes"),
+        victim_files
+    );
+    if !executor_toml.contains("object-store") {
+        assert!(in_memory && victim_files == 0, "{victim_metrics}");
+    }
     cluster.executors[victim].kill();
 
     let (rows, _) = run.await.unwrap();

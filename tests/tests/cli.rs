@@ -290,6 +290,26 @@ fn tpch_with_a_memory_limit_runs_executor_processes_and_reports_their_peak_rss()
             .any(|e| e["peak_reserved_bytes"].as_u64().unwrap() > 0),
         "the executors report what their tasks reserved: {executors:?}"
     );
+    // The whole cluster's sampled peak is at least any executor's sample
+    // (taken at the same instants), and the CLI's own (client and
+    // single-process DataFusion) is measured too.
+    let cluster_peak = report["cluster_peak_rss_bytes"].as_u64().unwrap();
+    let largest_sample = report["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["executor_peak_rss_bytes"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        cluster_peak >= largest_sample,
+        "sampled total {cluster_peak} against an executor's sample of {largest_sample}"
+    );
+    assert!(report["client_peak_rss_bytes"].as_u64().unwrap() > 10 << 20);
+    assert!(
+        stdout.contains("cluster peak RSS (scheduler + executors, sampled)"),
+        "{stdout}"
+    );
     eprintln!("{stdout}");
 
     // The processes are gone afterwards.
@@ -322,6 +342,59 @@ fn tpch_with_a_memory_limit_runs_executor_processes_and_reports_their_peak_rss()
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("invalid byte size \"lots\""), "{stderr}");
+}
+
+#[test]
+fn scheduler_bench_runs_jobs_on_simulated_executors_and_reports_launch_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sched.json");
+    let output = run(&[
+        "scheduler-bench",
+        "--executors",
+        "50",
+        "--slots",
+        "2",
+        "--jobs",
+        "3",
+        "--concurrency",
+        "2",
+        "--partitions",
+        "40",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("50 executors registered"), "{stderr}");
+    assert!(stdout.contains("launches/s"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Three measured jobs of two stages of 40 tasks, each task launched once.
+    assert_eq!(report["task_launches"], 240, "{report}");
+    assert_eq!(report["jobs"], 3);
+    assert!(report["launches_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["task_latency"]["count"], 240, "{report}");
+    assert_eq!(report["stage_transition"]["count"], 3, "{report}");
+    for job in report["job_list"].as_array().unwrap() {
+        assert_eq!(job["tasks"], 80, "{job}");
+    }
+
+    // Nonsense is refused before anything starts.
+    let output = run(&["scheduler-bench", "--executors", "5000"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--executors 5000 is over scheduler.limits.max_executors (1000)"),
+        "{stderr}"
+    );
+    let output = run(&["scheduler-bench", "--partitions", "0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--partitions must be between 1 and"),
+        "{stderr}"
+    );
 }
 
 #[test]

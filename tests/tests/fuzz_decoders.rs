@@ -1364,6 +1364,22 @@ fn executor_control_targets(fixtures: &NetworkFixtures) -> Vec<NetworkTarget> {
             Code::InvalidArgument,
         ),
     ];
+    let releases = vec![
+        seed(
+            &proto::ReleaseStageOutputsRequest {
+                job_id: job_id.clone(),
+                stage_ids: vec![1, 2, u32::MAX],
+            },
+            Code::Ok,
+        ),
+        seed(
+            &proto::ReleaseStageOutputsRequest {
+                job_id: INVALID_JOB_ID.into(),
+                stage_ids: vec![1],
+            },
+            Code::InvalidArgument,
+        ),
+    ];
     vec![
         NetworkTarget::new::<proto::LaunchTasksRequest>(
             Service::Executor,
@@ -1382,6 +1398,12 @@ fn executor_control_targets(fixtures: &NetworkFixtures) -> Vec<NetworkTarget> {
             "/ballista.ExecutorControl/RemoveJobData",
             CallShape::Unary,
             removals,
+        ),
+        NetworkTarget::new::<proto::ReleaseStageOutputsRequest>(
+            Service::Executor,
+            "/ballista.ExecutorControl/ReleaseStageOutputs",
+            CallShape::Unary,
+            releases,
         ),
     ]
 }

@@ -461,6 +461,22 @@ async fn metrics_pass_promtool_and_count_a_known_workload() {
         1.0,
         "the cancelled job's task: {executor_after}"
     );
+    // Their map outputs stayed in memory (the default), none was refused.
+    assert!(
+        moved(
+            &executor_before,
+            &executor_after,
+            "ballista_shuffle_memory_committed_bytes_total"
+        ) > 0.0,
+        "{executor_after}"
+    );
+    assert_eq!(
+        sample(
+            &executor_after,
+            "ballista_shuffle_memory_refused_outputs_total"
+        ),
+        0.0
+    );
     assert_eq!(sample(&executor_after, "ballista_executor_slots"), 2.0);
     assert_eq!(sample(&executor_after, "ballista_executor_registered"), 1.0);
     assert!(sample(&executor_after, "ballista_memory_budget_bytes") > 0.0);

@@ -149,6 +149,16 @@ async fn every_call_of_every_process_needs_valid_credentials() {
                 .unwrap_err(),
         ),
         (
+            "ReleaseStageOutputs",
+            control
+                .release_stage_outputs(proto::ReleaseStageOutputsRequest {
+                    job_id: job.clone(),
+                    stage_ids: vec![1],
+                })
+                .await
+                .unwrap_err(),
+        ),
+        (
             "DoGet",
             flight
                 .do_get(Ticket::new(ticket.encode_to_vec()))

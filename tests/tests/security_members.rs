@@ -229,6 +229,19 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
         "not valid for this cluster",
         "control as fake scheduler",
     );
+    let status = ExecutorControlClient::new(fake_scheduler.wrap(executor.clone()))
+        .release_stage_outputs(proto::ReleaseStageOutputsRequest {
+            job_id: job.to_string(),
+            stage_ids: vec![1],
+        })
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::Unauthenticated,
+        "not valid for this cluster",
+        "stage release as fake scheduler",
+    );
 
     // The job still runs where it ran; an admin removes the rogue.
     let after = alice.job_status(&job).await.unwrap();

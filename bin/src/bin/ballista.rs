@@ -32,6 +32,10 @@ enum Command {
     /// Generate TPC-H data and run the 22 queries, optionally comparing with
     /// single-process DataFusion.
     Tpch(TpchArgs),
+    /// Measure the scheduler at scale: simulated executors register over
+    /// gRPC and answer tasks at once; reports task launches per second and
+    /// scheduling latency.
+    SchedulerBench(ballista_bin::scheduler_bench::SchedulerBenchArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -570,9 +574,13 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
         (None, None) => format!("embedded cluster, {} executor(s)", cluster_args.executors),
     };
     eprintln!("running {} queries on {cluster}", query_list.len());
-    let monitor = processes
-        .as_ref()
-        .map(|p| processes::RssMonitor::start(p.executor_pids(), Duration::from_millis(20)));
+    let monitor = processes.as_ref().map(|p| {
+        processes::RssMonitor::start(
+            p.executor_pids(),
+            vec![p.scheduler_pid()],
+            Duration::from_millis(20),
+        )
+    });
     let query_rss = std::sync::Mutex::new(Vec::new());
     let mut reports = bench::run(&ctx, local.as_ref(), &query_list, args.iterations, &|q| {
         let rss = monitor.as_ref().map(|m| m.take_window());
@@ -605,6 +613,7 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
             report.executor_peak_rss_bytes = Some(rss);
         }
     }
+    let cluster_peak_rss = monitor.as_ref().map(processes::RssMonitor::total_peak);
     drop(monitor);
     let executor_memory = match &processes {
         Some(p) => executor_memory(p, &cluster_args).await,
@@ -613,6 +622,7 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
     let failed = reports
         .iter()
         .any(|q| matches!(q.check, bench::Check::Failed(_)));
+    let processes_were_used = processes.is_some();
     if let Some(processes) = processes {
         if failed {
             let logs = processes.keep_logs();
@@ -626,6 +636,11 @@ async fn tpch_command(args: TpchArgs) -> ExitCode {
     }
     let mut report = bench::summarize(args.scale, &data_dir, args.iterations, cluster, reports);
     report.executor_memory = executor_memory;
+    report.cluster_peak_rss_bytes = cluster_peak_rss;
+    if processes_were_used {
+        // This process ran the client and single-process DataFusion only.
+        report.client_peak_rss_bytes = processes::proc_status_bytes(std::process::id(), "VmHWM");
+    }
     print!("{}", bench::render_table(&report));
     if let Some(path) = &args.output {
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
@@ -691,6 +706,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Sql(args) => sql_command(args, matches.subcommand_matches("sql")).await,
         Command::Tpch(args) => tpch_command(args).await,
+        Command::SchedulerBench(args) => ballista_bin::scheduler_bench::command(args).await,
         Command::Config(command) => config_command(command),
         Command::Job(args) => job_command(args).await,
         Command::Users(UsersCommand::Hash) => users_hash_command(),

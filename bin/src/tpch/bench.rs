@@ -120,6 +120,14 @@ pub struct BenchReport {
     pub total_local_ms: Option<f64>,
     /// Total distributed / total single-process.
     pub ratio: Option<f64>,
+    /// With separate processes: the highest total resident size of the
+    /// scheduler and the executors together, sampled every 20 ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_peak_rss_bytes: Option<u64>,
+    /// With separate processes: the highest resident size of this process
+    /// (`VmHWM`), which ran the client and single-process DataFusion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_peak_rss_bytes: Option<u64>,
     /// Executor memory, when `ballista tpch` started the executors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub executor_memory: Vec<super::processes::ExecutorMemoryReport>,
@@ -231,6 +239,8 @@ pub fn summarize(
         total_local_ms,
         ratio,
         executor_memory: Vec::new(),
+        cluster_peak_rss_bytes: None,
+        client_peak_rss_bytes: None,
     }
 }
 
@@ -309,6 +319,18 @@ pub fn render_table(report: &BenchReport) -> String {
         out.push_str(&format!("total single-process: {local:.1} ms\n"));
         out.push_str(&format!(
             "ratio (distributed / single-process): {ratio:.2}\n"
+        ));
+    }
+    if let Some(cluster) = report.cluster_peak_rss_bytes {
+        out.push_str(&format!(
+            "cluster peak RSS (scheduler + executors, sampled): {:.1} MiB\n",
+            cluster as f64 / MIB
+        ));
+    }
+    if let Some(client) = report.client_peak_rss_bytes {
+        out.push_str(&format!(
+            "this process's peak RSS (client and single-process DataFusion): {:.1} MiB\n",
+            client as f64 / MIB
         ));
     }
     for e in &report.executor_memory {

@@ -195,6 +195,11 @@ impl ProcessCluster {
         }
     }
 
+    /// Process id of the scheduler.
+    pub fn scheduler_pid(&self) -> u32 {
+        self.scheduler.id()
+    }
+
     /// Process ids of the executors.
     pub fn executor_pids(&self) -> Vec<u32> {
         self.executors.iter().map(Child::id).collect()
@@ -230,40 +235,57 @@ pub fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
 }
 
 /// Samples the resident memory of processes every few milliseconds and
-/// keeps, per process, the highest figure since the last
-/// [`take_window`](Self::take_window).
+/// keeps, per watched process, the highest figure since the last
+/// [`take_window`](Self::take_window), and the highest sum over all sampled
+/// processes (the whole cluster).
 pub struct RssMonitor {
     window_peaks: Arc<Mutex<HashMap<u32, u64>>>,
+    total_peak: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RssMonitor {
-    /// Starts sampling `pids` every `interval`.
-    pub fn start(pids: Vec<u32>, interval: Duration) -> Self {
+    /// Starts sampling `watched` (each one's peak per window) and `others`
+    /// (counted in the total only) every `interval`.
+    pub fn start(watched: Vec<u32>, others: Vec<u32>, interval: Duration) -> Self {
         let window_peaks: Arc<Mutex<HashMap<u32, u64>>> = Arc::default();
+        let total_peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
             let peaks = Arc::clone(&window_peaks);
+            let total_peak = Arc::clone(&total_peak);
             let stop = Arc::clone(&stop);
             move || {
                 while !stop.load(Ordering::Relaxed) {
-                    for pid in &pids {
+                    let mut total = 0;
+                    for pid in &watched {
                         if let Some(rss) = proc_status_bytes(*pid, "VmRSS") {
+                            total += rss;
                             let mut peaks = peaks.lock();
                             let peak = peaks.entry(*pid).or_default();
                             *peak = (*peak).max(rss);
                         }
                     }
+                    for pid in &others {
+                        total += proc_status_bytes(*pid, "VmRSS").unwrap_or(0);
+                    }
+                    total_peak.fetch_max(total, Ordering::Relaxed);
                     std::thread::sleep(interval);
                 }
             }
         });
         Self {
             window_peaks,
+            total_peak,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// The highest sum of the resident sizes of all sampled processes.
+    pub fn total_peak(&self) -> u64 {
+        self.total_peak.load(Ordering::Relaxed)
     }
 
     /// The highest resident size any process had since the last call.

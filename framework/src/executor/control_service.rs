@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::task_runner::TaskRunner;
-use crate::ids::JobId;
+use crate::ids::{JobId, StageId};
 use crate::proto::{self, executor_control_server::ExecutorControl};
 
 pub(crate) struct ExecutorControlService {
@@ -55,11 +55,32 @@ impl ExecutorControl for ExecutorControlService {
                 "{unfinished} task(s) of job {job_id} still run 10s after being stopped; deleting its data anyway"
             );
         }
+        // After the tasks have stopped: none can commit output any more.
+        self.runner.memory_tier().release_job(&job_id);
         self.runner
             .shuffle_writer()
             .remove_job_data(&job_id, &self.runner.shuffle_storage())
             .await?;
         tracing::debug!("removed data of job {job_id}");
         Ok(Response::new(proto::RemoveJobDataResponse {}))
+    }
+
+    async fn release_stage_outputs(
+        &self,
+        request: Request<proto::ReleaseStageOutputsRequest>,
+    ) -> Result<Response<proto::ReleaseStageOutputsResponse>, Status> {
+        let request = request.into_inner();
+        let job_id = JobId::parse(&request.job_id)?;
+        let stages: Vec<StageId> = request.stage_ids.iter().copied().map(StageId).collect();
+        let freed = self.runner.memory_tier().release_stages(&job_id, &stages);
+        if freed > 0 {
+            tracing::debug!(
+                "released {freed} bytes of shuffle output of job {job_id}, stage(s) {:?}",
+                request.stage_ids
+            );
+        }
+        Ok(Response::new(proto::ReleaseStageOutputsResponse {
+            released_bytes: freed as u64,
+        }))
     }
 }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
+use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
@@ -23,6 +25,7 @@ use crate::flight::{
     resolve_ticket_path, verify_ticket,
 };
 use crate::ids::{JobId, StageId};
+use crate::plugin::shuffle::memory_tier::ShuffleMemoryTier;
 use crate::plugin::shuffle::{
     ExecutorAddress, PartitionStats, ShuffleLocation, ShuffleReadContext, ShuffleReader,
 };
@@ -36,6 +39,8 @@ pub(crate) struct ExecutorFlightService {
     shuffle_reader: Arc<dyn ShuffleReader>,
     object_stores: Arc<dyn ObjectStoreRegistry>,
     published: Arc<PublishedObjects>,
+    /// Map outputs held in memory, served before files.
+    memory_tier: Arc<ShuffleMemoryTier>,
     /// Checks the scheduler's signature on tickets.
     session_key: SessionKeySlot,
 }
@@ -47,6 +52,7 @@ impl ExecutorFlightService {
         shuffle_reader: Arc<dyn ShuffleReader>,
         object_stores: Arc<dyn ObjectStoreRegistry>,
         published: Arc<PublishedObjects>,
+        memory_tier: Arc<ShuffleMemoryTier>,
         session_key: SessionKeySlot,
     ) -> Self {
         Self {
@@ -55,6 +61,7 @@ impl ExecutorFlightService {
             shuffle_reader,
             object_stores,
             published,
+            memory_tier,
             session_key,
         }
     }
@@ -91,6 +98,7 @@ impl ExecutorFlightService {
             work_dir: Some(self.work_dir.clone()),
             flight: FlightClientPool::default(),
             object_stores: Arc::clone(&self.object_stores),
+            memory_tier: None,
         };
         let bytes = self
             .shuffle_reader
@@ -107,6 +115,22 @@ impl ExecutorFlightService {
             ipc_flight_data(ChunkReader::new(bytes)).map_err(Status::from),
         ))
     }
+}
+
+/// The Flight messages of record batches held in memory: the schema, then
+/// each batch (dictionaries sent with the batches that use them).
+fn batches_flight_data(batches: Arc<[RecordBatch]>) -> BoxedStream<FlightData> {
+    let schema = batches
+        .first()
+        .map(RecordBatch::schema)
+        .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
+    let input = futures::stream::iter(batches.to_vec().into_iter().map(Ok));
+    let encoded = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .with_dictionary_handling(DictionaryHandling::Resend)
+        .build(input)
+        .map_err(|e| Status::internal(format!("encoding a shuffle partition: {e}")));
+    Box::pin(encoded)
 }
 
 fn unsupported<T>(what: &str) -> Result<T, Status> {
@@ -147,6 +171,14 @@ impl FlightService for ExecutorFlightService {
                     }
                 })?;
             return Ok(Response::new(stream));
+        }
+        // A map output held in memory is encoded as it is sent (without
+        // compression: a fast network gains little from it, and the CPU is
+        // better spent on the query).
+        if let Ok(job_id) = JobId::parse(&ticket.job_id)
+            && let Some(batches) = self.memory_tier.partition(&job_id, &ticket.path)
+        {
+            return Ok(Response::new(batches_flight_data(batches)));
         }
         let path = resolve_ticket_path(&self.work_dir, &ticket).inspect_err(|e| {
             if matches!(

@@ -34,6 +34,7 @@ use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
 use crate::ids::ExecutorId;
 use crate::plugin::shuffle::ExecutorAddress;
+use crate::plugin::shuffle::memory_tier::ShuffleMemoryTier;
 use crate::plugin::storage::StorageAccess;
 use crate::proto;
 use crate::proto::executor_control_server::ExecutorControlServer;
@@ -351,6 +352,15 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         id: address.id.to_string(),
     };
     let memory = config.resolve_memory_manager()?;
+    // Map outputs kept in memory count against the same budget as the
+    // tasks' operators.
+    let memory_budget = match memory.usage().budget_bytes {
+        0 => settings.memory_budget_bytes(),
+        reported => reported,
+    };
+    let memory_tier = Arc::new(ShuffleMemoryTier::new(
+        usize::try_from(memory_budget).unwrap_or(usize::MAX),
+    ));
     let shuffle = config.resolve_shuffle()?;
     // Shuffle files live in their own folder, the only one Flight serves, so
     // that nothing else in a configured work directory can be reached by a
@@ -401,6 +411,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         failure_injection: settings.failure_injection,
         shuffle_writer: shuffle.writer,
         shuffle_reader: Arc::clone(&shuffle.reader),
+        memory_tier: Arc::clone(&memory_tier),
         status_tx,
         undelivered: Arc::clone(&undelivered),
         task_threads: task_threads.handle(),
@@ -415,6 +426,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         Arc::clone(&shuffle.reader),
         object_stores,
         runner.published(),
+        memory_tier,
         Arc::clone(&session_key),
     ))
     .max_decoding_message_size(crate::listener::max_decoding_message_size(&settings.server))
@@ -556,6 +568,19 @@ impl crate::http::ExecutorProbe for HealthProbe {
         metrics.memory_budget.set(as_gauge(usage.budget_bytes));
         metrics.memory_reserved.set(as_gauge(usage.reserved_bytes));
         metrics.memory_peak.set(as_gauge(usage.peak_bytes));
+        let tier = self.runner.memory_tier();
+        metrics
+            .shuffle_memory_held
+            .set(as_gauge(tier.held_bytes() as u64));
+        // Only scrapes move these counters (one at a time, under the lock
+        // above): bring them up to the tier's figures.
+        let committed = &metrics.shuffle_memory_committed;
+        committed.inc_by(tier.committed_bytes().saturating_sub(committed.get()));
+        let refusals = &metrics.shuffle_memory_refusals;
+        refusals.inc_by(
+            tier.map_outputs_sent_to_disk()
+                .saturating_sub(refusals.get()),
+        );
         let mut tenants: std::collections::BTreeMap<String, u64> = Default::default();
         for job in memory.job_usage() {
             if !job.tenant.is_empty() {

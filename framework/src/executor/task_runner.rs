@@ -27,6 +27,7 @@ use crate::plan::{
     decode_stage_plan, shuffle_read_counts, spill_totals, with_cancellation,
 };
 use crate::plugin::memory::{MemoryManager, TaskMemoryRequest};
+use crate::plugin::shuffle::memory_tier::ShuffleMemoryTier;
 use crate::plugin::shuffle::{
     ExecutorAddress, ShuffleLocation, ShuffleReader, ShuffleStorage, ShuffleWriter,
 };
@@ -61,6 +62,8 @@ pub(crate) struct TaskRunnerParts {
     pub failure_injection: bool,
     pub shuffle_writer: Arc<dyn ShuffleWriter>,
     pub shuffle_reader: Arc<dyn ShuffleReader>,
+    /// Where map outputs may stay in memory.
+    pub memory_tier: Arc<ShuffleMemoryTier>,
     pub status_tx: mpsc::UnboundedSender<proto::TaskStatus>,
     /// Statuses sent to `status_tx` and not yet accepted by the scheduler.
     pub undelivered: Arc<AtomicUsize>,
@@ -206,6 +209,10 @@ impl TaskRunner {
             work_dir: self.parts.work_dir.clone(),
             object_stores: Arc::clone(&self.parts.runtime.object_store_registry),
         }
+    }
+
+    pub(crate) fn memory_tier(&self) -> &Arc<ShuffleMemoryTier> {
+        &self.parts.memory_tier
     }
 
     pub(crate) fn memory(&self) -> &Arc<dyn MemoryManager> {
@@ -506,6 +513,7 @@ impl TaskRunner {
             shuffle_reader: Arc::clone(&self.parts.shuffle_reader),
             flight: self.flight.clone(),
             object_stores: Arc::clone(&self.parts.runtime.object_store_registry),
+            memory_tier: Some(Arc::clone(&self.parts.memory_tier)),
         });
         let config = session_config_from_settings(&settings)?.with_extension(env);
         let pool = self.parts.memory.task_pool(&TaskMemoryRequest {

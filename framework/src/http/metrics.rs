@@ -363,6 +363,14 @@ pub struct ExecutorMetrics {
     pub shuffle_fetched_bytes: IntCounterVec,
     /// Bytes operators spilled to disk when their memory was refused.
     pub spilled_bytes: IntCounter,
+    /// Map output held in memory now (set when scraped).
+    pub shuffle_memory_held: IntGauge,
+    /// Map output ever kept in memory, in bytes (brought up to date when
+    /// scraped).
+    pub shuffle_memory_committed: IntCounter,
+    /// Map outputs written to disk because memory was refused (brought up
+    /// to date when scraped).
+    pub shuffle_memory_refusals: IntCounter,
     /// Memory all tasks may reserve together (set when scraped).
     pub memory_budget: IntGauge,
     /// Memory reserved now (set when scraped).
@@ -425,6 +433,21 @@ impl ExecutorMetrics {
                 &r,
                 "ballista_spilled_bytes_total",
                 "Bytes operators spilled to disk.",
+            ),
+            shuffle_memory_held: gauge(
+                &r,
+                "ballista_shuffle_memory_held_bytes",
+                "Map output held in memory now (it counts against the memory budget).",
+            ),
+            shuffle_memory_committed: counter(
+                &r,
+                "ballista_shuffle_memory_committed_bytes_total",
+                "Bytes of map output kept in memory.",
+            ),
+            shuffle_memory_refusals: counter(
+                &r,
+                "ballista_shuffle_memory_refused_outputs_total",
+                "Map outputs written to disk because memory was refused.",
             ),
             memory_budget: gauge(
                 &r,

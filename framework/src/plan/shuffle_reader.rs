@@ -145,6 +145,7 @@ impl ExecutionPlan for ShuffleReaderExec {
                         work_dir: Some(env.work_dir.clone()),
                         flight: env.flight.clone(),
                         object_stores: Arc::clone(&env.object_stores),
+                        memory_tier: env.memory_tier.clone(),
                     },
                 ),
                 // Outside an executor (a client inspecting a plan): Flight only.
@@ -156,6 +157,7 @@ impl ExecutionPlan for ShuffleReaderExec {
                         work_dir: None,
                         flight: FlightClientPool::default(),
                         object_stores: Arc::clone(&context.runtime_env().object_store_registry),
+                        memory_tier: None,
                     },
                 ),
             };

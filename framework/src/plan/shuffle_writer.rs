@@ -24,6 +24,7 @@ use super::compact::compact_view_columns;
 use super::wire_types::{conform, wire_schema};
 use crate::error::{BallistaError, Result};
 use crate::ids::{JobId, StageId};
+use crate::plugin::shuffle::memory_tier::MemoryTierAccess;
 use crate::plugin::shuffle::{MapOutputWriter, MapTaskContext, ShuffleLocation};
 
 /// Writes one partition of `input` per task into the shuffle.
@@ -119,6 +120,10 @@ impl ShuffleWriterExec {
                 executor: env.executor.clone(),
                 work_dir: env.work_dir.clone(),
                 object_stores: Arc::clone(&env.object_stores),
+                memory_tier: env.memory_tier.as_ref().map(|tier| MemoryTierAccess {
+                    tier: Arc::clone(tier),
+                    pool: Arc::clone(&context.runtime_env().memory_pool),
+                }),
             })
             .await?;
         match self.write_all(partition, &context, writer.as_mut()).await {

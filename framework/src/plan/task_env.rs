@@ -31,6 +31,8 @@ pub struct TaskEnv {
     /// The executor's object stores, for shuffle plugins. (The task's own
     /// runtime stages what the plan writes; shuffle output must not be.)
     pub object_stores: Arc<dyn ObjectStoreRegistry>,
+    /// The executor's in-memory shuffle tier.
+    pub memory_tier: Option<Arc<crate::plugin::shuffle::memory_tier::ShuffleMemoryTier>>,
 }
 
 impl TaskEnv {

@@ -321,11 +321,28 @@ impl Default for PluginRegistry {
 }
 
 /// Options of the built-in `local-disk` shuffle.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LocalDiskShuffleOptions {
     /// Compression of the Arrow IPC shuffle files.
     pub compression: ShuffleCompression,
+    /// Share of the executor's memory budget (0 to 1) that map outputs may
+    /// hold in memory, where consumers on the same executor read them
+    /// without decoding and others fetch them over Flight without a disk
+    /// round trip. A map output whose memory is refused (this share, or the
+    /// job's or tenant's quota, is reached) is written to disk instead.
+    /// Held output is freed once every stage reading it has finished, or
+    /// when the job ends. 0 writes every map output to disk.
+    pub memory_fraction: f64,
+}
+
+impl Default for LocalDiskShuffleOptions {
+    fn default() -> Self {
+        Self {
+            compression: ShuffleCompression::default(),
+            memory_fraction: crate::plugin::shuffle::local::DEFAULT_MEMORY_FRACTION,
+        }
+    }
 }
 
 /// Compression of shuffle files.
@@ -399,11 +416,19 @@ impl PluginRegistry {
         );
         registry.register_shuffle(
             "local-disk",
-            "Map outputs are Arrow IPC files on the executor's work_dir, served to readers over Arrow Flight.",
-            |options: LocalDiskShuffleOptions, _| {
-                let shuffle = Arc::new(LocalDiskShuffle::with_compression(
-                    options.compression.ipc_compression(),
-                ));
+            "Map outputs stay in the executor's memory while it grants them (see memory_fraction), otherwise they are Arrow IPC files on its work_dir; either is served to other executors over Arrow Flight.",
+            |options: LocalDiskShuffleOptions, ctx| {
+                if !(0.0..=1.0).contains(&options.memory_fraction) {
+                    return Err(ctx.invalid_option(
+                        "memory_fraction",
+                        Some(&options.memory_fraction),
+                        "a share of the executor's memory budget between 0 and 1",
+                    ));
+                }
+                let shuffle = Arc::new(
+                    LocalDiskShuffle::with_compression(options.compression.ipc_compression())
+                        .with_memory_fraction(options.memory_fraction),
+                );
                 Ok(Arc::new(ShuffleComponents {
                     writer: shuffle.clone(),
                     reader: shuffle,

@@ -75,7 +75,25 @@ impl SchedulerInner {
                         );
                     }
                 }
-                if cleanup.remove_data {
+                if cleanup.remove_data && !cleanup.stages.is_empty() {
+                    let request = proto::ReleaseStageOutputsRequest {
+                        job_id: cleanup.job_id.to_string(),
+                        stage_ids: cleanup.stages.iter().map(|s| s.0).collect(),
+                    };
+                    // An executor of an earlier version does not know the
+                    // call (Unimplemented): it keeps the output until the
+                    // job ends, as it always did.
+                    if let Err(e) = client.release_stage_outputs(request).await
+                        && e.code() != tonic::Code::Unimplemented
+                    {
+                        tracing::debug!(
+                            "releasing stage output of job {} on {}: {}",
+                            cleanup.job_id,
+                            cleanup.executor_id,
+                            e.message()
+                        );
+                    }
+                } else if cleanup.remove_data {
                     let request = proto::RemoveJobDataRequest {
                         job_id: cleanup.job_id.to_string(),
                     };

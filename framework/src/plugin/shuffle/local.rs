@@ -5,6 +5,11 @@
 //! `<job>/s<stage>/m<map>-a<attempt>-p<output>.arrow`. Files are written under
 //! a temporary name and renamed on commit, so a reader never sees a partial
 //! file and an aborted attempt leaves nothing behind.
+//!
+//! With the executor's in-memory tier ([`super::memory_tier`]) a map output
+//! first stays in memory, under the same paths, as long as its reservation is
+//! granted and the tier holds less than `memory_fraction` of the executor's
+//! budget; the first refusal sends the whole map output to disk.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -19,6 +24,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
 
+use super::memory_tier::MemoryMapOutput;
 use super::{
     MapOutputWriter, MapTaskContext, PartitionStats, ShuffleLocation, ShuffleReadContext,
     ShuffleReader, ShuffleStorage, ShuffleWriter,
@@ -29,16 +35,22 @@ use crate::ids::JobId;
 
 const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
+/// Share of an executor's memory budget its in-memory shuffle tier may hold
+/// by default.
+pub const DEFAULT_MEMORY_FRACTION: f64 = 0.25;
+
 /// Local-disk shuffle (writer and reader).
 #[derive(Debug, Clone)]
 pub struct LocalDiskShuffle {
     compression: Option<CompressionType>,
+    memory_fraction: f64,
 }
 
 impl Default for LocalDiskShuffle {
     fn default() -> Self {
         Self {
             compression: Some(CompressionType::LZ4_FRAME),
+            memory_fraction: DEFAULT_MEMORY_FRACTION,
         }
     }
 }
@@ -46,7 +58,18 @@ impl Default for LocalDiskShuffle {
 impl LocalDiskShuffle {
     /// A shuffle writing with the given IPC body compression (`None` for none).
     pub fn with_compression(compression: Option<CompressionType>) -> Self {
-        Self { compression }
+        Self {
+            compression,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps map outputs in the executor's memory while its in-memory tier
+    /// holds less than `fraction` of the executor's budget (0: always
+    /// write files).
+    pub fn with_memory_fraction(mut self, fraction: f64) -> Self {
+        self.memory_fraction = fraction.clamp(0.0, 1.0);
+        self
     }
 
     fn write_options(&self) -> Result<IpcWriteOptions> {
@@ -65,8 +88,19 @@ impl ShuffleWriter for LocalDiskShuffle {
         let stage_dir = ctx.work_dir.join(&relative_dir);
         tokio::fs::create_dir_all(&stage_dir).await?;
         let files = (0..ctx.num_output_partitions).map(|_| None).collect();
+        let memory = match &ctx.memory_tier {
+            Some(access) if self.memory_fraction > 0.0 => Some(MemoryMapOutput::new(
+                access,
+                &ctx.task.job_id,
+                &ctx.task.to_string(),
+                ctx.num_output_partitions,
+                self.memory_fraction,
+            )),
+            _ => None,
+        };
         Ok(Box::new(LocalMapOutputWriter {
             options: self.write_options()?,
+            memory,
             ctx,
             stage_dir,
             relative_dir,
@@ -111,25 +145,60 @@ struct PartitionFile {
 struct LocalMapOutputWriter {
     ctx: MapTaskContext,
     options: IpcWriteOptions,
+    /// The output while it is kept in memory; `None` once it goes to files.
+    memory: Option<MemoryMapOutput>,
     stage_dir: PathBuf,
     relative_dir: String,
     files: Vec<Option<PartitionFile>>,
 }
 
 impl LocalMapOutputWriter {
+    fn file_name(&self, output_partition: usize) -> String {
+        let task = &self.ctx.task;
+        format!(
+            "m{}-a{}-p{}.arrow",
+            task.partition, task.attempt, output_partition
+        )
+    }
+
+    fn write_to_file(&mut self, output_partition: usize, batch: &RecordBatch) -> Result<()> {
+        let file = self.file_for(output_partition)?;
+        file.writer.write(batch)?;
+        file.rows += batch.num_rows() as u64;
+        file.batches += 1;
+        Ok(())
+    }
+
+    fn location(
+        &self,
+        output_partition: usize,
+        path: String,
+        stats: PartitionStats,
+    ) -> ShuffleLocation {
+        ShuffleLocation {
+            job_id: self.ctx.task.job_id.clone(),
+            stage_id: self.ctx.task.stage_id,
+            map_partition: self.ctx.task.partition,
+            output_partition,
+            attempt: self.ctx.task.attempt,
+            executor: self.ctx.executor.clone(),
+            path,
+            stats,
+            // On this executor (memory or disk): gone with the executor.
+            durable: false,
+            ticket: Vec::new(),
+        }
+    }
+
     fn file_for(&mut self, output_partition: usize) -> Result<&mut PartitionFile> {
         let num = self.files.len();
-        let slot = self.files.get_mut(output_partition).ok_or_else(|| {
-            BallistaError::Internal(format!(
+        if output_partition >= num {
+            return Err(BallistaError::Internal(format!(
                 "output partition {output_partition} out of range (shuffle has {num})"
-            ))
-        })?;
-        if slot.is_none() {
-            let task = &self.ctx.task;
-            let name = format!(
-                "m{}-a{}-p{}.arrow",
-                task.partition, task.attempt, output_partition
-            );
+            )));
+        }
+        if self.files[output_partition].is_none() {
+            let name = self.file_name(output_partition);
             let temp_path = self.stage_dir.join(format!(".{name}.tmp"));
             let final_path = self.stage_dir.join(&name);
             // Exclusive creation: two writers can never share a file.
@@ -140,7 +209,7 @@ impl LocalMapOutputWriter {
             let file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
             let writer =
                 StreamWriter::try_new_with_options(file, &self.ctx.schema, self.options.clone())?;
-            *slot = Some(PartitionFile {
+            self.files[output_partition] = Some(PartitionFile {
                 writer,
                 temp_path,
                 final_path,
@@ -149,7 +218,9 @@ impl LocalMapOutputWriter {
                 batches: 0,
             });
         }
-        Ok(slot.as_mut().expect("created above"))
+        Ok(self.files[output_partition]
+            .as_mut()
+            .expect("created above"))
     }
 }
 
@@ -169,14 +240,47 @@ impl MapOutputWriter for LocalMapOutputWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let file = self.file_for(output_partition)?;
-        file.writer.write(&batch)?;
-        file.rows += batch.num_rows() as u64;
-        file.batches += 1;
-        Ok(())
+        let Some(memory) = self.memory.as_mut() else {
+            return self.write_to_file(output_partition, &batch);
+        };
+        let Err(refused) = memory.try_push(output_partition, batch) else {
+            return Ok(());
+        };
+        // Memory refused: the whole map output goes to disk, what was kept
+        // so far first, so that each partition's batches keep their order.
+        let kept = self.memory.take().map(MemoryMapOutput::into_batches);
+        for (partition, batches) in kept.into_iter().flatten().enumerate() {
+            for batch in &batches {
+                self.write_to_file(partition, batch)?;
+            }
+        }
+        self.write_to_file(output_partition, &refused)
     }
 
     async fn commit(mut self: Box<Self>) -> Result<Vec<ShuffleLocation>> {
+        if let Some(memory) = self.memory.take() {
+            let paths: Vec<Option<String>> = (0..self.ctx.num_output_partitions)
+                .map(|p| Some(format!("{}/{}", self.relative_dir, self.file_name(p))))
+                .collect();
+            let stats = memory.commit(self.ctx.task.stage_id, &paths);
+            return Ok(stats
+                .into_iter()
+                .zip(paths)
+                .enumerate()
+                .filter(|(_, ((rows, _, _), _))| *rows > 0)
+                .map(|(p, ((num_rows, num_batches, num_bytes), path))| {
+                    self.location(
+                        p,
+                        path.unwrap_or_default(),
+                        PartitionStats {
+                            num_rows,
+                            num_batches,
+                            num_bytes,
+                        },
+                    )
+                })
+                .collect());
+        }
         let mut locations = Vec::new();
         let files = std::mem::take(&mut self.files);
         for (output_partition, file) in files.into_iter().enumerate() {
@@ -188,23 +292,12 @@ impl MapOutputWriter for LocalMapOutputWriter {
                 .map_err(|e| BallistaError::Io(format!("flushing shuffle file: {e}")))?;
             std::fs::rename(&file.temp_path, &file.final_path)?;
             let num_bytes = std::fs::metadata(&file.final_path)?.len();
-            locations.push(ShuffleLocation {
-                job_id: self.ctx.task.job_id.clone(),
-                stage_id: self.ctx.task.stage_id,
-                map_partition: self.ctx.task.partition,
-                output_partition,
-                attempt: self.ctx.task.attempt,
-                executor: self.ctx.executor.clone(),
-                path: file.relative_path,
-                stats: PartitionStats {
-                    num_rows: file.rows,
-                    num_batches: file.batches,
-                    num_bytes,
-                },
-                // On this executor's disk: gone with the executor.
-                durable: false,
-                ticket: Vec::new(),
-            });
+            let stats = PartitionStats {
+                num_rows: file.rows,
+                num_batches: file.batches,
+                num_bytes,
+            };
+            locations.push(self.location(output_partition, file.relative_path, stats));
         }
         Ok(locations)
     }
@@ -238,6 +331,19 @@ impl ShuffleReader for LocalDiskShuffle {
             }
         };
         let is_local = ctx.local_executor.as_ref() == Some(&location.executor.id);
+        if is_local
+            && let Some(batches) = ctx
+                .memory_tier
+                .as_ref()
+                .and_then(|tier| tier.partition(&location.job_id, &location.path))
+        {
+            // The map task's own batches: no decoding, no copy.
+            let batches: Vec<RecordBatch> = batches.to_vec();
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                ctx.schema.clone(),
+                futures::stream::iter(batches.into_iter().map(Ok)),
+            )));
+        }
         match (&ctx.work_dir, is_local) {
             (Some(work_dir), true) => {
                 let path = work_dir.join(&location.path);
@@ -308,6 +414,7 @@ mod tests {
             },
             work_dir: work_dir.to_path_buf(),
             object_stores: registry(),
+            memory_tier: None,
         }
     }
 
@@ -358,6 +465,7 @@ mod tests {
             work_dir: Some(work.clone()),
             flight: FlightClientPool::default(),
             object_stores: registry(),
+            memory_tier: None,
         };
         let batches: Vec<RecordBatch> = shuffle
             .read(&locations[0], &read_ctx)
@@ -379,6 +487,99 @@ mod tests {
             .await
             .unwrap();
         assert!(!work.join("job1").exists());
+    }
+
+    fn int_batch(ctx: &MapTaskContext, values: Vec<i32>) -> RecordBatch {
+        RecordBatch::try_new(ctx.schema.clone(), vec![Arc::new(Int32Array::from(values))]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn output_stays_in_memory_while_granted_and_goes_to_disk_once_refused() {
+        use super::super::memory_tier::{MemoryTierAccess, ShuffleMemoryTier};
+        use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().canonicalize().unwrap();
+        let tier = Arc::new(ShuffleMemoryTier::new(1 << 20));
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
+        let with_tier = |attempt| MapTaskContext {
+            memory_tier: Some(MemoryTierAccess {
+                tier: Arc::clone(&tier),
+                pool: Arc::clone(&pool),
+            }),
+            ..context(&work, attempt)
+        };
+        let ctx = with_tier(0);
+        let shuffle = LocalDiskShuffle::default().with_memory_fraction(0.5);
+        let mut writer = shuffle.open(ctx.clone()).await.unwrap();
+        writer.write(2, int_batch(&ctx, vec![1, 2])).await.unwrap();
+        writer.write(2, int_batch(&ctx, vec![3])).await.unwrap();
+        let locations = writer.commit().await.unwrap();
+        assert_eq!(locations.len(), 1);
+        assert_eq!(locations[0].path, "job1/s2/m3-a0-p2.arrow");
+        assert_eq!(locations[0].stats.num_rows, 3);
+        assert!(tier.held_bytes() > 0 && pool.reserved() == tier.held_bytes());
+        assert!(
+            !work.join("job1/s2/m3-a0-p2.arrow").exists(),
+            "held in memory only"
+        );
+
+        // A local reader gets the batches themselves.
+        let read_ctx = ShuffleReadContext {
+            schema: ctx.schema.clone(),
+            local_executor: Some(ExecutorId::new("e1")),
+            work_dir: Some(work.clone()),
+            flight: FlightClientPool::default(),
+            object_stores: registry(),
+            memory_tier: Some(Arc::clone(&tier)),
+        };
+        let read: Vec<RecordBatch> = shuffle
+            .read(&locations[0], &read_ctx)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let values: Vec<i32> = read
+            .iter()
+            .flat_map(|b| {
+                let column = b.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
+                column.values().to_vec()
+            })
+            .collect();
+        assert_eq!(values, vec![1, 2, 3]);
+
+        // A map output larger than the tier's share goes to disk whole,
+        // in order, and holds no memory.
+        let tiny = LocalDiskShuffle::default().with_memory_fraction(0.0005);
+        let ctx = with_tier(1);
+        let held_before = tier.held_bytes();
+        let mut writer = tiny.open(ctx.clone()).await.unwrap();
+        writer.write(0, int_batch(&ctx, vec![7])).await.unwrap();
+        writer
+            .write(0, int_batch(&ctx, (0..1000).collect()))
+            .await
+            .unwrap();
+        let spilled = writer.commit().await.unwrap();
+        assert_eq!(spilled[0].stats.num_rows, 1001);
+        assert!(work.join(&spilled[0].path).exists());
+        assert_eq!(tier.held_bytes(), held_before);
+        assert_eq!(tier.map_outputs_sent_to_disk(), 1);
+        let read: Vec<RecordBatch> = tiny
+            .read(&spilled[0], &read_ctx)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let first = read[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
+        assert_eq!(first.value(0), 7);
+
+        assert!(tier.release_job(&JobId::parse("job1").unwrap()) > 0);
+        assert_eq!((tier.held_bytes(), pool.reserved()), (0, 0));
     }
 
     #[tokio::test]
@@ -407,6 +608,7 @@ mod tests {
             work_dir: None,
             flight: FlightClientPool::default(),
             object_stores: registry(),
+            memory_tier: None,
         };
         let err = match LocalDiskShuffle::default().read(&location, &read_ctx).await {
             Err(e) => e,

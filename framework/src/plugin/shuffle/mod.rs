@@ -9,11 +9,13 @@
 //! attempt never mixes with another. Consumers read each location through the
 //! [`ShuffleReader`].
 //!
-//! The framework default, [`local::LocalDiskShuffle`], writes compressed Arrow
-//! IPC files under the executor's work directory and serves them to other
-//! executors over Arrow Flight.
+//! The framework default, [`local::LocalDiskShuffle`], keeps map outputs in
+//! the executor's memory while its [`memory_tier`] has room, and otherwise
+//! writes compressed Arrow IPC files under the executor's work directory; it
+//! serves both to other executors over Arrow Flight.
 
 pub mod local;
+pub mod memory_tier;
 pub mod object_store;
 
 use std::fmt::Debug;
@@ -51,7 +53,8 @@ pub struct PartitionStats {
     pub num_rows: u64,
     /// Record batches written.
     pub num_batches: u64,
-    /// Bytes stored (after compression).
+    /// Bytes stored: the file's (compressed) bytes on disk, or the memory
+    /// of the Arrow buffers for output held in memory.
     pub num_bytes: u64,
 }
 
@@ -181,6 +184,11 @@ pub struct MapTaskContext {
     /// The executor's object stores (every configured storage plugin), for
     /// shuffles that write to object storage.
     pub object_stores: Arc<dyn ObjectStoreRegistry>,
+    /// The executor's in-memory shuffle tier and the task's memory pool, for
+    /// a shuffle that keeps output in memory (`None`: files only). Output
+    /// kept there must be published under the location's `path`, so that
+    /// the executor's Flight service and local readers find it.
+    pub memory_tier: Option<memory_tier::MemoryTierAccess>,
 }
 
 /// Where an executor keeps shuffle data: handed to clean-up.
@@ -242,6 +250,9 @@ pub struct ShuffleReadContext {
     pub flight: FlightClientPool,
     /// The reading process's object stores.
     pub object_stores: Arc<dyn ObjectStoreRegistry>,
+    /// The reading executor's in-memory shuffle tier: a location of this
+    /// executor may be held there rather than on disk.
+    pub memory_tier: Option<Arc<memory_tier::ShuffleMemoryTier>>,
 }
 
 /// Reads committed shuffle locations.

@@ -262,6 +262,9 @@ impl ShuffleWriter for ObjectStoreShuffle {
             .staging
             .open(MapTaskContext {
                 work_dir: staging_dir.clone(),
+                // Staged as files, which are then uploaded: the object store
+                // is what makes the output durable.
+                memory_tier: None,
                 ..ctx.clone()
             })
             .await?;
@@ -525,6 +528,7 @@ mod tests {
             },
             work_dir: work.to_path_buf(),
             object_stores: registry(),
+            memory_tier: None,
         }
     }
 
@@ -593,6 +597,7 @@ mod tests {
             work_dir: None,
             flight: FlightClientPool::default(),
             object_stores: registry(),
+            memory_tier: None,
         };
         let batches: Vec<RecordBatch> = shuffle
             .read(&locations[1], &read_ctx)

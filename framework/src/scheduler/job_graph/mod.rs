@@ -1,7 +1,7 @@
 //! One job's stages and tasks: which tasks can run, what happened to each
 //! attempt, and when a stage's consumers become runnable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::physical_plan::ExecutionPlan;
@@ -95,6 +95,10 @@ pub struct Stage {
     pub consumers: Vec<StageId>,
     /// The plan ready to ship, once every input has completed.
     pub encoded_plan: Option<Arc<Vec<u8>>>,
+    /// That plan before encoding, when each task is sent a plan of its own
+    /// that lists only the shuffle locations it reads
+    /// ([`crate::plan::trim_per_task`]).
+    pub per_task_plan: Option<Arc<dyn ExecutionPlan>>,
     /// Per-partition task state.
     pub tasks: Vec<TaskState>,
     /// Failed attempts per partition that count against
@@ -152,6 +156,11 @@ pub struct JobGraph {
     final_stage: StageId,
     max_attempts: u32,
     failure: Option<BallistaError>,
+    /// Stages whose output was reported as no longer read
+    /// ([`take_unread_outputs`](Self::take_unread_outputs)).
+    unread_reported: HashSet<StageId>,
+    /// A stage completed since the last look for unread output.
+    stage_completed: bool,
 }
 
 impl JobGraph {
@@ -174,6 +183,7 @@ impl JobGraph {
                     inputs: s.inputs,
                     plan: s.plan,
                     encoded_plan: None,
+                    per_task_plan: None,
                     tasks: vec![TaskState::Waiting { attempt: 0 }; partitions],
                     failures: vec![0; partitions],
                     fetch_failures: vec![0; partitions],
@@ -190,6 +200,8 @@ impl JobGraph {
             final_stage: plan.final_stage,
             max_attempts: max_attempts.max(1),
             failure: None,
+            unread_reported: HashSet::new(),
+            stage_completed: false,
         };
         let roots: Vec<StageId> = graph
             .stages
@@ -247,6 +259,8 @@ impl JobGraph {
             let plan: Arc<dyn ExecutionPlan> = stage.plan.clone();
             let resolved = resolve_shuffle_reads(plan, &outputs)?;
             stage.encoded_plan = Some(Arc::new(encode_stage_plan(&resolved)?));
+            stage.per_task_plan =
+                crate::plan::trim_per_task(&resolved, stage.tasks.len()).then_some(resolved);
             for task in &mut stage.tasks {
                 if let TaskState::Waiting { attempt } = *task {
                     *task = TaskState::Pending { attempt };
@@ -270,6 +284,27 @@ impl JobGraph {
             })
     }
 
+    /// Stages whose output no stage will read any more (every stage reading
+    /// it has completed), each reported once: executors may free what they
+    /// hold of it in memory. The final stage's output is the result and is
+    /// never reported.
+    pub fn take_unread_outputs(&mut self) -> Vec<StageId> {
+        // Output becomes unread only when a stage reading it completes.
+        if !std::mem::take(&mut self.stage_completed) {
+            return Vec::new();
+        }
+        let unread: Vec<StageId> = self
+            .stages
+            .values()
+            .filter(|s| {
+                !self.unread_reported.contains(&s.id) && s.is_complete() && !self.output_needed(s)
+            })
+            .map(|s| s.id)
+            .collect();
+        self.unread_reported.extend(unread.iter().copied());
+        unread
+    }
+
     /// Committed outputs of `executor` are gone (the executor was lost): the
     /// map tasks that wrote them to its own storage run again where their
     /// output is still needed. Durable outputs (object storage) are kept.
@@ -280,7 +315,10 @@ impl JobGraph {
         }
         let mut total = 0;
         // Re-running a stage makes it incomplete, which can make the output
-        // of its own inputs needed again: repeat until nothing changes.
+        // of its own inputs needed again: repeat until nothing changes. A
+        // stage whose output executors were told to free is needed again
+        // that way too, and runs again everywhere at once (rather than
+        // failing one fetch per executor that held it).
         loop {
             let needed: Vec<StageId> = self
                 .stages
@@ -288,9 +326,15 @@ impl JobGraph {
                 .filter(|s| self.output_needed(s))
                 .map(|s| s.id)
                 .collect();
+            let released = std::mem::take(&mut self.unread_reported);
             let lost = self.rerun_lost(&needed, |_, location| {
-                &location.executor.id == executor && !location.durable
+                !location.durable
+                    && (&location.executor.id == executor || released.contains(&location.stage_id))
             });
+            self.unread_reported = released
+                .into_iter()
+                .filter(|s| !needed.contains(s))
+                .collect();
             if lost == 0 {
                 break;
             }
@@ -365,6 +409,7 @@ impl JobGraph {
                 self.make_runnable(id)?;
             } else {
                 stage.encoded_plan = None;
+                stage.per_task_plan = None;
                 for task in &mut stage.tasks {
                     if let TaskState::Pending { attempt } = *task {
                         *task = TaskState::Waiting { attempt };
@@ -457,9 +502,13 @@ impl JobGraph {
         executor: &ExecutorId,
     ) -> Result<(u32, Arc<Vec<u8>>)> {
         let stage = self.stage_mut(task.stage_id)?;
-        let plan = stage.encoded_plan.clone().ok_or_else(|| {
+        let mut plan = stage.encoded_plan.clone().ok_or_else(|| {
             BallistaError::Internal(format!("stage {} is not runnable", task.stage_id))
         })?;
+        if let Some(resolved) = &stage.per_task_plan {
+            let trimmed = crate::plan::plan_for_task(resolved, stage.tasks.len(), task.partition)?;
+            plan = Arc::new(encode_stage_plan(&trimmed)?);
+        }
         let state = stage.tasks.get_mut(task.partition).ok_or_else(|| {
             BallistaError::Internal(format!(
                 "no partition {} in stage {}",
@@ -551,6 +600,7 @@ impl JobGraph {
         if !stage.is_complete() {
             return Ok(TaskOutcome::Progress);
         }
+        self.stage_completed = true;
         if stage_id == self.final_stage {
             return Ok(TaskOutcome::JobSucceeded);
         }
@@ -596,8 +646,12 @@ impl JobGraph {
             if stage.fetch_failures[partition] < MAX_FETCH_FAILURES_PER_TASK {
                 stage.tasks[partition] = stage.to_run(attempt + 1);
                 let (producer, map_partition) = (StageId(*map_stage_id), *map_partition as usize);
+                // Output the executors were told to free is gone on all of
+                // them: run the whole stage again, not one executor's share
+                // per failed fetch.
+                let released = self.unread_reported.remove(&producer);
                 let rerun = self.rerun_lost(&[producer], |p, location| {
-                    location.executor.id.as_str() == executor_id
+                    (location.executor.id.as_str() == executor_id || released)
                         && (!location.durable || p == map_partition)
                 });
                 tracing::warn!(

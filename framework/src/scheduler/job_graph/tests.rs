@@ -368,3 +368,54 @@ fn a_failed_job_shows_no_running_tasks() {
     g.fail(BallistaError::Cancelled("cancelled by its client".into()));
     assert_eq!(g.progress().tasks_running, 0);
 }
+
+#[test]
+fn output_is_reported_unread_once_every_stage_reading_it_has_completed() {
+    let mut g = graph(3);
+    complete_map_stage(&mut g, false);
+    assert!(
+        g.take_unread_outputs().is_empty(),
+        "the final stage reads it"
+    );
+    for p in 0..2 {
+        let attempt = run_on(&mut g, 2, p, "e1");
+        g.task_succeeded(
+            StageId(2),
+            p,
+            attempt,
+            vec![location(2, p, 0)],
+            Default::default(),
+        )
+        .unwrap();
+    }
+    assert!(g.is_complete());
+    // The map stage's output is unread; the final stage's is the result.
+    assert_eq!(g.take_unread_outputs(), vec![StageId(1)]);
+    assert!(g.take_unread_outputs().is_empty(), "reported once");
+}
+
+#[test]
+fn released_output_needed_again_runs_again_everywhere_at_once() {
+    // A fetch of released output fails: every executor's share of the
+    // stage runs again, not only the one the fetch failed on.
+    let mut g = graph(3);
+    complete_map_stage(&mut g, false);
+    g.unread_reported.insert(StageId(1));
+    let attempt = run_on(&mut g, 2, 0, "e2");
+    assert_eq!(
+        g.task_failed(StageId(2), 0, attempt, fetch_failure("e1", 0))
+            .unwrap(),
+        TaskOutcome::Progress
+    );
+    assert_eq!(pending_of(&g, 1), vec![0, 1, 2]);
+    assert!(!g.unread_reported.contains(&StageId(1)));
+
+    // A lost executor makes released output needed again: it all runs
+    // again, on the lost executor and elsewhere.
+    let mut g = graph(3);
+    complete_map_stage(&mut g, false);
+    g.unread_reported.insert(StageId(1));
+    assert_eq!(g.executor_outputs_lost(&ExecutorId::new("e2")), 3);
+    assert_eq!(pending_of(&g, 1), vec![0, 1, 2]);
+    assert!(!g.unread_reported.contains(&StageId(1)));
+}

@@ -141,6 +141,10 @@ pub struct Cleanup {
     pub cancel: bool,
     /// Delete its data.
     pub remove_data: bool,
+    /// With `remove_data`: only these stages' output, which no consumer
+    /// will read again, and only what the executor holds in memory (empty:
+    /// all of the job's data).
+    pub stages: Vec<crate::ids::StageId>,
 }
 
 /// Network calls decided under the lock, performed after it is released.
@@ -629,6 +633,7 @@ impl SchedulerState {
                     job_id: job_id.clone(),
                     cancel: cancel_on.contains(executor),
                     remove_data: true,
+                    stages: Vec::new(),
                 });
             }
         }
@@ -658,6 +663,7 @@ impl SchedulerState {
             job_id: job_id.clone(),
             cancel: false,
             remove_data: true,
+            stages: Vec::new(),
         })
     }
 
@@ -692,6 +698,7 @@ impl SchedulerState {
                         job_id: job_id.clone(),
                         cancel: false,
                         remove_data: true,
+                        stages: Vec::new(),
                     });
                 }
             }

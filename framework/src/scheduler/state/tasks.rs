@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{Effects, JobPhase, Launch, SchedulerState};
+use super::{Cleanup, Effects, JobPhase, Launch, SchedulerState};
 use crate::error::{BallistaError, Result};
 use crate::flight::sign_ticket;
 use crate::ids::{ExecutorId, JobId, StageId};
@@ -372,11 +372,14 @@ impl SchedulerState {
             TaskOutcome::Stale => Effects::default(),
             TaskOutcome::Progress => {
                 self.publish(&job_id);
-                Effects::default()
+                self.release_unread_outputs(&job_id)
             }
             TaskOutcome::JobSucceeded => {
+                // The result stays until the client has read it; what the
+                // final stage read can go now.
+                let released = self.release_unread_outputs(&job_id);
                 self.succeed(&job_id);
-                Effects::default()
+                released
             }
             TaskOutcome::JobFailed => {
                 let error = self
@@ -390,6 +393,40 @@ impl SchedulerState {
                 self.finish_failed(&job_id, error, JobPhase::Failed)
             }
         })
+    }
+
+    /// Tells the executors that hold a job's data to free what they keep in
+    /// memory of the stages no consumer will read again.
+    fn release_unread_outputs(&mut self, job_id: &JobId) -> Effects {
+        let Some(job) = self.jobs.get_mut(job_id) else {
+            return Effects::default();
+        };
+        let Some(graph) = job.graph.as_mut() else {
+            return Effects::default();
+        };
+        let stages = graph.take_unread_outputs();
+        if stages.is_empty() {
+            return Effects::default();
+        }
+        let cleanups = job
+            .data_on
+            .iter()
+            .filter_map(|executor| {
+                let entry = self.executors.get(executor)?;
+                Some(Cleanup {
+                    executor_id: executor.clone(),
+                    client: entry.client.clone(),
+                    job_id: job_id.clone(),
+                    cancel: false,
+                    remove_data: true,
+                    stages: stages.clone(),
+                })
+            })
+            .collect();
+        Effects {
+            launches: Vec::new(),
+            cleanups,
+        }
     }
 
     /// Tasks that could not be launched go back to pending. When the
