@@ -124,7 +124,7 @@ fn batches_flight_data(batches: Arc<[RecordBatch]>) -> BoxedStream<FlightData> {
         .first()
         .map(RecordBatch::schema)
         .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-    let input = futures::stream::iter(batches.to_vec().into_iter().map(Ok));
+    let input = futures::stream::iter((0..batches.len()).map(move |i| Ok(batches[i].clone())));
     let encoded = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .with_dictionary_handling(DictionaryHandling::Resend)
