@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
 use arrow::record_batch::RecordBatch;
-use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::task_runner::PublishedObjects;
@@ -118,19 +118,47 @@ impl ExecutorFlightService {
 }
 
 /// The Flight messages of record batches held in memory: the schema, then
-/// each batch (dictionaries sent with the batches that use them).
+/// each batch after the dictionaries it uses, encoded one batch at a time as
+/// the client reads (the same IPC encoding as the shuffle files, without
+/// compression: a fast network gains little from it, and the CPU is better
+/// spent on the query).
 fn batches_flight_data(batches: Arc<[RecordBatch]>) -> BoxedStream<FlightData> {
+    let options = IpcWriteOptions::default();
     let schema = batches
         .first()
         .map(RecordBatch::schema)
         .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-    let input = futures::stream::iter((0..batches.len()).map(move |i| Ok(batches[i].clone())));
-    let encoded = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
-        .with_dictionary_handling(DictionaryHandling::Resend)
-        .build(input)
-        .map_err(|e| Status::internal(format!("encoding a shuffle partition: {e}")));
-    Box::pin(encoded)
+    // The schema is encoded with the tracker the batches use: it assigns
+    // the dictionary ids their dictionaries are sent under.
+    let mut tracker = DictionaryTracker::new(false);
+    let schema_message = FlightData::from(
+        IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+            &schema,
+            &mut tracker,
+            &options,
+        ),
+    );
+    let state = (tracker, IpcWriteContext::default());
+    let encoded = futures::stream::iter(0..batches.len())
+        .scan(state, move |(tracker, context), i| {
+            let messages = IpcDataGenerator::default()
+                .encode(&batches[i], tracker, &options, context)
+                .map(|(dictionaries, batch)| {
+                    dictionaries
+                        .into_iter()
+                        .chain(std::iter::once(batch))
+                        .map(|data| Ok(FlightData::from(data)))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_else(|e| {
+                    vec![Err(Status::internal(format!(
+                        "encoding a shuffle partition: {e}"
+                    )))]
+                });
+            futures::future::ready(Some(futures::stream::iter(messages)))
+        })
+        .flatten();
+    Box::pin(futures::stream::once(futures::future::ready(Ok(schema_message))).chain(encoded))
 }
 
 fn unsupported<T>(what: &str) -> Result<T, Status> {
