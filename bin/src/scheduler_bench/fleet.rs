@@ -80,6 +80,24 @@ struct SimulatedExecutor {
     statuses: mpsc::UnboundedSender<proto::TaskStatus>,
 }
 
+impl SimulatedExecutor {
+    /// A scheduler client proving this executor's session key.
+    fn client(
+        &self,
+        channel: &Channel,
+        cluster_key: &SecretKey,
+    ) -> SchedulerGrpcClient<AuthChannel> {
+        scheduler_client(
+            channel,
+            CallCredentials::Executor {
+                cluster: cluster_key.clone(),
+                id: self.id.clone(),
+                session: Arc::clone(&self.session),
+            },
+        )
+    }
+}
+
 struct Shared {
     /// The control server every simulated executor advertises.
     address: SocketAddr,
@@ -163,14 +181,7 @@ impl SimulatedFleet {
         // Statuses go back on the executor's own credentials, batched like
         // a real executor's reporter.
         for (i, (executor, rx)) in receivers.into_iter().enumerate() {
-            let client = scheduler_client(
-                &channels[i % channels.len()],
-                CallCredentials::Executor {
-                    cluster: cluster_key.clone(),
-                    id: executor.id.clone(),
-                    session: Arc::clone(&executor.session),
-                },
-            );
+            let client = executor.client(&channels[i % channels.len()], cluster_key);
             tasks.push(tokio::spawn(report_statuses(
                 client,
                 executor.id.clone(),
@@ -297,14 +308,7 @@ async fn heartbeats(
         .values()
         .enumerate()
         .map(|(i, executor)| {
-            let client = scheduler_client(
-                &channels[i % channels.len()],
-                CallCredentials::Executor {
-                    cluster: cluster_key.clone(),
-                    id: executor.id.clone(),
-                    session: Arc::clone(&executor.session),
-                },
-            );
+            let client = executor.client(&channels[i % channels.len()], &cluster_key);
             (executor.id.clone(), client)
         })
         .collect();
