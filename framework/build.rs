@@ -7,6 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // A stage's plan is encoded once and sent with each of its tasks:
+        // as `Bytes`, every launch shares it instead of copying it.
+        .bytes(".ballista.TaskDefinition.plan")
         .compile_fds(descriptors)?;
     Ok(())
 }

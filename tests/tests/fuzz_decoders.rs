@@ -1314,7 +1314,7 @@ fn launch(job_id: &str, query: &SeedQuery, stage: &EncodedStage) -> proto::Launc
                 partition: 0,
                 attempt: 0,
             }),
-            plan: stage.plan.clone(),
+            plan: stage.plan.clone().into(),
             settings: proto::key_values(query.settings.clone()),
             session_id: query.request.session_id.clone(),
         }],

@@ -11,7 +11,8 @@
 //! The framework default, [`FifoPolicy`], serves jobs strictly in submission
 //! order.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Debug;
 
 use crate::ids::{ExecutorId, JobId, StageId};
@@ -139,7 +140,11 @@ pub trait TaskSchedulingPolicy: Send + Sync + Debug {
         JobLabels::default()
     }
 
-    /// Chooses tasks for free slots.
+    /// Chooses tasks for free slots. The scheduler calls it once per
+    /// placement round: a round follows any event that may free a slot or
+    /// make a task runnable (a status report, a heartbeat, a planned job),
+    /// and the events that arrive while a round runs are served together by
+    /// the next one, so `executors` may list many free slots at once.
     fn assign(
         &self,
         jobs: &[SchedulableJob<'_>],
@@ -196,26 +201,27 @@ pub fn fill_slots<'a>(
     tasks: impl IntoIterator<Item = (&'a JobId, PendingTask)>,
     executors: &[ExecutorSlots],
 ) -> Vec<TaskAssignment> {
-    let mut free: Vec<(ExecutorId, usize)> = executors
+    // Most free slots first; ties go to the earliest listed executor. A
+    // heap keeps each step logarithmic: with a thousand executors and
+    // thousands of tasks, a scan per task would dominate the round.
+    let mut free: BinaryHeap<(usize, Reverse<usize>)> = executors
         .iter()
-        .filter(|e| e.free_slots > 0)
-        .map(|e| (e.executor_id.clone(), e.free_slots))
+        .enumerate()
+        .filter(|(_, e)| e.free_slots > 0)
+        .map(|(i, e)| (e.free_slots, Reverse(i)))
         .collect();
     let mut assignments = Vec::new();
     for (job_id, task) in tasks {
-        // Most free slots first; ties go to the earliest listed executor.
-        let Some(best) = free
-            .iter_mut()
-            .filter(|(_, n)| *n > 0)
-            .reduce(|best, cur| if cur.1 > best.1 { cur } else { best })
-        else {
+        let Some((slots, Reverse(index))) = free.pop() else {
             break;
         };
-        best.1 -= 1;
+        if slots > 1 {
+            free.push((slots - 1, Reverse(index)));
+        }
         assignments.push(TaskAssignment {
             job_id: job_id.clone(),
             task,
-            executor_id: best.0.clone(),
+            executor_id: executors[index].executor_id.clone(),
         });
     }
     assignments
@@ -232,6 +238,29 @@ mod tests {
                 partition,
             })
             .collect()
+    }
+
+    #[test]
+    fn fill_slots_takes_the_most_free_executor_and_the_earliest_on_ties() {
+        let job = JobId::generate();
+        let slots = |id: &str, free_slots| ExecutorSlots {
+            executor_id: ExecutorId::new(id),
+            free_slots,
+        };
+        let executors = vec![
+            slots("e1", 1),
+            slots("e2", 3),
+            slots("e3", 0),
+            slots("e4", 3),
+        ];
+        let placed: Vec<String> =
+            fill_slots(tasks(1, 9).into_iter().map(|t| (&job, t)), &executors)
+                .into_iter()
+                .map(|a| a.executor_id.to_string())
+                .collect();
+        // e2 and e4 tie at 3 (e2 is listed first), then at 2, then e1, e2
+        // and e4 tie at 1; e3 has nothing free, and two tasks find no slot.
+        assert_eq!(placed, ["e2", "e4", "e2", "e4", "e1", "e2", "e4"]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::{ExecutorKeys, Gate, GateLayer, Login};
@@ -35,16 +35,19 @@ use crate::proto::scheduler_grpc_server::SchedulerGrpcServer;
 use crate::tls::{PeerTransport, ServerTls, TlsTrust};
 use arrow_flight::flight_service_server::FlightServiceServer;
 
-pub use job_graph::{JobGraph, TaskOutcome, TaskState};
+pub use job_graph::{JobGraph, TaskOutcome, TaskPlan, TaskState};
 pub use planner::JobPlanner;
 pub use state::{
-    AdmittedJob, Cleanup, Effects, JobPhase, Launch, QUERY_TEXT_LIMIT, SchedulerState,
+    AdmittedJob, Cleanup, Effects, JobPhase, Launch, QUERY_TEXT_LIMIT, SchedulerState, TaskLaunch,
 };
 
 /// Shared by the gRPC service and the background loops.
 pub(crate) struct SchedulerInner {
     state: Mutex<SchedulerState>,
     planner: JobPlanner,
+    /// Wakes the placement loop: the state defers task placement, so that
+    /// one round serves every event since the last.
+    placement: Arc<Notify>,
 }
 
 impl SchedulerInner {
@@ -55,6 +58,9 @@ impl SchedulerInner {
 
     /// Performs the network calls decided under the lock.
     fn apply(self: &Arc<Self>, effects: Effects) {
+        if effects.place_tasks {
+            self.placement.notify_one();
+        }
         for launch in effects.launches {
             let inner = Arc::clone(self);
             tokio::spawn(async move { inner.launch(launch).await });
@@ -111,13 +117,30 @@ impl SchedulerInner {
     }
 
     async fn launch(self: Arc<Self>, launch: Launch) {
-        let ids: Vec<proto::TaskId> = launch.tasks.iter().filter_map(|t| t.task.clone()).collect();
-        tracing::debug!("launching {} task(s) on {}", ids.len(), launch.executor_id);
-        let mut client = launch.client;
+        let Launch {
+            executor_id,
+            mut client,
+            tasks,
+        } = launch;
+        let ids: Vec<proto::TaskId> = tasks
+            .iter()
+            .filter_map(|t| t.definition.task.clone())
+            .collect();
+        tracing::debug!("launching {} task(s) on {executor_id}", ids.len());
+        let definitions = match tasks
+            .into_iter()
+            .map(TaskLaunch::into_definition)
+            .collect::<Result<Vec<_>>>()
+        {
+            Ok(definitions) => definitions,
+            Err(error) => {
+                let effects = self.fail_launched(&executor_id, ids, &error);
+                self.apply(effects);
+                return;
+            }
+        };
         let result = client
-            .launch_tasks(proto::LaunchTasksRequest {
-                tasks: launch.tasks,
-            })
+            .launch_tasks(proto::LaunchTasksRequest { tasks: definitions })
             .await;
         let effects = match result {
             Ok(response) => {
@@ -125,14 +148,10 @@ impl SchedulerInner {
                 if rejected.is_empty() {
                     return;
                 }
-                tracing::info!(
-                    "executor {} refused {} task(s)",
-                    launch.executor_id,
-                    rejected.len()
-                );
+                tracing::info!("executor {executor_id} refused {} task(s)", rejected.len());
                 self.state
                     .lock()
-                    .launch_failed(&launch.executor_id, &rejected, false)
+                    .launch_failed(&executor_id, &rejected, false)
             }
             // No answer: the connection failed, or broke mid-request (the
             // client side then reports Cancelled — the executor died, say).
@@ -144,34 +163,37 @@ impl SchedulerInner {
                 ) =>
             {
                 tracing::warn!(
-                    "cannot reach executor {} to launch tasks: {}",
-                    launch.executor_id,
+                    "cannot reach executor {executor_id} to launch tasks: {}",
                     status.message()
                 );
-                self.state
-                    .lock()
-                    .launch_failed(&launch.executor_id, &ids, true)
+                self.state.lock().launch_failed(&executor_id, &ids, true)
             }
-            Err(status) => {
-                // The executor answered but refused the request itself: the
-                // tasks fail (and are retried if the error allows).
-                let error = BallistaError::from(status);
-                let statuses = ids
-                    .into_iter()
-                    .map(|task| proto::TaskStatus {
-                        task: Some(task),
-                        executor_id: launch.executor_id.to_string(),
-                        result: Some(proto::task_status::Result::Failed(error.to_proto())),
-                        started_at_ms: 0,
-                        ended_at_ms: crate::util::now_ms(),
-                    })
-                    .collect();
-                self.state
-                    .lock()
-                    .task_statuses(&launch.executor_id, statuses)
-            }
+            // The executor answered but refused the request itself: the
+            // tasks fail (and are retried if the error allows).
+            Err(status) => self.fail_launched(&executor_id, ids, &BallistaError::from(status)),
         };
         self.apply(effects);
+    }
+
+    /// Launched tasks that failed before they could run, as if their
+    /// executor had reported the failure.
+    fn fail_launched(
+        &self,
+        executor_id: &crate::ids::ExecutorId,
+        ids: Vec<proto::TaskId>,
+        error: &BallistaError,
+    ) -> Effects {
+        let statuses = ids
+            .into_iter()
+            .map(|task| proto::TaskStatus {
+                task: Some(task),
+                executor_id: executor_id.to_string(),
+                result: Some(proto::task_status::Result::Failed(error.to_proto())),
+                started_at_ms: 0,
+                ended_at_ms: crate::util::now_ms(),
+            })
+            .collect();
+        self.state.lock().task_statuses(executor_id, statuses)
     }
 
     /// Accepts a query: admission, then planning in the background.
@@ -360,6 +382,20 @@ impl SchedulerInner {
     }
 }
 
+/// Places tasks whenever an event may have let some run. A burst of events
+/// (status reports, heartbeats, launches refused) wakes it once: the
+/// [`Notify`] keeps one wake-up, however many arrive while a round runs.
+async fn place_tasks_when_woken(inner: std::sync::Weak<SchedulerInner>, woken: Arc<Notify>) {
+    loop {
+        woken.notified().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let effects = inner.state.lock().place_tasks();
+        inner.apply(effects);
+    }
+}
+
 /// A running scheduler.
 pub struct SchedulerHandle {
     local_addr: SocketAddr,
@@ -479,9 +515,11 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     let inner = Arc::new(SchedulerInner {
         state: Mutex::new(
             SchedulerState::new(settings.clone(), Arc::clone(&policy))
-                .reaching_executors_over(executors_over.clone()),
+                .reaching_executors_over(executors_over.clone())
+                .deferring_placement(),
         ),
         planner,
+        placement: Arc::new(Notify::new()),
     });
 
     let bind = format!("{}:{}", settings.bind_host, settings.port);
@@ -499,6 +537,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
 
     let weak = Arc::downgrade(&inner);
     let probed = Arc::downgrade(&inner);
+    let placing = (Arc::downgrade(&inner), Arc::clone(&inner.placement));
     let housekeeping = tokio::spawn(async move {
         let periodic = async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -510,7 +549,11 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
                 }
             }
         };
-        tokio::join!(periodic, liveness::probe_executors(probed));
+        tokio::join!(
+            periodic,
+            liveness::probe_executors(probed),
+            place_tasks_when_woken(placing.0, placing.1)
+        );
     });
 
     let cluster_key = config.resolve_cluster_key()?;

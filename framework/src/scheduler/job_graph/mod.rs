@@ -58,6 +58,43 @@ pub const MAX_FETCH_FAILURES_PER_TASK: u32 = 4;
 /// it waiting indefinitely).
 pub const RETRY_ELSEWHERE_MS: u64 = 10_000;
 
+/// The plan a launched task is sent.
+#[derive(Debug, Clone)]
+pub enum TaskPlan {
+    /// The stage's plan, encoded once for all of its tasks.
+    Shared(bytes::Bytes),
+    /// A plan of the task's own, listing only the shuffle locations it
+    /// reads ([`crate::plan::plan_for_task`]); encoded by
+    /// [`encode`](Self::encode) when the launch is sent, outside the
+    /// scheduler's lock, since trimming and encoding thousands of them
+    /// would hold up every other event.
+    OwnReads {
+        /// The stage's resolved plan, with every task's locations.
+        stage_plan: Arc<dyn ExecutionPlan>,
+        /// Tasks of the stage.
+        tasks: usize,
+        /// The task's partition.
+        partition: usize,
+    },
+}
+
+impl TaskPlan {
+    /// The plan as the executor receives it.
+    pub fn encode(self) -> Result<bytes::Bytes> {
+        match self {
+            TaskPlan::Shared(bytes) => Ok(bytes),
+            TaskPlan::OwnReads {
+                stage_plan,
+                tasks,
+                partition,
+            } => {
+                let trimmed = crate::plan::plan_for_task(&stage_plan, tasks, partition)?;
+                Ok(encode_stage_plan(&trimmed)?.into())
+            }
+        }
+    }
+}
+
 /// One failed attempt of a task, kept for status and for placing the retry.
 #[derive(Debug, Clone)]
 pub struct AttemptFailure {
@@ -94,7 +131,7 @@ pub struct Stage {
     /// Stages reading this one.
     pub consumers: Vec<StageId>,
     /// The plan ready to ship, once every input has completed.
-    pub encoded_plan: Option<Arc<Vec<u8>>>,
+    pub encoded_plan: Option<bytes::Bytes>,
     /// That plan before encoding, when each task is sent a plan of its own
     /// that lists only the shuffle locations it reads
     /// ([`crate::plan::trim_per_task`]).
@@ -258,7 +295,7 @@ impl JobGraph {
             let stage = self.stage_mut(id)?;
             let plan: Arc<dyn ExecutionPlan> = stage.plan.clone();
             let resolved = resolve_shuffle_reads(plan, &outputs)?;
-            stage.encoded_plan = Some(Arc::new(encode_stage_plan(&resolved)?));
+            stage.encoded_plan = Some(encode_stage_plan(&resolved)?.into());
             stage.per_task_plan =
                 crate::plan::trim_per_task(&resolved, stage.tasks.len()).then_some(resolved);
             for task in &mut stage.tasks {
@@ -474,20 +511,24 @@ impl JobGraph {
     }
 
     /// Marks a pending task as launched on `executor`; returns the attempt
-    /// number and the stage plan to send.
+    /// number and the plan to send.
     pub fn start_task(
         &mut self,
         task: PendingTask,
         executor: &ExecutorId,
-    ) -> Result<(u32, Arc<Vec<u8>>)> {
+    ) -> Result<(u32, TaskPlan)> {
         let stage = self.stage_mut(task.stage_id)?;
-        let mut plan = stage.encoded_plan.clone().ok_or_else(|| {
+        let shared = stage.encoded_plan.clone().ok_or_else(|| {
             BallistaError::Internal(format!("stage {} is not runnable", task.stage_id))
         })?;
-        if let Some(resolved) = &stage.per_task_plan {
-            let trimmed = crate::plan::plan_for_task(resolved, stage.tasks.len(), task.partition)?;
-            plan = Arc::new(encode_stage_plan(&trimmed)?);
-        }
+        let plan = match &stage.per_task_plan {
+            Some(resolved) => TaskPlan::OwnReads {
+                stage_plan: Arc::clone(resolved),
+                tasks: stage.tasks.len(),
+                partition: task.partition,
+            },
+            None => TaskPlan::Shared(shared),
+        };
         let state = stage.tasks.get_mut(task.partition).ok_or_else(|| {
             BallistaError::Internal(format!(
                 "no partition {} in stage {}",

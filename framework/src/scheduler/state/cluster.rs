@@ -164,9 +164,10 @@ impl SchedulerState {
                 .and_then(|j| j.graph.as_mut())
                 .map_or(0, |g| g.executor_outputs_lost(executor_id));
             if rerun > 0 {
-                self.publish(&job_id);
+                self.unpublished.insert(job_id);
             }
         }
+        self.publish_changed();
         effects.merge(self.schedule());
         effects
     }

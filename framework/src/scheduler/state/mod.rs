@@ -14,7 +14,7 @@ mod tasks;
 use tokio::sync::watch;
 
 use super::executors::ExecutorRegistry;
-use super::job_graph::JobGraph;
+use super::job_graph::{JobGraph, TaskPlan};
 use crate::config::{JOB_TIMEOUT_KEY, SchedulerSettings};
 use crate::error::{BallistaError, Result};
 use crate::http::SchedulerMetrics;
@@ -65,6 +65,8 @@ struct JobEntry {
     /// (or an admin's), and it reads and writes only what they are granted.
     owner: Arc<Identity>,
     settings: Arc<HashMap<String, String>>,
+    /// `settings` as sent with each task, converted once.
+    task_settings: Vec<proto::KeyValue>,
     phase: JobPhase,
     graph: Option<JobGraph>,
     status_tx: watch::Sender<proto::JobStatus>,
@@ -125,7 +127,25 @@ pub struct Launch {
     /// Its control client.
     pub client: ExecutorControlClient<crate::auth::AuthChannel>,
     /// The tasks.
-    pub tasks: Vec<proto::TaskDefinition>,
+    pub tasks: Vec<TaskLaunch>,
+}
+
+/// One task of a [`Launch`].
+#[derive(Debug)]
+pub struct TaskLaunch {
+    /// The task, without its plan.
+    pub definition: proto::TaskDefinition,
+    /// Its plan, encoded when the launch is sent.
+    pub plan: TaskPlan,
+}
+
+impl TaskLaunch {
+    /// The definition with its plan, as the executor receives it.
+    pub fn into_definition(self) -> Result<proto::TaskDefinition> {
+        let mut definition = self.definition;
+        definition.plan = self.plan.encode()?;
+        Ok(definition)
+    }
 }
 
 /// Stopping and/or deleting a job's work on one executor.
@@ -154,12 +174,17 @@ pub struct Effects {
     pub launches: Vec<Launch>,
     /// Jobs to stop or clean up.
     pub cleanups: Vec<Cleanup>,
+    /// Free slots or runnable tasks may have appeared: the caller runs
+    /// [`SchedulerState::place_tasks`] (with deferred scheduling, see
+    /// [`SchedulerState::deferring_placement`]).
+    pub place_tasks: bool,
 }
 
 impl Effects {
     fn merge(&mut self, other: Effects) {
         self.launches.extend(other.launches);
         self.cleanups.extend(other.cleanups);
+        self.place_tasks |= other.place_tasks;
     }
 }
 
@@ -172,6 +197,11 @@ pub struct SchedulerState {
     policy: Arc<dyn TaskSchedulingPolicy>,
     no_executors_since: Option<Instant>,
     metrics: Arc<SchedulerMetrics>,
+    /// Placement is left to the caller (see [`Self::deferring_placement`]).
+    defer_placement: bool,
+    /// Jobs whose progress changed and whose status is not yet published:
+    /// a report of many statuses publishes each job once.
+    unpublished: HashSet<JobId>,
 }
 
 impl SchedulerState {
@@ -185,7 +215,21 @@ impl SchedulerState {
             policy,
             no_executors_since: Some(Instant::now()),
             metrics: Arc::new(SchedulerMetrics::new()),
+            defer_placement: false,
+            unpublished: HashSet::new(),
         }
+    }
+
+    /// This state, leaving task placement to its owner: events that may let
+    /// tasks run return [`Effects::place_tasks`] instead of placing them,
+    /// and the owner calls [`place_tasks`](Self::place_tasks) once for any
+    /// number of them. Under load (thousands of status reports a second)
+    /// one placement round then serves every slot freed since the last,
+    /// instead of one round, over every executor and pending task, per
+    /// report.
+    pub fn deferring_placement(mut self) -> Self {
+        self.defer_placement = true;
+        self
     }
 
     /// What `/metrics` shows.
@@ -245,6 +289,9 @@ impl SchedulerState {
                 session_id,
                 query,
                 owner,
+                task_settings: proto::key_values(
+                    settings.iter().map(|(k, v)| (k.clone(), v.clone())),
+                ),
                 settings,
                 phase,
                 graph: None,
@@ -497,6 +544,13 @@ impl SchedulerState {
     /// A fresh receiver of a job's status.
     pub fn subscribe(&self, job_id: &JobId) -> Option<watch::Receiver<proto::JobStatus>> {
         self.jobs.get(job_id).map(|j| j.status_tx.subscribe())
+    }
+
+    /// Publishes the status of every job whose progress changed since.
+    fn publish_changed(&mut self) {
+        for job_id in std::mem::take(&mut self.unpublished) {
+            self.publish(&job_id);
+        }
     }
 
     fn publish(&self, job_id: &JobId) {

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{Cleanup, Effects, JobPhase, Launch, SchedulerState};
+use super::{Cleanup, Effects, JobPhase, Launch, SchedulerState, TaskLaunch};
 use crate::error::{BallistaError, Result};
 use crate::flight::sign_ticket;
 use crate::ids::{ExecutorId, JobId, StageId};
@@ -13,12 +13,27 @@ use crate::proto;
 use crate::scheduler::executors::TaskKey;
 use crate::scheduler::job_graph::TaskOutcome;
 
+/// Tasks given a slot earlier in a placement round, by job.
+type TakenTasks = HashMap<JobId, HashSet<PendingTask>>;
+
 /// Ignored statuses of one report that are logged one by one.
 const IGNORED_STATUSES_LOGGED: usize = 3;
 
 impl SchedulerState {
-    /// Asks the policy to fill free slots and prepares the launches.
+    /// Something may have let tasks run: places them now, or, when
+    /// placement is deferred, asks the caller to.
     pub fn schedule(&mut self) -> Effects {
+        if self.defer_placement {
+            return Effects {
+                place_tasks: true,
+                ..Effects::default()
+            };
+        }
+        self.place_tasks()
+    }
+
+    /// Asks the policy to fill free slots and prepares the launches.
+    pub fn place_tasks(&mut self) -> Effects {
         let free = self.executors.free_slots();
         if free.is_empty() {
             return Effects::default();
@@ -89,7 +104,7 @@ impl SchedulerState {
         // The jobs as offered for `held_by` (all executors that can hold
         // every job when `None`): a job it cannot hold, or a task already
         // taken, is listed without those pending tasks.
-        let schedulable = |held_by: Option<&ExecutorId>, taken: &HashSet<(JobId, PendingTask)>| {
+        let schedulable = |held_by: Option<&ExecutorId>, taken: &TakenTasks| {
             candidates
                 .iter()
                 .map(|c| {
@@ -99,11 +114,15 @@ impl SchedulerState {
                             .is_some_and(|e| e.memory_can_hold(&c.job_id))
                     });
                     let pending: Vec<PendingTask> = if holdable {
-                        c.pending
-                            .iter()
-                            .filter(|t| !taken.contains(&(c.job_id.clone(), **t)))
-                            .copied()
-                            .collect()
+                        match taken.get(&c.job_id) {
+                            Some(taken) => c
+                                .pending
+                                .iter()
+                                .filter(|t| !taken.contains(t))
+                                .copied()
+                                .collect(),
+                            None => c.pending.clone(),
+                        }
                     } else {
                         Vec::new()
                     };
@@ -111,13 +130,15 @@ impl SchedulerState {
                 })
                 .collect::<Vec<_>>()
         };
-        let mut taken: HashSet<(JobId, PendingTask)> = HashSet::new();
+        let mut taken = TakenTasks::new();
         let mut assignments = Vec::new();
         if !open.is_empty() {
             let jobs = schedulable(None, &taken);
             let views: Vec<SchedulableJob<'_>> = jobs.iter().map(|(c, p)| c.view(p, 0)).collect();
             assignments = self.policy.assign(&views, &open);
-            taken.extend(assignments.iter().map(|a| (a.job_id.clone(), a.task)));
+            for a in &assignments {
+                taken.entry(a.job_id.clone()).or_default().insert(a.task);
+            }
         }
         for slots in limited {
             let jobs = schedulable(Some(&slots.executor_id), &taken);
@@ -127,31 +148,40 @@ impl SchedulerState {
             let views: Vec<SchedulableJob<'_>> = jobs
                 .iter()
                 .map(|(c, p)| {
-                    let placed = taken.iter().filter(|(j, _)| *j == c.job_id).count();
+                    let placed = taken.get(&c.job_id).map_or(0, HashSet::len);
                     c.view(p, placed)
                 })
                 .collect();
             let more = self.policy.assign(&views, std::slice::from_ref(&slots));
-            taken.extend(more.iter().map(|a| (a.job_id.clone(), a.task)));
+            for a in &more {
+                taken.entry(a.job_id.clone()).or_default().insert(a.task);
+            }
             assignments.extend(more);
         }
 
-        let mut by_executor: HashMap<ExecutorId, Vec<proto::TaskDefinition>> = HashMap::new();
+        let mut by_executor: HashMap<ExecutorId, Vec<TaskLaunch>> = HashMap::new();
         let mut launched_jobs: HashSet<JobId> = HashSet::new();
         // A retry goes to another executor than the one it failed on, when
-        // there is one: the fault may lie with that executor.
-        let active: Vec<ExecutorId> = self
-            .executors
-            .all()
-            .filter(|e| !e.paused)
-            .map(|e| e.address.id.clone())
-            .collect();
-        let active: Vec<&ExecutorId> = active.iter().collect();
+        // there is one: the fault may lie with that executor. The executors
+        // to choose from are listed the first time a retry needs them.
+        let mut active_ids: Option<Vec<ExecutorId>> = None;
         for mut assignment in assignments {
-            if let Some(graph) = self
+            let graph = self
                 .jobs
                 .get(&assignment.job_id)
-                .and_then(|j| j.graph.as_ref())
+                .and_then(|j| j.graph.as_ref());
+            if let Some(graph) = graph
+                && graph.blames(assignment.task, &assignment.executor_id)
+                && let active = active_ids
+                    .get_or_insert_with(|| {
+                        self.executors
+                            .all()
+                            .filter(|e| !e.paused)
+                            .map(|e| e.address.id.clone())
+                            .collect()
+                    })
+                    .iter()
+                    .collect::<Vec<&ExecutorId>>()
                 && graph.should_avoid(assignment.task, &assignment.executor_id, &active)
             {
                 // The policy does not know where a task failed: move the
@@ -209,23 +239,23 @@ impl SchedulerState {
             by_executor
                 .entry(assignment.executor_id)
                 .or_default()
-                .push(proto::TaskDefinition {
-                    task: Some(proto::TaskId {
-                        job_id: assignment.job_id.to_string(),
-                        stage_id: task.stage_id.0,
-                        partition: task.partition as u32,
-                        attempt,
-                    }),
-                    plan: plan.as_ref().clone(),
-                    settings: proto::key_values(
-                        job.settings.iter().map(|(k, v)| (k.clone(), v.clone())),
-                    ),
-                    session_id: job.session_id.clone(),
+                .push(TaskLaunch {
+                    definition: proto::TaskDefinition {
+                        task: Some(proto::TaskId {
+                            job_id: assignment.job_id.to_string(),
+                            stage_id: task.stage_id.0,
+                            partition: task.partition as u32,
+                            attempt,
+                        }),
+                        plan: bytes::Bytes::new(),
+                        settings: job.task_settings.clone(),
+                        session_id: job.session_id.clone(),
+                    },
+                    plan,
                 });
         }
-        for job_id in &launched_jobs {
-            self.publish(job_id);
-        }
+        self.unpublished.extend(launched_jobs);
+        self.publish_changed();
         let launches = by_executor
             .into_iter()
             .filter_map(|(executor_id, tasks)| {
@@ -240,7 +270,7 @@ impl SchedulerState {
             .collect();
         Effects {
             launches,
-            cleanups: Vec::new(),
+            ..Effects::default()
         }
     }
 
@@ -274,6 +304,7 @@ impl SchedulerState {
                 ignored - IGNORED_STATUSES_LOGGED
             );
         }
+        self.publish_changed();
         effects.merge(self.schedule());
         effects
     }
@@ -371,7 +402,7 @@ impl SchedulerState {
         Ok(match outcome {
             TaskOutcome::Stale => Effects::default(),
             TaskOutcome::Progress => {
-                self.publish(&job_id);
+                self.unpublished.insert(job_id.clone());
                 self.release_unread_outputs(&job_id)
             }
             TaskOutcome::JobSucceeded => {
@@ -424,8 +455,8 @@ impl SchedulerState {
             })
             .collect();
         Effects {
-            launches: Vec::new(),
             cleanups,
+            ..Effects::default()
         }
     }
 
@@ -574,6 +605,61 @@ mod tests {
         // Once e1 reports room, b's next task goes there.
         let (_, _) = state.heartbeat(&ExecutorId::new("e1"), memory(60), Vec::new(), false);
         assert_eq!(placed_on(&state, &b), vec!["e1", "e2"]);
+    }
+
+    #[tokio::test]
+    async fn deferred_placement_places_once_for_many_events() {
+        let mut state = SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy))
+            .deferring_placement();
+        let address = ExecutorAddress {
+            id: ExecutorId::new("e1"),
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
+        let registered = state
+            .register_executor(
+                address,
+                2,
+                "test".into(),
+                memory(100),
+                crate::auth::SecretKey::random().unwrap(),
+            )
+            .unwrap();
+        assert!(registered.launches.is_empty());
+        // Two jobs planned: each asks for a round, and none is placed yet.
+        let (a, b) = (submit(&mut state, "joba"), submit(&mut state, "jobb"));
+        assert!(placed_on(&state, &a).is_empty() && placed_on(&state, &b).is_empty());
+
+        // One round fills both slots, in submission order.
+        let effects = state.place_tasks();
+        assert!(!effects.place_tasks);
+        assert_eq!(effects.launches.len(), 1);
+        assert_eq!(effects.launches[0].tasks.len(), 2);
+        assert_eq!(placed_on(&state, &a), vec!["e1", "e1"]);
+
+        // A status report frees a slot and asks for a round instead of
+        // placing the next task itself.
+        let done = proto::TaskStatus {
+            task: Some(proto::TaskId {
+                job_id: a.to_string(),
+                stage_id: 1,
+                partition: 0,
+                attempt: 0,
+            }),
+            executor_id: "e1".into(),
+            result: Some(proto::task_status::Result::Succeeded(proto::TaskSuccess {
+                locations: Vec::new(),
+                metrics: None,
+            })),
+            started_at_ms: 0,
+            ended_at_ms: 0,
+        };
+        let effects = state.task_statuses(&ExecutorId::new("e1"), vec![done]);
+        assert!(effects.place_tasks && effects.launches.is_empty());
+        assert_eq!(placed_on(&state, &a), vec!["e1"]);
+        let effects = state.place_tasks();
+        assert_eq!(effects.launches[0].tasks.len(), 1);
+        assert_eq!(placed_on(&state, &a), vec!["e1", "e1"]);
     }
 
     #[tokio::test]
