@@ -13,6 +13,8 @@ use crate::plugin::scheduling::PendingTask;
 use crate::plugin::shuffle::ShuffleLocation;
 use crate::proto;
 
+pub use task_plan::TaskPlan;
+
 /// State of one task (one partition of a stage).
 #[derive(Debug, Clone)]
 pub enum TaskState {
@@ -57,43 +59,6 @@ pub const MAX_FETCH_FAILURES_PER_TASK: u32 = 4;
 /// on; after that it may run where it failed (a busy cluster must not keep
 /// it waiting indefinitely).
 pub const RETRY_ELSEWHERE_MS: u64 = 10_000;
-
-/// The plan a launched task is sent.
-#[derive(Debug, Clone)]
-pub enum TaskPlan {
-    /// The stage's plan, encoded once for all of its tasks.
-    Shared(bytes::Bytes),
-    /// A plan of the task's own, listing only the shuffle locations it
-    /// reads ([`crate::plan::plan_for_task`]); encoded by
-    /// [`encode`](Self::encode) when the launch is sent, outside the
-    /// scheduler's lock, since trimming and encoding thousands of them
-    /// would hold up every other event.
-    OwnReads {
-        /// The stage's resolved plan, with every task's locations.
-        stage_plan: Arc<dyn ExecutionPlan>,
-        /// Tasks of the stage.
-        tasks: usize,
-        /// The task's partition.
-        partition: usize,
-    },
-}
-
-impl TaskPlan {
-    /// The plan as the executor receives it.
-    pub fn encode(self) -> Result<bytes::Bytes> {
-        match self {
-            TaskPlan::Shared(bytes) => Ok(bytes),
-            TaskPlan::OwnReads {
-                stage_plan,
-                tasks,
-                partition,
-            } => {
-                let trimmed = crate::plan::plan_for_task(&stage_plan, tasks, partition)?;
-                Ok(encode_stage_plan(&trimmed)?.into())
-            }
-        }
-    }
-}
 
 /// One failed attempt of a task, kept for status and for placing the retry.
 #[derive(Debug, Clone)]
@@ -833,6 +798,7 @@ impl JobGraph {
 }
 
 mod status;
+mod task_plan;
 #[cfg(test)]
 mod tests;
 mod unread;

@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod cluster;
+mod effects;
 mod overview;
 mod tasks;
+
+pub use effects::{Cleanup, Effects, Launch, TaskLaunch};
 
 use tokio::sync::watch;
 
 use super::executors::ExecutorRegistry;
-use super::job_graph::{JobGraph, TaskPlan};
+use super::job_graph::JobGraph;
 use crate::config::{JOB_TIMEOUT_KEY, SchedulerSettings};
 use crate::error::{BallistaError, Result};
 use crate::http::SchedulerMetrics;
@@ -25,7 +28,6 @@ use crate::plugin::scheduling::{
     Admission, ExistingJob, JobLabels, JobSubmission, TaskSchedulingPolicy,
 };
 use crate::plugin::shuffle::ShuffleLocation;
-use crate::proto::executor_control_client::ExecutorControlClient;
 use crate::proto::{self, JobState};
 use crate::util::now_ms;
 
@@ -117,75 +119,6 @@ pub struct AdmittedJob {
     pub settings: Arc<HashMap<String, String>>,
     /// Who submitted it, with their grants.
     pub identity: Arc<Identity>,
-}
-
-/// A batch of tasks to launch on one executor.
-#[derive(Debug)]
-pub struct Launch {
-    /// Target executor.
-    pub executor_id: ExecutorId,
-    /// Its control client.
-    pub client: ExecutorControlClient<crate::auth::AuthChannel>,
-    /// The tasks.
-    pub tasks: Vec<TaskLaunch>,
-}
-
-/// One task of a [`Launch`].
-#[derive(Debug)]
-pub struct TaskLaunch {
-    /// The task, without its plan.
-    pub definition: proto::TaskDefinition,
-    /// Its plan, encoded when the launch is sent.
-    pub plan: TaskPlan,
-}
-
-impl TaskLaunch {
-    /// The definition with its plan, as the executor receives it.
-    pub fn into_definition(self) -> Result<proto::TaskDefinition> {
-        let mut definition = self.definition;
-        definition.plan = self.plan.encode()?;
-        Ok(definition)
-    }
-}
-
-/// Stopping and/or deleting a job's work on one executor.
-#[derive(Debug)]
-pub struct Cleanup {
-    /// Target executor.
-    pub executor_id: ExecutorId,
-    /// Its control client.
-    pub client: ExecutorControlClient<crate::auth::AuthChannel>,
-    /// The job.
-    pub job_id: JobId,
-    /// Stop its running tasks.
-    pub cancel: bool,
-    /// Delete its data.
-    pub remove_data: bool,
-    /// With `remove_data`: only these stages' output, which no consumer
-    /// will read again, and only what the executor holds in memory (empty:
-    /// all of the job's data).
-    pub stages: Vec<crate::ids::StageId>,
-}
-
-/// Network calls decided under the lock, performed after it is released.
-#[derive(Debug, Default)]
-pub struct Effects {
-    /// Tasks to launch.
-    pub launches: Vec<Launch>,
-    /// Jobs to stop or clean up.
-    pub cleanups: Vec<Cleanup>,
-    /// Free slots or runnable tasks may have appeared: the caller runs
-    /// [`SchedulerState::place_tasks`] (with deferred scheduling, see
-    /// [`SchedulerState::deferring_placement`]).
-    pub place_tasks: bool,
-}
-
-impl Effects {
-    fn merge(&mut self, other: Effects) {
-        self.launches.extend(other.launches);
-        self.cleanups.extend(other.cleanups);
-        self.place_tasks |= other.place_tasks;
-    }
 }
 
 /// Jobs and executors.
