@@ -70,3 +70,30 @@ impl JobGraph {
             .collect()
     }
 }
+
+impl JobGraph {
+    /// Progress figures for status.
+    pub fn progress(&self) -> proto::JobProgress {
+        let mut p = proto::JobProgress {
+            stages_total: self.stages.len() as u32,
+            ..Default::default()
+        };
+        for stage in self.stages.values() {
+            if stage.is_complete() {
+                p.stages_completed += 1;
+            }
+            p.tasks_total += stage.tasks.len() as u32;
+            p.map_tasks_recomputed += stage.recomputed.iter().sum::<u32>();
+            for t in &stage.tasks {
+                match t {
+                    TaskState::Done { .. } => p.tasks_completed += 1,
+                    // A failed or cancelled job's other attempts are being
+                    // cancelled: none of them runs on for the job any more.
+                    TaskState::Running { .. } if self.failure.is_none() => p.tasks_running += 1,
+                    _ => {}
+                }
+            }
+        }
+        p
+    }
+}

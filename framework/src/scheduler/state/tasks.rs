@@ -559,6 +559,24 @@ mod tests {
         }
     }
 
+    /// Registers executor `id` with `slots` slots and `available` bytes free.
+    fn register(state: &mut SchedulerState, id: &str, slots: usize, available: u64) -> Effects {
+        let address = ExecutorAddress {
+            id: ExecutorId::new(id),
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
+        state
+            .register_executor(
+                address,
+                slots,
+                "test".into(),
+                memory(available),
+                crate::auth::SecretKey::random().unwrap(),
+            )
+            .unwrap()
+    }
+
     fn placed_on(state: &SchedulerState, job: &JobId) -> Vec<String> {
         let mut out: Vec<String> = state
             .executors
@@ -578,20 +596,7 @@ mod tests {
     async fn a_new_job_is_not_placed_where_memory_cannot_hold_it() {
         let mut state = SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy));
         for (id, slots, available) in [("e1", 4, 10), ("e2", 1, 100)] {
-            let address = ExecutorAddress {
-                id: ExecutorId::new(id),
-                host: "127.0.0.1".into(),
-                port: 1,
-            };
-            let _ = state
-                .register_executor(
-                    address,
-                    slots,
-                    "test".into(),
-                    memory(available),
-                    crate::auth::SecretKey::random().unwrap(),
-                )
-                .unwrap();
+            let _ = register(&mut state, id, slots, available);
         }
         // Executors running nothing take any job: their figures may be old.
         let a = submit(&mut state, "joba");
@@ -611,20 +616,7 @@ mod tests {
     async fn deferred_placement_places_once_for_many_events() {
         let mut state = SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy))
             .deferring_placement();
-        let address = ExecutorAddress {
-            id: ExecutorId::new("e1"),
-            host: "127.0.0.1".into(),
-            port: 1,
-        };
-        let registered = state
-            .register_executor(
-                address,
-                2,
-                "test".into(),
-                memory(100),
-                crate::auth::SecretKey::random().unwrap(),
-            )
-            .unwrap();
+        let registered = register(&mut state, "e1", 2, 100);
         assert!(registered.launches.is_empty());
         // Two jobs planned: each asks for a round, and none is placed yet.
         let (a, b) = (submit(&mut state, "joba"), submit(&mut state, "jobb"));
@@ -666,20 +658,7 @@ mod tests {
     async fn a_retry_goes_to_another_executor_than_the_one_it_failed_on() {
         let mut state = SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy));
         for id in ["e1", "e2"] {
-            let address = ExecutorAddress {
-                id: ExecutorId::new(id),
-                host: "127.0.0.1".into(),
-                port: 1,
-            };
-            let _ = state
-                .register_executor(
-                    address,
-                    4,
-                    "test".into(),
-                    memory(100),
-                    crate::auth::SecretKey::random().unwrap(),
-                )
-                .unwrap();
+            let _ = register(&mut state, id, 4, 100);
         }
         let job = submit(&mut state, "joba");
         let runs = |state: &SchedulerState, attempt: u32| -> Vec<String> {
