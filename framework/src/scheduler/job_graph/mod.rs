@@ -514,23 +514,15 @@ impl JobGraph {
         Ok((attempt, plan))
     }
 
-    /// A launched task did not start: it becomes pending again. A task the
-    /// executor refused keeps its attempt number; one whose launch may have
-    /// reached the executor (`maybe_started`) gets the next number, so a copy
-    /// that did start can never be taken for the retry. Neither counts as a
-    /// failure.
-    pub fn unlaunch_task(
-        &mut self,
-        stage_id: StageId,
-        partition: usize,
-        attempt: u32,
-        maybe_started: bool,
-    ) {
+    /// A launched task the executor refused: it becomes pending again under
+    /// the same attempt number, and this does not count as a failure. (A
+    /// launch whose answer never came is an attempt lost with its executor,
+    /// see `SchedulerState::launch_failed`.)
+    pub fn unlaunch_task(&mut self, stage_id: StageId, partition: usize, attempt: u32) {
         if let Ok(stage) = self.stage_mut(stage_id)
             && let Some(state) = stage.tasks.get_mut(partition)
             && matches!(state, TaskState::Running { attempt: a, .. } if *a == attempt)
         {
-            let attempt = if maybe_started { attempt + 1 } else { attempt };
             *state = TaskState::Pending { attempt };
             if stage.encoded_plan.is_none() {
                 *state = TaskState::Waiting { attempt };

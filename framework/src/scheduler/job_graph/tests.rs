@@ -339,24 +339,14 @@ fn deterministic_failures_fail_the_job_at_once() {
 }
 
 #[test]
-fn a_launch_that_may_have_started_is_retried_under_a_new_attempt() {
-    let mut g = graph(3);
+fn a_refused_launch_keeps_its_attempt_and_is_no_failure() {
+    let mut g = graph(1);
     let first = run(&mut g, 1, 0);
-    g.unlaunch_task(StageId(1), 0, first, false);
-    assert_eq!(
-        run(&mut g, 1, 0),
-        first,
-        "a refused launch keeps its attempt"
-    );
-    g.unlaunch_task(StageId(1), 0, first, true);
-    let second = run(&mut g, 1, 0);
-    assert_eq!(second, first + 1);
-    // The first copy, if it did run, is ignored.
-    assert_eq!(
-        g.task_succeeded(StageId(1), 0, first, vec![], Default::default())
-            .unwrap(),
-        TaskOutcome::Stale
-    );
+    g.unlaunch_task(StageId(1), 0, first);
+    assert_eq!(run(&mut g, 1, 0), first);
+    let stage = &g.stages[&StageId(1)];
+    assert_eq!(stage.failures[0], 0);
+    assert!(stage.attempt_failures[0].is_empty());
 }
 
 #[test]

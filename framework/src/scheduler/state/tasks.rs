@@ -460,14 +460,23 @@ impl SchedulerState {
         }
     }
 
-    /// Tasks that could not be launched go back to pending. When the
-    /// executor could not be reached at all it is treated as lost.
+    /// Tasks that could not be launched go back to pending.
+    ///
+    /// When the executor could not be reached at all it is treated as lost,
+    /// and so are these tasks: the launch may have reached it before it died
+    /// (the answer is what got lost), so each counts as an attempt lost with
+    /// the executor, shown in the job's status like any other, and its retry
+    /// runs under a new attempt number that a copy which did start can never
+    /// be taken for.
     pub fn launch_failed(
         &mut self,
         executor_id: &ExecutorId,
         tasks: &[proto::TaskId],
         unreachable: bool,
     ) -> Effects {
+        if unreachable {
+            return self.executor_lost(executor_id, "its control service could not be reached");
+        }
         for task in tasks {
             let Ok(job_id) = JobId::parse(&task.job_id) else {
                 continue;
@@ -483,13 +492,8 @@ impl SchedulerState {
                 entry.paused = true;
             }
             if let Some(graph) = self.jobs.get_mut(&job_id).and_then(|j| j.graph.as_mut()) {
-                // An unreachable executor may still have received the task:
-                // the retry gets a new attempt number so the two never mix.
-                graph.unlaunch_task(stage_id, task.partition as usize, task.attempt, unreachable);
+                graph.unlaunch_task(stage_id, task.partition as usize, task.attempt);
             }
-        }
-        if unreachable {
-            return self.executor_lost(executor_id, "its control service could not be reached");
         }
         self.schedule()
     }
@@ -708,6 +712,48 @@ mod tests {
             runs(&state, 2).len(),
             1,
             "with no other left, it runs anyway"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_launch_that_got_no_answer_is_an_attempt_lost_with_its_executor() {
+        let mut state = SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy));
+        let effects = register(&mut state, "e1", 1, 100);
+        assert!(effects.launches.is_empty());
+        let job = submit(&mut state, "joba");
+        let launched = proto::TaskId {
+            job_id: job.to_string(),
+            stage_id: 1,
+            partition: 0,
+            attempt: 0,
+        };
+        assert_eq!(placed_on(&state, &job), vec!["e1"]);
+        let _ = register(&mut state, "e2", 4, 100);
+
+        // The executor may have started the task before its answer was lost.
+        let _ = state.launch_failed(&ExecutorId::new("e1"), &[launched.clone()], true);
+        assert!(state.executors.get(&ExecutorId::new("e1")).is_none());
+        let graph = state.jobs[&job].graph.as_ref().unwrap();
+        let failures = &graph
+            .stages()
+            .find(|s| s.id == StageId(1))
+            .unwrap()
+            .attempt_failures[0];
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].attempt, 0);
+        assert_eq!(failures[0].executor.as_str(), "e1");
+        assert_eq!(
+            failures[0].error.kind,
+            proto::ErrorKind::ExecutorLost as i32
+        );
+        // The retry runs elsewhere under a new attempt; the first copy's
+        // report is stale.
+        assert_eq!(graph.current_attempt(StageId(1), 0, 0), None);
+        assert_eq!(
+            graph
+                .current_attempt(StageId(1), 0, 1)
+                .map(|e| e.to_string()),
+            Some("e2".to_string())
         );
     }
 }
