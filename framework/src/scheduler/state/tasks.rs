@@ -731,7 +731,7 @@ mod tests {
         let _ = register(&mut state, "e2", 4, 100);
 
         // The executor may have started the task before its answer was lost.
-        let _ = state.launch_failed(&ExecutorId::new("e1"), &[launched.clone()], true);
+        let _ = state.launch_failed(&ExecutorId::new("e1"), &[launched], true);
         assert!(state.executors.get(&ExecutorId::new("e1")).is_none());
         let graph = state.jobs[&job].graph.as_ref().unwrap();
         let failures = &graph
