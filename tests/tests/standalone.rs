@@ -185,3 +185,42 @@ async fn explain_shows_the_stages_the_cluster_runs() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+/// A join whose one side is small (by its statistics) broadcasts that side
+/// to every task of the probe side's stage instead of shuffling both sides
+/// by the join keys; a session can lower the threshold and get the
+/// partitioned join back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_with_a_small_side_broadcasts_it_unless_the_session_says_otherwise() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let ctx = SessionContext::standalone()
+        .await
+        .expect("standalone cluster");
+    bench::register_tables(&ctx, &data).await.expect("register");
+    // At SF 0.1, orders (150k rows, a few MiB) is below the distributed
+    // threshold and above DataFusion's own 1 MiB / 128Ki rows.
+    let query = "EXPLAIN SELECT count(*) FROM orders JOIN lineitem ON o_orderkey = l_orderkey";
+    let explain = |ctx: SessionContext| async move {
+        let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    };
+    let text = explain(ctx.clone()).await;
+    assert!(text.contains("mode=CollectLeft"), "{text}");
+    assert!(!text.contains("mode=Partitioned"), "{text}");
+    assert!(
+        !text.contains("partitioning=Hash([l_orderkey"),
+        "lineitem is not shuffled:\n{text}"
+    );
+
+    for setting in [
+        "SET datafusion.optimizer.hash_join_single_partition_threshold = 0",
+        "SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0",
+    ] {
+        ctx.sql(setting).await.unwrap().collect().await.unwrap();
+    }
+    let text = explain(ctx).await;
+    assert!(text.contains("mode=Partitioned"), "{text}");
+    assert!(text.contains("partitioning=Hash([l_orderkey"), "{text}");
+}
