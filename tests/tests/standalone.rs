@@ -197,8 +197,8 @@ async fn a_join_with_a_small_side_broadcasts_it_unless_the_session_says_otherwis
         .await
         .expect("standalone cluster");
     bench::register_tables(&ctx, &data).await.expect("register");
-    // At SF 0.1, orders (150k rows, a few MiB) is below the distributed
-    // threshold and above DataFusion's own 1 MiB / 128Ki rows.
+    // At SF 0.1 the orders side (150,000 exact o_orderkey values, 1.2 MB)
+    // is below the cluster's threshold and above DataFusion's 1 MiB.
     let query = "EXPLAIN SELECT count(*) FROM orders JOIN lineitem ON o_orderkey = l_orderkey";
     let explain = |ctx: SessionContext| async move {
         let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
@@ -214,13 +214,19 @@ async fn a_join_with_a_small_side_broadcasts_it_unless_the_session_says_otherwis
         "lineitem is not shuffled:\n{text}"
     );
 
-    for setting in [
-        "SET datafusion.optimizer.hash_join_single_partition_threshold = 0",
-        "SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0",
-    ] {
-        ctx.sql(setting).await.unwrap().collect().await.unwrap();
+    // DataFusion's own thresholds, then none at all: both partition.
+    for (bytes, rows) in [(1048576, 131072), (0, 0)] {
+        for setting in [
+            format!("SET datafusion.optimizer.hash_join_single_partition_threshold = {bytes}"),
+            format!("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = {rows}"),
+        ] {
+            ctx.sql(&setting).await.unwrap().collect().await.unwrap();
+        }
+        let text = explain(ctx.clone()).await;
+        assert!(text.contains("mode=Partitioned"), "{bytes}: {text}");
+        assert!(
+            text.contains("partitioning=Hash([l_orderkey"),
+            "{bytes}: {text}"
+        );
     }
-    let text = explain(ctx).await;
-    assert!(text.contains("mode=Partitioned"), "{text}");
-    assert!(text.contains("partitioning=Hash([l_orderkey"), "{text}");
 }

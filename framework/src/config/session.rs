@@ -131,29 +131,33 @@ impl ConfigExtension for BallistaSessionOptions {
     const PREFIX: &'static str = "ballista";
 }
 
-/// Below this estimated size (bytes, then rows when the size is unknown)
-/// the build side of a hash join is broadcast: every task of the join reads
-/// all of it and no side is shuffled by the join keys.
+/// Below this estimated size in bytes (or, when the size is unknown, row
+/// count: `BROADCAST_JOIN_MAX_ROWS`) DataFusion may build a hash join's
+/// table from one whole side ("collect left"). On a cluster that side is
+/// then broadcast: every task of the join reads all of it, and neither side
+/// is shuffled by the join keys.
 ///
-/// DataFusion's own thresholds (1 MiB, 128 Ki rows) weigh a partitioned
-/// join's in-memory repartition against building one table per process. On
-/// a cluster the partitioned join costs a shuffle of *both* sides through
-/// the network and Arrow IPC, usually the far larger probe side too, while
-/// a broadcast costs one copy of the small side per task. At TPC-H SF1 the
-/// higher thresholds took the processes layout from 1.28x to 1.11x
-/// single-process DataFusion (README, Performance). Clients and
-/// `[scheduler.session]` can set either key to change it.
-pub const BROADCAST_JOIN_MAX_BYTES: &str = "16777216";
-/// The row count counterpart of [`BROADCAST_JOIN_MAX_BYTES`], used when a
-/// side's size in bytes is not known.
-pub const BROADCAST_JOIN_MAX_ROWS: &str = "2000000";
+/// DataFusion's own thresholds (1 MiB, 128Ki rows) weigh a partitioned
+/// join's in-memory repartition against one table per process. On a
+/// cluster the partitioned join costs a shuffle of *both* sides through the
+/// network and Arrow IPC, usually of the far larger probe side too, while a
+/// broadcast costs one copy of the small side per task, held in memory that
+/// cannot spill. At TPC-H SF1 between processes the higher thresholds took
+/// the total from 1.28x to 1.10x single-process DataFusion (README,
+/// Performance). Left, full, semi and anti joins whose collected side is the
+/// one they preserve are partitioned all the same (see
+/// `plan::collected_joins`).
+pub(crate) const BROADCAST_JOIN_MAX_BYTES: &str = "16777216";
+/// The row count threshold used when a side's size in bytes is unknown.
+pub(crate) const BROADCAST_JOIN_MAX_ROWS: &str = "2000000";
 
 /// Defaults that suit distributed execution better than DataFusion's
-/// single-process ones:
+/// single-process ones (`[scheduler.session]` and a client's settings
+/// override them key by key):
 /// - a round-robin repartition would cost a whole extra shuffle stage, so
 ///   scans are split by file ranges instead;
-/// - joins with a small side broadcast it rather than shuffling both sides
-///   ([`BROADCAST_JOIN_MAX_BYTES`]).
+/// - a join with a side estimated below 16 MiB broadcasts it rather than
+///   shuffling both sides.
 pub fn distributed_session_defaults() -> Vec<(&'static str, &'static str)> {
     vec![
         (

@@ -91,7 +91,9 @@ pub struct SchedulerSettings {
     pub target_partitions: usize,
     /// Attempts per task before its job fails (for retryable errors; a retry
     /// goes to another executor when there is one). Failed fetches of map
-    /// output do not count: the lost output is recomputed instead.
+    /// output do not count: the lost output is recomputed instead. A task
+    /// lost with its executor counts, including one whose launch got no
+    /// answer (it may have started there).
     pub task_max_attempts: u32,
     /// An executor silent for this long is considered lost: its running
     /// tasks run elsewhere and map output on its disk is recomputed. A job
@@ -104,7 +106,9 @@ pub struct SchedulerSettings {
     /// are stopped. 0: no limit. A session can set a shorter one with
     /// `ballista.job_timeout_secs`.
     pub job_timeout_secs: u64,
-    /// Extra session settings handed to clients as defaults.
+    /// Extra session settings handed to clients as defaults, key by key over
+    /// Ballista's distributed defaults (a client's own `SET` wins). See
+    /// "Joins: broadcast or shuffle" in the README for the join thresholds.
     pub session: SessionDefaults,
     /// Tables every client can query without registering them.
     pub tables: Vec<TableDefinition>,

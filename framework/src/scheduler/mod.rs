@@ -149,13 +149,13 @@ impl SchedulerInner {
                     return;
                 }
                 tracing::info!("executor {executor_id} refused {} task(s)", rejected.len());
-                self.state
-                    .lock()
-                    .launch_failed(&executor_id, &rejected, false)
+                self.state.lock().launch_refused(&executor_id, &rejected)
             }
             // No answer: the connection failed, or broke mid-request (the
             // client side then reports Cancelled — the executor died, say).
-            // The tasks may or may not have started there.
+            // The tasks may or may not have started there: they are lost
+            // with the executor, like the tasks it was already running, and
+            // their retries run under new attempt numbers.
             Err(status)
                 if matches!(
                     status.code(),
@@ -166,7 +166,10 @@ impl SchedulerInner {
                     "cannot reach executor {executor_id} to launch tasks: {}",
                     status.message()
                 );
-                self.state.lock().launch_failed(&executor_id, &ids, true)
+                self.state.lock().executor_lost(
+                    &executor_id,
+                    "its control service could not be reached to launch tasks",
+                )
             }
             // The executor answered but refused the request itself: the
             // tasks fail (and are retried if the error allows).

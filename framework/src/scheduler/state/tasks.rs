@@ -460,23 +460,12 @@ impl SchedulerState {
         }
     }
 
-    /// Tasks that could not be launched go back to pending.
-    ///
-    /// When the executor could not be reached at all it is treated as lost,
-    /// and so are these tasks: the launch may have reached it before it died
-    /// (the answer is what got lost), so each counts as an attempt lost with
-    /// the executor, shown in the job's status like any other, and its retry
-    /// runs under a new attempt number that a copy which did start can never
-    /// be taken for.
-    pub fn launch_failed(
-        &mut self,
-        executor_id: &ExecutorId,
-        tasks: &[proto::TaskId],
-        unreachable: bool,
-    ) -> Effects {
-        if unreachable {
-            return self.executor_lost(executor_id, "its control service could not be reached");
-        }
+    /// Tasks their executor refused to launch (it is full, or draining) go
+    /// back to pending under the same attempt, and the executor gets no more
+    /// until its next heartbeat. A launch that got no answer at all is not
+    /// this: its executor is lost, and so are the tasks, which may have
+    /// started there ([`executor_lost`](Self::executor_lost)).
+    pub fn launch_refused(&mut self, executor_id: &ExecutorId, tasks: &[proto::TaskId]) -> Effects {
         for task in tasks {
             let Ok(job_id) = JobId::parse(&task.job_id) else {
                 continue;
@@ -717,28 +706,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_launch_that_got_no_answer_is_an_attempt_lost_with_its_executor() {
-        let mut state = SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy));
-        let effects = register(&mut state, "e1", 1, 100);
-        assert!(effects.launches.is_empty());
+        let mut settings = SchedulerSettings::default();
+        settings.task_max_attempts = 2;
+        let mut state = SchedulerState::new(settings, Arc::new(FifoPolicy));
+        let _ = register(&mut state, "e1", 1, 100);
         let job = submit(&mut state, "joba");
-        let launched = proto::TaskId {
-            job_id: job.to_string(),
-            stage_id: 1,
-            partition: 0,
-            attempt: 0,
-        };
         assert_eq!(placed_on(&state, &job), vec!["e1"]);
         let _ = register(&mut state, "e2", 4, 100);
 
-        // The executor may have started the task before its answer was lost.
-        let _ = state.launch_failed(&ExecutorId::new("e1"), &[launched], true);
+        // The launch RPC to e1 got no answer: the scheduler loses e1 with the
+        // task it had just placed there, which may have started.
+        let _ = state.executor_lost(
+            &ExecutorId::new("e1"),
+            "its control service could not be reached to launch tasks",
+        );
         assert!(state.executors.get(&ExecutorId::new("e1")).is_none());
         let graph = state.jobs[&job].graph.as_ref().unwrap();
-        let failures = &graph
-            .stages()
-            .find(|s| s.id == StageId(1))
-            .unwrap()
-            .attempt_failures[0];
+        let stage = graph.stages().find(|s| s.id == StageId(1)).unwrap();
+        let failures = &stage.attempt_failures[0];
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert_eq!(failures[0].attempt, 0);
         assert_eq!(failures[0].executor.as_str(), "e1");
@@ -746,6 +731,7 @@ mod tests {
             failures[0].error.kind,
             proto::ErrorKind::ExecutorLost as i32
         );
+        assert_eq!(stage.failures[0], 1, "the lost attempt counts");
         // The retry runs elsewhere under a new attempt; the first copy's
         // report is stale.
         assert_eq!(graph.current_attempt(StageId(1), 0, 0), None);
