@@ -517,7 +517,7 @@ impl JobGraph {
     /// A launched task the executor refused: it becomes pending again under
     /// the same attempt number, and this does not count as a failure. (A
     /// launch whose answer never came is an attempt lost with its executor,
-    /// see `SchedulerState::launch_failed`.)
+    /// see `SchedulerState::launch_refused`.)
     pub fn unlaunch_task(&mut self, stage_id: StageId, partition: usize, attempt: u32) {
         if let Ok(stage) = self.stage_mut(stage_id)
             && let Some(state) = stage.tasks.get_mut(partition)

@@ -706,8 +706,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_launch_that_got_no_answer_is_an_attempt_lost_with_its_executor() {
-        let mut settings = SchedulerSettings::default();
-        settings.task_max_attempts = 2;
+        let settings = SchedulerSettings {
+            task_max_attempts: 2,
+            ..Default::default()
+        };
         let mut state = SchedulerState::new(settings, Arc::new(FifoPolicy));
         let _ = register(&mut state, "e1", 1, 100);
         let job = submit(&mut state, "joba");
