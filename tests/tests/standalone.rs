@@ -158,23 +158,32 @@ async fn tpch_queries_built_with_the_dataframe_api_match_sql_on_datafusion() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_shows_the_stages_the_cluster_runs() {
+/// A standalone cluster with the SF 0.1 TPC-H tables registered.
+async fn standalone_with_tpch() -> SessionContext {
     let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
     let ctx = SessionContext::standalone()
         .await
         .expect("standalone cluster");
     bench::register_tables(&ctx, &data).await.expect("register");
-    let batches = ctx
-        .sql("EXPLAIN SELECT n_regionkey, count(*) FROM nation GROUP BY n_regionkey ORDER BY 1")
-        .await
+    ctx
+}
+
+/// What `statement` (an `EXPLAIN`) prints.
+async fn explain_text(ctx: &SessionContext, statement: &str) -> String {
+    let batches = ctx.sql(statement).await.unwrap().collect().await.unwrap();
+    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
         .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_stages_the_cluster_runs() {
+    let ctx = standalone_with_tpch().await;
+    let text = explain_text(
+        &ctx,
+        "EXPLAIN SELECT n_regionkey, count(*) FROM nation GROUP BY n_regionkey ORDER BY 1",
+    )
+    .await;
     assert!(text.contains("logical_plan"), "{text}");
     for expected in [
         "=== stage 1",
@@ -192,21 +201,11 @@ async fn explain_shows_the_stages_the_cluster_runs() {
 /// partitioned join back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_with_a_small_side_broadcasts_it_unless_the_session_says_otherwise() {
-    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
-    let ctx = SessionContext::standalone()
-        .await
-        .expect("standalone cluster");
-    bench::register_tables(&ctx, &data).await.expect("register");
+    let ctx = standalone_with_tpch().await;
     // At SF 0.1 the orders side (150,000 exact o_orderkey values, 1.2 MB)
     // is below the cluster's threshold and above DataFusion's 1 MiB.
     let query = "EXPLAIN SELECT count(*) FROM orders JOIN lineitem ON o_orderkey = l_orderkey";
-    let explain = |ctx: SessionContext| async move {
-        let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
-        datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string()
-    };
-    let text = explain(ctx.clone()).await;
+    let text = explain_text(&ctx, query).await;
     assert!(text.contains("mode=CollectLeft"), "{text}");
     assert!(!text.contains("mode=Partitioned"), "{text}");
     assert!(
@@ -222,7 +221,7 @@ async fn a_join_with_a_small_side_broadcasts_it_unless_the_session_says_otherwis
         ] {
             ctx.sql(&setting).await.unwrap().collect().await.unwrap();
         }
-        let text = explain(ctx.clone()).await;
+        let text = explain_text(&ctx, query).await;
         assert!(text.contains("mode=Partitioned"), "{bytes}: {text}");
         assert!(
             text.contains("partitioning=Hash([l_orderkey"),
