@@ -533,3 +533,40 @@ async fn types_and_statements() {
         )
         .await;
 }
+
+/// A scan stage of hundreds of tasks: the scheduler sends each task only
+/// its own file group, and every file is still read exactly once.
+#[tokio::test]
+async fn a_scan_of_hundreds_of_files_reads_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("many");
+    std::fs::create_dir(&table).unwrap();
+    for i in 0..300u64 {
+        std::fs::write(
+            table.join(format!("part-{i:03}.csv")),
+            format!("k,v\n{},{i}\n{},{}\n", i % 7, (i + 1) % 7, i * 1000),
+        )
+        .unwrap();
+    }
+    let setup = vec![
+        format!(
+            "CREATE EXTERNAL TABLE many (k INT, v BIGINT) STORED AS CSV LOCATION '{}/' \
+             OPTIONS ('format.has_header' 'true')",
+            table.display()
+        ),
+        "SET datafusion.execution.target_partitions = 300".into(),
+    ];
+    let engines = TwoEngines::start(&setup).await;
+    engines
+        .expect(
+            "SELECT count(*), sum(v), count(DISTINCT v) FROM many",
+            &["600|44894850|599"],
+        )
+        .await;
+    engines
+        .expect(
+            "SELECT k, count(*) FROM many GROUP BY k ORDER BY k",
+            &["0|85", "1|86", "2|86", "3|86", "4|86", "5|86", "6|85"],
+        )
+        .await;
+}

@@ -70,6 +70,15 @@ pub struct FleetLog {
     pub completions: Vec<CompletionRecord>,
     /// Launch requests (one per scheduler call, each with one or more tasks).
     pub launch_calls: u64,
+    /// Encoded size of those requests, summed (bytes).
+    pub launch_bytes: u64,
+    /// Status reports sent (each with one or more task statuses).
+    pub status_calls: u64,
+    /// Calls that free a job's slots or data: cancel, remove job data,
+    /// release stage outputs.
+    pub cleanup_calls: u64,
+    /// Heartbeats sent.
+    pub heartbeats: u64,
 }
 
 struct SimulatedExecutor {
@@ -183,6 +192,7 @@ impl SimulatedFleet {
         for (i, (executor, rx)) in receivers.into_iter().enumerate() {
             let client = executor.client(&channels[i % channels.len()], cluster_key);
             tasks.push(tokio::spawn(report_statuses(
+                Arc::clone(&shared),
                 client,
                 executor.id.clone(),
                 rx,
@@ -317,6 +327,7 @@ async fn heartbeats(
     tick.tick().await;
     loop {
         tick.tick().await;
+        shared.log.lock().heartbeats += clients.len() as u64;
         futures::stream::iter(clients.iter().cloned())
             .for_each_concurrent(REGISTRATION_CONCURRENCY, |(id, mut client)| async move {
                 let request = proto::HeartBeatRequest {
@@ -334,6 +345,7 @@ async fn heartbeats(
 }
 
 async fn report_statuses(
+    shared: Arc<Shared>,
     mut client: SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
@@ -351,6 +363,7 @@ async fn report_statuses(
         // or a job would wait for it forever.
         let mut backoff = Duration::from_millis(50);
         for attempt in 1.. {
+            shared.log.lock().status_calls += 1;
             match client.update_task_status(request.clone()).await {
                 Ok(_) => break,
                 Err(status) if attempt < 10 => {
@@ -425,7 +438,9 @@ impl ExecutorControl for SimulatedControl {
     ) -> std::result::Result<Response<proto::LaunchTasksResponse>, Status> {
         let at = Instant::now();
         let executor = self.callee(&request)?;
-        let tasks = request.into_inner().tasks;
+        let request = request.into_inner();
+        let bytes = prost::Message::encoded_len(&request) as u64;
+        let tasks = request.tasks;
         let mut records = Vec::with_capacity(tasks.len());
         {
             let mut free = executor.free_since.lock();
@@ -442,6 +457,7 @@ impl ExecutorControl for SimulatedControl {
         {
             let mut log = self.shared.log.lock();
             log.launch_calls += 1;
+            log.launch_bytes += bytes;
             log.launches.extend(records);
         }
         let shared = Arc::clone(&self.shared);
@@ -512,6 +528,7 @@ impl ExecutorControl for SimulatedControl {
         request: Request<proto::CancelTasksRequest>,
     ) -> std::result::Result<Response<proto::CancelTasksResponse>, Status> {
         self.callee(&request)?;
+        self.shared.log.lock().cleanup_calls += 1;
         Ok(Response::new(proto::CancelTasksResponse { cancelled: 0 }))
     }
 
@@ -520,6 +537,7 @@ impl ExecutorControl for SimulatedControl {
         request: Request<proto::RemoveJobDataRequest>,
     ) -> std::result::Result<Response<proto::RemoveJobDataResponse>, Status> {
         self.callee(&request)?;
+        self.shared.log.lock().cleanup_calls += 1;
         Ok(Response::new(proto::RemoveJobDataResponse {}))
     }
 
@@ -528,6 +546,7 @@ impl ExecutorControl for SimulatedControl {
         request: Request<proto::ReleaseStageOutputsRequest>,
     ) -> std::result::Result<Response<proto::ReleaseStageOutputsResponse>, Status> {
         self.callee(&request)?;
+        self.shared.log.lock().cleanup_calls += 1;
         Ok(Response::new(proto::ReleaseStageOutputsResponse {
             released_bytes: 0,
         }))

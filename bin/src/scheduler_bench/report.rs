@@ -77,6 +77,14 @@ pub struct SchedulerBenchReport {
     pub task_launches: usize,
     /// Launch calls (each carries one or more tasks).
     pub launch_calls: u64,
+    /// Mean encoded size of a launch call (bytes).
+    pub launch_call_bytes: f64,
+    /// Status reports the executors sent (each with one or more statuses).
+    pub status_calls: u64,
+    /// Cancel, remove-data and release-output calls the executors received.
+    pub cleanup_calls: u64,
+    /// Heartbeats the executors sent.
+    pub heartbeats: u64,
     /// From the first submission to the last job's success (s).
     pub elapsed_secs: f64,
     /// `task_launches / elapsed_secs`.
@@ -202,6 +210,14 @@ pub(super) fn summarize(
         jobs: jobs.len(),
         task_launches: log.launches.len(),
         launch_calls: log.launch_calls,
+        launch_call_bytes: if log.launch_calls > 0 {
+            log.launch_bytes as f64 / log.launch_calls as f64
+        } else {
+            0.0
+        },
+        status_calls: log.status_calls,
+        cleanup_calls: log.cleanup_calls,
+        heartbeats: log.heartbeats,
         elapsed_secs,
         launches_per_sec: if elapsed_secs > 0.0 {
             log.launches.len() as f64 / elapsed_secs
@@ -239,8 +255,16 @@ impl SchedulerBenchReport {
             self.jobs, self.partitions, self.concurrency, self.task_time_ms
         ));
         out.push_str(&format!(
-            "task launches: {} in {:.2}s = {:.0} launches/s ({} launch calls)\n\n",
-            self.task_launches, self.elapsed_secs, self.launches_per_sec, self.launch_calls
+            "task launches: {} in {:.2}s = {:.0} launches/s\n",
+            self.task_launches, self.elapsed_secs, self.launches_per_sec
+        ));
+        out.push_str(&format!(
+            "calls: {} launch ({:.0} bytes each), {} status reports, {} cleanups, {} heartbeats\n\n",
+            self.launch_calls,
+            self.launch_call_bytes,
+            self.status_calls,
+            self.cleanup_calls,
+            self.heartbeats
         ));
         out.push_str(&format!(
             "{:<26} {:>9} {:>9} {:>9} {:>9}\n",

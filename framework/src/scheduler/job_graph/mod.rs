@@ -97,10 +97,10 @@ pub struct Stage {
     pub consumers: Vec<StageId>,
     /// The plan ready to ship, once every input has completed.
     pub encoded_plan: Option<bytes::Bytes>,
-    /// That plan before encoding, when each task is sent a plan of its own
-    /// that lists only the shuffle locations it reads
-    /// ([`crate::plan::trim_per_task`]).
-    pub per_task_plan: Option<Arc<dyn ExecutionPlan>>,
+    /// That plan prepared for sending each task only the shuffle locations
+    /// and files it reads, when that is safe and pays
+    /// ([`crate::plan::PerTaskPlans`]).
+    pub per_task_plan: Option<Arc<crate::plan::PerTaskPlans>>,
     /// Per-partition task state.
     pub tasks: Vec<TaskState>,
     /// Failed attempts per partition that count against
@@ -262,7 +262,7 @@ impl JobGraph {
             let resolved = resolve_shuffle_reads(plan, &outputs)?;
             stage.encoded_plan = Some(encode_stage_plan(&resolved)?.into());
             stage.per_task_plan =
-                crate::plan::trim_per_task(&resolved, stage.tasks.len()).then_some(resolved);
+                crate::plan::PerTaskPlans::prepare(&resolved, stage.tasks.len())?.map(Arc::new);
             for task in &mut stage.tasks {
                 if let TaskState::Waiting { attempt } = *task {
                     *task = TaskState::Pending { attempt };
@@ -487,9 +487,8 @@ impl JobGraph {
             BallistaError::Internal(format!("stage {} is not runnable", task.stage_id))
         })?;
         let plan = match &stage.per_task_plan {
-            Some(resolved) => TaskPlan::OwnReads {
-                stage_plan: Arc::clone(resolved),
-                tasks: stage.tasks.len(),
+            Some(plans) => TaskPlan::OwnReads {
+                plans: Arc::clone(plans),
                 partition: task.partition,
             },
             None => TaskPlan::Shared(shared),

@@ -3,26 +3,22 @@
 
 use std::sync::Arc;
 
-use datafusion::physical_plan::ExecutionPlan;
-
 use crate::error::Result;
-use crate::plan::encode_stage_plan;
+use crate::plan::{PerTaskPlans, encode_stage_plan};
 
 /// The plan a launched task is sent.
 #[derive(Debug, Clone)]
 pub enum TaskPlan {
     /// The stage's plan, encoded once for all of its tasks.
     Shared(bytes::Bytes),
-    /// A plan of the task's own, listing only the shuffle locations it
-    /// reads ([`crate::plan::plan_for_task`]); encoded by
+    /// A plan of the task's own, listing only the shuffle locations and
+    /// files it reads ([`PerTaskPlans`]); encoded by
     /// [`encode`](Self::encode) when the launch is sent, outside the
     /// scheduler's lock, since trimming and encoding thousands of them
     /// would hold up every other event.
     OwnReads {
-        /// The stage's resolved plan, with every task's locations.
-        stage_plan: Arc<dyn ExecutionPlan>,
-        /// Tasks of the stage.
-        tasks: usize,
+        /// The stage's plan, prepared once for all of its tasks.
+        plans: Arc<PerTaskPlans>,
         /// The task's partition.
         partition: usize,
     },
@@ -33,13 +29,8 @@ impl TaskPlan {
     pub fn encode(self) -> Result<bytes::Bytes> {
         match self {
             TaskPlan::Shared(bytes) => Ok(bytes),
-            TaskPlan::OwnReads {
-                stage_plan,
-                tasks,
-                partition,
-            } => {
-                let trimmed = crate::plan::plan_for_task(&stage_plan, tasks, partition)?;
-                Ok(encode_stage_plan(&trimmed)?.into())
+            TaskPlan::OwnReads { plans, partition } => {
+                Ok(encode_stage_plan(&plans.plan_for(partition)?)?.into())
             }
         }
     }
