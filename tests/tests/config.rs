@@ -246,6 +246,41 @@ fn bad_keys_values_and_types_stop_start_up_naming_the_key() {
             &[],
             &["executor.slots = 5000", "expected at most 1024"],
         ),
+        // Session defaults: each key, value and range is checked.
+        (
+            "ballista-scheduler",
+            "[scheduler.session]\n\"datafusion.execution.batch_size\" = \"abc\"\n",
+            &[],
+            &[
+                "scheduler.session.\"datafusion.execution.batch_size\" = \"abc\"",
+                "Error parsing 'abc' as usize",
+            ],
+        ),
+        (
+            "ballista-scheduler",
+            "[scheduler.session]\n\"datafusion.execution.batch_sise\" = \"8192\"\n",
+            &[],
+            &[
+                "scheduler.session.\"datafusion.execution.batch_sise\" = \"8192\"",
+                "batch_sise",
+            ],
+        ),
+        (
+            "ballista-scheduler",
+            "[scheduler.session]\n\"datafusion.execution.batch_size\" = \"100000000\"\n",
+            &[],
+            &[
+                "scheduler.session.\"datafusion.execution.batch_size\"",
+                "outside the range this cluster allows",
+                "scheduler.limits.max_batch_size",
+            ],
+        ),
+        (
+            "ballista-scheduler",
+            "[scheduler.session]\n\"ballista.memory_quota\" = \"lots\"\n",
+            &[],
+            &["scheduler.session.\"ballista.memory_quota\"", "\"lots\""],
+        ),
         // A key in a table of tables.
         (
             "ballista-scheduler",
@@ -339,6 +374,13 @@ fn secrets_stay_out_of_printed_settings_logs_and_errors() {
             "ballista-scheduler",
             "[[storage]]\nkind = \"s3\"\nsecret_access_key = \"AKIA-SECRET-5\"\n",
             &[("RUST_LOG", "debug")],
+        ),
+        // A session default the scheduler refuses: the error names the key,
+        // not the value.
+        refused(
+            "ballista-scheduler",
+            "[scheduler.session]\n\"ballista.secret_access_key\" = \"AKIA-SECRET-7\"\n",
+            &[],
         ),
     ];
     // The settings also reach the logs of a process that starts: print them

@@ -107,8 +107,10 @@ pub struct SchedulerSettings {
     /// `ballista.job_timeout_secs`.
     pub job_timeout_secs: u64,
     /// Extra session settings handed to clients as defaults, key by key over
-    /// Ballista's distributed defaults (a client's own `SET` wins). See
-    /// "Joins: broadcast or shuffle" in the README for the join thresholds.
+    /// Ballista's distributed defaults (a client's own `SET` wins). Values
+    /// are strings; each entry must be a known key with a value that parses
+    /// and lies within the ranges of `[scheduler.limits]`. See "Joins:
+    /// broadcast or shuffle" in the README for the join thresholds.
     pub session: SessionDefaults,
     /// Tables every client can query without registering them.
     pub tables: Vec<TableDefinition>,
@@ -308,6 +310,55 @@ impl SessionDefaults {
             })
             .collect()
     }
+}
+
+impl SessionDefaults {
+    /// Checks each entry as the scheduler will use it: a key DataFusion or
+    /// Ballista knows, a value it parses, within the ranges `limits` allow
+    /// a client. A bad entry would otherwise stop the scheduler at
+    /// start-up, or be handed to every client.
+    pub(crate) fn validate(&self, limits: &SchedulerLimits) -> Result<(), InvalidSetting> {
+        let defaults = super::new_session_config();
+        for (key, value) in &self.0 {
+            let key_path = format!("scheduler.session.\"{key}\"");
+            // Errors below quote the value; a secret's stays hidden.
+            let secret = super::is_secret_key(key.rsplit('.').next().unwrap_or(key));
+            let hidden = |problem: String| {
+                if secret {
+                    format!(
+                        " = {}: refused (an unknown key or a bad value; the details are \
+                         hidden because the key looks secret)",
+                        super::REDACTED
+                    )
+                } else {
+                    problem
+                }
+            };
+            let mut config = super::new_session_config();
+            if let Err(e) = config.options_mut().set(key, value) {
+                return Err(InvalidSetting::new(
+                    key_path,
+                    hidden(format!(" = {value:?}: {}", one_line(&e.to_string()))),
+                ));
+            }
+            let entry = std::collections::HashMap::from([(key.clone(), value.clone())]);
+            let checked = super::validate_ballista_settings(&entry)
+                .and_then(|()| super::check_client_settings(&entry, limits, defaults.options()));
+            if let Err(e) = checked {
+                let reason = match e {
+                    crate::error::BallistaError::InvalidInput(reason) => reason,
+                    other => other.to_string(),
+                };
+                return Err(InvalidSetting::new(key_path, hidden(format!(": {reason}"))));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// DataFusion's error text on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl std::fmt::Debug for SessionDefaults {
@@ -561,6 +612,7 @@ impl BallistaSettings {
         }
         s.server.validate("scheduler.server")?;
         s.tls.validate("scheduler.tls")?;
+        s.session.validate(&s.limits)?;
         let mut names = std::collections::HashSet::new();
         for (i, table) in s.tables.iter().enumerate() {
             let key = |field: &str| format!("scheduler.tables[{i}].{field}");
