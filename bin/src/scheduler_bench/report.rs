@@ -79,6 +79,8 @@ pub struct SchedulerBenchReport {
     pub launch_calls: u64,
     /// Mean encoded size of a launch call (bytes).
     pub launch_call_bytes: f64,
+    /// Mean encoded size of the launch calls per task they carried (bytes).
+    pub launch_bytes_per_task: f64,
     /// Status reports the executors sent (each with one or more statuses).
     pub status_calls: u64,
     /// Cancel, remove-data and release-output calls the executors received.
@@ -215,6 +217,11 @@ pub(super) fn summarize(
         } else {
             0.0
         },
+        launch_bytes_per_task: if log.launches.is_empty() {
+            0.0
+        } else {
+            log.launch_bytes as f64 / log.launches.len() as f64
+        },
         status_calls: log.status_calls,
         cleanup_calls: log.cleanup_calls,
         heartbeats: log.heartbeats,
@@ -259,9 +266,11 @@ impl SchedulerBenchReport {
             self.task_launches, self.elapsed_secs, self.launches_per_sec
         ));
         out.push_str(&format!(
-            "calls: {} launch ({:.0} bytes each), {} status reports, {} cleanups, {} heartbeats\n\n",
+            "calls: {} launch ({:.0} bytes each, {:.0} per task), {} status reports, {} cleanups, \
+             {} heartbeats\n\n",
             self.launch_calls,
             self.launch_call_bytes,
+            self.launch_bytes_per_task,
             self.status_calls,
             self.cleanup_calls,
             self.heartbeats

@@ -34,6 +34,20 @@ const HOST_SETTINGS: &[&str] = &[
     "datafusion.catalog.has_header",
 ];
 
+/// Ballista's own settings whose values are text (names, priorities,
+/// sizes with units, rules), checked by
+/// [`validate_ballista_settings`](super::validate_ballista_settings): a
+/// value that looks like a number (a priority of `-1`, a job named `2024`)
+/// is not a size here.
+const TEXT_SETTINGS: &[&str] = &[
+    "ballista.job_name",
+    super::TENANT_KEY,
+    super::MEMORY_QUOTA_KEY,
+    super::POOL_KEY,
+    super::PRIORITY_KEY,
+    crate::executor::failure_injection::INJECT_FAILURES_KEY,
+];
+
 /// The range of a numeric setting, and where its bound comes from.
 struct Range {
     min: u64,
@@ -94,11 +108,7 @@ pub fn check_client_settings(
     limits: &SchedulerLimits,
     defaults: &ConfigOptions,
 ) -> Result<()> {
-    let default_values: HashMap<String, Option<String>> = defaults
-        .entries()
-        .into_iter()
-        .map(|entry| (entry.key, entry.value))
-        .collect();
+    let default_values = default_values(defaults);
     let mut keys: Vec<&String> = settings.keys().collect();
     keys.sort();
     for key in keys {
@@ -114,23 +124,71 @@ pub fn check_client_settings(
             continue;
         }
         // DataFusion's own defaults (and the operator's) are always fine.
-        if !is_numeric(default.as_deref(), value) || default.as_deref() == Some(value.as_str()) {
+        if TEXT_SETTINGS.contains(&key.as_str())
+            || !is_numeric(default.as_deref(), value)
+            || default.as_deref() == Some(value.as_str())
+        {
             continue;
         }
-        let range = range_of(key, limits);
-        let number = value.trim().parse::<u64>().ok();
-        if number.is_none_or(|n| n < range.min || n > range.max) {
-            let source = if range.source.is_empty() {
-                String::new()
+        check_range(key, value, &range_of(key, limits))?;
+    }
+    Ok(())
+}
+
+/// Checks one `[scheduler.session]` entry of the operator's. It is held
+/// only to the ranges the operator also sets (`[scheduler.limits]`), which
+/// it must not contradict; the fixed ranges and the host settings bound
+/// what clients send, not what the operator chooses.
+pub(crate) fn check_operator_setting(
+    key: &str,
+    value: &str,
+    limits: &SchedulerLimits,
+    defaults: &ConfigOptions,
+) -> Result<()> {
+    if HOST_SETTINGS.contains(&key) || TEXT_SETTINGS.contains(&key) {
+        return Ok(());
+    }
+    let default = default_values(defaults).remove(key).flatten();
+    if !is_numeric(default.as_deref(), value) {
+        return Ok(());
+    }
+    let range = range_of(key, limits);
+    if range.source.is_empty() {
+        return Ok(());
+    }
+    check_range(key, value, &range)
+}
+
+/// Every setting's default value, Ballista's under their full names
+/// (DataFusion lists a config extension's entries without its prefix).
+fn default_values(defaults: &ConfigOptions) -> HashMap<String, Option<String>> {
+    defaults
+        .entries()
+        .into_iter()
+        .map(|entry| {
+            let key = if entry.key.starts_with("datafusion.") {
+                entry.key
             } else {
-                format!(" ({})", range.source)
+                format!("ballista.{}", entry.key)
             };
-            return Err(BallistaError::InvalidInput(format!(
-                "session setting {key} = {value} is outside the range this cluster allows: \
-                 {} to {}{source}",
-                range.min, range.max
-            )));
-        }
+            (key, entry.value)
+        })
+        .collect()
+}
+
+fn check_range(key: &str, value: &str, range: &Range) -> Result<()> {
+    let number = value.trim().parse::<u64>().ok();
+    if number.is_none_or(|n| n < range.min || n > range.max) {
+        let source = if range.source.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", range.source)
+        };
+        return Err(BallistaError::InvalidInput(format!(
+            "session setting {key} = {value} is outside the range this cluster allows: \
+             {} to {}{source}",
+            range.min, range.max
+        )));
     }
     Ok(())
 }
@@ -164,6 +222,55 @@ mod tests {
             &SchedulerLimits::default(),
             &ConfigOptions::default(),
         )
+    }
+
+    #[test]
+    fn ballista_text_settings_that_look_like_numbers_are_not_sizes() {
+        let defaults = crate::config::new_session_config();
+        for (key, value) in [
+            ("ballista.priority", "-1"),
+            ("ballista.job_name", "99999999999999"),
+            ("ballista.pool", "2024"),
+        ] {
+            let settings = HashMap::from([(key.to_string(), value.to_string())]);
+            check_client_settings(&settings, &SchedulerLimits::default(), defaults.options())
+                .unwrap_or_else(|e| panic!("{key} = {value}: {e}"));
+        }
+        // Ballista's numeric setting is still a number.
+        let settings = HashMap::from([(
+            "ballista.job_timeout_secs".to_string(),
+            "99999999999".to_string(),
+        )]);
+        let err = check_client_settings(&settings, &SchedulerLimits::default(), defaults.options())
+            .unwrap_err();
+        assert!(err.to_string().contains("outside the range"), "{err}");
+    }
+
+    #[test]
+    fn the_operator_is_held_to_its_own_limits_only() {
+        let defaults = crate::config::new_session_config();
+        let limits = SchedulerLimits::default();
+        let check = |key: &str, value: &str| {
+            check_operator_setting(key, value, &limits, defaults.options())
+        };
+        // Client-only bounds: host settings and fixed ranges.
+        check("datafusion.catalog.location", "/data/tables").unwrap();
+        check(
+            "datafusion.execution.objectstore_writer_buffer_size",
+            &(128u64 << 20).to_string(),
+        )
+        .unwrap();
+        check("ballista.priority", "-1").unwrap();
+        // A contradiction of [scheduler.limits].
+        let err = check(
+            "datafusion.execution.batch_size",
+            &(limits.max_batch_size + 1).to_string(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("scheduler.limits.max_batch_size"),
+            "{err}"
+        );
     }
 
     #[test]

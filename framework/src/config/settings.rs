@@ -109,7 +109,7 @@ pub struct SchedulerSettings {
     /// Extra session settings handed to clients as defaults, key by key over
     /// Ballista's distributed defaults (a client's own `SET` wins). Values
     /// are strings; each entry must be a known key with a value that parses
-    /// and lies within the ranges of `[scheduler.limits]`. See "Joins:
+    /// and stays within `[scheduler.limits]`. See "Joins:
     /// broadcast or shuffle" in the README for the join thresholds.
     pub session: SessionDefaults,
     /// Tables every client can query without registering them.
@@ -314,8 +314,8 @@ impl SessionDefaults {
 
 impl SessionDefaults {
     /// Checks each entry as the scheduler will use it: a key DataFusion or
-    /// Ballista knows, a value it parses, within the ranges `limits` allow
-    /// a client. A bad entry would otherwise stop the scheduler at
+    /// Ballista knows, a value it parses, and no contradiction of
+    /// `limits`. A bad entry would otherwise stop the scheduler at
     /// start-up, or be handed to every client.
     pub(crate) fn validate(&self, limits: &SchedulerLimits) -> Result<(), InvalidSetting> {
         let defaults = super::new_session_config();
@@ -342,8 +342,14 @@ impl SessionDefaults {
                 ));
             }
             let entry = std::collections::HashMap::from([(key.clone(), value.clone())]);
-            let checked = super::validate_ballista_settings(&entry)
-                .and_then(|()| super::check_client_settings(&entry, limits, defaults.options()));
+            let checked = super::validate_ballista_settings(&entry).and_then(|()| {
+                super::client_settings::check_operator_setting(
+                    key,
+                    value,
+                    limits,
+                    defaults.options(),
+                )
+            });
             if let Err(e) = checked {
                 let reason = match e {
                     crate::error::BallistaError::InvalidInput(reason) => reason,

@@ -20,7 +20,9 @@
 //!
 //! [`PerTaskPlans::prepare`] does the stage-wide work once (it walks the
 //! plan and empties what it will trim); [`PerTaskPlans::plan_for`] then
-//! costs each task only its own reads, not a copy of every task's.
+//! copies only the task's own reads. Each task's plan still holds an empty
+//! entry per other partition (a few bytes each), so the sizes grow with the
+//! stage's width, at a small constant.
 
 use std::sync::Arc;
 
@@ -435,6 +437,60 @@ mod tests {
         let files = scan_files(&task);
         assert_eq!(files[299], vec!["data/g299-f0.csv"]);
         assert_eq!(files.iter().map(Vec::len).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn two_scans_in_one_stage_each_keep_their_own_files() {
+        use datafusion::physical_plan::expressions::Column;
+        use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+        let renamed = |plan: Arc<dyn ExecutionPlan>, prefix: &str| {
+            let config = file_scan(&plan).unwrap().clone();
+            let mut config = config;
+            for group in &mut config.file_groups {
+                let files = group
+                    .files()
+                    .iter()
+                    .map(|f| {
+                        let mut f = f.clone();
+                        f.object_meta.location =
+                            format!("{prefix}/{}", f.object_meta.location).into();
+                        f
+                    })
+                    .collect();
+                *group = FileGroup::new(files);
+            }
+            DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
+        };
+        let left = renamed(csv_scan(300, 1), "left");
+        let right = renamed(csv_scan(300, 1), "right");
+        let on = vec![(
+            Arc::new(Column::new("k", 0)) as _,
+            Arc::new(Column::new("k", 0)) as _,
+        )];
+        let join: Arc<dyn ExecutionPlan> = Arc::new(
+            HashJoinExec::try_new(
+                left,
+                right,
+                on,
+                None,
+                &datafusion::common::JoinType::Inner,
+                None,
+                PartitionMode::Partitioned,
+                datafusion::common::NullEquality::NullEqualsNothing,
+                false,
+            )
+            .unwrap(),
+        );
+        let plans = PerTaskPlans::prepare(&stage(join), 300)
+            .unwrap()
+            .expect("trimmed");
+        let files = scan_files(&plans.plan_for(5).unwrap());
+        let listed: Vec<&String> = files.iter().flatten().collect();
+        assert_eq!(
+            listed,
+            vec!["left/data/g5-f0.csv", "right/data/g5-f0.csv"],
+            "each scan keeps its own group 5"
+        );
     }
 
     #[test]

@@ -256,13 +256,22 @@ impl JobGraph {
     fn make_runnable(&mut self, stage_id: StageId) -> Result<()> {
         let mut queue = vec![stage_id];
         while let Some(id) = queue.pop() {
+            let job_id = self.job_id.clone();
             let outputs = self.completed_outputs();
             let stage = self.stage_mut(id)?;
             let plan: Arc<dyn ExecutionPlan> = stage.plan.clone();
             let resolved = resolve_shuffle_reads(plan, &outputs)?;
             stage.encoded_plan = Some(encode_stage_plan(&resolved)?.into());
+            // A plan that cannot be prepared per task is sent whole: the
+            // tasks read the same, only the launches are larger.
             stage.per_task_plan =
-                crate::plan::PerTaskPlans::prepare(&resolved, stage.tasks.len())?.map(Arc::new);
+                match crate::plan::PerTaskPlans::prepare(&resolved, stage.tasks.len()) {
+                    Ok(plans) => plans.map(Arc::new),
+                    Err(e) => {
+                        tracing::warn!("job {job_id}: stage {id} is sent whole to each task: {e}");
+                        None
+                    }
+                };
             for task in &mut stage.tasks {
                 if let TaskState::Waiting { attempt } = *task {
                     *task = TaskState::Pending { attempt };
