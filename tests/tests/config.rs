@@ -277,6 +277,15 @@ fn bad_keys_values_and_types_stop_start_up_naming_the_key() {
         ),
         (
             "ballista-scheduler",
+            "[scheduler.session]\n\"datafusion.catalog.location\" = \"data/tables\"\n",
+            &[],
+            &[
+                "scheduler.session.\"datafusion.catalog.location\" = \"data/tables\"",
+                "expected a URL such as",
+            ],
+        ),
+        (
+            "ballista-scheduler",
             "[scheduler.session]\n\"ballista.memory_quota\" = \"lots\"\n",
             &[],
             &["scheduler.session.\"ballista.memory_quota\"", "\"lots\""],

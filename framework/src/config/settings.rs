@@ -341,6 +341,17 @@ impl SessionDefaults {
                     hidden(format!(" = {value:?}: {}", one_line(&e.to_string()))),
                 ));
             }
+            // DataFusion parses this URL when a session starts, and panics
+            // on one it cannot parse.
+            if key == "datafusion.catalog.location"
+                && !value.is_empty()
+                && let Err(e) = url::Url::parse(value)
+            {
+                return Err(InvalidSetting::new(
+                    key_path,
+                    format!(" = {value:?}: {e}: expected a URL such as \"file:///data/tables/\""),
+                ));
+            }
             let entry = std::collections::HashMap::from([(key.clone(), value.clone())]);
             let checked = super::validate_ballista_settings(&entry).and_then(|()| {
                 super::client_settings::check_operator_setting(
