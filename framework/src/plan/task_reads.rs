@@ -328,6 +328,10 @@ mod tests {
     }
 
     fn csv_scan(groups: usize, files_per_group: usize) -> Arc<dyn ExecutionPlan> {
+        csv_scan_in("data", groups, files_per_group)
+    }
+
+    fn csv_scan_in(folder: &str, groups: usize, files_per_group: usize) -> Arc<dyn ExecutionPlan> {
         use datafusion::datasource::listing::PartitionedFile;
         use datafusion::datasource::physical_plan::{CsvSource, FileScanConfigBuilder};
         use datafusion::execution::object_store::ObjectStoreUrl;
@@ -336,7 +340,7 @@ mod tests {
             .map(|g| {
                 FileGroup::new(
                     (0..files_per_group)
-                        .map(|f| PartitionedFile::new(format!("data/g{g}-f{f}.csv"), 10))
+                        .map(|f| PartitionedFile::new(format!("{folder}/g{g}-f{f}.csv"), 10))
                         .collect(),
                 )
             })
@@ -348,6 +352,33 @@ mod tests {
         .with_file_groups(groups)
         .build();
         DataSourceExec::from_data_source(config)
+    }
+
+    /// An inner hash join of two inputs of one partition per task, on `k`.
+    fn partitioned_join(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+    ) -> Arc<dyn ExecutionPlan> {
+        use datafusion::physical_plan::expressions::Column;
+        use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+        let on = vec![(
+            Arc::new(Column::new("k", 0)) as _,
+            Arc::new(Column::new("k", 0)) as _,
+        )];
+        Arc::new(
+            HashJoinExec::try_new(
+                left,
+                right,
+                on,
+                None,
+                &datafusion::common::JoinType::Inner,
+                None,
+                PartitionMode::Partitioned,
+                datafusion::common::NullEquality::NullEqualsNothing,
+                false,
+            )
+            .unwrap(),
+        )
     }
 
     fn scan_files(plan: &Arc<dyn ExecutionPlan>) -> Vec<Vec<String>> {
@@ -405,28 +436,9 @@ mod tests {
 
     #[test]
     fn a_stage_reading_a_shuffle_and_scanning_files_trims_both() {
-        use datafusion::physical_plan::expressions::Column;
-        use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
         let left = reader(300, 1);
         let right = csv_scan(300, 1);
-        let on = vec![(
-            Arc::new(Column::new("k", 0)) as _,
-            Arc::new(Column::new("k", 0)) as _,
-        )];
-        let join: Arc<dyn ExecutionPlan> = Arc::new(
-            HashJoinExec::try_new(
-                left,
-                right,
-                on,
-                None,
-                &datafusion::common::JoinType::Inner,
-                None,
-                PartitionMode::Partitioned,
-                datafusion::common::NullEquality::NullEqualsNothing,
-                false,
-            )
-            .unwrap(),
-        );
+        let join = partitioned_join(left, right);
         let plans = PerTaskPlans::prepare(&stage(join), 300)
             .unwrap()
             .expect("trimmed");
@@ -441,46 +453,9 @@ mod tests {
 
     #[test]
     fn two_scans_in_one_stage_each_keep_their_own_files() {
-        use datafusion::physical_plan::expressions::Column;
-        use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
-        let renamed = |plan: Arc<dyn ExecutionPlan>, prefix: &str| {
-            let config = file_scan(&plan).unwrap().clone();
-            let mut config = config;
-            for group in &mut config.file_groups {
-                let files = group
-                    .files()
-                    .iter()
-                    .map(|f| {
-                        let mut f = f.clone();
-                        f.object_meta.location =
-                            format!("{prefix}/{}", f.object_meta.location).into();
-                        f
-                    })
-                    .collect();
-                *group = FileGroup::new(files);
-            }
-            DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
-        };
-        let left = renamed(csv_scan(300, 1), "left");
-        let right = renamed(csv_scan(300, 1), "right");
-        let on = vec![(
-            Arc::new(Column::new("k", 0)) as _,
-            Arc::new(Column::new("k", 0)) as _,
-        )];
-        let join: Arc<dyn ExecutionPlan> = Arc::new(
-            HashJoinExec::try_new(
-                left,
-                right,
-                on,
-                None,
-                &datafusion::common::JoinType::Inner,
-                None,
-                PartitionMode::Partitioned,
-                datafusion::common::NullEquality::NullEqualsNothing,
-                false,
-            )
-            .unwrap(),
-        );
+        let left = csv_scan_in("left/data", 300, 1);
+        let right = csv_scan_in("right/data", 300, 1);
+        let join = partitioned_join(left, right);
         let plans = PerTaskPlans::prepare(&stage(join), 300)
             .unwrap()
             .expect("trimmed");
