@@ -310,9 +310,7 @@ impl SessionDefaults {
             })
             .collect()
     }
-}
 
-impl SessionDefaults {
     /// Checks each entry as the scheduler will use it: a key DataFusion or
     /// Ballista knows, a value it parses, and no contradiction of
     /// `limits`. A bad entry would otherwise stop the scheduler at
