@@ -1251,6 +1251,7 @@ fn report(executor_id: &str, statuses: Vec<proto::TaskStatus>) -> proto::UpdateT
     proto::UpdateTaskStatusRequest {
         executor_id: executor_id.into(),
         statuses,
+        ..Default::default()
     }
 }
 

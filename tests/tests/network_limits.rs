@@ -373,6 +373,7 @@ async fn ids_and_hosts_from_the_network_are_checked_and_logged_safely() {
         .update_task_status(proto::UpdateTaskStatusRequest {
             executor_id: "fake-1".into(),
             statuses,
+            ..Default::default()
         })
         .await
         .expect("a report of unknown tasks is answered");

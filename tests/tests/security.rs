@@ -99,6 +99,7 @@ async fn every_call_of_every_process_needs_valid_credentials() {
             s.update_task_status(proto::UpdateTaskStatusRequest {
                 executor_id: executor_id.clone(),
                 statuses: vec![],
+                ..Default::default()
             })
             .await
             .unwrap_err(),

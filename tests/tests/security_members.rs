@@ -182,6 +182,7 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
         .update_task_status(proto::UpdateTaskStatusRequest {
             executor_id: "rogue".into(),
             statuses: vec![forged],
+            ..Default::default()
         })
         .await
         .expect("the report is answered");

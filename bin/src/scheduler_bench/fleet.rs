@@ -70,13 +70,17 @@ pub struct FleetLog {
     pub completions: Vec<CompletionRecord>,
     /// Launch requests (one per scheduler call, each with one or more tasks).
     pub launch_calls: u64,
-    /// Encoded size of those requests, summed (bytes).
+    /// Status report answers that carried tasks.
+    pub answer_launches: u64,
+    /// Encoded size of the tasks launched, by call or in answers, summed (bytes).
     pub launch_bytes: u64,
     /// Status reports sent (each with one or more task statuses).
     pub status_calls: u64,
     /// Calls that free a job's slots or data: cancel, remove job data,
     /// release stage outputs.
     pub cleanup_calls: u64,
+    /// Cleanups that came in status report answers instead.
+    pub answer_cleanups: u64,
     /// Heartbeats sent.
     pub heartbeats: u64,
 }
@@ -194,7 +198,7 @@ impl SimulatedFleet {
             tasks.push(tokio::spawn(report_statuses(
                 Arc::clone(&shared),
                 client,
-                executor.id.clone(),
+                Arc::clone(&executor),
                 rx,
             )));
         }
@@ -347,17 +351,24 @@ async fn heartbeats(
 async fn report_statuses(
     shared: Arc<Shared>,
     mut client: SchedulerGrpcClient<AuthChannel>,
-    executor_id: String,
+    executor: Arc<SimulatedExecutor>,
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
 ) {
+    let executor_id = &executor.id;
+    let mut report_seq = 0;
     while let Some(first) = statuses.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = statuses.try_recv() {
             batch.push(more);
         }
+        // Numbered like a real executor's reports: the answer carries the
+        // executor's next tasks and its cleanups.
+        report_seq += 1;
         let request = proto::UpdateTaskStatusRequest {
             executor_id: executor_id.clone(),
             statuses: batch,
+            report_seq,
+            refused: Vec::new(),
         };
         // Like a real executor: retry until the scheduler has the outcome,
         // or a job would wait for it forever.
@@ -365,7 +376,22 @@ async fn report_statuses(
         for attempt in 1.. {
             shared.log.lock().status_calls += 1;
             match client.update_task_status(request.clone()).await {
-                Ok(_) => break,
+                Ok(answer) => {
+                    let answer = answer.into_inner();
+                    if !answer.cleanups.is_empty() {
+                        shared.log.lock().answer_cleanups += answer.cleanups.len() as u64;
+                    }
+                    if !answer.launches.is_empty() {
+                        let bytes: usize = answer
+                            .launches
+                            .iter()
+                            .map(prost::Message::encoded_len)
+                            .sum();
+                        shared.log.lock().answer_launches += 1;
+                        run_tasks(&shared, &executor, answer.launches, bytes as u64);
+                    }
+                    break;
+                }
                 Err(status) if attempt < 10 => {
                     tracing::warn!(
                         "simulated executor {executor_id} could not report task statuses \
@@ -391,6 +417,94 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Records tasks launched on `executor` (by call or in a report's answer)
+/// and reports each a success once the task time has passed.
+fn run_tasks(
+    shared: &Arc<Shared>,
+    executor: &Arc<SimulatedExecutor>,
+    tasks: Vec<proto::TaskDefinition>,
+    bytes: u64,
+) {
+    let at = Instant::now();
+    let mut records = Vec::with_capacity(tasks.len());
+    {
+        let mut free = executor.free_since.lock();
+        for task in &tasks {
+            let id = task.task.clone().unwrap_or_default();
+            records.push(LaunchRecord {
+                at,
+                job_id: id.job_id,
+                stage_id: id.stage_id,
+                slot_free_at: free.pop_front().unwrap_or(at),
+            });
+        }
+    }
+    {
+        let mut log = shared.log.lock();
+        log.launch_bytes += bytes;
+        log.launches.extend(records);
+    }
+    let shared = Arc::clone(shared);
+    let executor = Arc::clone(executor);
+    tokio::spawn(async move {
+        let started_at_ms = now_ms();
+        if !shared.task_time.is_zero() {
+            tokio::time::sleep(shared.task_time).await;
+        }
+        let ended_at_ms = now_ms();
+        let done = Instant::now();
+        let mut completions = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let id = task.task.unwrap_or_default();
+            completions.push(CompletionRecord {
+                at: done,
+                job_id: id.job_id.clone(),
+                stage_id: id.stage_id,
+            });
+            executor.free_since.lock().push_back(done);
+            // One small output partition per task, numbered like the
+            // task: every consumer task then reads one location.
+            let location = proto::ShuffleLocation {
+                job_id: id.job_id.clone(),
+                stage_id: id.stage_id,
+                map_partition: id.partition,
+                output_partition: id.partition,
+                attempt: id.attempt,
+                executor_id: executor.id.clone(),
+                host: shared.address.ip().to_string(),
+                port: u32::from(shared.address.port()),
+                path: format!(
+                    "{}/s{}/m{}-a{}-p{}.arrow",
+                    id.job_id, id.stage_id, id.partition, id.attempt, id.partition
+                ),
+                stats: Some(proto::PartitionStats {
+                    num_rows: 1,
+                    num_batches: 1,
+                    num_bytes: 64,
+                }),
+                durable: false,
+                ticket: Default::default(),
+            };
+            let status = proto::TaskStatus {
+                task: Some(id),
+                executor_id: executor.id.clone(),
+                result: Some(proto::task_status::Result::Succeeded(proto::TaskSuccess {
+                    locations: vec![location],
+                    metrics: Some(proto::TaskMetrics {
+                        started_at_ms,
+                        ended_at_ms,
+                        ..Default::default()
+                    }),
+                })),
+                started_at_ms,
+                ended_at_ms,
+            };
+            let _ = executor.statuses.send(status);
+        }
+        shared.log.lock().completions.extend(completions);
+    });
 }
 
 struct SimulatedControl {
@@ -436,88 +550,11 @@ impl ExecutorControl for SimulatedControl {
         &self,
         request: Request<proto::LaunchTasksRequest>,
     ) -> std::result::Result<Response<proto::LaunchTasksResponse>, Status> {
-        let at = Instant::now();
         let executor = self.callee(&request)?;
         let request = request.into_inner();
         let bytes = prost::Message::encoded_len(&request) as u64;
-        let tasks = request.tasks;
-        let mut records = Vec::with_capacity(tasks.len());
-        {
-            let mut free = executor.free_since.lock();
-            for task in &tasks {
-                let id = task.task.clone().unwrap_or_default();
-                records.push(LaunchRecord {
-                    at,
-                    job_id: id.job_id,
-                    stage_id: id.stage_id,
-                    slot_free_at: free.pop_front().unwrap_or(at),
-                });
-            }
-        }
-        {
-            let mut log = self.shared.log.lock();
-            log.launch_calls += 1;
-            log.launch_bytes += bytes;
-            log.launches.extend(records);
-        }
-        let shared = Arc::clone(&self.shared);
-        tokio::spawn(async move {
-            let started_at_ms = now_ms();
-            if !shared.task_time.is_zero() {
-                tokio::time::sleep(shared.task_time).await;
-            }
-            let ended_at_ms = now_ms();
-            let done = Instant::now();
-            let mut completions = Vec::with_capacity(tasks.len());
-            for task in tasks {
-                let id = task.task.unwrap_or_default();
-                completions.push(CompletionRecord {
-                    at: done,
-                    job_id: id.job_id.clone(),
-                    stage_id: id.stage_id,
-                });
-                executor.free_since.lock().push_back(done);
-                // One small output partition per task, numbered like the
-                // task: every consumer task then reads one location.
-                let location = proto::ShuffleLocation {
-                    job_id: id.job_id.clone(),
-                    stage_id: id.stage_id,
-                    map_partition: id.partition,
-                    output_partition: id.partition,
-                    attempt: id.attempt,
-                    executor_id: executor.id.clone(),
-                    host: shared.address.ip().to_string(),
-                    port: u32::from(shared.address.port()),
-                    path: format!(
-                        "{}/s{}/m{}-a{}-p{}.arrow",
-                        id.job_id, id.stage_id, id.partition, id.attempt, id.partition
-                    ),
-                    stats: Some(proto::PartitionStats {
-                        num_rows: 1,
-                        num_batches: 1,
-                        num_bytes: 64,
-                    }),
-                    durable: false,
-                    ticket: Default::default(),
-                };
-                let status = proto::TaskStatus {
-                    task: Some(id),
-                    executor_id: executor.id.clone(),
-                    result: Some(proto::task_status::Result::Succeeded(proto::TaskSuccess {
-                        locations: vec![location],
-                        metrics: Some(proto::TaskMetrics {
-                            started_at_ms,
-                            ended_at_ms,
-                            ..Default::default()
-                        }),
-                    })),
-                    started_at_ms,
-                    ended_at_ms,
-                };
-                let _ = executor.statuses.send(status);
-            }
-            shared.log.lock().completions.extend(completions);
-        });
+        self.shared.log.lock().launch_calls += 1;
+        run_tasks(&self.shared, &executor, request.tasks, bytes);
         Ok(Response::new(proto::LaunchTasksResponse {
             rejected: Vec::new(),
         }))

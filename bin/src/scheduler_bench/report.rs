@@ -77,14 +77,18 @@ pub struct SchedulerBenchReport {
     pub task_launches: usize,
     /// Launch calls (each carries one or more tasks).
     pub launch_calls: u64,
-    /// Mean encoded size of a launch call (bytes).
+    /// Status report answers that carried tasks (instead of a launch call).
+    pub answer_launches: u64,
+    /// Mean encoded size of the tasks of a launch (by call or in an answer; bytes).
     pub launch_call_bytes: f64,
-    /// Mean encoded size of the launch calls per task they carried (bytes).
+    /// Mean encoded size of a launched task (bytes).
     pub launch_bytes_per_task: f64,
     /// Status reports the executors sent (each with one or more statuses).
     pub status_calls: u64,
     /// Cancel, remove-data and release-output calls the executors received.
     pub cleanup_calls: u64,
+    /// Cleanups that came in status report answers instead.
+    pub answer_cleanups: u64,
     /// Heartbeats the executors sent.
     pub heartbeats: u64,
     /// From the first submission to the last job's success (s).
@@ -212,8 +216,9 @@ pub(super) fn summarize(
         jobs: jobs.len(),
         task_launches: log.launches.len(),
         launch_calls: log.launch_calls,
-        launch_call_bytes: if log.launch_calls > 0 {
-            log.launch_bytes as f64 / log.launch_calls as f64
+        answer_launches: log.answer_launches,
+        launch_call_bytes: if log.launch_calls + log.answer_launches > 0 {
+            log.launch_bytes as f64 / (log.launch_calls + log.answer_launches) as f64
         } else {
             0.0
         },
@@ -224,6 +229,7 @@ pub(super) fn summarize(
         },
         status_calls: log.status_calls,
         cleanup_calls: log.cleanup_calls,
+        answer_cleanups: log.answer_cleanups,
         heartbeats: log.heartbeats,
         elapsed_secs,
         launches_per_sec: if elapsed_secs > 0.0 {
@@ -266,14 +272,17 @@ impl SchedulerBenchReport {
             self.task_launches, self.elapsed_secs, self.launches_per_sec
         ));
         out.push_str(&format!(
-            "calls: {} launch ({:.0} bytes each, {:.0} per task), {} status reports, {} cleanups, \
-             {} heartbeats\n\n",
+            "calls: {} launch, {} status reports, {} cleanups, {} heartbeats\n\
+             in status report answers: {} launches, {} cleanups\n\
+             launches carry {:.0} bytes each, {:.0} per task\n\n",
             self.launch_calls,
-            self.launch_call_bytes,
-            self.launch_bytes_per_task,
             self.status_calls,
             self.cleanup_calls,
-            self.heartbeats
+            self.heartbeats,
+            self.answer_launches,
+            self.answer_cleanups,
+            self.launch_call_bytes,
+            self.launch_bytes_per_task
         ));
         out.push_str(&format!(
             "{:<26} {:>9} {:>9} {:>9} {:>9}\n",

@@ -42,26 +42,7 @@ impl ExecutorControl for ExecutorControlService {
         request: Request<proto::RemoveJobDataRequest>,
     ) -> Result<Response<proto::RemoveJobDataResponse>, Status> {
         let job_id = JobId::parse(&request.into_inner().job_id)?;
-        self.runner.forget_job(&job_id);
-        // A task of the job still running could write again after the
-        // deletion (a new partition file recreates its folder): stop them
-        // and let them end first.
-        let unfinished = self
-            .runner
-            .stop_job_tasks(&job_id, std::time::Duration::from_secs(10))
-            .await;
-        if unfinished > 0 {
-            tracing::warn!(
-                "{unfinished} task(s) of job {job_id} still run 10s after being stopped; deleting its data anyway"
-            );
-        }
-        // After the tasks have stopped: none can commit output any more.
-        self.runner.memory_tier().release_job(&job_id);
-        self.runner
-            .shuffle_writer()
-            .remove_job_data(&job_id, &self.runner.shuffle_storage())
-            .await?;
-        tracing::debug!("removed data of job {job_id}");
+        self.runner.remove_job_data(&job_id).await?;
         Ok(Response::new(proto::RemoveJobDataResponse {}))
     }
 
@@ -72,13 +53,7 @@ impl ExecutorControl for ExecutorControlService {
         let request = request.into_inner();
         let job_id = JobId::parse(&request.job_id)?;
         let stages: Vec<StageId> = request.stage_ids.iter().copied().map(StageId).collect();
-        let freed = self.runner.memory_tier().release_stages(&job_id, &stages);
-        if freed > 0 {
-            tracing::debug!(
-                "released {freed} bytes of shuffle output of job {job_id}, stage(s) {:?}",
-                request.stage_ids
-            );
-        }
+        let freed = self.runner.release_stage_outputs(&job_id, &stages);
         Ok(Response::new(proto::ReleaseStageOutputsResponse {
             released_bytes: freed as u64,
         }))

@@ -9,6 +9,7 @@
 mod control_service;
 pub mod failure_injection;
 mod flight_service;
+mod job_cleanup;
 mod scheduler_link;
 mod staged_writes;
 mod task_runner;
@@ -500,6 +501,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         address.id.to_string(),
         status_rx,
         Arc::clone(&undelivered),
+        Arc::clone(&runner),
     ));
 
     let http = match http_listener {

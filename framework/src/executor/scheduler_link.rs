@@ -166,39 +166,57 @@ pub(crate) async fn registration_loop(
 }
 
 /// Delivers task statuses as they come, in batches; retries until the
-/// scheduler accepts them so that no outcome is lost.
+/// scheduler accepts them so that no outcome is lost. The reports are
+/// numbered, so the scheduler answers each with this executor's next tasks
+/// and the job data it may free (a retried report carries its number
+/// again and gets the same answer); tasks the runner refuses go back with
+/// the next report.
 pub(crate) async fn status_reporter(
     mut client: SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
     undelivered: Arc<AtomicUsize>,
+    runner: Arc<TaskRunner>,
 ) {
-    while let Some(first) = statuses.recv().await {
-        let mut batch = vec![first];
+    let mut report_seq = 0u64;
+    let mut refused = Vec::new();
+    loop {
+        let mut batch = Vec::new();
+        if refused.is_empty() {
+            match statuses.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+        }
         while let Ok(more) = statuses.try_recv() {
             batch.push(more);
         }
+        report_seq += 1;
+        let request = proto::UpdateTaskStatusRequest {
+            executor_id: executor_id.clone(),
+            statuses: batch,
+            report_seq,
+            refused: std::mem::take(&mut refused),
+        };
         let mut backoff = Duration::from_millis(200);
-        loop {
-            let request = proto::UpdateTaskStatusRequest {
-                executor_id: executor_id.clone(),
-                statuses: batch.clone(),
-            };
-            match client.update_task_status(request).await {
-                Ok(_) => {
-                    undelivered.fetch_sub(batch.len(), Ordering::SeqCst);
-                    break;
-                }
+        let answer = loop {
+            match client.update_task_status(request.clone()).await {
+                Ok(answer) => break answer.into_inner(),
                 Err(status) => {
                     tracing::warn!(
                         "cannot deliver {} task status(es) to the scheduler: {}; retrying",
-                        batch.len(),
+                        request.statuses.len(),
                         describe(&status)
                     );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        };
+        undelivered.fetch_sub(request.statuses.len(), Ordering::SeqCst);
+        runner.apply_cleanups(answer.cleanups);
+        if !answer.launches.is_empty() {
+            refused = runner.launch(answer.launches);
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::SchedulerInner;
+use super::state::{Effects, ReportStart};
 use super::status_stream::JobStatusStream;
 use crate::auth::{Caller, ExecutorKeys, SecretKey, wrap_session_key};
 use crate::error::BallistaError;
@@ -300,14 +301,34 @@ impl SchedulerGrpc for SchedulerService {
         let request = request.into_inner();
         let executor_id = parse_executor_id(&request.executor_id)?;
         executor_caller(&caller, &executor_id, "report task statuses")?;
-        let effects = self
-            .inner
-            .state
-            .lock()
-            .task_statuses(&executor_id, request.statuses);
+        let seq = request.report_seq;
+        let (start, effects) = {
+            let mut state = self.inner.state.lock();
+            // An executor the scheduler does not know (it was declared
+            // lost) still has its outcomes heard, and is given nothing.
+            let start = (seq > 0 && state.is_executor_registered(&executor_id))
+                .then(|| state.begin_report(&executor_id, seq));
+            let mut effects = Effects::default();
+            if matches!(start, None | Some(ReportStart::New(_))) {
+                effects.merge(state.launch_refused(&executor_id, &request.refused));
+                effects.merge(state.task_statuses(&executor_id, request.statuses));
+            }
+            if matches!(start, Some(ReportStart::New(_) | ReportStart::Copy(_))) {
+                // Placement answers the report, even if nothing else ran it.
+                effects.merge(state.schedule());
+            }
+            (start, effects)
+        };
         self.inner.apply(effects);
         self.inner.admit_queued();
-        Ok(Response::new(proto::UpdateTaskStatusResponse {}))
+        let answer = match start {
+            Some(ReportStart::New(answer) | ReportStart::Copy(answer)) => {
+                self.inner.report_answer(&executor_id, answer).await
+            }
+            Some(ReportStart::Repeated(answer)) => (*answer).clone(),
+            Some(ReportStart::Stale) | None => proto::UpdateTaskStatusResponse::default(),
+        };
+        Ok(Response::new(answer))
     }
 
     async fn deregister_executor(

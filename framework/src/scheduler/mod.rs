@@ -28,7 +28,7 @@ use crate::auth::{ExecutorKeys, Gate, GateLayer, Login};
 use crate::config::{BallistaConfig, POOL_KEY, TENANT_KEY};
 use crate::error::{BallistaError, Result};
 use crate::flight_sql::FlightSqlFrontDoor;
-use crate::ids::JobId;
+use crate::ids::{ExecutorId, JobId};
 use crate::plugin::auth::Identity;
 use crate::proto;
 use crate::proto::scheduler_grpc_server::SchedulerGrpcServer;
@@ -38,8 +38,13 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 pub use job_graph::{JobGraph, TaskOutcome, TaskPlan, TaskState};
 pub use planner::JobPlanner;
 pub use state::{
-    AdmittedJob, Cleanup, Effects, JobPhase, Launch, QUERY_TEXT_LIMIT, SchedulerState, TaskLaunch,
+    AdmittedJob, CLEANUP_DELAY, Cleanup, Effects, JobPhase, Launch, QUERY_TEXT_LIMIT, ReportAnswer,
+    ReportStart, SchedulerState, TaskLaunch,
 };
+
+/// Longest a status report waits for placement to answer it (a round takes
+/// milliseconds; this only bounds a report should the placement loop stall).
+const REPORT_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 /// Shared by the gRPC service and the background loops.
 pub(crate) struct SchedulerInner {
@@ -65,7 +70,15 @@ impl SchedulerInner {
             let inner = Arc::clone(self);
             tokio::spawn(async move { inner.launch(launch).await });
         }
-        for cleanup in effects.cleanups {
+        if !effects.cleanups.is_empty() {
+            let now = self.state.lock().defer_cleanups(effects.cleanups);
+            Self::send_cleanups(now);
+        }
+    }
+
+    /// Sends cleanups by call, one per job and executor.
+    fn send_cleanups(cleanups: Vec<Cleanup>) {
+        for cleanup in cleanups {
             tokio::spawn(async move {
                 let mut client = cleanup.client;
                 if cleanup.cancel {
@@ -114,6 +127,22 @@ impl SchedulerInner {
                 }
             });
         }
+    }
+
+    /// The answer to a status report once placement has run (see
+    /// [`state::ReportStart`]); nothing if it does not come in time.
+    async fn report_answer(
+        &self,
+        executor_id: &ExecutorId,
+        mut answer: oneshot::Receiver<ReportAnswer>,
+    ) -> proto::UpdateTaskStatusResponse {
+        let answer = match tokio::time::timeout(REPORT_ANSWER_WAIT, &mut answer).await {
+            Ok(answer) => answer.ok(),
+            // A round may have answered it between the timeout and the lock.
+            Err(_) if self.state.lock().abandon_report(executor_id) => None,
+            Err(_) => answer.try_recv().ok(),
+        };
+        answer.map(|a| (*a).clone()).unwrap_or_default()
     }
 
     async fn launch(self: Arc<Self>, launch: Launch) {
@@ -399,6 +428,21 @@ async fn place_tasks_when_woken(inner: std::sync::Weak<SchedulerInner>, woken: A
     }
 }
 
+/// Sends the cleanups that waited [`CLEANUP_DELAY`] for a status report's
+/// answer to carry them (their executors are idle).
+async fn send_overdue_cleanups(inner: std::sync::Weak<SchedulerInner>) {
+    let mut tick = tokio::time::interval(CLEANUP_DELAY / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let overdue = inner.state.lock().overdue_cleanups();
+        SchedulerInner::send_cleanups(overdue);
+    }
+}
+
 /// A running scheduler.
 pub struct SchedulerHandle {
     local_addr: SocketAddr,
@@ -541,6 +585,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     let weak = Arc::downgrade(&inner);
     let probed = Arc::downgrade(&inner);
     let placing = (Arc::downgrade(&inner), Arc::clone(&inner.placement));
+    let overdue = Arc::downgrade(&inner);
     let housekeeping = tokio::spawn(async move {
         let periodic = async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -555,7 +600,8 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         tokio::join!(
             periodic,
             liveness::probe_executors(probed),
-            place_tasks_when_woken(placing.0, placing.1)
+            place_tasks_when_woken(placing.0, placing.1),
+            send_overdue_cleanups(overdue)
         );
     });
 

@@ -118,6 +118,7 @@ impl SchedulerState {
         let Some(entry) = self.executors.remove(executor_id) else {
             return Effects::default();
         };
+        self.forget_answers(executor_id);
         if lost {
             self.metrics.executors_lost.inc();
             tracing::warn!(

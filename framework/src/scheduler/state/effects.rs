@@ -69,7 +69,7 @@ pub struct Effects {
 }
 
 impl Effects {
-    pub(super) fn merge(&mut self, other: Effects) {
+    pub(crate) fn merge(&mut self, other: Effects) {
         self.launches.extend(other.launches);
         self.cleanups.extend(other.cleanups);
         self.place_tasks |= other.place_tasks;

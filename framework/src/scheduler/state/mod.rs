@@ -7,11 +7,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod answers;
 mod cluster;
 mod effects;
 mod overview;
 mod tasks;
 
+pub use answers::{CLEANUP_DELAY, ReportAnswer, ReportStart};
 pub use effects::{Cleanup, Effects, Launch, TaskLaunch};
 
 use tokio::sync::watch;
@@ -135,6 +137,9 @@ pub struct SchedulerState {
     /// Jobs whose progress changed and whose status is not yet published:
     /// a report of many statuses publishes each job once.
     unpublished: HashSet<JobId>,
+    /// Status reports waiting for their answers, and cleanups waiting for
+    /// an answer to carry them.
+    answers: answers::ReportAnswers,
 }
 
 impl SchedulerState {
@@ -150,6 +155,7 @@ impl SchedulerState {
             metrics: Arc::new(SchedulerMetrics::new()),
             defer_placement: false,
             unpublished: HashSet::new(),
+            answers: answers::ReportAnswers::default(),
         }
     }
 

@@ -32,8 +32,16 @@ impl SchedulerState {
         self.place_tasks()
     }
 
-    /// Asks the policy to fill free slots and prepares the launches.
+    /// Asks the policy to fill free slots and prepares the launches; the
+    /// tasks placed on executors whose status reports wait go in the
+    /// answers to those reports.
     pub fn place_tasks(&mut self) -> Effects {
+        let mut effects = self.fill_free_slots();
+        self.answer_waiting_reports(&mut effects);
+        effects
+    }
+
+    fn fill_free_slots(&mut self) -> Effects {
         let free = self.executors.free_slots();
         if free.is_empty() {
             return Effects::default();
@@ -471,18 +479,21 @@ impl SchedulerState {
                 continue;
             };
             let stage_id = StageId(task.stage_id);
-            if let Some(entry) = self.executors.get_mut(executor_id) {
-                entry.running.remove(&(
-                    job_id.clone(),
-                    stage_id,
-                    task.partition as usize,
-                    task.attempt,
-                ));
-                entry.paused = true;
+            // Only a task given to this executor can be refused by it.
+            let Some(entry) = self.executors.get_mut(executor_id) else {
+                continue;
+            };
+            let key = (job_id, stage_id, task.partition as usize, task.attempt);
+            if !entry.running.remove(&key) {
+                continue;
             }
-            if let Some(graph) = self.jobs.get_mut(&job_id).and_then(|j| j.graph.as_mut()) {
+            entry.paused = true;
+            if let Some(graph) = self.jobs.get_mut(&key.0).and_then(|j| j.graph.as_mut()) {
                 graph.unlaunch_task(stage_id, task.partition as usize, task.attempt);
             }
+        }
+        if tasks.is_empty() {
+            return Effects::default();
         }
         self.schedule()
     }
@@ -515,7 +526,7 @@ fn check_locations(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -526,7 +537,7 @@ mod tests {
     use crate::plugin::shuffle::ExecutorAddress;
 
     /// A job whose first stage has three map tasks.
-    fn submit(state: &mut SchedulerState, name: &str) -> JobId {
+    pub(crate) fn submit(state: &mut SchedulerState, name: &str) -> JobId {
         let job_id = JobId::parse(name).unwrap();
         state
             .submit(
@@ -553,7 +564,12 @@ mod tests {
     }
 
     /// Registers executor `id` with `slots` slots and `available` bytes free.
-    fn register(state: &mut SchedulerState, id: &str, slots: usize, available: u64) -> Effects {
+    pub(crate) fn register(
+        state: &mut SchedulerState,
+        id: &str,
+        slots: usize,
+        available: u64,
+    ) -> Effects {
         let address = ExecutorAddress {
             id: ExecutorId::new(id),
             host: "127.0.0.1".into(),
@@ -570,7 +586,7 @@ mod tests {
             .unwrap()
     }
 
-    fn placed_on(state: &SchedulerState, job: &JobId) -> Vec<String> {
+    pub(crate) fn placed_on(state: &SchedulerState, job: &JobId) -> Vec<String> {
         let mut out: Vec<String> = state
             .executors
             .all()

@@ -1,0 +1,487 @@
+//! What the answer to an executor's status report carries: its next tasks
+//! and the job data it may free.
+//!
+//! At scale the scheduler's cost is per call, not per task: a launch call, a
+//! status report and a cleanup call per task made three. An executor that
+//! numbers its reports (`report_seq`) takes its next tasks and its cleanups
+//! in the answer to its report instead. Its report waits for the next
+//! placement round (one round serves every report since the last, as
+//! before), which fills the slots the report freed; the tasks placed on the
+//! reporting executor go back in the answer, the rest by `LaunchTasks` as
+//! before. Cleanups that are not urgent (stage outputs no consumer will
+//! read, a finished job's data) wait here for the executor's next answer,
+//! or are sent by call once [`CLEANUP_DELAY`] has passed without one.
+//!
+//! An answer lost on the way (the connection broke) must not lose its
+//! tasks: the executor sends the same report again under the same number,
+//! and gets the same answer, kept here, without its statuses being applied
+//! twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::{Cleanup, Effects, SchedulerState};
+use crate::ids::{ExecutorId, JobId, StageId};
+use crate::proto;
+
+/// How long a cleanup waits for its executor's next report before it is sent
+/// by a call of its own.
+pub const CLEANUP_DELAY: Duration = Duration::from_millis(250);
+
+/// An answer to a status report, shared with the copy kept for a retry.
+pub type ReportAnswer = Arc<proto::UpdateTaskStatusResponse>;
+
+/// How a numbered report starts.
+#[derive(Debug)]
+pub enum ReportStart {
+    /// A new report: apply it, run placement, then wait for the answer on
+    /// the receiver.
+    New(oneshot::Receiver<ReportAnswer>),
+    /// A copy of a report that still waits (its sender gave up on it): it
+    /// waits for the answer instead of the first, which is answered with
+    /// nothing. Its statuses are applied already.
+    Copy(oneshot::Receiver<ReportAnswer>),
+    /// The report was answered already (that answer was lost on the way):
+    /// send this again, and apply nothing.
+    Repeated(ReportAnswer),
+    /// An older report than the last one (a delayed copy): answer it with
+    /// nothing and apply nothing.
+    Stale,
+}
+
+/// The data a job may free on one executor, waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PendingRelease {
+    /// These stages' outputs (in memory).
+    Stages(BTreeSet<StageId>),
+    /// All of the job's data.
+    Job,
+}
+
+#[derive(Debug, Default)]
+struct PendingCleanups {
+    since: Option<Instant>,
+    jobs: BTreeMap<JobId, PendingRelease>,
+}
+
+/// Executors' report answers and undelivered cleanups.
+#[derive(Debug, Default)]
+pub(super) struct ReportAnswers {
+    /// Reports waiting for the next placement round.
+    waiting: HashMap<ExecutorId, oneshot::Sender<ReportAnswer>>,
+    /// Executors that take tasks and cleanups in their answers.
+    answered_executors: HashSet<ExecutorId>,
+    /// The last report number of each, and its answer once given.
+    last: HashMap<ExecutorId, (u64, Option<ReportAnswer>)>,
+    cleanups: HashMap<ExecutorId, PendingCleanups>,
+}
+
+impl ReportAnswers {
+    fn forget(&mut self, executor_id: &ExecutorId) {
+        self.waiting.remove(executor_id);
+        self.answered_executors.remove(executor_id);
+        self.last.remove(executor_id);
+        self.cleanups.remove(executor_id);
+    }
+
+    fn queue(&mut self, executor_id: ExecutorId, job_id: JobId, stages: &[StageId]) {
+        let pending = self.cleanups.entry(executor_id).or_default();
+        pending.since.get_or_insert_with(Instant::now);
+        let release = pending
+            .jobs
+            .entry(job_id)
+            .or_insert_with(|| PendingRelease::Stages(BTreeSet::new()));
+        match (release, stages.is_empty()) {
+            (release, true) => *release = PendingRelease::Job,
+            (PendingRelease::Stages(queued), false) => queued.extend(stages.iter().copied()),
+            // The whole job goes already.
+            (PendingRelease::Job, false) => {}
+        }
+    }
+
+    fn take_cleanups(&mut self, executor_id: &ExecutorId) -> Vec<proto::JobCleanup> {
+        let Some(pending) = self.cleanups.remove(executor_id) else {
+            return Vec::new();
+        };
+        pending
+            .jobs
+            .into_iter()
+            .map(|(job_id, release)| match release {
+                PendingRelease::Job => proto::JobCleanup {
+                    job_id: job_id.to_string(),
+                    remove_job: true,
+                    release_stages: Vec::new(),
+                },
+                PendingRelease::Stages(stages) => proto::JobCleanup {
+                    job_id: job_id.to_string(),
+                    remove_job: false,
+                    release_stages: stages.into_iter().map(|s| s.0).collect(),
+                },
+            })
+            .collect()
+    }
+}
+
+impl SchedulerState {
+    /// Starts handling report `seq` of `executor_id`, which takes tasks and
+    /// cleanups in its answer (a report numbered again after its answer was
+    /// lost gets that answer again). A new report
+    /// must then be applied and placement run
+    /// ([`schedule`](Self::schedule)), which answers it.
+    pub fn begin_report(&mut self, executor_id: &ExecutorId, seq: u64) -> ReportStart {
+        let answers = &mut self.answers;
+        match answers.last.get(executor_id) {
+            Some((last, Some(answer))) if seq == *last => {
+                return ReportStart::Repeated(Arc::clone(answer));
+            }
+            Some((last, None)) if seq == *last => {
+                let (tx, rx) = oneshot::channel();
+                answers.waiting.insert(executor_id.clone(), tx);
+                return ReportStart::Copy(rx);
+            }
+            Some((last, _)) if seq < *last => return ReportStart::Stale,
+            _ => {}
+        }
+        let (tx, rx) = oneshot::channel();
+        answers.answered_executors.insert(executor_id.clone());
+        answers.last.insert(executor_id.clone(), (seq, None));
+        answers.waiting.insert(executor_id.clone(), tx);
+        ReportStart::New(rx)
+    }
+
+    /// A report that stopped waiting (its time ran out). Returns false when
+    /// a round has answered it meanwhile: that answer is on its receiver
+    /// and must be sent.
+    pub fn abandon_report(&mut self, executor_id: &ExecutorId) -> bool {
+        self.answers.waiting.remove(executor_id).is_some()
+    }
+
+    /// Answers the waiting reports: with the tasks of this round placed on
+    /// their executors (taken out of `effects`, their plans encoded here so
+    /// that the answer can be kept for a retry) and their cleanups.
+    pub(super) fn answer_waiting_reports(&mut self, effects: &mut Effects) {
+        if self.answers.waiting.is_empty() {
+            return;
+        }
+        for (executor_id, waiter) in std::mem::take(&mut self.answers.waiting) {
+            let launch = effects
+                .launches
+                .iter()
+                .position(|l| l.executor_id == executor_id)
+                .map(|i| effects.launches.swap_remove(i));
+            let mut launches = Vec::new();
+            let mut unencodable = Vec::new();
+            for task in launch.into_iter().flat_map(|l| l.tasks) {
+                let id = task.definition.task.clone();
+                match task.into_definition() {
+                    Ok(definition) => launches.push(definition),
+                    Err(error) => unencodable.extend(id.map(|id| (id, error.to_proto()))),
+                }
+            }
+            if !unencodable.is_empty() {
+                let statuses = unencodable
+                    .into_iter()
+                    .map(|(task, error)| proto::TaskStatus {
+                        task: Some(task),
+                        executor_id: executor_id.to_string(),
+                        result: Some(proto::task_status::Result::Failed(error)),
+                        started_at_ms: 0,
+                        ended_at_ms: crate::util::now_ms(),
+                    })
+                    .collect();
+                let failed = self.task_statuses(&executor_id, statuses);
+                effects.merge(failed);
+            }
+            let answer = Arc::new(proto::UpdateTaskStatusResponse {
+                launches,
+                cleanups: self.answers.take_cleanups(&executor_id),
+            });
+            if let Some((_, kept)) = self.answers.last.get_mut(&executor_id) {
+                *kept = Some(Arc::clone(&answer));
+            }
+            // A report whose call has ended is answered when its executor
+            // sends it again (it saw no answer): the answer is kept.
+            let _ = waiter.send(answer);
+        }
+    }
+
+    /// Keeps the cleanups that can wait for their executors' next answers
+    /// (data to free on executors that take cleanups in answers) and
+    /// returns the rest, to be sent now.
+    pub fn defer_cleanups(&mut self, cleanups: Vec<Cleanup>) -> Vec<Cleanup> {
+        let mut now = Vec::new();
+        for cleanup in cleanups {
+            let can_wait = !cleanup.cancel
+                && cleanup.remove_data
+                && self
+                    .answers
+                    .answered_executors
+                    .contains(&cleanup.executor_id);
+            if can_wait {
+                self.answers
+                    .queue(cleanup.executor_id, cleanup.job_id, &cleanup.stages);
+            } else {
+                now.push(cleanup);
+            }
+        }
+        now
+    }
+
+    /// Cleanups that have waited [`CLEANUP_DELAY`] without an answer to
+    /// carry them, to be sent by call.
+    pub fn overdue_cleanups(&mut self) -> Vec<Cleanup> {
+        let due: Vec<ExecutorId> = self
+            .answers
+            .cleanups
+            .iter()
+            .filter(|(_, p)| p.since.is_some_and(|t| t.elapsed() >= CLEANUP_DELAY))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut cleanups = Vec::new();
+        for executor_id in due {
+            let Some(pending) = self.answers.cleanups.remove(&executor_id) else {
+                continue;
+            };
+            let Some(entry) = self.executors.get(&executor_id) else {
+                continue;
+            };
+            for (job_id, release) in pending.jobs {
+                cleanups.push(Cleanup {
+                    executor_id: executor_id.clone(),
+                    client: entry.client.clone(),
+                    job_id,
+                    cancel: false,
+                    remove_data: true,
+                    stages: match release {
+                        PendingRelease::Job => Vec::new(),
+                        PendingRelease::Stages(stages) => stages.into_iter().collect(),
+                    },
+                });
+            }
+        }
+        cleanups
+    }
+
+    /// Drops what is kept for an executor the scheduler forgets; a report
+    /// of it still waiting is answered with nothing.
+    pub(super) fn forget_answers(&mut self, executor_id: &ExecutorId) {
+        self.answers.forget(executor_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tasks::tests::{placed_on, register, submit};
+    use super::*;
+    use crate::config::SchedulerSettings;
+    use crate::plugin::scheduling::FifoPolicy;
+
+    fn deferring() -> SchedulerState {
+        SchedulerState::new(SchedulerSettings::default(), Arc::new(FifoPolicy))
+            .deferring_placement()
+    }
+
+    fn task(job: &JobId, partition: u32) -> proto::TaskId {
+        proto::TaskId {
+            job_id: job.to_string(),
+            stage_id: 1,
+            partition,
+            attempt: 0,
+        }
+    }
+
+    fn done(job: &JobId, partition: u32, executor: &str) -> proto::TaskStatus {
+        proto::TaskStatus {
+            task: Some(task(job, partition)),
+            executor_id: executor.into(),
+            result: Some(proto::task_status::Result::Succeeded(proto::TaskSuccess {
+                locations: Vec::new(),
+                metrics: None,
+            })),
+            started_at_ms: 0,
+            ended_at_ms: 0,
+        }
+    }
+
+    fn new_report(
+        state: &mut SchedulerState,
+        executor: &ExecutorId,
+        seq: u64,
+    ) -> oneshot::Receiver<ReportAnswer> {
+        match state.begin_report(executor, seq) {
+            ReportStart::New(answer) => answer,
+            other => panic!("report {seq} should be new, got {other:?}"),
+        }
+    }
+
+    fn launched(answer: &proto::UpdateTaskStatusResponse) -> Vec<u32> {
+        answer
+            .launches
+            .iter()
+            .map(|t| t.task.as_ref().unwrap().partition)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_numbered_report_is_answered_with_the_tasks_placed_on_its_executor() {
+        let mut state = deferring();
+        let e1 = ExecutorId::new("e1");
+        let _ = register(&mut state, "e1", 2, 100);
+        let job = submit(&mut state, "joba");
+        let first = state.place_tasks();
+        assert_eq!(first.launches.len(), 1, "no report waits: launched by call");
+
+        let mut answer = new_report(&mut state, &e1, 1);
+        let effects = state.task_statuses(&e1, vec![done(&job, 0, "e1")]);
+        assert!(effects.launches.is_empty());
+        let round = state.place_tasks();
+        assert!(
+            round.launches.is_empty(),
+            "the task for e1 goes in its answer, not by call: {:?}",
+            round
+                .launches
+                .iter()
+                .map(|l| &l.executor_id)
+                .collect::<Vec<_>>()
+        );
+        let answer = answer.try_recv().expect("the round answers the report");
+        assert_eq!(launched(&answer), vec![2]);
+        assert!(!answer.launches[0].plan.is_empty(), "the plan is encoded");
+        assert_eq!(placed_on(&state, &job), vec!["e1", "e1"]);
+
+        // The same report again (its answer was lost): the same answer,
+        // nothing applied twice.
+        match state.begin_report(&e1, 1) {
+            ReportStart::Repeated(again) => assert!(Arc::ptr_eq(&again, &answer)),
+            other => panic!("expected the kept answer, got {other:?}"),
+        }
+        // An older report than the last: nothing.
+        let _waiting = new_report(&mut state, &e1, 3);
+        assert!(matches!(state.begin_report(&e1, 2), ReportStart::Stale));
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_call_ended_is_kept_for_the_retry() {
+        let mut state = deferring();
+        let e1 = ExecutorId::new("e1");
+        let _ = register(&mut state, "e1", 2, 100);
+        let job = submit(&mut state, "joba");
+        let _ = state.place_tasks();
+
+        drop(new_report(&mut state, &e1, 1));
+        let _ = state.task_statuses(&e1, vec![done(&job, 0, "e1")]);
+        let round = state.place_tasks();
+        assert!(round.launches.is_empty(), "not launched twice");
+        match state.begin_report(&e1, 1) {
+            ReportStart::Repeated(answer) => assert_eq!(launched(&answer), vec![2]),
+            other => panic!("expected the kept answer, got {other:?}"),
+        }
+
+        // A copy of a report that still waits takes its place.
+        let mut first = new_report(&mut state, &e1, 2);
+        let mut copy = match state.begin_report(&e1, 2) {
+            ReportStart::Copy(answer) => answer,
+            other => panic!("expected a copy, got {other:?}"),
+        };
+        let _ = state.place_tasks();
+        assert!(first.try_recv().is_err());
+        assert!(copy.try_recv().is_ok());
+    }
+
+    #[tokio::test]
+    async fn cleanups_wait_for_an_answer_and_a_removal_covers_stage_releases() {
+        let mut state = deferring();
+        let (e1, e2) = (ExecutorId::new("e1"), ExecutorId::new("e2"));
+        let _ = register(&mut state, "e1", 2, 100);
+        let _ = register(&mut state, "e2", 2, 100);
+        let job = submit(&mut state, "joba");
+        let other = submit(&mut state, "jobb");
+        // e1 numbers its reports; e2 has never reported.
+        let mut answer = new_report(&mut state, &e1, 1);
+        let cleanup =
+            |state: &SchedulerState, executor: &ExecutorId, job: &JobId, stages: &[u32]| Cleanup {
+                executor_id: executor.clone(),
+                client: state.executors.get(executor).unwrap().client.clone(),
+                job_id: job.clone(),
+                cancel: false,
+                remove_data: true,
+                stages: stages.iter().copied().map(StageId).collect(),
+            };
+        let cancel = Cleanup {
+            cancel: true,
+            ..cleanup(&state, &e1, &other, &[])
+        };
+        let cleanups = vec![
+            cleanup(&state, &e1, &job, &[1]),
+            cleanup(&state, &e1, &job, &[]),
+            cleanup(&state, &e1, &other, &[1]),
+            cleanup(&state, &e1, &other, &[2]),
+            cleanup(&state, &e2, &job, &[1]),
+            cancel,
+        ];
+        let now = state.defer_cleanups(cleanups);
+        let now: Vec<(String, bool)> = now
+            .iter()
+            .map(|c| (c.executor_id.to_string(), c.cancel))
+            .collect();
+        assert_eq!(now, vec![("e2".into(), false), ("e1".into(), true)]);
+
+        let _ = state.place_tasks();
+        let answer = answer.try_recv().unwrap();
+        let mut cleanups = answer.cleanups.clone();
+        cleanups.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        assert_eq!(
+            cleanups,
+            vec![
+                proto::JobCleanup {
+                    job_id: job.to_string(),
+                    remove_job: true,
+                    release_stages: vec![],
+                },
+                proto::JobCleanup {
+                    job_id: other.to_string(),
+                    remove_job: false,
+                    release_stages: vec![1, 2],
+                },
+            ]
+        );
+
+        // With no report to carry it, a cleanup goes by call once overdue.
+        let _ = state.defer_cleanups(vec![cleanup(&state, &e1, &other, &[1])]);
+        assert!(state.overdue_cleanups().is_empty());
+        std::thread::sleep(CLEANUP_DELAY + Duration::from_millis(20));
+        let overdue = state.overdue_cleanups();
+        assert_eq!(overdue.len(), 1);
+        assert_eq!(
+            (overdue[0].job_id.clone(), overdue[0].stages.clone()),
+            (other, vec![StageId(1)])
+        );
+        assert!(state.overdue_cleanups().is_empty(), "sent once");
+    }
+
+    #[tokio::test]
+    async fn only_the_executor_a_task_was_given_to_can_refuse_it() {
+        let mut state = deferring();
+        let (e1, e2) = (ExecutorId::new("e1"), ExecutorId::new("e2"));
+        let _ = register(&mut state, "e1", 1, 100);
+        let _ = register(&mut state, "e2", 1, 100);
+        let job = submit(&mut state, "joba");
+        let round = state.place_tasks();
+        let on_e1 = round
+            .launches
+            .iter()
+            .find(|l| l.executor_id == e1)
+            .and_then(|l| l.tasks[0].definition.task.clone())
+            .unwrap();
+        let _ = state.launch_refused(&e2, std::slice::from_ref(&on_e1));
+        assert_eq!(placed_on(&state, &job), vec!["e1", "e2"]);
+        assert!(!state.executors.get(&e2).unwrap().paused);
+
+        let _ = state.launch_refused(&e1, &[on_e1]);
+        assert_eq!(placed_on(&state, &job), vec!["e2"]);
+        assert!(state.executors.get(&e1).unwrap().paused);
+    }
+}
