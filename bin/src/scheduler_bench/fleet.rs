@@ -71,15 +71,18 @@ pub struct FleetLog {
     /// Launch requests (one per scheduler call, each with one or more tasks).
     pub launch_calls: u64,
     /// Status report answers that carried tasks.
-    pub answer_launches: u64,
-    /// Encoded size of the tasks launched, by call or in answers, summed (bytes).
+    pub answers_with_tasks: u64,
+    /// The tasks those answers carried.
+    pub answer_tasks: u64,
+    /// Encoded size of the launch calls, and of the tasks in answers, summed (bytes).
     pub launch_bytes: u64,
     /// Status reports sent (each with one or more task statuses).
     pub status_calls: u64,
     /// Calls that free a job's slots or data: cancel, remove job data,
     /// release stage outputs.
     pub cleanup_calls: u64,
-    /// Cleanups that came in status report answers instead.
+    /// Job cleanups (one job's data on one executor) that came in status
+    /// report answers instead of calls.
     pub answer_cleanups: u64,
     /// Heartbeats sent.
     pub heartbeats: u64,
@@ -373,7 +376,7 @@ async fn report_statuses(
         // Like a real executor: retry until the scheduler has the outcome,
         // or a job would wait for it forever.
         let mut backoff = Duration::from_millis(50);
-        for attempt in 1.. {
+        for attempt in 1u64.. {
             shared.log.lock().status_calls += 1;
             match client.update_task_status(request.clone()).await {
                 Ok(answer) => {
@@ -387,12 +390,17 @@ async fn report_statuses(
                             .iter()
                             .map(prost::Message::encoded_len)
                             .sum();
-                        shared.log.lock().answer_launches += 1;
+                        {
+                            let mut log = shared.log.lock();
+                            log.answers_with_tasks += 1;
+                            log.answer_tasks += answer.launches.len() as u64;
+                        }
                         run_tasks(&shared, &executor, answer.launches, bytes as u64);
                     }
                     break;
                 }
-                Err(status) if attempt < 10 => {
+                // Until it gets through: the answer may carry tasks.
+                Err(status) => {
                     tracing::warn!(
                         "simulated executor {executor_id} could not report task statuses \
                          (attempt {attempt}): {}",
@@ -400,13 +408,6 @@ async fn report_statuses(
                     );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Err(status) => {
-                    tracing::error!(
-                        "simulated executor {executor_id} gives up reporting task statuses: {}",
-                        status.message()
-                    );
-                    break;
                 }
             }
         }

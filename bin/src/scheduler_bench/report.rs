@@ -78,16 +78,17 @@ pub struct SchedulerBenchReport {
     /// Launch calls (each carries one or more tasks).
     pub launch_calls: u64,
     /// Status report answers that carried tasks (instead of a launch call).
-    pub answer_launches: u64,
-    /// Mean encoded size of the tasks of a launch (by call or in an answer; bytes).
-    pub launch_call_bytes: f64,
-    /// Mean encoded size of a launched task (bytes).
+    pub answers_with_tasks: u64,
+    /// The tasks those answers carried.
+    pub answer_tasks: u64,
+    /// Mean encoded size of a launched task, by call or in an answer (bytes).
     pub launch_bytes_per_task: f64,
     /// Status reports the executors sent (each with one or more statuses).
     pub status_calls: u64,
     /// Cancel, remove-data and release-output calls the executors received.
     pub cleanup_calls: u64,
-    /// Cleanups that came in status report answers instead.
+    /// Job cleanups (one job's data on one executor) that came in status
+    /// report answers instead of calls.
     pub answer_cleanups: u64,
     /// Heartbeats the executors sent.
     pub heartbeats: u64,
@@ -216,12 +217,8 @@ pub(super) fn summarize(
         jobs: jobs.len(),
         task_launches: log.launches.len(),
         launch_calls: log.launch_calls,
-        answer_launches: log.answer_launches,
-        launch_call_bytes: if log.launch_calls + log.answer_launches > 0 {
-            log.launch_bytes as f64 / (log.launch_calls + log.answer_launches) as f64
-        } else {
-            0.0
-        },
+        answers_with_tasks: log.answers_with_tasks,
+        answer_tasks: log.answer_tasks,
         launch_bytes_per_task: if log.launches.is_empty() {
             0.0
         } else {
@@ -273,15 +270,15 @@ impl SchedulerBenchReport {
         ));
         out.push_str(&format!(
             "calls: {} launch, {} status reports, {} cleanups, {} heartbeats\n\
-             in status report answers: {} launches, {} cleanups\n\
-             launches carry {:.0} bytes each, {:.0} per task\n\n",
+             status report answers: {} carried {} tasks; {} job cleanups\n\
+             launched tasks: {:.0} bytes each (encoded)\n\n",
             self.launch_calls,
             self.status_calls,
             self.cleanup_calls,
             self.heartbeats,
-            self.answer_launches,
+            self.answers_with_tasks,
+            self.answer_tasks,
             self.answer_cleanups,
-            self.launch_call_bytes,
             self.launch_bytes_per_task
         ));
         out.push_str(&format!(

@@ -58,6 +58,8 @@ impl TaskRunner {
                 }
             };
             if cleanup.remove_job {
+                // At once, so that no task of the job starts meanwhile.
+                self.forget_job(&job_id);
                 let runner = std::sync::Arc::clone(self);
                 tokio::spawn(async move {
                     if let Err(e) = runner.remove_job_data(&job_id).await {

@@ -213,10 +213,16 @@ pub(crate) async fn status_reporter(
                 }
             }
         };
-        undelivered.fetch_sub(request.statuses.len(), Ordering::SeqCst);
+        undelivered.fetch_sub(
+            request.statuses.len() + request.refused.len(),
+            Ordering::SeqCst,
+        );
         runner.apply_cleanups(answer.cleanups);
         if !answer.launches.is_empty() {
             refused = runner.launch(answer.launches);
+            // A refusal is an outcome the scheduler must hear before this
+            // executor may leave (draining waits for undelivered ones).
+            undelivered.fetch_add(refused.len(), Ordering::SeqCst);
         }
     }
 }

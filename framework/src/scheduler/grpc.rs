@@ -322,10 +322,10 @@ impl SchedulerGrpc for SchedulerService {
         self.inner.apply(effects);
         self.inner.admit_queued();
         let answer = match start {
-            Some(ReportStart::New(answer) | ReportStart::Copy(answer)) => {
-                self.inner.report_answer(&executor_id, answer).await
+            Some(ReportStart::New(waiter) | ReportStart::Copy(waiter)) => {
+                self.inner.report_answer(&executor_id, waiter).await
             }
-            Some(ReportStart::Repeated(answer)) => (*answer).clone(),
+            Some(ReportStart::Repeated(answer)) => self.inner.send_answer(&executor_id, &answer),
             Some(ReportStart::Stale) | None => proto::UpdateTaskStatusResponse::default(),
         };
         Ok(Response::new(answer))

@@ -38,8 +38,8 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 pub use job_graph::{JobGraph, TaskOutcome, TaskPlan, TaskState};
 pub use planner::JobPlanner;
 pub use state::{
-    AdmittedJob, CLEANUP_DELAY, Cleanup, Effects, JobPhase, Launch, QUERY_TEXT_LIMIT, ReportAnswer,
-    ReportStart, SchedulerState, TaskLaunch,
+    AdmittedJob, CLEANUP_DELAY, Cleanup, Effects, JobPhase, KeptAnswer, Launch, QUERY_TEXT_LIMIT,
+    ReportAnswer, ReportStart, ReportWaiter, SchedulerState, TaskLaunch,
 };
 
 /// Longest a status report waits for placement to answer it (a round takes
@@ -132,17 +132,38 @@ impl SchedulerInner {
     /// The answer to a status report once placement has run (see
     /// [`state::ReportStart`]); nothing if it does not come in time.
     async fn report_answer(
-        &self,
+        self: &Arc<Self>,
         executor_id: &ExecutorId,
-        mut answer: oneshot::Receiver<ReportAnswer>,
+        waiter: ReportWaiter,
     ) -> proto::UpdateTaskStatusResponse {
+        let ReportWaiter { mut answer, token } = waiter;
         let answer = match tokio::time::timeout(REPORT_ANSWER_WAIT, &mut answer).await {
             Ok(answer) => answer.ok(),
             // A round may have answered it between the timeout and the lock.
-            Err(_) if self.state.lock().abandon_report(executor_id) => None,
+            Err(_) if self.state.lock().abandon_report(executor_id, token) => None,
             Err(_) => answer.try_recv().ok(),
         };
-        answer.map(|a| (*a).clone()).unwrap_or_default()
+        match answer {
+            Some(answer) => self.send_answer(executor_id, &answer),
+            None => proto::UpdateTaskStatusResponse::default(),
+        }
+    }
+
+    /// An answer as sent, its plans encoded here, outside the lock; a task
+    /// whose plan cannot be encoded fails (the first time only: a retry
+    /// sends the same answer).
+    fn send_answer(
+        self: &Arc<Self>,
+        executor_id: &ExecutorId,
+        answer: &ReportAnswer,
+    ) -> proto::UpdateTaskStatusResponse {
+        let (response, unencodable) = answer.encode();
+        for (task, error) in unencodable {
+            let error = BallistaError::from_proto(&error);
+            let effects = self.fail_launched(executor_id, vec![task], &error);
+            self.apply(effects);
+        }
+        response
     }
 
     async fn launch(self: Arc<Self>, launch: Launch) {

@@ -18,12 +18,12 @@
 //! twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{Cleanup, Effects, SchedulerState};
+use super::{Cleanup, Effects, SchedulerState, TaskLaunch};
 use crate::ids::{ExecutorId, JobId, StageId};
 use crate::proto;
 
@@ -32,24 +32,93 @@ use crate::proto;
 pub const CLEANUP_DELAY: Duration = Duration::from_millis(250);
 
 /// An answer to a status report, shared with the copy kept for a retry.
-pub type ReportAnswer = Arc<proto::UpdateTaskStatusResponse>;
+pub type ReportAnswer = Arc<KeptAnswer>;
+
+/// The tasks and cleanups a report is answered with. The tasks' plans are
+/// encoded by the report's handler, outside the scheduler's lock (a round
+/// may answer hundreds of reports), once: a retry sends the same bytes.
+#[derive(Debug)]
+pub struct KeptAnswer {
+    tasks: Vec<TaskLaunch>,
+    cleanups: Vec<proto::JobCleanup>,
+    encoded: OnceLock<EncodedAnswer>,
+}
+
+/// An answer as sent, and the tasks whose plans could not be encoded.
+#[derive(Debug)]
+struct EncodedAnswer {
+    response: proto::UpdateTaskStatusResponse,
+    unencodable: Vec<(proto::TaskId, proto::ErrorInfo)>,
+}
+
+impl KeptAnswer {
+    /// The answer as sent. The first call encodes it and also returns the
+    /// tasks whose plans could not be encoded (they must fail, once); later
+    /// calls return only the answer.
+    pub fn encode(
+        &self,
+    ) -> (
+        proto::UpdateTaskStatusResponse,
+        Vec<(proto::TaskId, proto::ErrorInfo)>,
+    ) {
+        let mut first = false;
+        let encoded = self.encoded.get_or_init(|| {
+            first = true;
+            let mut launches = Vec::with_capacity(self.tasks.len());
+            let mut unencodable = Vec::new();
+            for task in &self.tasks {
+                match task.clone().into_definition() {
+                    Ok(definition) => launches.push(definition),
+                    Err(error) => unencodable.extend(
+                        task.definition
+                            .task
+                            .clone()
+                            .map(|id| (id, error.to_proto())),
+                    ),
+                }
+            }
+            EncodedAnswer {
+                response: proto::UpdateTaskStatusResponse {
+                    launches,
+                    cleanups: self.cleanups.clone(),
+                },
+                unencodable,
+            }
+        });
+        let unencodable = if first {
+            encoded.unencodable.clone()
+        } else {
+            Vec::new()
+        };
+        (encoded.response.clone(), unencodable)
+    }
+}
 
 /// How a numbered report starts.
 #[derive(Debug)]
 pub enum ReportStart {
     /// A new report: apply it, run placement, then wait for the answer on
     /// the receiver.
-    New(oneshot::Receiver<ReportAnswer>),
+    New(ReportWaiter),
     /// A copy of a report that still waits (its sender gave up on it): it
     /// waits for the answer instead of the first, which is answered with
     /// nothing. Its statuses are applied already.
-    Copy(oneshot::Receiver<ReportAnswer>),
+    Copy(ReportWaiter),
     /// The report was answered already (that answer was lost on the way):
     /// send this again, and apply nothing.
     Repeated(ReportAnswer),
     /// An older report than the last one (a delayed copy): answer it with
     /// nothing and apply nothing.
     Stale,
+}
+
+/// A report waiting for its answer.
+#[derive(Debug)]
+pub struct ReportWaiter {
+    /// Where the answer comes.
+    pub answer: oneshot::Receiver<ReportAnswer>,
+    /// Names this wait, to [`abandon_report`](SchedulerState::abandon_report).
+    pub token: u64,
 }
 
 /// The data a job may free on one executor, waiting for delivery.
@@ -70,8 +139,9 @@ struct PendingCleanups {
 /// Executors' report answers and undelivered cleanups.
 #[derive(Debug, Default)]
 pub(super) struct ReportAnswers {
-    /// Reports waiting for the next placement round.
-    waiting: HashMap<ExecutorId, oneshot::Sender<ReportAnswer>>,
+    /// Reports waiting for the next placement round, with their tokens.
+    waiting: HashMap<ExecutorId, (u64, oneshot::Sender<ReportAnswer>)>,
+    next_token: u64,
     /// Executors that take tasks and cleanups in their answers.
     answered_executors: HashSet<ExecutorId>,
     /// The last report number of each, and its answer once given.
@@ -80,11 +150,31 @@ pub(super) struct ReportAnswers {
 }
 
 impl ReportAnswers {
-    fn forget(&mut self, executor_id: &ExecutorId) {
+    /// Drops what is kept for an executor; returns the job removals still
+    /// queued for it.
+    fn forget(&mut self, executor_id: &ExecutorId) -> Vec<JobId> {
         self.waiting.remove(executor_id);
         self.answered_executors.remove(executor_id);
         self.last.remove(executor_id);
-        self.cleanups.remove(executor_id);
+        self.cleanups
+            .remove(executor_id)
+            .map(|pending| {
+                pending
+                    .jobs
+                    .into_iter()
+                    .filter(|(_, release)| *release == PendingRelease::Job)
+                    .map(|(job_id, _)| job_id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn wait(&mut self, executor_id: &ExecutorId) -> ReportWaiter {
+        let (tx, answer) = oneshot::channel();
+        self.next_token += 1;
+        let token = self.next_token;
+        self.waiting.insert(executor_id.clone(), (token, tx));
+        ReportWaiter { answer, token }
     }
 
     fn queue(&mut self, executor_id: ExecutorId, job_id: JobId, stages: &[StageId]) {
@@ -138,66 +228,48 @@ impl SchedulerState {
                 return ReportStart::Repeated(Arc::clone(answer));
             }
             Some((last, None)) if seq == *last => {
-                let (tx, rx) = oneshot::channel();
-                answers.waiting.insert(executor_id.clone(), tx);
-                return ReportStart::Copy(rx);
+                return ReportStart::Copy(answers.wait(executor_id));
             }
             Some((last, _)) if seq < *last => return ReportStart::Stale,
             _ => {}
         }
-        let (tx, rx) = oneshot::channel();
         answers.answered_executors.insert(executor_id.clone());
         answers.last.insert(executor_id.clone(), (seq, None));
-        answers.waiting.insert(executor_id.clone(), tx);
-        ReportStart::New(rx)
+        ReportStart::New(answers.wait(executor_id))
     }
 
     /// A report that stopped waiting (its time ran out). Returns false when
     /// a round has answered it meanwhile: that answer is on its receiver
-    /// and must be sent.
-    pub fn abandon_report(&mut self, executor_id: &ExecutorId) -> bool {
-        self.answers.waiting.remove(executor_id).is_some()
+    /// and must be sent. A later wait of the same executor (a copy, a newer
+    /// report) is left alone.
+    pub fn abandon_report(&mut self, executor_id: &ExecutorId, token: u64) -> bool {
+        match self.answers.waiting.get(executor_id) {
+            Some((waiting, _)) if *waiting == token => {
+                self.answers.waiting.remove(executor_id);
+                true
+            }
+            _ => false,
+        }
     }
 
-    /// Answers the waiting reports: with the tasks of this round placed on
-    /// their executors (taken out of `effects`, their plans encoded here so
-    /// that the answer can be kept for a retry) and their cleanups.
+    /// Answers the waiting reports with the tasks of this round placed on
+    /// their executors (taken out of `effects`) and their cleanups; the
+    /// answer is kept for a retry should it be lost.
     pub(super) fn answer_waiting_reports(&mut self, effects: &mut Effects) {
         if self.answers.waiting.is_empty() {
             return;
         }
-        for (executor_id, waiter) in std::mem::take(&mut self.answers.waiting) {
-            let launch = effects
+        for (executor_id, (_, waiter)) in std::mem::take(&mut self.answers.waiting) {
+            let tasks = effects
                 .launches
                 .iter()
                 .position(|l| l.executor_id == executor_id)
-                .map(|i| effects.launches.swap_remove(i));
-            let mut launches = Vec::new();
-            let mut unencodable = Vec::new();
-            for task in launch.into_iter().flat_map(|l| l.tasks) {
-                let id = task.definition.task.clone();
-                match task.into_definition() {
-                    Ok(definition) => launches.push(definition),
-                    Err(error) => unencodable.extend(id.map(|id| (id, error.to_proto()))),
-                }
-            }
-            if !unencodable.is_empty() {
-                let statuses = unencodable
-                    .into_iter()
-                    .map(|(task, error)| proto::TaskStatus {
-                        task: Some(task),
-                        executor_id: executor_id.to_string(),
-                        result: Some(proto::task_status::Result::Failed(error)),
-                        started_at_ms: 0,
-                        ended_at_ms: crate::util::now_ms(),
-                    })
-                    .collect();
-                let failed = self.task_statuses(&executor_id, statuses);
-                effects.merge(failed);
-            }
-            let answer = Arc::new(proto::UpdateTaskStatusResponse {
-                launches,
+                .map(|i| effects.launches.swap_remove(i).tasks)
+                .unwrap_or_default();
+            let answer = Arc::new(KeptAnswer {
+                tasks,
                 cleanups: self.answers.take_cleanups(&executor_id),
+                encoded: OnceLock::new(),
             });
             if let Some((_, kept)) = self.answers.last.get_mut(&executor_id) {
                 *kept = Some(Arc::clone(&answer));
@@ -265,10 +337,12 @@ impl SchedulerState {
         cleanups
     }
 
-    /// Drops what is kept for an executor the scheduler forgets; a report
-    /// of it still waiting is answered with nothing.
-    pub(super) fn forget_answers(&mut self, executor_id: &ExecutorId) {
-        self.answers.forget(executor_id);
+    /// Drops what is kept for an executor the scheduler forgets (a report
+    /// of it still waiting is answered with nothing). The job removals
+    /// queued for it are returned, to be sent now: data it wrote to
+    /// storage it does not own outlives it.
+    pub(super) fn forget_answers(&mut self, executor_id: &ExecutorId) -> Vec<JobId> {
+        self.answers.forget(executor_id)
     }
 }
 
@@ -312,14 +386,15 @@ mod tests {
         seq: u64,
     ) -> oneshot::Receiver<ReportAnswer> {
         match state.begin_report(executor, seq) {
-            ReportStart::New(answer) => answer,
+            ReportStart::New(waiter) => waiter.answer,
             other => panic!("report {seq} should be new, got {other:?}"),
         }
     }
 
-    fn launched(answer: &proto::UpdateTaskStatusResponse) -> Vec<u32> {
-        answer
-            .launches
+    fn launched(answer: &KeptAnswer) -> Vec<u32> {
+        let (sent, unencodable) = answer.encode();
+        assert!(unencodable.is_empty());
+        sent.launches
             .iter()
             .map(|t| t.task.as_ref().unwrap().partition)
             .collect()
@@ -349,7 +424,10 @@ mod tests {
         );
         let answer = answer.try_recv().expect("the round answers the report");
         assert_eq!(launched(&answer), vec![2]);
-        assert!(!answer.launches[0].plan.is_empty(), "the plan is encoded");
+        assert!(
+            !answer.encode().0.launches[0].plan.is_empty(),
+            "the plan is encoded"
+        );
         assert_eq!(placed_on(&state, &job), vec!["e1", "e1"]);
 
         // The same report again (its answer was lost): the same answer,
@@ -383,12 +461,24 @@ mod tests {
         // A copy of a report that still waits takes its place.
         let mut first = new_report(&mut state, &e1, 2);
         let mut copy = match state.begin_report(&e1, 2) {
-            ReportStart::Copy(answer) => answer,
+            ReportStart::Copy(waiter) => waiter.answer,
             other => panic!("expected a copy, got {other:?}"),
         };
         let _ = state.place_tasks();
         assert!(first.try_recv().is_err());
         assert!(copy.try_recv().is_ok());
+
+        // A wait that timed out removes only itself, not a newer one.
+        let old = match state.begin_report(&e1, 3) {
+            ReportStart::New(waiter) => waiter.token,
+            other => panic!("expected a new report, got {other:?}"),
+        };
+        let newer = match state.begin_report(&e1, 3) {
+            ReportStart::Copy(waiter) => waiter,
+            other => panic!("expected a copy, got {other:?}"),
+        };
+        assert!(!state.abandon_report(&e1, old));
+        assert!(state.abandon_report(&e1, newer.token));
     }
 
     #[tokio::test]
@@ -431,7 +521,7 @@ mod tests {
 
         let _ = state.place_tasks();
         let answer = answer.try_recv().unwrap();
-        let mut cleanups = answer.cleanups.clone();
+        let mut cleanups = answer.encode().0.cleanups;
         cleanups.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         assert_eq!(
             cleanups,
@@ -457,9 +547,28 @@ mod tests {
         assert_eq!(overdue.len(), 1);
         assert_eq!(
             (overdue[0].job_id.clone(), overdue[0].stages.clone()),
-            (other, vec![StageId(1)])
+            (other.clone(), vec![StageId(1)])
         );
         assert!(state.overdue_cleanups().is_empty(), "sent once");
+
+        // An executor that goes away hands over the removals queued for it.
+        let _ = state.defer_cleanups(vec![
+            cleanup(&state, &e1, &job, &[]),
+            cleanup(&state, &e1, &other, &[2]),
+        ]);
+        let left = state.executor_left(&e1, "it drained");
+        let sent: Vec<(String, JobId, Vec<StageId>)> = left
+            .cleanups
+            .iter()
+            .map(|c| {
+                (
+                    c.executor_id.to_string(),
+                    c.job_id.clone(),
+                    c.stages.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(sent, vec![("e1".into(), job, vec![])]);
     }
 
     #[tokio::test]

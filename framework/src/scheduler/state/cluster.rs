@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::{Effects, JobPhase, SchedulerState};
+use super::{Cleanup, Effects, JobPhase, SchedulerState};
 use crate::auth::SecretKey;
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId};
@@ -118,7 +118,7 @@ impl SchedulerState {
         let Some(entry) = self.executors.remove(executor_id) else {
             return Effects::default();
         };
-        self.forget_answers(executor_id);
+        let queued_removals = self.forget_answers(executor_id);
         if lost {
             self.metrics.executors_lost.inc();
             tracing::warn!(
@@ -135,6 +135,16 @@ impl SchedulerState {
             self.no_executors_since = Some(Instant::now());
         }
         let mut effects = Effects::default();
+        effects
+            .cleanups
+            .extend(queued_removals.into_iter().map(|job_id| Cleanup {
+                executor_id: executor_id.clone(),
+                client: entry.client.clone(),
+                job_id,
+                cancel: false,
+                remove_data: true,
+                stages: Vec::new(),
+            }));
         for (job_id, stage_id, partition, attempt) in entry.running {
             let error = BallistaError::ExecutorLost {
                 executor_id: executor_id.to_string(),

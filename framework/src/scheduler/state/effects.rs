@@ -18,7 +18,7 @@ pub struct Launch {
 }
 
 /// One task of a [`Launch`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TaskLaunch {
     /// The task, without its plan.
     pub definition: proto::TaskDefinition,

@@ -13,7 +13,7 @@ mod effects;
 mod overview;
 mod tasks;
 
-pub use answers::{CLEANUP_DELAY, ReportAnswer, ReportStart};
+pub use answers::{CLEANUP_DELAY, KeptAnswer, ReportAnswer, ReportStart, ReportWaiter};
 pub use effects::{Cleanup, Effects, Launch, TaskLaunch};
 
 use tokio::sync::watch;

@@ -474,6 +474,7 @@ impl SchedulerState {
     /// this: its executor is lost, and so are the tasks, which may have
     /// started there ([`executor_lost`](Self::executor_lost)).
     pub fn launch_refused(&mut self, executor_id: &ExecutorId, tasks: &[proto::TaskId]) -> Effects {
+        let mut returned = false;
         for task in tasks {
             let Ok(job_id) = JobId::parse(&task.job_id) else {
                 continue;
@@ -488,11 +489,12 @@ impl SchedulerState {
                 continue;
             }
             entry.paused = true;
+            returned = true;
             if let Some(graph) = self.jobs.get_mut(&key.0).and_then(|j| j.graph.as_mut()) {
                 graph.unlaunch_task(stage_id, task.partition as usize, task.attempt);
             }
         }
-        if tasks.is_empty() {
+        if !returned {
             return Effects::default();
         }
         self.schedule()
