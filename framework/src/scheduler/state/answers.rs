@@ -358,18 +358,24 @@ mod tests {
             .deferring_placement()
     }
 
-    fn task(job: &JobId, partition: u32) -> proto::TaskId {
-        proto::TaskId {
-            job_id: job.to_string(),
-            stage_id: 1,
-            partition,
-            attempt: 0,
-        }
+    /// A deferring state whose executor e1 (two slots) runs two of job
+    /// joba's three map tasks, and the round that placed them.
+    fn one_job_on_e1() -> (SchedulerState, ExecutorId, JobId, Effects) {
+        let mut state = deferring();
+        let _ = register(&mut state, "e1", 2, 100);
+        let job = submit(&mut state, "joba");
+        let first = state.place_tasks();
+        (state, ExecutorId::new("e1"), job, first)
     }
 
     fn done(job: &JobId, partition: u32, executor: &str) -> proto::TaskStatus {
         proto::TaskStatus {
-            task: Some(task(job, partition)),
+            task: Some(proto::TaskId {
+                job_id: job.to_string(),
+                stage_id: 1,
+                partition,
+                attempt: 0,
+            }),
             executor_id: executor.into(),
             result: Some(proto::task_status::Result::Succeeded(proto::TaskSuccess {
                 locations: Vec::new(),
@@ -402,11 +408,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_numbered_report_is_answered_with_the_tasks_placed_on_its_executor() {
-        let mut state = deferring();
-        let e1 = ExecutorId::new("e1");
-        let _ = register(&mut state, "e1", 2, 100);
-        let job = submit(&mut state, "joba");
-        let first = state.place_tasks();
+        let (mut state, e1, job, first) = one_job_on_e1();
         assert_eq!(first.launches.len(), 1, "no report waits: launched by call");
 
         let mut answer = new_report(&mut state, &e1, 1);
@@ -443,11 +445,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_whose_call_ended_is_kept_for_the_retry() {
-        let mut state = deferring();
-        let e1 = ExecutorId::new("e1");
-        let _ = register(&mut state, "e1", 2, 100);
-        let job = submit(&mut state, "joba");
-        let _ = state.place_tasks();
+        let (mut state, e1, job, _) = one_job_on_e1();
 
         drop(new_report(&mut state, &e1, 1));
         let _ = state.task_statuses(&e1, vec![done(&job, 0, "e1")]);
