@@ -25,16 +25,14 @@ async fn a_killed_executors_tasks_run_again_within_seconds() {
         Some("[executor]\nfailure_injection = true\nheartbeat_interval_secs = 1\n"),
     )
     .await;
-    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
-        .await
-        .unwrap();
     let ctx = SessionContext::remote(&cluster.scheduler_url)
         .await
         .unwrap();
-    // First attempts hold their slot 7 s, so the victim is still busy when
-    // killed (the test sees it busy only at its next heartbeat, and a task
-    // that ended first would free the slot: its next launch, not the
-    // probe, would find the process gone).
+    // First attempts hold their slot 7 s, so the victim is still running
+    // its task when killed. The test waits for the victim's own log of the
+    // task starting: the scheduler counts a task as running from the moment
+    // it assigns it, and a kill before the task arrived would be found by
+    // the failed launch, not by the probe of its port.
     ctx.sql("SET ballista.inject_failures = '*:*:0:delay=7000'")
         .await
         .unwrap();
@@ -45,14 +43,10 @@ async fn a_killed_executors_tasks_run_again_within_seconds() {
 
     let victim = cluster.executor_ids[0].clone();
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let busy =
-            scheduler.executors().await.unwrap().iter().any(|e| {
-                e.running_tasks > 0 && e.metadata.as_ref().is_some_and(|m| m.id == victim)
-            });
-        if busy {
-            break;
-        }
+    while cluster.executors[0]
+        .stderr_lines_containing("injected delay")
+        .is_empty()
+    {
         assert!(Instant::now() < deadline, "{victim} never ran a task");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
