@@ -16,6 +16,22 @@ pub mod slt;
 
 pub use ballista_bin::tpch::{bench, compare, queries};
 
+/// This checkout's `tests` folder. Read when the test runs (cargo sets
+/// `CARGO_MANIFEST_DIR` for the tests it starts), not when it was compiled:
+/// the target directory is shared between checkouts, and a test binary
+/// built in another one that has since moved or gone would otherwise read
+/// that checkout's files.
+pub fn tests_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
+/// The root of this checkout (see [`tests_dir`]).
+pub fn repo_root() -> std::path::PathBuf {
+    tests_dir().join("..")
+}
+
 use datafusion::prelude::SessionContext;
 
 /// Single-process DataFusion with the TPC-H tables of `data` registered:

@@ -1,7 +1,7 @@
 //! Python test suites run against a test cluster: the interpreter of the
 //! virtual environment `scripts/test.sh` prepares, and pytest.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// The virtual environment's interpreter (`BALLISTA_TEST_PYTHON`); panics,
@@ -22,7 +22,7 @@ pub fn python() -> PathBuf {
 /// skipped itself; what it printed.
 pub async fn run_pytest(suite: &str, env: Vec<(&'static str, String)>) -> String {
     let python = python();
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(suite);
+    let suite = crate::repo_root().join(suite);
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&python)
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA"])

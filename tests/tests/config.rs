@@ -9,10 +9,7 @@ use ballista::plugin::registry::PluginRegistry;
 use ballista_tests::cluster::{Finished, run_to_exit};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    ballista_tests::repo_root()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

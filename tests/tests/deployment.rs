@@ -11,7 +11,7 @@ use ballista::config::BallistaSettings;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    ballista_tests::repo_root()
 }
 
 /// A program of the test virtual environment (next to its interpreter).

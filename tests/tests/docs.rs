@@ -4,8 +4,7 @@ use ballista::config::{BallistaSettings, TableFormat};
 
 #[test]
 fn readme_configuration_example_loads() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme = std::fs::read_to_string(ballista_tests::repo_root().join("README.md")).unwrap();
     let start = readme
         .find("```toml\n")
         .expect("a TOML example in the README")

@@ -116,7 +116,7 @@ async fn the_python_adbc_suite_passes_against_stock_processes() {
     .await;
 
     // The guide's example runs as written.
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/examples/quickstart.py");
+    let example = ballista_tests::repo_root().join("python/examples/quickstart.py");
     let uri = cluster.scheduler_url.replace("http://", "grpc://");
     let python = python();
     let output = tokio::task::spawn_blocking(move || {

@@ -476,7 +476,7 @@ async fn the_example_secured_cluster_config_runs_as_documented() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("t.csv"), "a,b\n1,2\n3,4\n").unwrap();
     let example_users = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/secured-cluster/users.toml"),
+        ballista_tests::repo_root().join("examples/secured-cluster/users.toml"),
     )
     .unwrap();
     // Its hash is of "change-me", as it says: alice logs in with it below.
@@ -486,7 +486,7 @@ async fn the_example_secured_cluster_config_runs_as_documented() {
     )
     .unwrap();
     let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/secured-cluster/cluster.toml"),
+        ballista_tests::repo_root().join("examples/secured-cluster/cluster.toml"),
     )
     .unwrap()
     .replace("/etc/ballista", &etc.display().to_string())

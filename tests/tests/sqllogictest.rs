@@ -22,7 +22,7 @@ use ballista_tests::slt::{Exclusions, FileResult, Outcome, SuiteRun, suite_root}
 async fn main() {
     let started = Instant::now();
     let root = suite_root().unwrap_or_else(|e| fail(&e));
-    let list_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sqllogictest/exclusions.toml");
+    let list_path = ballista_tests::tests_dir().join("sqllogictest/exclusions.toml");
     let exclusions = Exclusions::load(&list_path).unwrap_or_else(|e| fail(&e));
     let filters: Vec<String> = std::env::args()
         .skip(1)
