@@ -393,6 +393,20 @@ async fn the_default_shared_pool_reports_each_jobs_memory_too() {
     }));
 }
 
+/// glibc's allocator keeps one heap per task slot in a stock executor
+/// (fewer heaps holding freed memory), unless `MALLOC_ARENA_MAX` chose.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_keep_one_allocator_heap_per_task_slot() {
+    let cluster = TestCluster::start(1, 3, None).await;
+    let limited = cluster.executors[0].stderr_lines_containing("allocator limited to 3 heap(s)");
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        assert!(limited.is_empty(), "{limited:?}");
+    } else {
+        assert_eq!(limited.len(), 1, "{}", cluster.executors[0].logs());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_memory_settings_are_refused_clearly() {
     let cluster = TestCluster::start_with(1, 1, None, Some(&executor_toml("64MiB", ""))).await;

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ballista::config::MemoryAmount;
-use ballista::executor::start_executor;
+use ballista::config::{BallistaSettings, MemoryAmount};
+use ballista::executor::{limit_malloc_arenas, start_executor};
 use ballista_bin::{logging, server};
 use clap::Parser;
 
@@ -55,8 +55,7 @@ struct Args {
     print_config: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     logging::init("info");
     let args = Args::parse();
     let mut settings = match server::load_settings("ballista-executor", args.config.as_deref()) {
@@ -103,10 +102,28 @@ async fn main() -> ExitCode {
     {
         return code;
     }
-    let config = match server::configure("ballista-executor", settings, args.print_config) {
+    // Before the runtime starts its threads: see `limit_malloc_arenas`.
+    let arenas = limit_malloc_arenas(executor.effective_slots());
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(serve(settings, args.print_config, arenas)),
+        Err(e) => {
+            eprintln!("ballista-executor: cannot start its runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Starts the executor and serves until Ctrl-C or SIGTERM.
+async fn serve(settings: BallistaSettings, print_config: bool, arenas: Option<usize>) -> ExitCode {
+    let config = match server::configure("ballista-executor", settings, print_config) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Some(arenas) = arenas {
+        tracing::info!(
+            "allocator limited to {arenas} heap(s), one per task slot (MALLOC_ARENA_MAX overrides)"
+        );
+    }
     let handle = match start_executor(config).await {
         Ok(h) => h,
         Err(e) => {

@@ -10,6 +10,7 @@ mod control_service;
 pub mod failure_injection;
 mod flight_service;
 mod job_cleanup;
+mod malloc_arenas;
 mod scheduler_link;
 mod staged_writes;
 mod task_runner;
@@ -42,6 +43,7 @@ use crate::proto::executor_control_server::ExecutorControlServer;
 use crate::proto::scheduler_grpc_client::SchedulerGrpcClient;
 use crate::tls::{PeerTransport, ServerTls, TlsTrust};
 
+pub use malloc_arenas::limit_malloc_arenas;
 use task_runner::{TaskRunner, TaskRunnerParts};
 
 /// Fraction of the machine's memory an executor uses when no limit is set.
