@@ -398,12 +398,16 @@ async fn the_default_shared_pool_reports_each_jobs_memory_too() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executors_keep_one_allocator_heap_per_task_slot() {
-    let cluster = TestCluster::start(1, 3, None).await;
-    let limited = cluster.executors[0].stderr_lines_containing("allocator limited to 3 heap(s)");
+    let mut cluster = TestCluster::start(1, 3, None).await;
+    let line = "allocator limited to 3 heap(s)";
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        let limited = cluster.executors[0].stderr_lines_containing(line);
         assert!(limited.is_empty(), "{limited:?}");
     } else {
-        assert_eq!(limited.len(), 1, "{}", cluster.executors[0].logs());
+        // Stdout and stderr are read by separate threads: the stderr line
+        // may be read after "listening on" although it was printed first.
+        cluster.executors[0].wait_for_stderr(line, Duration::from_secs(10));
+        assert_eq!(cluster.executors[0].stderr_lines_containing(line).len(), 1);
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ballista::BallistaError;
 use ballista::config::{BallistaConfig, BallistaSettings};
 use ballista::datafusion::execution::memory_pool::MemoryPool;
-use ballista::executor::start_executor;
+use ballista::executor::{limit_malloc_arenas, start_executor};
 use ballista::ids::TaskId;
 use ballista::plugin::memory::{MemoryManager, MemoryUsage, TaskMemoryRequest};
 use ballista::plugin::registry::PluginRegistry;
@@ -42,12 +42,17 @@ impl MemoryManager for AccountedMemory {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
-    match run().await {
+    match load_settings().and_then(|settings| {
+        // Before the runtime starts its threads, as `ballista-executor`
+        // does: one allocator heap per task slot.
+        limit_malloc_arenas(settings.executor.effective_slots());
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(run(settings))
+    }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("custom-executor: {e}");
@@ -60,11 +65,13 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> ballista::Result<()> {
-    // `custom-executor [--config FILE]`; BALLISTA_* variables apply as usual.
+/// `custom-executor [--config FILE]`; BALLISTA_* variables apply as usual.
+fn load_settings() -> ballista::Result<BallistaSettings> {
     let file = std::env::args().skip_while(|a| a != "--config").nth(1);
-    let settings = BallistaSettings::load(file.as_deref().map(Path::new))?;
+    BallistaSettings::load(file.as_deref().map(Path::new))
+}
 
+async fn run(settings: BallistaSettings) -> ballista::Result<()> {
     let mut registry = PluginRegistry::with_builtins();
     ballista_storage_mount::register(&mut registry);
     // Wrap whatever [memory] selects.

@@ -45,7 +45,8 @@ const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 /// reading it has finished. At TPC-H scale factor 10 a quarter of a 7 GiB
 /// budget held 1.8 GiB per executor, took the cluster's peak resident size
 /// to twice single-process DataFusion's, and ran no faster than 5% did
-/// (README, Performance); at scale factor 1, 5% already holds every output.
+/// (README, Performance); at scale factor 1, 5% of that budget already holds
+/// every output.
 pub const DEFAULT_MEMORY_FRACTION: f64 = 0.05;
 
 /// Local-disk shuffle (writer and reader).
