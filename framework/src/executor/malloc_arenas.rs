@@ -16,8 +16,10 @@
 /// which glibc reads itself). Returns the limit set, or `None` when it left
 /// the choice to the environment or the process does not use glibc.
 ///
-/// Call it first thing in `main`, before any runtime starts its threads: a
-/// thread that has already allocated keeps the heap it was given. One heap
+/// Call it before the process starts its tokio runtime (from a plain `fn
+/// main` that then builds the runtime, not from `#[tokio::main]`, whose
+/// threads exist before its body runs): a thread that has already allocated
+/// keeps the heap it was given. One heap
 /// per task slot suits an executor: its tasks are what allocate most, and
 /// they run one per slot. The embedded cluster does not call it, since the
 /// setting would also apply to the program that embeds it.
