@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A stage's plan is encoded once and sent with each of its tasks:
         // as `Bytes`, every launch shares it instead of copying it.
         .bytes(".ballista.TaskDefinition.plan")
+        .bytes(".ballista.TaskReads.hollow_plan")
         .compile_fds(descriptors)?;
     Ok(())
 }

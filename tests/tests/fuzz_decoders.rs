@@ -1318,14 +1318,52 @@ fn launch(job_id: &str, query: &SeedQuery, stage: &EncodedStage) -> proto::Launc
             plan: stage.plan.clone().into(),
             settings: proto::key_values(query.settings.clone()),
             session_id: query.request.session_id.clone(),
+            own_reads: None,
         }],
     }
+}
+
+/// `launch` with the stage's plan sent hollow, beside reads of both kinds
+/// (a shuffle reader's locations and a scan's files), as the scheduler sends
+/// stages of many tasks: seeds the executor's filling of a task's reads.
+fn launch_with_own_reads(
+    job_id: &str,
+    query: &SeedQuery,
+    stage: &EncodedStage,
+) -> proto::LaunchTasksRequest {
+    let mut request = launch(job_id, query, stage);
+    let files = datafusion_proto::protobuf::FileGroup {
+        files: vec![datafusion_proto::protobuf::PartitionedFile {
+            path: "data/part-0.csv".into(),
+            size: 10,
+            ..Default::default()
+        }],
+    };
+    for task in &mut request.tasks {
+        task.own_reads = Some(proto::TaskReads {
+            hollow_plan: std::mem::take(&mut task.plan),
+            partitions: 2,
+            reads: vec![
+                proto::TaskRead {
+                    read: Some(proto::task_read::Read::Shuffle(
+                        proto::ShuffleReadPartition::default(),
+                    )),
+                },
+                proto::TaskRead {
+                    read: Some(proto::task_read::Read::Files(
+                        prost::Message::encode_to_vec(&files),
+                    )),
+                },
+            ],
+        });
+    }
+    request
 }
 
 fn executor_control_targets(fixtures: &NetworkFixtures) -> Vec<NetworkTarget> {
     let plans = &fixtures.plans;
     let job_id = plans.job_id.to_string();
-    let launches = plans
+    let mut launches: Vec<_> = plans
         .queries
         .iter()
         .filter(|query| query.bounded)
@@ -1337,6 +1375,14 @@ fn executor_control_targets(fixtures: &NetworkFixtures) -> Vec<NetworkTarget> {
                 .map(move |stage| seed(&launch(job_id, query, stage), Code::Ok))
         })
         .collect();
+    if let Some(query) = plans.queries.iter().find(|query| query.bounded) {
+        launches.extend(
+            query
+                .stages
+                .iter()
+                .map(|stage| seed(&launch_with_own_reads(&job_id, query, stage), Code::Ok)),
+        );
+    }
     let cancels = vec![
         seed(
             &proto::CancelTasksRequest {

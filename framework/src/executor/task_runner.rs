@@ -24,7 +24,7 @@ use crate::flight::FlightClientPool;
 use crate::ids::{JobId, StageId, TaskId};
 use crate::plan::{
     CancelFlag, ShuffleReadTotals, ShuffleWriterExec, TaskEnv, collect_operator_metrics,
-    decode_stage_plan, shuffle_read_counts, spill_totals, with_cancellation,
+    decode_stage_plan, fill_task_reads, shuffle_read_counts, spill_totals, with_cancellation,
 };
 use crate::plugin::memory::{MemoryManager, TaskMemoryRequest};
 use crate::plugin::shuffle::memory_tier::ShuffleMemoryTier;
@@ -546,7 +546,18 @@ impl TaskRunner {
             self.functions.window.clone(),
             runtime,
         ));
-        let plan = decode_stage_plan(&definition.plan, &context)?;
+        let plan = match &definition.own_reads {
+            // The stage's plan came hollow, with this task's reads beside it;
+            // their files' partition values decode through DataFusion, which
+            // may panic on malformed ones, hence the guard.
+            Some(own) => {
+                let hollow = decode_stage_plan(&own.hollow_plan, &context)?;
+                crate::util::decode_guarded("task reads", || {
+                    fill_task_reads(hollow, task_id.partition, own)
+                })?
+            }
+            None => decode_stage_plan(&definition.plan, &context)?,
+        };
         let plan = with_cancellation(plan, cancel).map_err(BallistaError::from_datafusion)?;
         let writer = plan.downcast_ref::<ShuffleWriterExec>().ok_or_else(|| {
             BallistaError::InvalidInput(format!(

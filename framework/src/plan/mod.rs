@@ -91,7 +91,7 @@ pub use shuffle_writer::ShuffleWriterExec;
 pub(crate) use stages::two_stage_test_plan;
 pub use stages::{DistributedPlan, StagePlan, resolve_shuffle_reads, split_into_stages};
 pub use task_env::TaskEnv;
-pub use task_reads::PerTaskPlans;
+pub use task_reads::{PerTaskPlans, fill_task_reads};
 pub use unresolved_shuffle::{ShuffleReadMode, UnresolvedShuffleExec, read_equivalence};
 pub use window_filters::record_window_filters;
 pub use wire_types::{conform, conform_strict, wire_schema};

@@ -96,11 +96,7 @@ pub struct Stage {
     /// Stages reading this one.
     pub consumers: Vec<StageId>,
     /// The plan ready to ship, once every input has completed.
-    pub encoded_plan: Option<bytes::Bytes>,
-    /// That plan prepared for sending each task only the shuffle locations
-    /// and files it reads, when that is safe and pays
-    /// ([`crate::plan::PerTaskPlans`]).
-    pub per_task_plan: Option<Arc<crate::plan::PerTaskPlans>>,
+    pub ready_plan: Option<ReadyPlan>,
     /// Per-partition task state.
     pub tasks: Vec<TaskState>,
     /// Failed attempts per partition that count against
@@ -117,11 +113,21 @@ pub struct Stage {
     pub operator_totals: Vec<proto::OperatorMetrics>,
 }
 
+/// A runnable stage's plan, as its tasks are sent it.
+#[derive(Debug, Clone)]
+pub enum ReadyPlan {
+    /// Encoded once, the same for every task.
+    Whole(bytes::Bytes),
+    /// Prepared for sending each task only the shuffle locations and files
+    /// it reads, when that is safe and pays ([`crate::plan::PerTaskPlans`]).
+    PerTask(Arc<crate::plan::PerTaskPlans>),
+}
+
 impl Stage {
     /// The state of a task that is to run (again) as `attempt`: pending
     /// when the stage can run, waiting while its input is incomplete.
     fn to_run(&self, attempt: u32) -> TaskState {
-        if self.encoded_plan.is_some() {
+        if self.ready_plan.is_some() {
             TaskState::Pending { attempt }
         } else {
             TaskState::Waiting { attempt }
@@ -129,7 +135,7 @@ impl Stage {
     }
 
     fn is_complete(&self) -> bool {
-        self.encoded_plan.is_some()
+        self.ready_plan.is_some()
             && self
                 .tasks
                 .iter()
@@ -184,8 +190,7 @@ impl JobGraph {
                     consumers: consumers.remove(&s.stage_id).unwrap_or_default(),
                     inputs: s.inputs,
                     plan: s.plan,
-                    encoded_plan: None,
-                    per_task_plan: None,
+                    ready_plan: None,
                     tasks: vec![TaskState::Waiting { attempt: 0 }; partitions],
                     failures: vec![0; partitions],
                     fetch_failures: vec![0; partitions],
@@ -261,17 +266,19 @@ impl JobGraph {
             let stage = self.stage_mut(id)?;
             let plan: Arc<dyn ExecutionPlan> = stage.plan.clone();
             let resolved = resolve_shuffle_reads(plan, &outputs)?;
-            stage.encoded_plan = Some(encode_stage_plan(&resolved)?.into());
             // A plan that cannot be prepared per task is sent whole: the
             // tasks read the same, only the launches are larger.
-            stage.per_task_plan =
-                match crate::plan::PerTaskPlans::prepare(&resolved, stage.tasks.len()) {
-                    Ok(plans) => plans.map(Arc::new),
-                    Err(e) => {
-                        tracing::warn!("job {job_id}: stage {id} is sent whole to each task: {e}");
-                        None
-                    }
-                };
+            let per_task = match crate::plan::PerTaskPlans::prepare(&resolved, stage.tasks.len()) {
+                Ok(plans) => plans,
+                Err(e) => {
+                    tracing::warn!("job {job_id}: stage {id} is sent whole to each task: {e}");
+                    None
+                }
+            };
+            stage.ready_plan = Some(match per_task {
+                Some(plans) => ReadyPlan::PerTask(Arc::new(plans)),
+                None => ReadyPlan::Whole(encode_stage_plan(&resolved)?.into()),
+            });
             for task in &mut stage.tasks {
                 if let TaskState::Waiting { attempt } = *task {
                     *task = TaskState::Pending { attempt };
@@ -398,8 +405,7 @@ impl JobGraph {
             if stage.inputs.iter().all(|i| complete.contains(i)) {
                 self.make_runnable(id)?;
             } else {
-                stage.encoded_plan = None;
-                stage.per_task_plan = None;
+                stage.ready_plan = None;
                 for task in &mut stage.tasks {
                     if let TaskState::Pending { attempt } = *task {
                         *task = TaskState::Waiting { attempt };
@@ -427,7 +433,7 @@ impl JobGraph {
             .iter()
             .filter(|c| {
                 self.stages.get(c).is_some_and(|consumer| {
-                    consumer.encoded_plan.is_none()
+                    consumer.ready_plan.is_none()
                         && consumer
                             .inputs
                             .iter()
@@ -469,7 +475,7 @@ impl JobGraph {
         }
         self.stages
             .values()
-            .filter(|s| s.encoded_plan.is_some())
+            .filter(|s| s.ready_plan.is_some())
             .flat_map(|s| {
                 s.tasks
                     .iter()
@@ -492,15 +498,18 @@ impl JobGraph {
         executor: &ExecutorId,
     ) -> Result<(u32, TaskPlan)> {
         let stage = self.stage_mut(task.stage_id)?;
-        let shared = stage.encoded_plan.clone().ok_or_else(|| {
-            BallistaError::Internal(format!("stage {} is not runnable", task.stage_id))
-        })?;
-        let plan = match &stage.per_task_plan {
-            Some(plans) => TaskPlan::OwnReads {
+        let plan = match &stage.ready_plan {
+            Some(ReadyPlan::PerTask(plans)) => TaskPlan::OwnReads {
                 plans: Arc::clone(plans),
                 partition: task.partition,
             },
-            None => TaskPlan::Shared(shared),
+            Some(ReadyPlan::Whole(bytes)) => TaskPlan::Shared(bytes.clone()),
+            None => {
+                return Err(BallistaError::Internal(format!(
+                    "stage {} is not runnable",
+                    task.stage_id
+                )));
+            }
         };
         let state = stage.tasks.get_mut(task.partition).ok_or_else(|| {
             BallistaError::Internal(format!(
@@ -532,7 +541,7 @@ impl JobGraph {
             && matches!(state, TaskState::Running { attempt: a, .. } if *a == attempt)
         {
             *state = TaskState::Pending { attempt };
-            if stage.encoded_plan.is_none() {
+            if stage.ready_plan.is_none() {
                 *state = TaskState::Waiting { attempt };
             }
         }

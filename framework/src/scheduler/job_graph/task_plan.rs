@@ -1,21 +1,20 @@
-//! The plan sent with a launched task: shared by the stage, or trimmed to
-//! the task's own reads.
+//! The plan sent with a launched task: shared by the stage, or the stage's
+//! hollow plan with the task's own reads beside it.
 
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::plan::{PerTaskPlans, encode_stage_plan};
+use crate::plan::PerTaskPlans;
+use crate::proto;
 
 /// The plan a launched task is sent.
 #[derive(Debug, Clone)]
 pub enum TaskPlan {
     /// The stage's plan, encoded once for all of its tasks.
     Shared(bytes::Bytes),
-    /// A plan of the task's own, listing only the shuffle locations and
-    /// files it reads ([`PerTaskPlans`]); encoded by
-    /// [`encode`](Self::encode) when the launch is sent, outside the
-    /// scheduler's lock, since trimming and encoding thousands of them
-    /// would hold up every other event.
+    /// The stage's hollow plan (encoded once) and only the shuffle
+    /// locations and files the task reads ([`PerTaskPlans`]); its reads are
+    /// encoded when the launch is sent, outside the scheduler's lock.
     OwnReads {
         /// The stage's plan, prepared once for all of its tasks.
         plans: Arc<PerTaskPlans>,
@@ -25,13 +24,14 @@ pub enum TaskPlan {
 }
 
 impl TaskPlan {
-    /// The plan as the executor receives it.
-    pub fn encode(self) -> Result<bytes::Bytes> {
+    /// Puts the plan into `definition` as the executor receives it.
+    pub fn write_into(self, definition: &mut proto::TaskDefinition) -> Result<()> {
         match self {
-            TaskPlan::Shared(bytes) => Ok(bytes),
+            TaskPlan::Shared(bytes) => definition.plan = bytes,
             TaskPlan::OwnReads { plans, partition } => {
-                Ok(encode_stage_plan(&plans.plan_for(partition)?)?.into())
+                definition.own_reads = Some(plans.task_reads(partition)?);
             }
         }
+        Ok(())
     }
 }

@@ -30,7 +30,7 @@ impl TaskLaunch {
     /// The definition with its plan, as the executor receives it.
     pub fn into_definition(self) -> Result<proto::TaskDefinition> {
         let mut definition = self.definition;
-        definition.plan = self.plan.encode()?;
+        self.plan.write_into(&mut definition)?;
         Ok(definition)
     }
 }

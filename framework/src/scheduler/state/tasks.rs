@@ -258,6 +258,7 @@ impl SchedulerState {
                         plan: bytes::Bytes::new(),
                         settings: job.task_settings.clone(),
                         session_id: job.session_id.clone(),
+                        own_reads: None,
                     },
                     plan,
                 });
