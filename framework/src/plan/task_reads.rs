@@ -448,8 +448,21 @@ mod tests {
         left: Arc<dyn ExecutionPlan>,
         right: Arc<dyn ExecutionPlan>,
     ) -> Arc<dyn ExecutionPlan> {
+        join_in(
+            datafusion::physical_plan::joins::PartitionMode::Partitioned,
+            left,
+            right,
+        )
+    }
+
+    /// An inner hash join on `k` in `mode`.
+    fn join_in(
+        mode: datafusion::physical_plan::joins::PartitionMode,
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+    ) -> Arc<dyn ExecutionPlan> {
         use datafusion::physical_plan::expressions::Column;
-        use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+        use datafusion::physical_plan::joins::HashJoinExec;
         let on = vec![(
             Arc::new(Column::new("k", 0)) as _,
             Arc::new(Column::new("k", 0)) as _,
@@ -462,7 +475,7 @@ mod tests {
                 None,
                 &datafusion::common::JoinType::Inner,
                 None,
-                PartitionMode::Partitioned,
+                mode,
                 datafusion::common::NullEquality::NullEqualsNothing,
                 false,
             )
@@ -550,6 +563,27 @@ mod tests {
         let files = scan_files(&task);
         assert_eq!(files[299], vec!["data/g299-f0.csv"]);
         assert_eq!(files.iter().map(Vec::len).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn a_collected_build_side_is_sent_whole_beside_a_trimmed_probe_side() {
+        // The build side is one partition read by every task: it is not
+        // trimmed, and every task's plan keeps all of its locations.
+        let build = reader(1, 400);
+        let probe = reader(300, 1);
+        let join = join_in(
+            datafusion::physical_plan::joins::PartitionMode::CollectLeft,
+            build,
+            probe,
+        );
+        let plans = PerTaskPlans::prepare(&stage(join), 300)
+            .unwrap()
+            .expect("trimmed");
+        assert_eq!(plans.task_reads(5).unwrap().reads.len(), 1);
+        let counts = reader_partitions(&plans.plan_for(5).unwrap());
+        let mut expected = vec![400];
+        expected.extend((0..300).map(|p| usize::from(p == 5)));
+        assert_eq!(counts, expected);
     }
 
     #[test]
