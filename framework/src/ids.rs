@@ -2,6 +2,7 @@
 //! is expected.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{BallistaError, Result};
 
@@ -18,14 +19,16 @@ pub fn is_plain_ascii(value: &str, max_len: usize, extra: &[u8]) -> bool {
 ///
 /// Job ids appear in paths on executors' disks, so only ASCII letters, digits,
 /// `-` and `_` are accepted: a job id can never name a parent directory.
+/// Cloning is a reference count: the scheduler copies ids into every
+/// placement round and task record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobId(String);
+pub struct JobId(Arc<str>);
 
 impl JobId {
     /// A fresh, random job id.
     pub fn generate() -> Self {
         let uuid = uuid::Uuid::new_v4().simple().to_string();
-        Self(uuid[..16].to_string())
+        Self(Arc::from(&uuid[..16]))
     }
 
     /// Parses a job id received from the network, refusing anything that could
@@ -33,7 +36,7 @@ impl JobId {
     pub fn parse(value: &str) -> Result<Self> {
         let valid = !value.is_empty() && is_plain_ascii(value, 128, b"-_");
         if valid {
-            Ok(Self(value.to_string()))
+            Ok(Self(Arc::from(value)))
         } else {
             Err(BallistaError::InvalidInput(format!(
                 "invalid job id \"{}\": expected 1-128 ASCII letters, digits, '-' or '_'",
@@ -65,19 +68,20 @@ impl fmt::Display for StageId {
 }
 
 /// Identifies an executor process for the lifetime of its registration.
+/// Cloning is a reference count, as for [`JobId`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ExecutorId(String);
+pub struct ExecutorId(Arc<str>);
 
 impl ExecutorId {
     /// A fresh, random executor id.
     pub fn generate() -> Self {
         let uuid = uuid::Uuid::new_v4().simple().to_string();
-        Self(format!("exec-{}", &uuid[..12]))
+        Self(Arc::from(format!("exec-{}", &uuid[..12])))
     }
 
     /// Wraps an id this process made or was configured with.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Arc::from(value.into()))
     }
 
     /// Parses an executor id received from the network: 1-128 ASCII
@@ -87,7 +91,7 @@ impl ExecutorId {
     pub fn parse(value: &str) -> Result<Self> {
         let valid = !value.is_empty() && is_plain_ascii(value, 128, b"-_.:");
         if valid {
-            Ok(Self(value.to_string()))
+            Ok(Self(Arc::from(value)))
         } else {
             Err(BallistaError::InvalidInput(format!(
                 "invalid executor id \"{}\": expected 1-128 ASCII letters, digits, '-', '_', '.' or ':'",

@@ -1,6 +1,6 @@
 //! The executors the scheduler knows, their free slots and liveness.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::auth::{AuthChannel, CallCredentials, SecretKey};
@@ -81,7 +81,9 @@ impl ExecutorEntry {
 /// Registered executors.
 #[derive(Debug, Default)]
 pub struct ExecutorRegistry {
-    executors: HashMap<ExecutorId, ExecutorEntry>,
+    /// In id order, so that the free slots a placement round offers come in
+    /// a stable order without sorting a thousand ids every round.
+    executors: BTreeMap<ExecutorId, ExecutorEntry>,
     transport: PeerTransport,
 }
 
@@ -179,19 +181,16 @@ impl ExecutorRegistry {
             .collect()
     }
 
-    /// Free capacity, for the scheduling policy.
+    /// Free capacity, for the scheduling policy, in executor id order.
     pub fn free_slots(&self) -> Vec<ExecutorSlots> {
-        let mut slots: Vec<ExecutorSlots> = self
-            .executors
+        self.executors
             .values()
             .filter(|e| !e.paused && e.free_slots() > 0)
             .map(|e| ExecutorSlots {
                 executor_id: e.address.id.clone(),
                 free_slots: e.free_slots(),
             })
-            .collect();
-        slots.sort_by(|a, b| a.executor_id.cmp(&b.executor_id));
-        slots
+            .collect()
     }
 
     /// All executors.

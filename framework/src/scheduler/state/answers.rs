@@ -169,6 +169,11 @@ impl ReportAnswers {
             .unwrap_or_default()
     }
 
+    /// Whether a report of `executor_id` waits for the next placement round.
+    pub(super) fn is_waiting(&self, executor_id: &ExecutorId) -> bool {
+        self.waiting.contains_key(executor_id)
+    }
+
     fn wait(&mut self, executor_id: &ExecutorId) -> ReportWaiter {
         let (tx, answer) = oneshot::channel();
         self.next_token += 1;
@@ -441,6 +446,30 @@ mod tests {
         // An older report than the last: nothing.
         let _waiting = new_report(&mut state, &e1, 3);
         assert!(matches!(state.begin_report(&e1, 2), ReportStart::Stale));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_report_is_offered_its_freed_slot_before_an_idle_executor() {
+        let (mut state, e1, job, _) = one_job_on_e1();
+        // e0 joins idle, with more free slots than e1 will have and the
+        // lower id: offered together, the policy would pick e0 (most free
+        // slots first) and e1's report would be answered with nothing.
+        let _ = register(&mut state, "e0", 2, 100);
+        let mut answer = new_report(&mut state, &e1, 1);
+        let _ = state.task_statuses(&e1, vec![done(&job, 0, "e1")]);
+        let round = state.place_tasks();
+        assert!(
+            round.launches.is_empty(),
+            "the last task goes in e1's answer, not by a call to {:?}",
+            round
+                .launches
+                .iter()
+                .map(|l| &l.executor_id)
+                .collect::<Vec<_>>()
+        );
+        let answer = answer.try_recv().expect("the round answers the report");
+        assert_eq!(launched(&answer), vec![2]);
+        assert_eq!(placed_on(&state, &job), vec!["e1", "e1"]);
     }
 
     #[tokio::test]

@@ -138,18 +138,26 @@ impl SchedulerState {
                 })
                 .collect::<Vec<_>>()
         };
+        // Executors whose status reports wait for this round are offered
+        // first. When there are fewer tasks than free slots, a task placed
+        // there goes back in the answer, while one placed on an idle
+        // executor needs a launch call of its own, and the reporting
+        // executor, answered with nothing, would then need one later too.
+        let (answering, idle): (Vec<ExecutorSlots>, Vec<ExecutorSlots>) = open
+            .into_iter()
+            .partition(|slots| self.answers.is_waiting(&slots.executor_id));
+        let offers = [(None, answering), (None, idle)].into_iter().chain(
+            limited
+                .into_iter()
+                .map(|slots| (Some(slots.executor_id.clone()), vec![slots])),
+        );
         let mut taken = TakenTasks::new();
         let mut assignments = Vec::new();
-        if !open.is_empty() {
-            let jobs = schedulable(None, &taken);
-            let views: Vec<SchedulableJob<'_>> = jobs.iter().map(|(c, p)| c.view(p, 0)).collect();
-            assignments = self.policy.assign(&views, &open);
-            for a in &assignments {
-                taken.entry(a.job_id.clone()).or_default().insert(a.task);
+        for (held_by, slots) in offers {
+            if slots.is_empty() {
+                continue;
             }
-        }
-        for slots in limited {
-            let jobs = schedulable(Some(&slots.executor_id), &taken);
+            let jobs = schedulable(held_by.as_ref(), &taken);
             if jobs.iter().all(|(_, pending)| pending.is_empty()) {
                 continue;
             }
@@ -160,7 +168,7 @@ impl SchedulerState {
                     c.view(p, placed)
                 })
                 .collect();
-            let more = self.policy.assign(&views, std::slice::from_ref(&slots));
+            let more = self.policy.assign(&views, &slots);
             for a in &more {
                 taken.entry(a.job_id.clone()).or_default().insert(a.task);
             }
@@ -337,8 +345,9 @@ impl SchedulerState {
             return Ok(Effects::default());
         };
         // Only the executor running an attempt speaks for it.
-        if let Some(runner) = graph.current_attempt(stage_id, partition, task.attempt)
-            && &runner != executor_id
+        let runner = graph.current_attempt(stage_id, partition, task.attempt);
+        if let Some(runner) = &runner
+            && runner != executor_id
         {
             return Err(BallistaError::PermissionDenied(format!(
                 "task {stage_id}/{partition} attempt {} of job {job_id} runs on executor {runner}, \
@@ -348,6 +357,14 @@ impl SchedulerState {
         }
         if let Some(entry) = self.executors.get_mut(executor_id) {
             entry.running.remove(&key);
+        }
+        // An attempt given up already is stale whatever it says. Its output
+        // must not be checked against the executor's registration either:
+        // an executor declared lost (its attempts given up with it) reports
+        // late from an address the scheduler no longer knows, and that must
+        // not fail the job.
+        if runner.is_none() {
+            return Ok(Effects::default());
         }
         let reporter = self.executors.get(executor_id).map(|e| e.address.clone());
         // Tickets for its output are signed with the reporter's session key:
@@ -761,6 +778,53 @@ pub(super) mod tests {
                 .current_attempt(StageId(1), 0, 1)
                 .map(|e| e.to_string()),
             Some("e2".to_string())
+        );
+
+        // The lost executor was only slow: its success of the given-up
+        // attempt arrives, with output on itself at an address the
+        // scheduler no longer knows. It is stale, and the job goes on.
+        let late = proto::TaskStatus {
+            task: Some(proto::TaskId {
+                job_id: job.to_string(),
+                stage_id: 1,
+                partition: 0,
+                attempt: 0,
+            }),
+            executor_id: "e1".into(),
+            result: Some(proto::task_status::Result::Succeeded(proto::TaskSuccess {
+                locations: vec![proto::ShuffleLocation {
+                    job_id: job.to_string(),
+                    stage_id: 1,
+                    map_partition: 0,
+                    output_partition: 0,
+                    attempt: 0,
+                    executor_id: "e1".into(),
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                    path: format!("{job}/s1/m0-a0-p0.arrow"),
+                    stats: None,
+                    durable: false,
+                    ticket: Default::default(),
+                }],
+                metrics: None,
+            })),
+            started_at_ms: 0,
+            ended_at_ms: 0,
+        };
+        let _ = state.task_statuses(&ExecutorId::new("e1"), vec![late]);
+        assert!(
+            matches!(state.jobs[&job].phase, JobPhase::Running),
+            "{:?}",
+            state.jobs[&job].phase
+        );
+        let graph = state.jobs[&job].graph.as_ref().unwrap();
+        assert!(graph.failure().is_none());
+        assert_eq!(
+            graph
+                .current_attempt(StageId(1), 0, 1)
+                .map(|e| e.to_string()),
+            Some("e2".to_string()),
+            "the retry still runs"
         );
     }
 }
