@@ -1006,6 +1006,7 @@ fn registration(id: &str, port: u32, slots: u32, job_id: &JobId) -> proto::Regis
             version: "0.1.0".into(),
         }),
         memory: Some(memory_report(job_id)),
+        cleanups_in_launches: false,
     }
 }
 
@@ -1319,6 +1320,13 @@ fn launch(job_id: &str, query: &SeedQuery, stage: &EncodedStage) -> proto::Launc
             settings: proto::key_values(query.settings.clone()),
             session_id: query.request.session_id.clone(),
             own_reads: None,
+        }],
+        // A cleanup of another job rides along, as the scheduler sends
+        // them: seeds the executor's reading of those too.
+        cleanups: vec![proto::JobCleanup {
+            job_id: "fuzz-other-job".into(),
+            remove_job: false,
+            release_stages: vec![1, 2],
         }],
     }
 }

@@ -207,6 +207,7 @@ fn fake_registration(id: &str) -> proto::RegisterExecutorRequest {
             version: "test".into(),
         }),
         memory: None,
+        cleanups_in_launches: false,
     }
 }
 

@@ -285,6 +285,7 @@ async fn ids_and_hosts_from_the_network_are_checked_and_logged_safely() {
             version: "test".into(),
         }),
         memory: None,
+        cleanups_in_launches: false,
     };
 
     let forged = "e1\n2026-11-30T00:00:00Z  INFO executor admin registered".to_string();

@@ -127,7 +127,7 @@ async fn every_call_of_every_process_needs_valid_credentials() {
         (
             "LaunchTasks",
             control
-                .launch_tasks(proto::LaunchTasksRequest { tasks: vec![] })
+                .launch_tasks(proto::LaunchTasksRequest::default())
                 .await
                 .unwrap_err(),
         ),

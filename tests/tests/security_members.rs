@@ -29,6 +29,7 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
             version: "rogue".into(),
         }),
         memory: None,
+        cleanups_in_launches: false,
     };
 
     // Without the cluster key, no registration.

@@ -84,6 +84,8 @@ pub struct FleetLog {
     /// Job cleanups (one job's data on one executor) that came in status
     /// report answers instead of calls.
     pub answer_cleanups: u64,
+    /// Job cleanups that came with launch calls.
+    pub launch_cleanups: u64,
     /// Heartbeats sent.
     pub heartbeats: u64,
 }
@@ -286,6 +288,7 @@ async fn register_all(
                         version: format!("{}-simulated", env!("CARGO_PKG_VERSION")),
                     }),
                     memory: None,
+                    cleanups_in_launches: true,
                 };
                 let answer = client
                     .register_executor(request)
@@ -554,7 +557,11 @@ impl ExecutorControl for SimulatedControl {
         let executor = self.callee(&request)?;
         let request = request.into_inner();
         let bytes = prost::Message::encoded_len(&request) as u64;
-        self.shared.log.lock().launch_calls += 1;
+        {
+            let mut log = self.shared.log.lock();
+            log.launch_calls += 1;
+            log.launch_cleanups += request.cleanups.len() as u64;
+        }
         run_tasks(&self.shared, &executor, request.tasks, bytes);
         Ok(Response::new(proto::LaunchTasksResponse {
             rejected: Vec::new(),

@@ -90,6 +90,8 @@ pub struct SchedulerBenchReport {
     /// Job cleanups (one job's data on one executor) that came in status
     /// report answers instead of calls.
     pub answer_cleanups: u64,
+    /// Job cleanups that came with launch calls instead of calls of their own.
+    pub launch_cleanups: u64,
     /// Heartbeats the executors sent.
     pub heartbeats: u64,
     /// From the first submission to the last job's success (s).
@@ -227,6 +229,7 @@ pub(super) fn summarize(
         status_calls: log.status_calls,
         cleanup_calls: log.cleanup_calls,
         answer_cleanups: log.answer_cleanups,
+        launch_cleanups: log.launch_cleanups,
         heartbeats: log.heartbeats,
         elapsed_secs,
         launches_per_sec: if elapsed_secs > 0.0 {
@@ -271,6 +274,7 @@ impl SchedulerBenchReport {
         out.push_str(&format!(
             "calls: {} launch, {} status reports, {} cleanups, {} heartbeats\n\
              status report answers: {} carried {} tasks; {} job cleanups\n\
+             job cleanups carried by launch calls: {}\n\
              launched tasks: {:.0} bytes each (encoded)\n\n",
             self.launch_calls,
             self.status_calls,
@@ -279,6 +283,7 @@ impl SchedulerBenchReport {
             self.answers_with_tasks,
             self.answer_tasks,
             self.answer_cleanups,
+            self.launch_cleanups,
             self.launch_bytes_per_task
         ));
         out.push_str(&format!(

@@ -24,7 +24,10 @@ impl ExecutorControl for ExecutorControlService {
         &self,
         request: Request<proto::LaunchTasksRequest>,
     ) -> Result<Response<proto::LaunchTasksResponse>, Status> {
-        let rejected = self.runner.launch(request.into_inner().tasks);
+        let request = request.into_inner();
+        // Before the tasks: the data freed may be the memory they need.
+        self.runner.apply_cleanups(request.cleanups);
+        let rejected = self.runner.launch(request.tasks);
         Ok(Response::new(proto::LaunchTasksResponse { rejected }))
     }
 

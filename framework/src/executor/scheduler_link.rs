@@ -85,6 +85,7 @@ pub(crate) async fn registration_loop(
             let request = proto::RegisterExecutorRequest {
                 metadata: Some(metadata.clone()),
                 memory: Some(memory_report(runner.memory().as_ref())),
+                cleanups_in_launches: true,
             };
             let answer = register_client
                 .register_executor(request)

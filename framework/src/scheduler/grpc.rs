@@ -256,6 +256,9 @@ impl SchedulerGrpc for SchedulerService {
                 memory,
                 session_key.clone(),
             )?;
+            if request.cleanups_in_launches {
+                state.takes_cleanups_in_launches(&id);
+            }
             let mut keys = self.executor_keys.write();
             keys.retain(|known, _| state.is_executor_registered_str(known));
             keys.insert(id.to_string(), session_key.clone());

@@ -171,6 +171,7 @@ impl SchedulerInner {
             executor_id,
             mut client,
             tasks,
+            cleanups,
         } = launch;
         let ids: Vec<proto::TaskId> = tasks
             .iter()
@@ -184,14 +185,24 @@ impl SchedulerInner {
         {
             Ok(definitions) => definitions,
             Err(error) => {
+                self.state.lock().requeue_cleanups(&executor_id, cleanups);
                 let effects = self.fail_launched(&executor_id, ids, &error);
                 self.apply(effects);
                 return;
             }
         };
+        let carried = cleanups.clone();
         let result = client
-            .launch_tasks(proto::LaunchTasksRequest { tasks: definitions })
+            .launch_tasks(proto::LaunchTasksRequest {
+                tasks: definitions,
+                cleanups,
+            })
             .await;
+        if result.is_err() {
+            // Queued again before the executor may be declared lost below,
+            // which hands its job removals over.
+            self.state.lock().requeue_cleanups(&executor_id, carried);
+        }
         let effects = match result {
             Ok(response) => {
                 let rejected = response.into_inner().rejected;

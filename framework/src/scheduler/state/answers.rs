@@ -9,8 +9,12 @@
 //! before), which fills the slots the report freed; the tasks placed on the
 //! reporting executor go back in the answer, the rest by `LaunchTasks` as
 //! before. Cleanups that are not urgent (stage outputs no consumer will
-//! read, a finished job's data) wait here for the executor's next answer,
-//! or are sent by call once [`CLEANUP_DELAY`] has passed without one.
+//! read, a finished job's data) wait here for the executor's next answer
+//! or launch call (an executor that registered with
+//! `cleanups_in_launches`), or are sent by call once [`CLEANUP_DELAY`] has
+//! passed without either. An executor gets new work only by one of those,
+//! and they free the data before its tasks start: waiting costs an idle
+//! executor nothing it needs.
 //!
 //! An answer lost on the way (the connection broke) must not lose its
 //! tasks: the executor sends the same report again under the same number,
@@ -27,9 +31,11 @@ use super::{Cleanup, Effects, SchedulerState, TaskLaunch};
 use crate::ids::{ExecutorId, JobId, StageId};
 use crate::proto;
 
-/// How long a cleanup waits for its executor's next report before it is sent
-/// by a call of its own.
-pub const CLEANUP_DELAY: Duration = Duration::from_millis(250);
+/// How long a cleanup waits for its executor's next report or launch call
+/// before it is sent by a call of its own. A busy executor of a large
+/// cluster reports a few times a second: a shorter wait sends most
+/// cleanups by call just before the report that would have carried them.
+pub const CLEANUP_DELAY: Duration = Duration::from_secs(1);
 
 /// An answer to a status report, shared with the copy kept for a retry.
 pub type ReportAnswer = Arc<KeptAnswer>;
@@ -144,6 +150,8 @@ pub(super) struct ReportAnswers {
     next_token: u64,
     /// Executors that take tasks and cleanups in their answers.
     answered_executors: HashSet<ExecutorId>,
+    /// Executors that take cleanups in launch calls.
+    launch_cleanup_executors: HashSet<ExecutorId>,
     /// The last report number of each, and its answer once given.
     last: HashMap<ExecutorId, (u64, Option<ReportAnswer>)>,
     cleanups: HashMap<ExecutorId, PendingCleanups>,
@@ -155,6 +163,7 @@ impl ReportAnswers {
     fn forget(&mut self, executor_id: &ExecutorId) -> Vec<JobId> {
         self.waiting.remove(executor_id);
         self.answered_executors.remove(executor_id);
+        self.launch_cleanup_executors.remove(executor_id);
         self.last.remove(executor_id);
         self.cleanups
             .remove(executor_id)
@@ -194,6 +203,24 @@ impl ReportAnswers {
             (PendingRelease::Stages(queued), false) => queued.extend(stages.iter().copied()),
             // The whole job goes already.
             (PendingRelease::Job, false) => {}
+        }
+    }
+
+    /// Queues again cleanups taken for a call that did not deliver them.
+    fn requeue(&mut self, executor_id: &ExecutorId, cleanups: Vec<proto::JobCleanup>) {
+        for cleanup in cleanups {
+            let Ok(job_id) = JobId::parse(&cleanup.job_id) else {
+                continue;
+            };
+            let stages: Vec<StageId> = if cleanup.remove_job {
+                Vec::new()
+            } else {
+                cleanup.release_stages.into_iter().map(StageId).collect()
+            };
+            // An empty list of stages means the whole job, as in `queue`.
+            if cleanup.remove_job || !stages.is_empty() {
+                self.queue(executor_id.clone(), job_id, &stages);
+            }
         }
     }
 
@@ -305,6 +332,38 @@ impl SchedulerState {
             }
         }
         now
+    }
+
+    /// `executor_id` registered saying it applies the cleanups a launch
+    /// call carries.
+    pub fn takes_cleanups_in_launches(&mut self, executor_id: &ExecutorId) {
+        self.answers
+            .launch_cleanup_executors
+            .insert(executor_id.clone());
+    }
+
+    /// Gives the launch calls of a round the cleanups waiting for their
+    /// executors, where those executors take them.
+    pub(super) fn add_cleanups_to_launches(&mut self, effects: &mut Effects) {
+        for launch in &mut effects.launches {
+            if self
+                .answers
+                .launch_cleanup_executors
+                .contains(&launch.executor_id)
+            {
+                launch.cleanups = self.answers.take_cleanups(&launch.executor_id);
+            }
+        }
+    }
+
+    /// Cleanups a launch call carried that got no answer, or was refused as
+    /// a whole: they wait for the executor's next answer or call again (or
+    /// are handed over with it, should it be lost).
+    pub fn requeue_cleanups(&mut self, executor_id: &ExecutorId, cleanups: Vec<proto::JobCleanup>) {
+        if cleanups.is_empty() || self.executors.get(executor_id).is_none() {
+            return;
+        }
+        self.answers.requeue(executor_id, cleanups);
     }
 
     /// Cleanups that have waited [`CLEANUP_DELAY`] without an answer to
@@ -506,6 +565,64 @@ mod tests {
         };
         assert!(!state.abandon_report(&e1, old));
         assert!(state.abandon_report(&e1, newer.token));
+    }
+
+    #[tokio::test]
+    async fn a_launch_call_carries_the_cleanups_waiting_for_its_executor() {
+        let mut state = deferring();
+        let (e1, e2) = (ExecutorId::new("e1"), ExecutorId::new("e2"));
+        let _ = register(&mut state, "e1", 2, 100);
+        let _ = register(&mut state, "e2", 2, 100);
+        // Both number their reports; only e1 registered saying it applies
+        // cleanups that come with a launch.
+        state.takes_cleanups_in_launches(&e1);
+        let (_r1, _r2) = (
+            new_report(&mut state, &e1, 1),
+            new_report(&mut state, &e2, 1),
+        );
+        let _ = state.place_tasks();
+        let ended = JobId::parse("ended").unwrap();
+        let release = |state: &SchedulerState, executor: &ExecutorId| Cleanup {
+            executor_id: executor.clone(),
+            client: state.executors.get(executor).unwrap().client.clone(),
+            job_id: ended.clone(),
+            cancel: false,
+            remove_data: true,
+            stages: vec![StageId(1)],
+        };
+        let now = state.defer_cleanups(vec![release(&state, &e1), release(&state, &e2)]);
+        assert!(now.is_empty(), "both wait for an answer");
+
+        // A job arrives; no report waits, so its tasks go by call to both.
+        let job = submit(&mut state, "joba");
+        let round = state.place_tasks();
+        let carried = |executor: &ExecutorId| -> Vec<proto::JobCleanup> {
+            round
+                .launches
+                .iter()
+                .find(|l| &l.executor_id == executor)
+                .unwrap_or_else(|| panic!("a launch call to {executor}"))
+                .cleanups
+                .clone()
+        };
+        let expected = vec![proto::JobCleanup {
+            job_id: "ended".into(),
+            remove_job: false,
+            release_stages: vec![1],
+        }];
+        assert_eq!(carried(&e1), expected);
+        assert!(carried(&e2).is_empty(), "e2 did not say it takes them");
+        assert!(state.answers.cleanups.contains_key(&e2));
+        assert!(!state.answers.cleanups.contains_key(&e1), "given once");
+        assert_eq!(placed_on(&state, &job).len(), 3);
+
+        // The call got no answer: the cleanup waits again, and e1's next
+        // answer carries it.
+        state.requeue_cleanups(&e1, carried(&e1));
+        let mut answer = new_report(&mut state, &e1, 2);
+        let _ = state.place_tasks();
+        let answer = answer.try_recv().expect("the round answers the report");
+        assert_eq!(answer.encode().0.cleanups, expected);
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ pub struct Launch {
     pub client: ExecutorControlClient<crate::auth::AuthChannel>,
     /// The tasks.
     pub tasks: Vec<TaskLaunch>,
+    /// Job data the executor may free, carried by the same call.
+    pub cleanups: Vec<proto::JobCleanup>,
 }
 
 /// One task of a [`Launch`].

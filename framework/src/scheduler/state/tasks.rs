@@ -34,10 +34,12 @@ impl SchedulerState {
 
     /// Asks the policy to fill free slots and prepares the launches; the
     /// tasks placed on executors whose status reports wait go in the
-    /// answers to those reports.
+    /// answers to those reports, and launch calls carry the cleanups
+    /// waiting for their executors.
     pub fn place_tasks(&mut self) -> Effects {
         let mut effects = self.fill_free_slots();
         self.answer_waiting_reports(&mut effects);
+        self.add_cleanups_to_launches(&mut effects);
         effects
     }
 
@@ -282,6 +284,7 @@ impl SchedulerState {
                     executor_id,
                     client,
                     tasks,
+                    cleanups: Vec::new(),
                 })
             })
             .collect();
