@@ -374,6 +374,15 @@ fn scheduler_bench_runs_jobs_on_simulated_executors_and_reports_launch_rates() {
     assert_eq!(report["task_launches"], 240, "{report}");
     assert_eq!(report["jobs"], 3);
     assert!(report["launches_per_sec"].as_f64().unwrap() > 0.0);
+    // The scheduler's own CPU time is measured apart (Linux shows it).
+    let process_cpu = report["process_cpu_secs"].as_f64().expect("process CPU");
+    let scheduler_cpu = report["scheduler_cpu_secs"]
+        .as_f64()
+        .expect("scheduler CPU");
+    assert!(
+        (0.0..=process_cpu).contains(&scheduler_cpu),
+        "scheduler {scheduler_cpu}s of the process's {process_cpu}s"
+    );
     assert_eq!(report["task_latency"]["count"], 240, "{report}");
     assert_eq!(report["stage_transition"]["count"], 3, "{report}");
     for job in report["job_list"].as_array().unwrap() {

@@ -9,10 +9,13 @@
 //! an aggregate stage of `--partitions` tasks each), several at a time, and
 //! wait for each on its status stream. What is measured is the scheduler's
 //! own work: planning, admission, placement, launch calls, status handling
-//! and stage transitions.
+//! and stage transitions. The scheduler runs on threads of its own
+//! ([`isolated`]), so that its CPU time is measured apart from the
+//! simulation's.
 
 mod command;
 pub mod fleet;
+mod isolated;
 mod report;
 
 use std::path::Path;
@@ -25,7 +28,6 @@ use ballista::config::{BallistaSettings, TableDefinition, TableFormat};
 use ballista::error::{BallistaError, Result};
 use ballista::ids::JobId;
 use ballista::proto;
-use ballista::scheduler::start_scheduler;
 use ballista::tls::TlsTrust;
 use futures::StreamExt;
 
@@ -33,6 +35,7 @@ pub use command::{SchedulerBenchArgs, command};
 pub use report::{JobFigures, Percentiles, SchedulerBenchReport};
 
 use fleet::{FleetOptions, SimulatedFleet};
+use isolated::{CpuTimes, IsolatedScheduler};
 
 /// The table every job reads.
 const TABLE: &str = "bench_input";
@@ -110,8 +113,10 @@ pub async fn run(
     let trust = TlsTrust::from_settings(&settings.tls)?;
     let mut config = crate::server::stock_config(settings);
     config.cluster_key = Some(cluster_key.clone());
-    let scheduler = start_scheduler(config).await?;
-    let url = scheduler.url();
+    // As many threads as a stock scheduler's runtime has on this machine.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let scheduler = IsolatedScheduler::start(config, workers).await?;
+    let url = scheduler.url().to_string();
 
     progress(&format!(
         "registering {} simulated executors of {} slot(s) with the scheduler at {url}",
@@ -159,6 +164,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let started = Instant::now();
+    let cpu_at_start = CpuTimes::now();
     let partitions = options.partitions;
     let mut finished = 0usize;
     let mut jobs = Vec::with_capacity(options.jobs);
@@ -187,6 +193,9 @@ pub async fn run(
         }
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_at_start
+        .zip(CpuTimes::now())
+        .map(|(at_start, now)| now.since(&at_start));
     let log = fleet.take_log();
     drop(fleet);
     scheduler.shutdown().await;
@@ -194,6 +203,7 @@ pub async fn run(
         options,
         registration_time,
         elapsed,
+        cpu,
         &jobs,
         &log,
     ))

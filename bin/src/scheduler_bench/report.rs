@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::SchedulerBenchOptions;
 use super::fleet::FleetLog;
+use super::isolated::CpuTimes;
 
 /// Percentiles of a set of durations, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -94,6 +95,15 @@ pub struct SchedulerBenchReport {
     pub launch_cleanups: u64,
     /// Heartbeats the executors sent.
     pub heartbeats: u64,
+    /// CPU time (user and system) of the whole process during the measured
+    /// jobs: scheduler, simulated executors and clients (s). Absent where
+    /// the kernel does not show it.
+    pub process_cpu_secs: Option<f64>,
+    /// CPU time of the scheduler's threads alone during the measured jobs (s).
+    pub scheduler_cpu_secs: Option<f64>,
+    /// Task launches per second of scheduler CPU time: what one core
+    /// given to the scheduler alone would sustain.
+    pub launches_per_scheduler_cpu_sec: Option<f64>,
     /// From the first submission to the last job's success (s).
     pub elapsed_secs: f64,
     /// `task_launches / elapsed_secs`.
@@ -120,6 +130,7 @@ pub(super) fn summarize(
     options: &SchedulerBenchOptions,
     registration: Duration,
     elapsed: Duration,
+    cpu: Option<CpuTimes>,
     jobs: &[(JobId, Instant, Instant)],
     log: &FleetLog,
 ) -> SchedulerBenchReport {
@@ -231,6 +242,11 @@ pub(super) fn summarize(
         answer_cleanups: log.answer_cleanups,
         launch_cleanups: log.launch_cleanups,
         heartbeats: log.heartbeats,
+        process_cpu_secs: cpu.map(|c| c.process.as_secs_f64()),
+        scheduler_cpu_secs: cpu.map(|c| c.scheduler.as_secs_f64()),
+        launches_per_scheduler_cpu_sec: cpu
+            .filter(|c| !c.scheduler.is_zero())
+            .map(|c| log.launches.len() as f64 / c.scheduler.as_secs_f64()),
         elapsed_secs,
         launches_per_sec: if elapsed_secs > 0.0 {
             log.launches.len() as f64 / elapsed_secs
@@ -271,6 +287,18 @@ impl SchedulerBenchReport {
             "task launches: {} in {:.2}s = {:.0} launches/s\n",
             self.task_launches, self.elapsed_secs, self.launches_per_sec
         ));
+        if let (Some(process), Some(scheduler), Some(rate)) = (
+            self.process_cpu_secs,
+            self.scheduler_cpu_secs,
+            self.launches_per_scheduler_cpu_sec,
+        ) {
+            out.push_str(&format!(
+                "scheduler CPU: {scheduler:.2}s of the process's {process:.2}s ({:.0}%) = {rate:.0} \
+                 launches per scheduler CPU-second ({:.0} us per launch)\n",
+                100.0 * scheduler / process.max(f64::EPSILON),
+                1e6 / rate.max(f64::EPSILON)
+            ));
+        }
         out.push_str(&format!(
             "calls: {} launch, {} status reports, {} cleanups, {} heartbeats\n\
              status report answers: {} carried {} tasks; {} job cleanups\n\

@@ -25,7 +25,8 @@ impl ExecutorControl for ExecutorControlService {
         request: Request<proto::LaunchTasksRequest>,
     ) -> Result<Response<proto::LaunchTasksResponse>, Status> {
         let request = request.into_inner();
-        // Before the tasks: the data freed may be the memory they need.
+        // Before the tasks: released stage outputs free memory they may
+        // need (a job's removal goes on in the background).
         self.runner.apply_cleanups(request.cleanups);
         let rejected = self.runner.launch(request.tasks);
         Ok(Response::new(proto::LaunchTasksResponse { rejected }))

@@ -4,9 +4,9 @@
 //! The scheduler calls [`TaskSchedulingPolicy::admit`] once per submitted job
 //! and [`TaskSchedulingPolicy::assign`] whenever something changes (a job
 //! became runnable, a task ended, an executor joined). `assign` sees every job
-//! with runnable tasks and every executor with free slots, and returns the
-//! assignments it wants; the scheduler launches them in the returned order and
-//! ignores any that name a task or slot that is not available.
+//! with runnable tasks and a group of executors with free slots, and returns
+//! the assignments it wants; the scheduler launches them in the returned order
+//! and ignores any that name a task or slot that is not available.
 //!
 //! The framework default, [`FifoPolicy`], serves jobs strictly in submission
 //! order.
@@ -94,9 +94,10 @@ pub struct SchedulableJob<'a> {
     pub settings: &'a HashMap<String, String>,
     /// Tasks of this job running now.
     pub running_tasks: usize,
-    /// Tasks ready to start, earliest stage first. Empty for a running job
-    /// that waits for its running tasks (listed so that a policy sees what
-    /// every job occupies).
+    /// Tasks ready to start, earliest stage first, at most as many as the
+    /// round has free slots (none could be placed beyond those). Empty for
+    /// a running job that waits for its running tasks (listed so that a
+    /// policy sees what every job occupies).
     pub pending_tasks: &'a [PendingTask],
     /// Admitted but still being planned (no tasks yet): listed so that a
     /// policy can keep later jobs from overtaking it.
@@ -140,11 +141,21 @@ pub trait TaskSchedulingPolicy: Send + Sync + Debug {
         JobLabels::default()
     }
 
-    /// Chooses tasks for free slots. The scheduler calls it once per
-    /// placement round: a round follows any event that may free a slot or
-    /// make a task runnable (a status report, a heartbeat, a planned job),
-    /// and the events that arrive while a round runs are served together by
-    /// the next one, so `executors` may list many free slots at once.
+    /// Chooses tasks for free slots. A placement round follows any event
+    /// that may free a slot or make a task runnable (a status report, a
+    /// heartbeat, a planned job), and the events that arrive while a round
+    /// runs are served together by the next one, so `executors` may list
+    /// many free slots at once.
+    ///
+    /// A round offers the free slots in groups, calling `assign` once per
+    /// group that has work: first the executors whose status reports wait
+    /// for the round (their tasks travel in the reports' answers instead of
+    /// launch calls of their own, so with fewer tasks than free slots these
+    /// executors get them), then the other executors whose memory can take
+    /// a task of any job, then each executor that can take only some jobs,
+    /// alone. Within a round, tasks placed by an earlier call count in
+    /// `running_tasks` and are no longer in `pending_tasks`; a policy that
+    /// keeps state across calls must not assume one call per round.
     fn assign(
         &self,
         jobs: &[SchedulableJob<'_>],
@@ -195,8 +206,8 @@ impl TaskSchedulingPolicy for FifoPolicy {
 }
 
 /// Places tasks, in the order given, on the executor with the most free
-/// slots at each step, so that work spreads over the cluster. A building block
-/// for policies: decide the order, let this place it.
+/// slots at each step, so that work spreads over the executors offered. A
+/// building block for policies: decide the order, let this place it.
 pub fn fill_slots<'a>(
     tasks: impl IntoIterator<Item = (&'a JobId, PendingTask)>,
     executors: &[ExecutorSlots],

@@ -185,7 +185,7 @@ impl SchedulerInner {
         {
             Ok(definitions) => definitions,
             Err(error) => {
-                self.state.lock().requeue_cleanups(&executor_id, cleanups);
+                Self::send_cleanups(cleanups_by_call(&executor_id, &client, cleanups));
                 let effects = self.fail_launched(&executor_id, ids, &error);
                 self.apply(effects);
                 return;
@@ -199,9 +199,10 @@ impl SchedulerInner {
             })
             .await;
         if result.is_err() {
-            // Queued again before the executor may be declared lost below,
-            // which hands its job removals over.
-            self.state.lock().requeue_cleanups(&executor_id, carried);
+            // Whether they were applied is unknown, and the executor may
+            // be forgotten below: they go by call now (freeing twice is
+            // harmless; a removal must reach storage the executor shares).
+            Self::send_cleanups(cleanups_by_call(&executor_id, &client, carried));
         }
         let effects = match result {
             Ok(response) => {
@@ -460,8 +461,39 @@ async fn place_tasks_when_woken(inner: std::sync::Weak<SchedulerInner>, woken: A
     }
 }
 
+/// The cleanups a launch call carried, as calls of their own.
+fn cleanups_by_call(
+    executor_id: &ExecutorId,
+    client: &proto::executor_control_client::ExecutorControlClient<crate::auth::AuthChannel>,
+    cleanups: Vec<proto::JobCleanup>,
+) -> Vec<Cleanup> {
+    cleanups
+        .into_iter()
+        .filter_map(|cleanup| {
+            let job_id = JobId::parse(&cleanup.job_id).ok()?;
+            let stages = if cleanup.remove_job {
+                Vec::new()
+            } else {
+                cleanup
+                    .release_stages
+                    .into_iter()
+                    .map(crate::ids::StageId)
+                    .collect()
+            };
+            Some(Cleanup {
+                executor_id: executor_id.clone(),
+                client: client.clone(),
+                job_id,
+                cancel: false,
+                remove_data: true,
+                stages,
+            })
+        })
+        .collect()
+}
+
 /// Sends the cleanups that waited [`CLEANUP_DELAY`] for a status report's
-/// answer to carry them (their executors are idle).
+/// answer or a launch call to carry them (their executors are idle).
 async fn send_overdue_cleanups(inner: std::sync::Weak<SchedulerInner>) {
     let mut tick = tokio::time::interval(CLEANUP_DELAY / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -469,7 +469,16 @@ impl JobGraph {
     }
 
     /// Tasks ready to launch, earliest stage first.
+    #[cfg(test)]
     pub fn pending_tasks(&self) -> Vec<PendingTask> {
+        self.first_pending_tasks(usize::MAX)
+    }
+
+    /// The first `limit` of [`pending_tasks`](Self::pending_tasks): a
+    /// placement round cannot place more tasks than it has free slots, and
+    /// a stage of thousands of tasks would otherwise be listed in full at
+    /// every round.
+    pub fn first_pending_tasks(&self, limit: usize) -> Vec<PendingTask> {
         if self.failure.is_some() {
             return Vec::new();
         }
@@ -487,6 +496,7 @@ impl JobGraph {
                         })
                     })
             })
+            .take(limit)
             .collect()
     }
 

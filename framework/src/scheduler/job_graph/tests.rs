@@ -255,6 +255,8 @@ fn run(graph: &mut JobGraph, stage: u32, partition: usize) -> u32 {
 fn consumer_stage_becomes_runnable_when_all_map_tasks_commit() {
     let mut g = graph(3);
     assert_eq!(g.pending_tasks().len(), 3, "only the map stage is runnable");
+    assert_eq!(g.first_pending_tasks(2), g.pending_tasks()[..2].to_vec());
+    assert_eq!(g.first_pending_tasks(0), Vec::new());
     for p in 0..3 {
         let attempt = run(&mut g, 1, p);
         let outcome = g

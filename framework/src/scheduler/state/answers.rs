@@ -9,12 +9,12 @@
 //! before), which fills the slots the report freed; the tasks placed on the
 //! reporting executor go back in the answer, the rest by `LaunchTasks` as
 //! before. Cleanups that are not urgent (stage outputs no consumer will
-//! read, a finished job's data) wait here for the executor's next answer
-//! or launch call (an executor that registered with
+//! read, a finished job's data) of an executor that numbers its reports
+//! wait here for its next answer or launch call (when it registered with
 //! `cleanups_in_launches`), or are sent by call once [`CLEANUP_DELAY`] has
 //! passed without either. An executor gets new work only by one of those,
-//! and they free the data before its tasks start: waiting costs an idle
-//! executor nothing it needs.
+//! which then also carries what it may free: the wait costs an idle
+//! executor little.
 //!
 //! An answer lost on the way (the connection broke) must not lose its
 //! tasks: the executor sends the same report again under the same number,
@@ -206,24 +206,6 @@ impl ReportAnswers {
         }
     }
 
-    /// Queues again cleanups taken for a call that did not deliver them.
-    fn requeue(&mut self, executor_id: &ExecutorId, cleanups: Vec<proto::JobCleanup>) {
-        for cleanup in cleanups {
-            let Ok(job_id) = JobId::parse(&cleanup.job_id) else {
-                continue;
-            };
-            let stages: Vec<StageId> = if cleanup.remove_job {
-                Vec::new()
-            } else {
-                cleanup.release_stages.into_iter().map(StageId).collect()
-            };
-            // An empty list of stages means the whole job, as in `queue`.
-            if cleanup.remove_job || !stages.is_empty() {
-                self.queue(executor_id.clone(), job_id, &stages);
-            }
-        }
-    }
-
     fn take_cleanups(&mut self, executor_id: &ExecutorId) -> Vec<proto::JobCleanup> {
         let Some(pending) = self.cleanups.remove(executor_id) else {
             return Vec::new();
@@ -354,16 +336,6 @@ impl SchedulerState {
                 launch.cleanups = self.answers.take_cleanups(&launch.executor_id);
             }
         }
-    }
-
-    /// Cleanups a launch call carried that got no answer, or was refused as
-    /// a whole: they wait for the executor's next answer or call again (or
-    /// are handed over with it, should it be lost).
-    pub fn requeue_cleanups(&mut self, executor_id: &ExecutorId, cleanups: Vec<proto::JobCleanup>) {
-        if cleanups.is_empty() || self.executors.get(executor_id).is_none() {
-            return;
-        }
-        self.answers.requeue(executor_id, cleanups);
     }
 
     /// Cleanups that have waited [`CLEANUP_DELAY`] without an answer to
@@ -615,14 +587,6 @@ mod tests {
         assert!(state.answers.cleanups.contains_key(&e2));
         assert!(!state.answers.cleanups.contains_key(&e1), "given once");
         assert_eq!(placed_on(&state, &job).len(), 3);
-
-        // The call got no answer: the cleanup waits again, and e1's next
-        // answer carries it.
-        state.requeue_cleanups(&e1, carried(&e1));
-        let mut answer = new_report(&mut state, &e1, 2);
-        let _ = state.place_tasks();
-        let answer = answer.try_recv().expect("the round answers the report");
-        assert_eq!(answer.encode().0.cleanups, expected);
     }
 
     #[tokio::test]

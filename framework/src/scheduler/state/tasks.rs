@@ -48,6 +48,7 @@ impl SchedulerState {
         if free.is_empty() {
             return Effects::default();
         }
+        let free_total: usize = free.iter().map(|s| s.free_slots).sum();
         struct Candidate {
             job_id: JobId,
             seq: u64,
@@ -78,7 +79,8 @@ impl SchedulerState {
             .filter_map(|(id, j)| {
                 let (running, pending, planning) = match (&j.phase, &j.graph) {
                     (JobPhase::Running, Some(graph)) => {
-                        (graph.running_task_count(), graph.pending_tasks(), false)
+                        let pending = graph.first_pending_tasks(free_total);
+                        (graph.running_task_count(), pending, false)
                     }
                     (JobPhase::Planning, _) => (0, Vec::new(), true),
                     _ => return None,
@@ -206,12 +208,19 @@ impl SchedulerState {
                 // retry to a free executor it has not failed on, or leave it
                 // for a later round (heartbeats schedule again) until
                 // RETRY_ELSEWHERE_MS have passed.
-                let elsewhere = active.iter().find(|id| {
-                    !graph.blames(assignment.task, id)
-                        && self.executors.get(id).is_some_and(|e| {
-                            e.free_slots() > 0 && e.memory_can_hold(&assignment.job_id)
-                        })
-                });
+                // The one with the most free slots: in id order alone,
+                // retries would pile onto the same executor.
+                let elsewhere = active
+                    .iter()
+                    .filter_map(|id| {
+                        let e = self.executors.get(id)?;
+                        (!graph.blames(assignment.task, id)
+                            && e.free_slots() > 0
+                            && e.memory_can_hold(&assignment.job_id))
+                        .then_some((e.free_slots(), *id))
+                    })
+                    .max_by_key(|(free, _)| *free)
+                    .map(|(_, id)| id);
                 let Some(elsewhere) = elsewhere else {
                     continue;
                 };
