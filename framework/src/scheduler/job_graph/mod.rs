@@ -474,7 +474,7 @@ impl JobGraph {
         self.first_pending_tasks(usize::MAX)
     }
 
-    /// The first `limit` of [`pending_tasks`](Self::pending_tasks): a
+    /// The first `limit` tasks ready to launch, earliest stage first: a
     /// placement round cannot place more tasks than it has free slots, and
     /// a stage of thousands of tasks would otherwise be listed in full at
     /// every round.
