@@ -116,6 +116,24 @@ fn environment_overrides_the_file_and_flags_override_both() {
     ];
     let from_flag = printed_settings("ballista-executor", &with_flags, &env);
     assert_eq!(from_flag.executor.slots, 7);
+    // `--slots 0` means one per core, as `slots = 0` in the file does.
+    let per_core = printed_settings(
+        "ballista-executor",
+        &["--config", file.as_str(), "--slots", "0"],
+        &env,
+    );
+    assert_eq!(per_core.executor.slots, 0);
+    let too_many = run_to_exit(
+        "ballista-executor",
+        &["--slots", "5000", "--print-config"],
+        &[],
+        60,
+    );
+    assert_ne!(too_many.code, Some(0), "{too_many:?}");
+    assert!(
+        too_many.stderr.contains("executor.slots") && too_many.stderr.contains("at most 1024"),
+        "{too_many:?}"
+    );
     assert_eq!(from_flag.executor.memory_limit.unwrap().of(0), 3 << 30);
     assert_eq!(from_flag.executor.port, 6001);
 

@@ -39,7 +39,8 @@ struct Args {
     /// Scheduler URL (default http://127.0.0.1:50050).
     #[arg(long, alias = "scheduler", value_name = "URL")]
     scheduler_url: Option<String>,
-    /// Concurrent task slots (default: one per CPU core).
+    /// Concurrent task slots (default, or 0: one per CPU core, as
+    /// `executor.slots = 0`; at most 1024).
     #[arg(long)]
     slots: Option<usize>,
     /// Folder for shuffle files and spills (default: a temporary folder).
@@ -78,11 +79,9 @@ fn main() -> ExitCode {
     if let Some(v) = args.scheduler_url {
         executor.scheduler_url = v;
     }
+    // 0 means one per core, as in the config file; the settings' check
+    // refuses too many.
     if let Some(v) = args.slots {
-        if v == 0 {
-            eprintln!("ballista-executor: --slots must be at least 1");
-            return ExitCode::from(2);
-        }
         executor.slots = v;
     }
     if let Some(v) = args.work_dir {
