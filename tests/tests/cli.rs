@@ -397,6 +397,10 @@ fn scheduler_bench_runs_jobs_on_simulated_executors_and_reports_launch_rates() {
         stderr.contains("--executors 5000 is over scheduler.limits.max_executors (1000)"),
         "{stderr}"
     );
+    let output = run(&["scheduler-bench", "--jobs", "0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--jobs 0: must be at least 1"), "{stderr}");
     let output = run(&["scheduler-bench", "--partitions", "0"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

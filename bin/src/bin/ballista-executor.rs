@@ -56,6 +56,9 @@ struct Args {
     print_config: bool,
 }
 
+/// Most task slots an executor may have (`executor.slots`' own bound).
+const MAX_SLOTS: usize = 1024;
+
 fn main() -> ExitCode {
     logging::init("info");
     let args = Args::parse();
@@ -79,9 +82,14 @@ fn main() -> ExitCode {
     if let Some(v) = args.scheduler_url {
         executor.scheduler_url = v;
     }
-    // 0 means one per core, as in the config file; the settings' check
-    // refuses too many.
+    // 0 means one per core, as in the config file.
     if let Some(v) = args.slots {
+        if v > MAX_SLOTS {
+            eprintln!(
+                "ballista-executor: --slots {v}: expected at most {MAX_SLOTS} (0: one per CPU core)"
+            );
+            return ExitCode::from(2);
+        }
         executor.slots = v;
     }
     if let Some(v) = args.work_dir {

@@ -71,10 +71,16 @@ pub async fn run(
     options: &SchedulerBenchOptions,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<SchedulerBenchReport> {
-    if options.executors == 0 || options.slots == 0 || options.jobs == 0 {
-        return Err(BallistaError::InvalidInput(
-            "--executors, --slots and --jobs must be at least 1".into(),
-        ));
+    for (flag, value) in [
+        ("--executors", options.executors),
+        ("--slots", options.slots),
+        ("--jobs", options.jobs),
+    ] {
+        if value == 0 {
+            return Err(BallistaError::InvalidInput(format!(
+                "{flag} 0: must be at least 1"
+            )));
+        }
     }
     let limits = &settings.scheduler.limits;
     if options.partitions == 0 || options.partitions > limits.max_partitions_per_stage {
