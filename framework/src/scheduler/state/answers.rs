@@ -433,6 +433,12 @@ mod tests {
         }
     }
 
+    /// `round` made no launch call (its tasks went in answers).
+    fn assert_no_launch_calls(round: &Effects, why: &str) {
+        let called: Vec<&ExecutorId> = round.launches.iter().map(|l| &l.executor_id).collect();
+        assert!(called.is_empty(), "{why}, not by a call to {called:?}");
+    }
+
     fn launched(answer: &KeptAnswer) -> Vec<u32> {
         let (sent, unencodable) = answer.encode();
         assert!(unencodable.is_empty());
@@ -451,15 +457,7 @@ mod tests {
         let effects = state.task_statuses(&e1, vec![done(&job, 0, "e1")]);
         assert!(effects.launches.is_empty());
         let round = state.place_tasks();
-        assert!(
-            round.launches.is_empty(),
-            "the task for e1 goes in its answer, not by call: {:?}",
-            round
-                .launches
-                .iter()
-                .map(|l| &l.executor_id)
-                .collect::<Vec<_>>()
-        );
+        assert_no_launch_calls(&round, "the task for e1 goes in its answer");
         let answer = answer.try_recv().expect("the round answers the report");
         assert_eq!(launched(&answer), vec![2]);
         assert!(
@@ -489,15 +487,7 @@ mod tests {
         let mut answer = new_report(&mut state, &e1, 1);
         let _ = state.task_statuses(&e1, vec![done(&job, 0, "e1")]);
         let round = state.place_tasks();
-        assert!(
-            round.launches.is_empty(),
-            "the last task goes in e1's answer, not by a call to {:?}",
-            round
-                .launches
-                .iter()
-                .map(|l| &l.executor_id)
-                .collect::<Vec<_>>()
-        );
+        assert_no_launch_calls(&round, "the last task goes in e1's answer");
         let answer = answer.try_recv().expect("the round answers the report");
         assert_eq!(launched(&answer), vec![2]);
         assert_eq!(placed_on(&state, &job), vec!["e1", "e1"]);
