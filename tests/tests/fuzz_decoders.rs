@@ -366,11 +366,12 @@ impl Cluster {
                 cluster: self.cluster_key.clone(),
                 id: JUNK_EXECUTORS[0].to_string(),
             },
-            "/ballista.SchedulerGrpc/HeartBeat" | "/ballista.SchedulerGrpc/UpdateTaskStatus" => {
-                self.executor
-                    .executor_credentials()
-                    .expect("the executor has registered")
-            }
+            "/ballista.SchedulerGrpc/HeartBeat"
+            | "/ballista.SchedulerGrpc/UpdateTaskStatus"
+            | "/ballista.SchedulerGrpc/ReportTaskStatuses" => self
+                .executor
+                .executor_credentials()
+                .expect("the executor has registered"),
             method if method.starts_with("/ballista.ExecutorControl/") => {
                 self.scheduler_credentials()
             }
@@ -1306,6 +1307,25 @@ fn update_task_status_target(fixtures: &NetworkFixtures, running: &RunningJob) -
     )
 }
 
+/// The same reports on the report stream. Unnumbered, each ends its stream
+/// with a refusal; mutations that number them reach the stream's answers.
+fn report_stream_target(fixtures: &NetworkFixtures, running: &RunningJob) -> NetworkTarget {
+    let unary = update_task_status_target(fixtures, running);
+    NetworkTarget {
+        method: "/ballista.SchedulerGrpc/ReportTaskStatuses",
+        shape: CallShape::BidiStreaming,
+        seeds: unary
+            .seeds
+            .into_iter()
+            .map(|seed| Seed {
+                answer: Code::InvalidArgument,
+                ..seed
+            })
+            .collect(),
+        ..unary
+    }
+}
+
 /// The first task of `stage`, as the scheduler launches it.
 fn launch(job_id: &str, query: &SeedQuery, stage: &EncodedStage) -> proto::LaunchTasksRequest {
     proto::LaunchTasksRequest {
@@ -1643,6 +1663,12 @@ async fn fuzz_network_services(campaign: &mut Campaign) {
         campaign,
         &cluster,
         &update_task_status_target(&fixtures, &running),
+    )
+    .await;
+    fuzz_network_target(
+        campaign,
+        &cluster,
+        &report_stream_target(&fixtures, &running),
     )
     .await;
     running.cancel(&cluster).await;

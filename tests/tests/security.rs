@@ -105,6 +105,16 @@ async fn every_call_of_every_process_needs_valid_credentials() {
             .unwrap_err(),
         ),
         (
+            "ReportTaskStatuses",
+            s.report_task_statuses(futures::stream::iter([proto::UpdateTaskStatusRequest {
+                executor_id: executor_id.clone(),
+                report_seq: 1,
+                ..Default::default()
+            }]))
+            .await
+            .unwrap_err(),
+        ),
+        (
             "DeregisterExecutor",
             s.deregister_executor(proto::DeregisterExecutorRequest {
                 executor_id: executor_id.clone(),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ballista::auth::proof::{Proof, ProofRole};
 use ballista::auth::{AuthChannel, CallCredentials, SecretKey, SessionKeySlot, unwrap_session_key};
 use ballista::error::{BallistaError, Result};
+use ballista::executor::ReportChannel;
 use ballista::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
 use ballista::ids::ExecutorId;
 use ballista::proto::{
@@ -356,11 +357,13 @@ async fn heartbeats(
 
 async fn report_statuses(
     shared: Arc<Shared>,
-    mut client: SchedulerGrpcClient<AuthChannel>,
+    client: SchedulerGrpcClient<AuthChannel>,
     executor: Arc<SimulatedExecutor>,
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
 ) {
     let executor_id = &executor.id;
+    // Over the report stream, as a real executor sends them.
+    let mut channel = ReportChannel::new(client);
     let mut report_seq = 0;
     while let Some(first) = statuses.recv().await {
         let mut batch = vec![first];
@@ -381,9 +384,8 @@ async fn report_statuses(
         let mut backoff = Duration::from_millis(50);
         for attempt in 1u64.. {
             shared.log.lock().status_calls += 1;
-            match client.update_task_status(request.clone()).await {
+            match channel.send(&request).await {
                 Ok(answer) => {
-                    let answer = answer.into_inner();
                     if !answer.cleanups.is_empty() {
                         shared.log.lock().answer_cleanups += answer.cleanups.len() as u64;
                     }

@@ -28,7 +28,9 @@ pub struct ServerLimits {
     /// seconds, or it is closed.
     pub handshake_timeout_secs: u64,
     /// A call must be received in full and answered (its first response,
-    /// for a stream of responses) within this many seconds.
+    /// for a stream of responses) within this many seconds. An executor's
+    /// report stream (`ReportTaskStatuses`) has no deadline: it lives as
+    /// long as the executor, and keepalive pings watch its connection.
     pub request_timeout_secs: u64,
     /// Seconds between HTTP/2 pings; a peer that does not answer one within
     /// as long again is disconnected, which frees its streams.
@@ -37,8 +39,8 @@ pub struct ServerLimits {
     /// a task launched on an executor. Session tables travel in the plan,
     /// at most 64 MiB of rows per query.
     pub max_plan_message_bytes: ByteSize,
-    /// Largest other request: heartbeats, status reports, registrations,
-    /// job ids, Flight tickets.
+    /// Largest other request: heartbeats, status reports (each report, on
+    /// an executor's report stream), registrations, job ids, Flight tickets.
     pub max_control_message_bytes: ByteSize,
     /// Bytes of requests still arriving that the listener holds at once,
     /// over all connections; a request that would go over is refused.

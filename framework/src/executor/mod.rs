@@ -11,6 +11,7 @@ pub mod failure_injection;
 mod flight_service;
 mod job_cleanup;
 mod malloc_arenas;
+mod report_channel;
 mod scheduler_link;
 mod staged_writes;
 mod task_runner;
@@ -44,6 +45,7 @@ use crate::proto::scheduler_grpc_client::SchedulerGrpcClient;
 use crate::tls::{PeerTransport, ServerTls, TlsTrust};
 
 pub use malloc_arenas::limit_malloc_arenas;
+pub use report_channel::ReportChannel;
 use task_runner::{TaskRunner, TaskRunnerParts};
 
 /// Fraction of the machine's memory an executor uses when no limit is set.
@@ -446,18 +448,25 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
     let connections =
         crate::listener::connections(listener, &settings.server, server_tls.clone(), "executor");
     let server = tokio::spawn(
-        crate::listener::grpc_server(&settings.server, PLAN_METHODS, &[], "executor.server")
-            .layer(crate::http::CountFlightCalls::executor(&metrics))
-            .layer(GateLayer::new(Arc::new(Gate::executor(
-                cluster_key.clone(),
-                address.id.to_string(),
-                Arc::clone(&session_key),
-            ))))
-            .add_service(flight)
-            .add_service(control)
-            .serve_with_incoming_shutdown(connections, async {
-                let _ = shutdown_rx.await;
-            }),
+        crate::listener::grpc_server(
+            &settings.server,
+            crate::listener::MethodLimits {
+                plan: PLAN_METHODS,
+                ..Default::default()
+            },
+            "executor.server",
+        )
+        .layer(crate::http::CountFlightCalls::executor(&metrics))
+        .layer(GateLayer::new(Arc::new(Gate::executor(
+            cluster_key.clone(),
+            address.id.to_string(),
+            Arc::clone(&session_key),
+        ))))
+        .add_service(flight)
+        .add_service(control)
+        .serve_with_incoming_shutdown(connections, async {
+            let _ = shutdown_rx.await;
+        }),
     );
 
     let scheduler_url = settings.scheduler_url.clone();

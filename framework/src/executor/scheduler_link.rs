@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::auth::{AuthChannel, CallCredentials, SecretKey, SessionKeySlot, unwrap_session_key};
 use tokio::sync::mpsc;
 
+use super::ReportChannel;
 use super::task_runner::TaskRunner;
 use crate::error::Result;
 use crate::flight::{MAX_MESSAGE_SIZE, flight_endpoint};
@@ -173,12 +174,13 @@ pub(crate) async fn registration_loop(
 /// again and gets the same answer); tasks the runner refuses go back with
 /// the next report.
 pub(crate) async fn status_reporter(
-    mut client: SchedulerGrpcClient<AuthChannel>,
+    client: SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
     undelivered: Arc<AtomicUsize>,
     runner: Arc<TaskRunner>,
 ) {
+    let mut channel = ReportChannel::new(client);
     let mut report_seq = 0u64;
     let mut refused = Vec::new();
     loop {
@@ -201,8 +203,8 @@ pub(crate) async fn status_reporter(
         };
         let mut backoff = Duration::from_millis(200);
         let answer = loop {
-            match client.update_task_status(request.clone()).await {
-                Ok(answer) => break answer.into_inner(),
+            match channel.send(&request).await {
+                Ok(answer) => break answer,
                 Err(status) => {
                     tracing::warn!(
                         "cannot deliver {} task status(es) to the scheduler: {}; retrying",

@@ -29,16 +29,29 @@ use crate::flight::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 /// Largest HTTP/2 header block a peer may send (gRPC metadata).
 const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
+/// Which methods of a listener (full gRPC paths, such as
+/// `/ballista.SchedulerGrpc/ExecuteQuery`) are limited unlike a control
+/// call: see [`grpc_server`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MethodLimits {
+    /// Calls that carry a plan: allowed `max_plan_message_bytes`.
+    pub plan: &'static [&'static str],
+    /// Calls answered when a job has run.
+    pub job: &'static [&'static str],
+    /// Long-lived streams of messages.
+    pub stream: &'static [&'static str],
+}
+
 /// A gRPC server that keeps to `limits` (read from the TOML section
 /// `section`, named in refusals). `plan_methods` are the full gRPC paths
 /// allowed `max_plan_message_bytes`; `job_methods` are answered when a job
 /// has run, so `request_timeout_secs` bounds only the arrival of their
-/// request. Serve it with
+/// request; `stream_methods` take a stream of messages for as long as
+/// the peer lives, each message within the size limit. Serve it with
 /// [`guarded_connections`] of the same limits.
 pub fn grpc_server(
     limits: &ServerLimits,
-    plan_methods: &'static [&'static str],
-    job_methods: &'static [&'static str],
+    methods: MethodLimits,
     section: &'static str,
 ) -> Server<Stack<CallLimitsLayer, Identity>> {
     let keepalive = Duration::from_secs(limits.keepalive_interval_secs);
@@ -50,7 +63,9 @@ pub fn grpc_server(
         .http2_keepalive_timeout(Some(keepalive))
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .layer(CallLimitsLayer::new(
-            CallLimits::new(limits, plan_methods, section).answering_after_jobs(job_methods),
+            CallLimits::new(limits, methods.plan, section)
+                .answering_after_jobs(methods.job)
+                .streaming(methods.stream),
         ))
 }
 

@@ -10,6 +10,10 @@
 //! `DEADLINE_EXCEEDED`, which also frees a request sent one byte short.
 //! A call whose answer waits for a job to run (Flight SQL's
 //! `GetFlightInfo`) has that deadline for its request to arrive only.
+//! A long-lived stream of messages (an executor's status reports) has the
+//! size limit per message, holds its bytes against the listener's budget
+//! only while a message is arriving, and no deadline: it lives as long as
+//! its peer, whose connection the keepalive pings watch.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,6 +35,7 @@ use crate::config::ServerLimits;
 pub struct CallLimits {
     plan_methods: &'static [&'static str],
     job_methods: &'static [&'static str],
+    stream_methods: &'static [&'static str],
     plan_bytes: u64,
     control_bytes: u64,
     pending_budget: u64,
@@ -53,6 +58,7 @@ impl CallLimits {
         Self {
             plan_methods,
             job_methods: &[],
+            stream_methods: &[],
             plan_bytes: limits.max_plan_message_bytes.0,
             control_bytes: limits.max_control_message_bytes.0,
             pending_budget: limits.max_pending_request_bytes.0,
@@ -68,6 +74,14 @@ impl CallLimits {
     /// `job_timeout_secs`).
     pub fn answering_after_jobs(mut self, methods: &'static [&'static str]) -> Self {
         self.job_methods = methods;
+        self
+    }
+
+    /// These limits, with `methods` (full gRPC paths) taking a stream of
+    /// messages that lasts as long as the peer: the size limit applies to
+    /// each message, and there is no deadline.
+    pub fn streaming(mut self, methods: &'static [&'static str]) -> Self {
+        self.stream_methods = methods;
         self
     }
 
@@ -134,6 +148,7 @@ where
         let method = crate::util::loggable(request.uri().path()).to_string();
         let (size_limit, size_setting) = limits.size_limit_of(request.uri().path());
         let waits_for_job = limits.job_methods.contains(&request.uri().path());
+        let streams = limits.stream_methods.contains(&request.uri().path());
         let arrival_deadline = waits_for_job.then(|| Box::pin(tokio::time::sleep(limits.timeout)));
         let request = request.map(|body| {
             Body::new(LimitedBody {
@@ -146,10 +161,11 @@ where
                 method: method.clone(),
                 framing: GrpcFraming::default(),
                 arrival_deadline,
+                per_message: streams,
             })
         });
         let call = self.inner.call(request);
-        if waits_for_job {
+        if waits_for_job || streams {
             return Box::pin(call);
         }
         Box::pin(async move {
@@ -181,6 +197,9 @@ struct LimitedBody {
     framing: GrpcFraming,
     /// For a call answered after a job: when its request must have arrived.
     arrival_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A long-lived stream: the limit is per message, and a message's
+    /// bytes are returned to the listener once it has arrived whole.
+    per_message: bool,
 }
 
 /// Where a body is in gRPC's framing: each message is a 5-byte prefix (a
@@ -219,6 +238,11 @@ impl GrpcFraming {
         }
         largest
     }
+
+    /// Whether the bytes followed so far end on a message boundary.
+    fn between_messages(&self) -> bool {
+        self.message_left == 0 && self.prefix_read == 0
+    }
 }
 
 impl LimitedBody {
@@ -234,7 +258,8 @@ impl LimitedBody {
         // A message that declares more than the limit is refused before
         // its bytes arrive (tonic would otherwise answer with its own,
         // nameless limit).
-        if len > self.remaining || self.framing.follow(data) > self.size_limit {
+        let too_long = !self.per_message && len > self.remaining;
+        if too_long || self.framing.follow(data) > self.size_limit {
             return Err(self.too_large());
         }
         let before = self.limits.pending.fetch_add(len, Ordering::AcqRel);
@@ -246,7 +271,14 @@ impl LimitedBody {
                 self.limits.pending_budget, self.limits.section
             )));
         }
-        self.remaining -= len;
+        if self.per_message {
+            if self.framing.between_messages() {
+                self.limits.pending.fetch_sub(self.held, Ordering::AcqRel);
+                self.held = 0;
+            }
+        } else {
+            self.remaining -= len;
+        }
         Ok(())
     }
 }
@@ -299,7 +331,102 @@ impl HttpBody for LimitedBody {
 
 #[cfg(test)]
 mod tests {
-    use super::GrpcFraming;
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A request body of fixed chunks.
+    struct Chunks(VecDeque<Bytes>);
+
+    impl HttpBody for Chunks {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    fn message(len: usize) -> Bytes {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&(len as u32).to_be_bytes());
+        bytes.resize(5 + len, b'x');
+        Bytes::from(bytes)
+    }
+
+    fn limited(limits: &Arc<CallLimits>, chunks: Vec<Bytes>, per_message: bool) -> LimitedBody {
+        LimitedBody {
+            inner: Body::new(Chunks(chunks.into())),
+            remaining: limits.control_bytes,
+            size_limit: limits.control_bytes,
+            size_setting: "max_control_message_bytes",
+            held: 0,
+            limits: Arc::clone(limits),
+            method: "/test/Method".into(),
+            framing: GrpcFraming::default(),
+            arrival_deadline: None,
+            per_message,
+        }
+    }
+
+    /// The frames `body` yields until it ends or fails, and the listener's
+    /// held bytes after each.
+    async fn read(mut body: LimitedBody) -> (Vec<u64>, Option<Status>) {
+        let mut held = Vec::new();
+        loop {
+            match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                Some(Ok(_)) => held.push(body.limits.pending.load(Ordering::Acquire)),
+                Some(Err(status)) => return (held, Some(status)),
+                None => return (held, None),
+            }
+        }
+    }
+
+    fn test_limits() -> Arc<CallLimits> {
+        let limits = ServerLimits {
+            max_control_message_bytes: crate::config::ByteSize(100),
+            ..ServerLimits::default()
+        };
+        Arc::new(CallLimits::new(&limits, &[], "test.server"))
+    }
+
+    #[tokio::test]
+    async fn a_stream_has_its_size_limit_per_message_and_holds_bytes_only_while_one_arrives() {
+        let limits = test_limits();
+        // Three messages of 80 bytes: 255 bytes in all, each under 100. The
+        // second arrives in two chunks, and is held while it arrives.
+        let second = message(80);
+        let chunks = vec![
+            message(80),
+            second.slice(..40),
+            second.slice(40..),
+            message(80),
+        ];
+        let (held, failure) = read(limited(&limits, chunks.clone(), true)).await;
+        assert!(failure.is_none(), "{failure:?}");
+        assert_eq!(held, vec![0, 40, 0, 0]);
+        // A single call's request has the limit over its whole body.
+        let (_, failure) = read(limited(&limits, chunks, false)).await;
+        let failure = failure.expect("the whole body is over the limit");
+        assert_eq!(failure.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            failure
+                .message()
+                .contains("larger than 100 bytes (test.server.max_control_message_bytes)"),
+            "{failure:?}"
+        );
+        // One message over the limit fails a stream too, before it arrives.
+        let (held, failure) = read(limited(&limits, vec![message(80), message(101)], true)).await;
+        assert_eq!(held, vec![0]);
+        assert_eq!(
+            failure.expect("too large").code(),
+            tonic::Code::ResourceExhausted
+        );
+        assert_eq!(limits.pending.load(Ordering::Acquire), 0);
+    }
 
     #[test]
     fn declared_message_lengths_are_read_across_chunks() {

@@ -1,8 +1,10 @@
 //! The scheduler's gRPC service.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::SchedulerInner;
 use super::state::{Effects, ReportStart};
@@ -79,6 +81,81 @@ fn check_host(host: &str) -> Result<(), Status> {
         ))
         .into())
     }
+}
+
+/// The answers of a report stream, one per report, in order.
+pub(crate) type ReportAnswerStream =
+    Pin<Box<dyn Stream<Item = Result<proto::UpdateTaskStatusResponse, Status>> + Send>>;
+
+/// Answers the reports arriving on `reports` one after the other, as
+/// `UpdateTaskStatus` answers each. The stream ends when the executor
+/// closes its side; a report the scheduler refuses (another executor's id,
+/// no number) ends it with that refusal, after which the executor opens
+/// another. An executor sends its next report only after the answer to the
+/// last, so nothing waits behind a report whose answer waits for placement.
+fn report_answers(
+    inner: Arc<SchedulerInner>,
+    caller: Caller,
+    reports: Streaming<proto::UpdateTaskStatusRequest>,
+) -> ReportAnswerStream {
+    Box::pin(futures::stream::unfold(
+        Some((inner, caller, reports)),
+        |state| async move {
+            let (inner, caller, mut reports) = state?;
+            let report = match reports.message().await {
+                Ok(Some(report)) => report,
+                Ok(None) => return None,
+                Err(status) => return Some((Err(status), None)),
+            };
+            if report.report_seq == 0 {
+                let refusal = BallistaError::InvalidInput(
+                    "a report on a report stream must be numbered (report_seq > 0)".into(),
+                );
+                return Some((Err(refusal.into()), None));
+            }
+            match answer_report(&inner, &caller, report).await {
+                Ok(answer) => Some((Ok(answer), Some((inner, caller, reports)))),
+                Err(status) => Some((Err(status), None)),
+            }
+        },
+    ))
+}
+
+/// Applies one status report of an executor and waits for its answer.
+async fn answer_report(
+    inner: &Arc<SchedulerInner>,
+    caller: &Caller,
+    request: proto::UpdateTaskStatusRequest,
+) -> Result<proto::UpdateTaskStatusResponse, Status> {
+    let executor_id = parse_executor_id(&request.executor_id)?;
+    executor_caller(caller, &executor_id, "report task statuses")?;
+    let seq = request.report_seq;
+    let (start, effects) = {
+        let mut state = inner.state.lock();
+        // An executor the scheduler does not know (it was declared lost)
+        // still has its outcomes heard, and is given nothing.
+        let start = (seq > 0 && state.is_executor_registered(&executor_id))
+            .then(|| state.begin_report(&executor_id, seq));
+        let mut effects = Effects::default();
+        if matches!(start, None | Some(ReportStart::New(_))) {
+            effects.merge(state.launch_refused(&executor_id, &request.refused));
+            effects.merge(state.task_statuses(&executor_id, request.statuses));
+        }
+        if matches!(start, Some(ReportStart::New(_) | ReportStart::Copy(_))) {
+            // Placement answers the report, even if nothing else ran it.
+            effects.merge(state.schedule());
+        }
+        (start, effects)
+    };
+    inner.apply(effects);
+    inner.admit_queued();
+    Ok(match start {
+        Some(ReportStart::New(waiter) | ReportStart::Copy(waiter)) => {
+            inner.report_answer(&executor_id, waiter).await
+        }
+        Some(ReportStart::Repeated(answer)) => inner.send_answer(&executor_id, &answer),
+        Some(ReportStart::Stale) | None => proto::UpdateTaskStatusResponse::default(),
+    })
 }
 
 /// Most task slots one executor may offer (a claim of millions would draw
@@ -301,37 +378,29 @@ impl SchedulerGrpc for SchedulerService {
         request: Request<proto::UpdateTaskStatusRequest>,
     ) -> Result<Response<proto::UpdateTaskStatusResponse>, Status> {
         let caller = Caller::of(&request);
-        let request = request.into_inner();
-        let executor_id = parse_executor_id(&request.executor_id)?;
-        executor_caller(&caller, &executor_id, "report task statuses")?;
-        let seq = request.report_seq;
-        let (start, effects) = {
-            let mut state = self.inner.state.lock();
-            // An executor the scheduler does not know (it was declared
-            // lost) still has its outcomes heard, and is given nothing.
-            let start = (seq > 0 && state.is_executor_registered(&executor_id))
-                .then(|| state.begin_report(&executor_id, seq));
-            let mut effects = Effects::default();
-            if matches!(start, None | Some(ReportStart::New(_))) {
-                effects.merge(state.launch_refused(&executor_id, &request.refused));
-                effects.merge(state.task_statuses(&executor_id, request.statuses));
-            }
-            if matches!(start, Some(ReportStart::New(_) | ReportStart::Copy(_))) {
-                // Placement answers the report, even if nothing else ran it.
-                effects.merge(state.schedule());
-            }
-            (start, effects)
-        };
-        self.inner.apply(effects);
-        self.inner.admit_queued();
-        let answer = match start {
-            Some(ReportStart::New(waiter) | ReportStart::Copy(waiter)) => {
-                self.inner.report_answer(&executor_id, waiter).await
-            }
-            Some(ReportStart::Repeated(answer)) => self.inner.send_answer(&executor_id, &answer),
-            Some(ReportStart::Stale) | None => proto::UpdateTaskStatusResponse::default(),
-        };
+        let answer = answer_report(&self.inner, &caller, request.into_inner()).await?;
         Ok(Response::new(answer))
+    }
+
+    type ReportTaskStatusesStream = ReportAnswerStream;
+
+    async fn report_task_statuses(
+        &self,
+        request: Request<Streaming<proto::UpdateTaskStatusRequest>>,
+    ) -> Result<Response<Self::ReportTaskStatusesStream>, Status> {
+        let caller = Caller::of(&request);
+        if !matches!(caller, Caller::Executor(_) | Caller::Member(_)) {
+            return Err(BallistaError::PermissionDenied(format!(
+                "only executors may report task statuses; this caller is {}",
+                caller.describe()
+            ))
+            .into());
+        }
+        Ok(Response::new(report_answers(
+            Arc::clone(&self.inner),
+            caller,
+            request.into_inner(),
+        )))
     }
 
     async fn deregister_executor(

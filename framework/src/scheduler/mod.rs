@@ -611,6 +611,9 @@ const JOB_METHODS: &[&str] = &[
     "/arrow.flight.protocol.FlightService/DoPut",
 ];
 
+/// Streams that live as long as their executor: status reports.
+const STREAM_METHODS: &[&str] = &["/ballista.SchedulerGrpc/ReportTaskStatuses"];
+
 /// Starts a scheduler from a [`BallistaConfig`].
 pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> {
     let settings = config.settings.scheduler.clone();
@@ -709,7 +712,12 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     let connections =
         crate::listener::connections(listener, limits, server_tls.clone(), "scheduler");
     let serving = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let grpc = crate::listener::grpc_server(limits, PLAN_METHODS, JOB_METHODS, "scheduler.server")
+    let methods = crate::listener::MethodLimits {
+        plan: PLAN_METHODS,
+        job: JOB_METHODS,
+        stream: STREAM_METHODS,
+    };
+    let grpc = crate::listener::grpc_server(limits, methods, "scheduler.server")
         .layer(crate::http::CountFlightCalls::scheduler(&metrics))
         .layer(GateLayer::new(Arc::clone(&gate)))
         .add_service(service)
