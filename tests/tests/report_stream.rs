@@ -3,8 +3,9 @@
 //! executor: each report is answered in order, a retried report on a new
 //! stream gets its answer again, the size limit holds per message (a long
 //! stream may carry far more than one call could), the stream outlives the
-//! call deadline, and wrong reports end the stream with a refusal naming
-//! what was wrong. After each, the scheduler answers a query.
+//! call deadline, wrong reports end the stream with a refusal naming what
+//! was wrong, and a held report waits for work and gets a query's tasks.
+//! After each, the scheduler answers a query.
 
 use std::time::Duration;
 
@@ -40,11 +41,22 @@ impl OpenStream {
         report: proto::UpdateTaskStatusRequest,
     ) -> Result<proto::UpdateTaskStatusResponse, tonic::Status> {
         self.reports.send(report).await.expect("stream open");
-        match tokio::time::timeout(Duration::from_secs(20), self.answers.message()).await {
-            Ok(Ok(Some(answer))) => Ok(answer),
+        self.next_answer(Duration::from_secs(20))
+            .await
+            .expect("no answer within 20s")
+    }
+
+    /// The next answer or the status the stream ended with; `None` when
+    /// nothing came within `within`.
+    async fn next_answer(
+        &mut self,
+        within: Duration,
+    ) -> Option<Result<proto::UpdateTaskStatusResponse, tonic::Status>> {
+        match tokio::time::timeout(within, self.answers.message()).await {
+            Ok(Ok(Some(answer))) => Some(Ok(answer)),
             Ok(Ok(None)) => panic!("the stream ended without an answer or a refusal"),
-            Ok(Err(status)) => Err(status),
-            Err(_) => panic!("no answer within 20s"),
+            Ok(Err(status)) => Some(Err(status)),
+            Err(_) => None,
         }
     }
 }
@@ -71,6 +83,7 @@ fn report(seq: u64, count: usize) -> proto::UpdateTaskStatusRequest {
         statuses,
         report_seq: seq,
         refused: Vec::new(),
+        hold: false,
     }
 }
 
@@ -92,7 +105,7 @@ async fn a_report_stream_answers_in_order_with_limits_per_message_and_refuses_wr
                 id: FAKE.into(),
                 host: "127.0.0.1".into(),
                 port: 4000,
-                slots: 1,
+                slots: 8,
                 version: "test".into(),
             }),
             memory: None,
@@ -182,13 +195,61 @@ async fn a_report_stream_answers_in_order_with_limits_per_message_and_refuses_wr
         "{status:?}"
     );
 
+    // A held report (an idle executor's) is not answered until there is
+    // work for it; a report sent after it answers it with nothing at once.
+    let mut stream = OpenStream::open(&mut client).await.expect("stream opens");
+    let held = |seq| proto::UpdateTaskStatusRequest {
+        hold: true,
+        ..report(seq, 0)
+    };
+    stream.reports.send(held(50)).await.expect("stream open");
+    assert!(
+        stream.next_answer(Duration::from_secs(1)).await.is_none(),
+        "a held report with no work for it is answered"
+    );
+    stream
+        .reports
+        .send(report(51, 1))
+        .await
+        .expect("stream open");
+    for seq in [50, 51] {
+        let answer = stream
+            .next_answer(Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("report {seq} not answered"))
+            .expect("answered");
+        assert_eq!(answer, proto::UpdateTaskStatusResponse::default());
+    }
+    // Held again: a query's tasks come in the answer (the fake executor
+    // offers the most free slots), not by a launch call to its address,
+    // where nothing listens.
+    stream.reports.send(held(52)).await.expect("stream open");
+    let ctx = SessionContext::remote(&cluster.scheduler_url)
+        .await
+        .expect("connect");
+    let query = tokio::spawn(async move {
+        single_i64(
+            &ctx,
+            "SELECT count(*) FROM (SELECT value % 7 AS k FROM generate_series(1, 1000) GROUP BY k)",
+        )
+        .await
+    });
+    let answer = stream
+        .next_answer(Duration::from_secs(20))
+        .await
+        .expect("the held report is answered with the query's tasks")
+        .expect("answered");
+    assert!(!answer.launches.is_empty(), "{answer:?}");
+    // The fake executor leaves; its tasks run on the real one.
+    drop(stream);
     client
         .deregister_executor(proto::DeregisterExecutorRequest {
             executor_id: FAKE.into(),
-            reason: "test over".into(),
+            reason: "its tasks go elsewhere".into(),
         })
         .await
         .expect("deregistered");
+    assert_eq!(query.await.expect("query task"), 7);
     let mut cluster = cluster;
     assert_processes_up(&mut cluster);
     let ctx = SessionContext::remote(&cluster.scheduler_url)

@@ -77,8 +77,11 @@ pub struct FleetLog {
     pub answer_tasks: u64,
     /// Encoded size of the launch calls, and of the tasks in answers, summed (bytes).
     pub launch_bytes: u64,
-    /// Status reports sent (each with one or more task statuses).
+    /// Status reports sent (each with one or more task statuses, or held
+    /// empty while the executor has free slots), over the report stream.
     pub status_calls: u64,
+    /// Of those, the empty held reports.
+    pub held_reports: u64,
     /// Calls that free a job's slots or data: cancel, remove job data,
     /// release stage outputs.
     pub cleanup_calls: u64,
@@ -96,6 +99,7 @@ struct SimulatedExecutor {
     session: SessionKeySlot,
     /// When each free slot became free, oldest first.
     free_since: Mutex<VecDeque<Instant>>,
+    slots: usize,
     statuses: mpsc::UnboundedSender<proto::TaskStatus>,
 }
 
@@ -168,6 +172,7 @@ impl SimulatedFleet {
                 id: id.clone(),
                 session: SessionKeySlot::default(),
                 free_since: Mutex::new(std::iter::repeat_n(started, options.slots).collect()),
+                slots: options.slots,
                 statuses: tx,
             });
             receivers.push((Arc::clone(&executor), rx));
@@ -362,59 +367,63 @@ async fn report_statuses(
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
 ) {
     let executor_id = &executor.id;
-    // Over the report stream, as a real executor sends them.
+    // Over the report stream, held while slots are free, as a real
+    // executor sends them; retried until the scheduler has the outcome.
     let mut channel = ReportChannel::new(client);
     let mut report_seq = 0;
-    while let Some(first) = statuses.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = statuses.try_recv() {
-            batch.push(more);
-        }
-        // Numbered like a real executor's reports: the answer carries the
-        // executor's next tasks and its cleanups.
-        report_seq += 1;
-        let request = proto::UpdateTaskStatusRequest {
-            executor_id: executor_id.clone(),
-            statuses: batch,
-            report_seq,
-            refused: Vec::new(),
+    let mut batch = Vec::new();
+    loop {
+        let (free_slots, idle) = {
+            let free = executor.free_since.lock();
+            (!free.is_empty(), free.len() >= executor.slots)
         };
-        // Like a real executor: retry until the scheduler has the outcome,
-        // or a job would wait for it forever.
-        let mut backoff = Duration::from_millis(50);
-        for attempt in 1u64.. {
-            shared.log.lock().status_calls += 1;
-            match channel.send(&request).await {
-                Ok(answer) => {
-                    if !answer.cleanups.is_empty() {
-                        shared.log.lock().answer_cleanups += answer.cleanups.len() as u64;
+        if let Some(hold) = channel.report_due(!batch.is_empty(), free_slots, idle) {
+            report_seq += 1;
+            {
+                let mut log = shared.log.lock();
+                log.status_calls += 1;
+                log.held_reports += u64::from(hold && batch.is_empty());
+            }
+            channel.send(proto::UpdateTaskStatusRequest {
+                executor_id: executor_id.clone(),
+                statuses: std::mem::take(&mut batch),
+                report_seq,
+                refused: Vec::new(),
+                hold,
+            });
+        }
+        let pause_ends = channel.hold_pause_ends();
+        let connecting = channel.is_connecting();
+        tokio::select! {
+            status = statuses.recv(), if !connecting => match status {
+                Some(status) => {
+                    batch.push(status);
+                    while let Ok(more) = statuses.try_recv() {
+                        batch.push(more);
                     }
-                    if !answer.launches.is_empty() {
-                        let bytes: usize = answer
-                            .launches
-                            .iter()
-                            .map(prost::Message::encoded_len)
-                            .sum();
-                        {
-                            let mut log = shared.log.lock();
-                            log.answers_with_tasks += 1;
-                            log.answer_tasks += answer.launches.len() as u64;
-                        }
-                        run_tasks(&shared, &executor, answer.launches, bytes as u64);
-                    }
-                    break;
                 }
-                // Until it gets through: the answer may carry tasks.
-                Err(status) => {
-                    tracing::warn!(
-                        "simulated executor {executor_id} could not report task statuses \
-                         (attempt {attempt}): {}",
-                        status.message()
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                None => return,
+            },
+            (_, answer) = channel.answer() => {
+                if !answer.cleanups.is_empty() {
+                    shared.log.lock().answer_cleanups += answer.cleanups.len() as u64;
+                }
+                if !answer.launches.is_empty() {
+                    let bytes: usize = answer
+                        .launches
+                        .iter()
+                        .map(prost::Message::encoded_len)
+                        .sum();
+                    {
+                        let mut log = shared.log.lock();
+                        log.answers_with_tasks += 1;
+                        log.answer_tasks += answer.launches.len() as u64;
+                    }
+                    run_tasks(&shared, &executor, answer.launches, bytes as u64);
                 }
             }
+            () = tokio::time::sleep_until(pause_ends.unwrap_or_else(tokio::time::Instant::now)),
+                if pause_ends.is_some() => {}
         }
     }
 }

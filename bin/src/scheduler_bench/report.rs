@@ -84,8 +84,12 @@ pub struct SchedulerBenchReport {
     pub answer_tasks: u64,
     /// Mean encoded size of a launched task, by call or in an answer (bytes).
     pub launch_bytes_per_task: f64,
-    /// Status reports the executors sent (each with one or more statuses).
+    /// Status reports the executors sent (each with one or more statuses,
+    /// or held empty while slots were free), as messages on their report
+    /// streams.
     pub status_calls: u64,
+    /// Of those, the empty held reports (an idle executor waiting for work).
+    pub held_reports: u64,
     /// Cancel, remove-data and release-output calls the executors received.
     pub cleanup_calls: u64,
     /// Job cleanups (one job's data on one executor) that came in status
@@ -238,6 +242,7 @@ pub(super) fn summarize(
             log.launch_bytes as f64 / log.launches.len() as f64
         },
         status_calls: log.status_calls,
+        held_reports: log.held_reports,
         cleanup_calls: log.cleanup_calls,
         answer_cleanups: log.answer_cleanups,
         launch_cleanups: log.launch_cleanups,
@@ -300,12 +305,13 @@ impl SchedulerBenchReport {
             ));
         }
         out.push_str(&format!(
-            "calls: {} launch, {} status reports, {} cleanups, {} heartbeats\n\
+            "calls: {} launch, {} status reports ({} held empty), {} cleanups, {} heartbeats\n\
              status report answers: {} carried {} tasks; {} job cleanups\n\
              job cleanups carried by launch calls: {}\n\
              launched tasks: {:.0} bytes each (encoded)\n\n",
             self.launch_calls,
             self.status_calls,
+            self.held_reports,
             self.cleanup_calls,
             self.heartbeats,
             self.answers_with_tasks,

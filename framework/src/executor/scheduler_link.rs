@@ -172,7 +172,8 @@ pub(crate) async fn registration_loop(
 /// numbered, so the scheduler answers each with this executor's next tasks
 /// and the job data it may free (a retried report carries its number
 /// again and gets the same answer); tasks the runner refuses go back with
-/// the next report.
+/// the next report. While slots are free a report is held, so that new
+/// tasks come in its answer (see [`ReportChannel`]).
 pub(crate) async fn status_reporter(
     client: SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
@@ -182,50 +183,57 @@ pub(crate) async fn status_reporter(
 ) {
     let mut channel = ReportChannel::new(client);
     let mut report_seq = 0u64;
+    let mut batch = Vec::new();
     let mut refused = Vec::new();
+    let mut open = true;
     loop {
-        let mut batch = Vec::new();
-        if refused.is_empty() {
-            match statuses.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
+        let has_news = !batch.is_empty() || !refused.is_empty();
+        // Nothing is held once the executor drains or stops.
+        let free_slots = open && runner.free_slots() > 0 && !runner.is_draining();
+        let idle = runner.running_tasks() == 0;
+        if let Some(hold) = channel.report_due(has_news, free_slots, idle) {
+            report_seq += 1;
+            channel.send(proto::UpdateTaskStatusRequest {
+                executor_id: executor_id.clone(),
+                statuses: std::mem::take(&mut batch),
+                report_seq,
+                refused: std::mem::take(&mut refused),
+                hold,
+            });
         }
-        while let Ok(more) = statuses.try_recv() {
-            batch.push(more);
+        if !open && channel.unanswered() == 0 && batch.is_empty() && refused.is_empty() {
+            return;
         }
-        report_seq += 1;
-        let request = proto::UpdateTaskStatusRequest {
-            executor_id: executor_id.clone(),
-            statuses: batch,
-            report_seq,
-            refused: std::mem::take(&mut refused),
-        };
-        let mut backoff = Duration::from_millis(200);
-        let answer = loop {
-            match channel.send(&request).await {
-                Ok(answer) => break answer,
-                Err(status) => {
-                    tracing::warn!(
-                        "cannot deliver {} task status(es) to the scheduler: {}; retrying",
-                        request.statuses.len(),
-                        describe(&status)
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+        let pause_ends = channel.hold_pause_ends();
+        let connecting = channel.is_connecting();
+        tokio::select! {
+            status = statuses.recv(), if open && !connecting => match status {
+                Some(status) => {
+                    batch.push(status);
+                    while let Ok(more) = statuses.try_recv() {
+                        batch.push(more);
+                    }
+                }
+                None => open = false,
+            },
+            (report, answer) = channel.answer() => {
+                undelivered.fetch_sub(report.statuses.len() + report.refused.len(), Ordering::SeqCst);
+                runner.apply_cleanups(answer.cleanups);
+                if !answer.launches.is_empty() {
+                    let rejected = runner.launch(answer.launches);
+                    // A refusal is an outcome the scheduler must hear before
+                    // this executor may leave (draining waits for
+                    // undelivered ones).
+                    undelivered.fetch_add(rejected.len(), Ordering::SeqCst);
+                    refused.extend(rejected);
                 }
             }
-        };
-        undelivered.fetch_sub(
-            request.statuses.len() + request.refused.len(),
-            Ordering::SeqCst,
-        );
-        runner.apply_cleanups(answer.cleanups);
-        if !answer.launches.is_empty() {
-            refused = runner.launch(answer.launches);
-            // A refusal is an outcome the scheduler must hear before this
-            // executor may leave (draining waits for undelivered ones).
-            undelivered.fetch_add(refused.len(), Ordering::SeqCst);
+            // A held report may go again.
+            () = tokio::time::sleep_until(pause_ends.unwrap_or_else(tokio::time::Instant::now)),
+                if pause_ends.is_some() => {}
+            // Draining began, or a launch call took the free slots: a held
+            // report is no longer wanted.
+            () = runner.slots_changed() => {}
         }
     }
 }
@@ -265,7 +273,7 @@ pub(crate) async fn heartbeat_now(
     }
 }
 
-fn describe(status: &tonic::Status) -> String {
+pub(super) fn describe(status: &tonic::Status) -> String {
     let text = crate::util::with_causes(
         status.message().to_string(),
         std::error::Error::source(status),

@@ -105,6 +105,9 @@ pub(crate) struct TaskRunner {
     ended_jobs: Mutex<EndedJobs>,
     draining: AtomicBool,
     published: Arc<PublishedObjects>,
+    /// Woken when draining begins or tasks are launched (the status
+    /// reporter then reconsiders a held report).
+    slots_changed: tokio::sync::Notify,
 }
 
 /// Object-storage locations this executor's tasks committed, per job: the
@@ -185,6 +188,7 @@ impl TaskRunner {
             ended_jobs: Mutex::new(EndedJobs::default()),
             draining: AtomicBool::new(false),
             published: Arc::default(),
+            slots_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -219,12 +223,24 @@ impl TaskRunner {
         &self.parts.memory
     }
 
+    /// Slots no task holds now.
+    pub(crate) fn free_slots(&self) -> usize {
+        self.slots.available_permits()
+    }
+
+    /// Resolves once draining begins or tasks are launched after the last
+    /// call (a wake-up that came while nobody waited is kept).
+    pub(crate) async fn slots_changed(&self) {
+        self.slots_changed.notified().await;
+    }
+
     pub(crate) fn running_tasks(&self) -> usize {
         self.running.lock().values().map(Vec::len).sum()
     }
 
     pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        self.slots_changed.notify_one();
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -236,6 +252,7 @@ impl TaskRunner {
         self: &Arc<Self>,
         tasks: Vec<proto::TaskDefinition>,
     ) -> Vec<proto::TaskId> {
+        self.slots_changed.notify_one();
         let mut rejected = Vec::new();
         for definition in tasks {
             let Some(wire_id) = definition.task.clone() else {

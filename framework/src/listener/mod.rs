@@ -43,11 +43,11 @@ pub struct MethodLimits {
 }
 
 /// A gRPC server that keeps to `limits` (read from the TOML section
-/// `section`, named in refusals). `plan_methods` are the full gRPC paths
-/// allowed `max_plan_message_bytes`; `job_methods` are answered when a job
+/// `section`, named in refusals). `methods.plan` are the full gRPC paths
+/// allowed `max_plan_message_bytes`; `methods.job` are answered when a job
 /// has run, so `request_timeout_secs` bounds only the arrival of their
-/// request; `stream_methods` take a stream of messages for as long as
-/// the peer lives, each message within the size limit. Serve it with
+/// request; `methods.stream` take a stream of messages for as long as the
+/// peer lives, each message within the size limit. Serve it with
 /// [`guarded_connections`] of the same limits.
 pub fn grpc_server(
     limits: &ServerLimits,

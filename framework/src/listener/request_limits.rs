@@ -11,9 +11,9 @@
 //! A call whose answer waits for a job to run (Flight SQL's
 //! `GetFlightInfo`) has that deadline for its request to arrive only.
 //! A long-lived stream of messages (an executor's status reports) has the
-//! size limit per message, holds its bytes against the listener's budget
-//! only while a message is arriving, and no deadline: it lives as long as
-//! its peer, whose connection the keepalive pings watch.
+//! size limit per message, holds against the listener's budget only the
+//! bytes of the message still arriving, and no deadline: it lives as long
+//! as its peer, whose connection the keepalive pings watch.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -209,6 +209,8 @@ struct GrpcFraming {
     prefix: [u8; 5],
     prefix_read: usize,
     message_left: u64,
+    /// The length the message being read declared.
+    declared: u64,
 }
 
 impl GrpcFraming {
@@ -233,15 +235,23 @@ impl GrpcFraming {
                 ));
                 largest = largest.max(declared);
                 self.message_left = declared;
+                self.declared = declared;
                 self.prefix_read = 0;
             }
         }
         largest
     }
 
-    /// Whether the bytes followed so far end on a message boundary.
-    fn between_messages(&self) -> bool {
-        self.message_left == 0 && self.prefix_read == 0
+    /// Bytes of the message still arriving that have arrived (0 between
+    /// messages).
+    fn arriving(&self) -> u64 {
+        if self.prefix_read > 0 {
+            self.prefix_read as u64
+        } else if self.message_left > 0 {
+            5 + self.declared - self.message_left
+        } else {
+            0
+        }
     }
 }
 
@@ -262,6 +272,21 @@ impl LimitedBody {
         if too_long || self.framing.follow(data) > self.size_limit {
             return Err(self.too_large());
         }
+        // A stream holds only the message still arriving: the bytes of
+        // those before it are the decoder's, and are returned.
+        let len = if self.per_message {
+            let arriving = self.framing.arriving();
+            if arriving <= self.held {
+                self.limits
+                    .pending
+                    .fetch_sub(self.held - arriving, Ordering::AcqRel);
+                self.held = arriving;
+                return Ok(());
+            }
+            arriving - self.held
+        } else {
+            len
+        };
         let before = self.limits.pending.fetch_add(len, Ordering::AcqRel);
         self.held += len;
         if before + len > self.limits.pending_budget {
@@ -271,12 +296,7 @@ impl LimitedBody {
                 self.limits.pending_budget, self.limits.section
             )));
         }
-        if self.per_message {
-            if self.framing.between_messages() {
-                self.limits.pending.fetch_sub(self.held, Ordering::AcqRel);
-                self.held = 0;
-            }
-        } else {
+        if !self.per_message {
             self.remaining -= len;
         }
         Ok(())
@@ -418,6 +438,15 @@ mod tests {
                 .contains("larger than 100 bytes (test.server.max_control_message_bytes)"),
             "{failure:?}"
         );
+        // Chunks that straddle messages: only the bytes of the one still
+        // arriving are held.
+        let next = message(80);
+        let mut straddling = message(80).to_vec();
+        straddling.extend_from_slice(&next[..10]);
+        let chunks = vec![Bytes::from(straddling), next.slice(10..)];
+        let (held, failure) = read(limited(&limits, chunks, true)).await;
+        assert!(failure.is_none(), "{failure:?}");
+        assert_eq!(held, vec![10, 0]);
         // One message over the limit fails a stream too, before it arrives.
         let (held, failure) = read(limited(&limits, vec![message(80), message(101)], true)).await;
         assert_eq!(held, vec![0]);

@@ -1,9 +1,11 @@
 //! The scheduler's gRPC service.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::stream::FuturesOrdered;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::SchedulerInner;
@@ -87,46 +89,136 @@ fn check_host(host: &str) -> Result<(), Status> {
 pub(crate) type ReportAnswerStream =
     Pin<Box<dyn Stream<Item = Result<proto::UpdateTaskStatusResponse, Status>> + Send>>;
 
-/// Answers the reports arriving on `reports` one after the other, as
-/// `UpdateTaskStatus` answers each. The stream ends when the executor
-/// closes its side; a report the scheduler refuses (another executor's id,
-/// no number) ends it with that refusal, after which the executor opens
-/// another. An executor sends its next report only after the answer to the
-/// last, so nothing waits behind a report whose answer waits for placement.
+/// Most reports of one stream unanswered at once. A well-behaved executor
+/// has at most two: a held report and the next (see
+/// `UpdateTaskStatusRequest.hold`).
+const MAX_UNANSWERED_REPORTS: usize = 4;
+
+/// Answers the reports arriving on `reports` in order, as
+/// `UpdateTaskStatus` answers each, while reading the next: a held report
+/// waits for work, and the executor's next report (a task ended) must not
+/// wait behind it. The stream ends when the executor closes its side or
+/// goes; a report the scheduler refuses (another executor's id, no number,
+/// too many unanswered) ends it with that refusal, after which the
+/// executor opens another.
 fn report_answers(
     inner: Arc<SchedulerInner>,
     caller: Caller,
-    reports: Streaming<proto::UpdateTaskStatusRequest>,
+    mut reports: Streaming<proto::UpdateTaskStatusRequest>,
 ) -> ReportAnswerStream {
-    Box::pin(futures::stream::unfold(
-        Some((inner, caller, reports)),
-        |state| async move {
-            let (inner, caller, mut reports) = state?;
-            let report = match reports.message().await {
-                Ok(Some(report)) => report,
-                Ok(None) => return None,
-                Err(status) => return Some((Err(status), None)),
-            };
-            if report.report_seq == 0 {
-                let refusal = BallistaError::InvalidInput(
-                    "a report on a report stream must be numbered (report_seq > 0)".into(),
-                );
-                return Some((Err(refusal.into()), None));
+    let (answers, outgoing) = tokio::sync::mpsc::channel(MAX_UNANSWERED_REPORTS);
+    tokio::spawn(async move {
+        let mut unanswered = FuturesOrdered::new();
+        // The waits of the unanswered reports, in the same order.
+        let mut waits = VecDeque::new();
+        let mut reading = true;
+        while reading || !unanswered.is_empty() {
+            tokio::select! {
+                report = reports.message(), if reading => {
+                    let started = match report {
+                        Ok(Some(_)) if unanswered.len() >= MAX_UNANSWERED_REPORTS => {
+                            Err(BallistaError::InvalidInput(format!(
+                                "more than {MAX_UNANSWERED_REPORTS} reports unanswered on one \
+                                 report stream"
+                            ))
+                            .into())
+                        }
+                        Ok(Some(report)) if report.report_seq == 0 => {
+                            Err(BallistaError::InvalidInput(
+                                "a report on a report stream must be numbered (report_seq > 0)"
+                                    .into(),
+                            )
+                            .into())
+                        }
+                        Ok(Some(report)) => {
+                            let hold = report.hold;
+                            start_report(&inner, &caller, report, hold)
+                        }
+                        // The executor sent its last report: what still
+                        // waits is answered now (with nothing, unless a
+                        // round answered it already), then the stream ends.
+                        Ok(None) => {
+                            reading = false;
+                            abandon_waits(&inner, &mut waits);
+                            continue;
+                        }
+                        Err(status) => Err(status),
+                    };
+                    match started {
+                        Ok(started) => {
+                            waits.push_back(started.wait());
+                            unanswered.push_back(started.answer(Arc::clone(&inner)));
+                        }
+                        Err(status) => {
+                            let _ = answers.send(Err(status)).await;
+                            break;
+                        }
+                    }
+                }
+                Some(answer) = unanswered.next(), if !unanswered.is_empty() => {
+                    waits.pop_front();
+                    if answers.send(Ok(answer)).await.is_err() {
+                        break;
+                    }
+                }
+                () = answers.closed() => break,
             }
-            match answer_report(&inner, &caller, report).await {
-                Ok(answer) => Some((Ok(answer), Some((inner, caller, reports)))),
-                Err(status) => Some((Err(status), None)),
-            }
-        },
-    ))
+        }
+        abandon_waits(&inner, &mut waits);
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(outgoing))
 }
 
-/// Applies one status report of an executor and waits for its answer.
-async fn answer_report(
+/// Reports of a stream that ends (or reads no more) are no longer offered
+/// work: tasks placed in their answers would wait for their executor to be
+/// declared lost (a report sent again on a new stream waits anew).
+fn abandon_waits(inner: &SchedulerInner, waits: &mut VecDeque<Option<(ExecutorId, u64)>>) {
+    if waits.iter().any(Option::is_some) {
+        let mut state = inner.state.lock();
+        for (executor_id, token) in waits.iter_mut().filter_map(Option::take) {
+            state.abandon_report(&executor_id, token);
+        }
+    }
+}
+
+/// A report applied, whose answer is still to come.
+struct StartedReport {
+    executor_id: ExecutorId,
+    start: Option<ReportStart>,
+}
+
+impl StartedReport {
+    /// The wait of a report that waits for placement, to abandon it.
+    fn wait(&self) -> Option<(ExecutorId, u64)> {
+        match &self.start {
+            Some(ReportStart::New(waiter) | ReportStart::Copy(waiter)) => {
+                Some((self.executor_id.clone(), waiter.token))
+            }
+            _ => None,
+        }
+    }
+
+    /// Waits for the answer (placement's, or the kept one of a report sent
+    /// again).
+    async fn answer(self, inner: Arc<SchedulerInner>) -> proto::UpdateTaskStatusResponse {
+        match self.start {
+            Some(ReportStart::New(waiter) | ReportStart::Copy(waiter)) => {
+                inner.report_answer(&self.executor_id, waiter).await
+            }
+            Some(ReportStart::Repeated(answer)) => inner.send_answer(&self.executor_id, &answer),
+            Some(ReportStart::Stale) | None => proto::UpdateTaskStatusResponse::default(),
+        }
+    }
+}
+
+/// Applies one status report of an executor (`hold`: only work answers it,
+/// which a report stream allows) and runs placement.
+fn start_report(
     inner: &Arc<SchedulerInner>,
     caller: &Caller,
     request: proto::UpdateTaskStatusRequest,
-) -> Result<proto::UpdateTaskStatusResponse, Status> {
+    hold: bool,
+) -> Result<StartedReport, Status> {
     let executor_id = parse_executor_id(&request.executor_id)?;
     executor_caller(caller, &executor_id, "report task statuses")?;
     let seq = request.report_seq;
@@ -135,7 +227,7 @@ async fn answer_report(
         // An executor the scheduler does not know (it was declared lost)
         // still has its outcomes heard, and is given nothing.
         let start = (seq > 0 && state.is_executor_registered(&executor_id))
-            .then(|| state.begin_report(&executor_id, seq));
+            .then(|| state.begin_report(&executor_id, seq, hold));
         let mut effects = Effects::default();
         if matches!(start, None | Some(ReportStart::New(_))) {
             effects.merge(state.launch_refused(&executor_id, &request.refused));
@@ -149,13 +241,7 @@ async fn answer_report(
     };
     inner.apply(effects);
     inner.admit_queued();
-    Ok(match start {
-        Some(ReportStart::New(waiter) | ReportStart::Copy(waiter)) => {
-            inner.report_answer(&executor_id, waiter).await
-        }
-        Some(ReportStart::Repeated(answer)) => inner.send_answer(&executor_id, &answer),
-        Some(ReportStart::Stale) | None => proto::UpdateTaskStatusResponse::default(),
-    })
+    Ok(StartedReport { executor_id, start })
 }
 
 /// Most task slots one executor may offer (a claim of millions would draw
@@ -378,8 +464,9 @@ impl SchedulerGrpc for SchedulerService {
         request: Request<proto::UpdateTaskStatusRequest>,
     ) -> Result<Response<proto::UpdateTaskStatusResponse>, Status> {
         let caller = Caller::of(&request);
-        let answer = answer_report(&self.inner, &caller, request.into_inner()).await?;
-        Ok(Response::new(answer))
+        // A call is not held: it would tie up a call and its deadline.
+        let started = start_report(&self.inner, &caller, request.into_inner(), false)?;
+        Ok(Response::new(started.answer(Arc::clone(&self.inner)).await))
     }
 
     type ReportTaskStatusesStream = ReportAnswerStream;

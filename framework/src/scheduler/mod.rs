@@ -46,6 +46,12 @@ pub use state::{
 /// milliseconds; this only bounds a report should the placement loop stall).
 const REPORT_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
+/// Longest a held report (an idle executor's, on its report stream) waits
+/// for work before it is answered with nothing; its executor then sends
+/// another. Long, so that an idle cluster costs a message per executor
+/// every half minute.
+const HELD_REPORT_WAIT: Duration = Duration::from_secs(30);
+
 /// Shared by the gRPC service and the background loops.
 pub(crate) struct SchedulerInner {
     state: Mutex<SchedulerState>,
@@ -136,8 +142,17 @@ impl SchedulerInner {
         executor_id: &ExecutorId,
         waiter: ReportWaiter,
     ) -> proto::UpdateTaskStatusResponse {
-        let ReportWaiter { mut answer, token } = waiter;
-        let answer = match tokio::time::timeout(REPORT_ANSWER_WAIT, &mut answer).await {
+        let ReportWaiter {
+            mut answer,
+            token,
+            hold,
+        } = waiter;
+        let wait = if hold {
+            HELD_REPORT_WAIT
+        } else {
+            REPORT_ANSWER_WAIT
+        };
+        let answer = match tokio::time::timeout(wait, &mut answer).await {
             Ok(answer) => answer.ok(),
             // A round may have answered it between the timeout and the lock.
             Err(_) if self.state.lock().abandon_report(executor_id, token) => None,

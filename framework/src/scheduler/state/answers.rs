@@ -20,6 +20,14 @@
 //! tasks: the executor sends the same report again under the same number,
 //! and gets the same answer, kept here, without its statuses being applied
 //! twice.
+//!
+//! An executor with free slots on a report stream keeps a report *held*
+//! (`hold`): a round answers it only with work (tasks, data to free), so
+//! that an idle executor gets its tasks in an answer too, not by a launch
+//! call. Its next report may come before the held one is answered (a task
+//! ended); the held one is then answered with nothing. Two reports can so
+//! be unanswered when a stream breaks, and both answers are kept: the
+//! executor sends both again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -125,6 +133,25 @@ pub struct ReportWaiter {
     pub answer: oneshot::Receiver<ReportAnswer>,
     /// Names this wait, to [`abandon_report`](SchedulerState::abandon_report).
     pub token: u64,
+    /// The report is held: only work answers it.
+    pub hold: bool,
+}
+
+/// A report waiting for the next placement round.
+#[derive(Debug)]
+struct WaitingReport {
+    token: u64,
+    answer: oneshot::Sender<ReportAnswer>,
+}
+
+/// An executor's last report numbers and their answers once given.
+#[derive(Debug)]
+struct ReportHistory {
+    seq: u64,
+    answer: Option<ReportAnswer>,
+    /// The report before, when it was answered: it may have been held, and
+    /// its answer lost with the stream after the last report was sent.
+    previous: Option<(u64, ReportAnswer)>,
 }
 
 /// The data a job may free on one executor, waiting for delivery.
@@ -145,15 +172,17 @@ struct PendingCleanups {
 /// Executors' report answers and undelivered cleanups.
 #[derive(Debug, Default)]
 pub(super) struct ReportAnswers {
-    /// Reports waiting for the next placement round, with their tokens.
-    waiting: HashMap<ExecutorId, (u64, oneshot::Sender<ReportAnswer>)>,
+    /// Reports waiting for the next placement round.
+    waiting: HashMap<ExecutorId, WaitingReport>,
+    /// Those of them not held: every round answers them.
+    unheld: HashSet<ExecutorId>,
     next_token: u64,
     /// Executors that take tasks and cleanups in their answers.
     answered_executors: HashSet<ExecutorId>,
     /// Executors that take cleanups in launch calls.
     launch_cleanup_executors: HashSet<ExecutorId>,
-    /// The last report number of each, and its answer once given.
-    last: HashMap<ExecutorId, (u64, Option<ReportAnswer>)>,
+    /// The last report numbers of each, and their answers once given.
+    last: HashMap<ExecutorId, ReportHistory>,
     cleanups: HashMap<ExecutorId, PendingCleanups>,
 }
 
@@ -161,7 +190,7 @@ impl ReportAnswers {
     /// Drops what is kept for an executor; returns the job removals still
     /// queued for it.
     fn forget(&mut self, executor_id: &ExecutorId) -> Vec<JobId> {
-        self.waiting.remove(executor_id);
+        self.take_waiting(executor_id);
         self.answered_executors.remove(executor_id);
         self.launch_cleanup_executors.remove(executor_id);
         self.last.remove(executor_id);
@@ -183,12 +212,58 @@ impl ReportAnswers {
         self.waiting.contains_key(executor_id)
     }
 
-    fn wait(&mut self, executor_id: &ExecutorId) -> ReportWaiter {
+    fn wait(&mut self, executor_id: &ExecutorId, hold: bool) -> ReportWaiter {
         let (tx, answer) = oneshot::channel();
         self.next_token += 1;
         let token = self.next_token;
-        self.waiting.insert(executor_id.clone(), (token, tx));
-        ReportWaiter { answer, token }
+        if hold {
+            self.unheld.remove(executor_id);
+        } else {
+            self.unheld.insert(executor_id.clone());
+        }
+        self.waiting
+            .insert(executor_id.clone(), WaitingReport { token, answer: tx });
+        ReportWaiter {
+            answer,
+            token,
+            hold,
+        }
+    }
+
+    /// The waiting report of `executor_id`, no longer waiting.
+    fn take_waiting(&mut self, executor_id: &ExecutorId) -> Option<WaitingReport> {
+        self.unheld.remove(executor_id);
+        self.waiting.remove(executor_id)
+    }
+
+    /// Answers the waiting report of `executor_id` with `tasks` and its
+    /// queued cleanups, and keeps the answer for a retry.
+    fn answer(&mut self, executor_id: &ExecutorId, waiting: WaitingReport, tasks: Vec<TaskLaunch>) {
+        let answer = Arc::new(KeptAnswer {
+            tasks,
+            cleanups: self.take_cleanups(executor_id),
+            encoded: OnceLock::new(),
+        });
+        if let Some(history) = self.last.get_mut(executor_id) {
+            history.answer = Some(Arc::clone(&answer));
+        }
+        // A report whose call or stream has ended is answered when its
+        // executor sends it again (it saw no answer): the answer is kept.
+        let _ = waiting.answer.send(answer);
+    }
+
+    /// Answers `waiting` with nothing (no tasks, and its cleanups stay
+    /// queued for the next answer).
+    fn answer_empty(&mut self, executor_id: &ExecutorId, waiting: WaitingReport) {
+        let answer = Arc::new(KeptAnswer {
+            tasks: Vec::new(),
+            cleanups: Vec::new(),
+            encoded: OnceLock::new(),
+        });
+        if let Some(history) = self.last.get_mut(executor_id) {
+            history.answer = Some(Arc::clone(&answer));
+        }
+        let _ = waiting.answer.send(answer);
     }
 
     fn queue(&mut self, executor_id: ExecutorId, job_id: JobId, stages: &[StageId]) {
@@ -235,21 +310,48 @@ impl SchedulerState {
     /// lost gets that answer again). A new report
     /// must then be applied and placement run
     /// ([`schedule`](Self::schedule)), which answers it.
-    pub fn begin_report(&mut self, executor_id: &ExecutorId, seq: u64) -> ReportStart {
+    ///
+    /// A `hold` report (from a report stream) is answered only with work
+    /// (or when its wait runs out); the executor's next report answers it
+    /// with nothing.
+    pub fn begin_report(&mut self, executor_id: &ExecutorId, seq: u64, hold: bool) -> ReportStart {
         let answers = &mut self.answers;
-        match answers.last.get(executor_id) {
-            Some((last, Some(answer))) if seq == *last => {
-                return ReportStart::Repeated(Arc::clone(answer));
+        let previous = match answers.last.get(executor_id) {
+            Some(history) if seq == history.seq => {
+                return match &history.answer {
+                    Some(answer) => ReportStart::Repeated(Arc::clone(answer)),
+                    None => ReportStart::Copy(answers.wait(executor_id, hold)),
+                };
             }
-            Some((last, None)) if seq == *last => {
-                return ReportStart::Copy(answers.wait(executor_id));
+            Some(ReportHistory {
+                previous: Some((previous, answer)),
+                ..
+            }) if seq == *previous => return ReportStart::Repeated(Arc::clone(answer)),
+            Some(history) if seq < history.seq => return ReportStart::Stale,
+            Some(_) => {
+                // The last report still waits (it was held): this one
+                // answers it, with nothing.
+                if let Some(waiting) = answers.take_waiting(executor_id) {
+                    answers.answer_empty(executor_id, waiting);
+                }
+                let history = &answers.last[executor_id];
+                history
+                    .answer
+                    .as_ref()
+                    .map(|answer| (history.seq, Arc::clone(answer)))
             }
-            Some((last, _)) if seq < *last => return ReportStart::Stale,
-            _ => {}
-        }
+            None => None,
+        };
         answers.answered_executors.insert(executor_id.clone());
-        answers.last.insert(executor_id.clone(), (seq, None));
-        ReportStart::New(answers.wait(executor_id))
+        answers.last.insert(
+            executor_id.clone(),
+            ReportHistory {
+                seq,
+                answer: None,
+                previous,
+            },
+        );
+        ReportStart::New(answers.wait(executor_id, hold))
     }
 
     /// A report that stopped waiting (its time ran out). Returns false when
@@ -258,8 +360,8 @@ impl SchedulerState {
     /// report) is left alone.
     pub fn abandon_report(&mut self, executor_id: &ExecutorId, token: u64) -> bool {
         match self.answers.waiting.get(executor_id) {
-            Some((waiting, _)) if *waiting == token => {
-                self.answers.waiting.remove(executor_id);
+            Some(waiting) if waiting.token == token => {
+                self.answers.take_waiting(executor_id);
                 true
             }
             _ => false,
@@ -268,29 +370,36 @@ impl SchedulerState {
 
     /// Answers the waiting reports with the tasks of this round placed on
     /// their executors (taken out of `effects`) and their cleanups; the
-    /// answer is kept for a retry should it be lost.
+    /// answer is kept for a retry should it be lost. A held report without
+    /// either keeps waiting.
     pub(super) fn answer_waiting_reports(&mut self, effects: &mut Effects) {
         if self.answers.waiting.is_empty() {
             return;
         }
-        for (executor_id, (_, waiter)) in std::mem::take(&mut self.answers.waiting) {
-            let tasks = effects
-                .launches
-                .iter()
-                .position(|l| l.executor_id == executor_id)
-                .map(|i| effects.launches.swap_remove(i).tasks)
-                .unwrap_or_default();
-            let answer = Arc::new(KeptAnswer {
-                tasks,
-                cleanups: self.answers.take_cleanups(&executor_id),
-                encoded: OnceLock::new(),
-            });
-            if let Some((_, kept)) = self.answers.last.get_mut(&executor_id) {
-                *kept = Some(Arc::clone(&answer));
+        // The reports whose executors got tasks this round, then every
+        // report not held, and the held ones with cleanups. Held reports
+        // without work (a thousand idle executors) are not visited.
+        let answers = &mut self.answers;
+        let mut calls = Vec::with_capacity(effects.launches.len());
+        for launch in std::mem::take(&mut effects.launches) {
+            match answers.take_waiting(&launch.executor_id) {
+                Some(waiting) => answers.answer(&launch.executor_id, waiting, launch.tasks),
+                None => calls.push(launch),
             }
-            // A report whose call has ended is answered when its executor
-            // sends it again (it saw no answer): the answer is kept.
-            let _ = waiter.send(answer);
+        }
+        effects.launches = calls;
+        let mut due: Vec<ExecutorId> = answers.unheld.drain().collect();
+        due.extend(
+            answers
+                .cleanups
+                .keys()
+                .filter(|id| answers.waiting.contains_key(*id))
+                .cloned(),
+        );
+        for executor_id in due {
+            if let Some(waiting) = answers.take_waiting(&executor_id) {
+                answers.answer(&executor_id, waiting, Vec::new());
+            }
         }
     }
 
@@ -350,6 +459,12 @@ impl SchedulerState {
             .collect();
         let mut cleanups = Vec::new();
         for executor_id in due {
+            // A held report takes them (a round would have answered it
+            // with them; none has run since they were queued).
+            if let Some(waiting) = self.answers.take_waiting(&executor_id) {
+                self.answers.answer(&executor_id, waiting, Vec::new());
+                continue;
+            }
             let Some(pending) = self.answers.cleanups.remove(&executor_id) else {
                 continue;
             };
@@ -427,7 +542,7 @@ mod tests {
         executor: &ExecutorId,
         seq: u64,
     ) -> oneshot::Receiver<ReportAnswer> {
-        match state.begin_report(executor, seq) {
+        match state.begin_report(executor, seq, false) {
             ReportStart::New(waiter) => waiter.answer,
             other => panic!("report {seq} should be new, got {other:?}"),
         }
@@ -468,13 +583,118 @@ mod tests {
 
         // The same report again (its answer was lost): the same answer,
         // nothing applied twice.
-        match state.begin_report(&e1, 1) {
+        match state.begin_report(&e1, 1, false) {
             ReportStart::Repeated(again) => assert!(Arc::ptr_eq(&again, &answer)),
             other => panic!("expected the kept answer, got {other:?}"),
         }
         // An older report than the last: nothing.
         let _waiting = new_report(&mut state, &e1, 3);
-        assert!(matches!(state.begin_report(&e1, 2), ReportStart::Stale));
+        assert!(matches!(
+            state.begin_report(&e1, 2, false),
+            ReportStart::Stale
+        ));
+    }
+
+    fn held_report(
+        state: &mut SchedulerState,
+        executor: &ExecutorId,
+        seq: u64,
+    ) -> oneshot::Receiver<ReportAnswer> {
+        match state.begin_report(executor, seq, true) {
+            ReportStart::New(waiter) => {
+                assert!(waiter.hold);
+                waiter.answer
+            }
+            other => panic!("report {seq} should be new, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_report_waits_for_work_and_the_next_report_answers_it_with_nothing() {
+        let mut state = deferring();
+        let e1 = ExecutorId::new("e1");
+        let _ = register(&mut state, "e1", 2, 100);
+        // An idle executor holds a report: rounds without work for it
+        // leave it waiting.
+        let mut answer = held_report(&mut state, &e1, 1);
+        let _ = state.place_tasks();
+        assert!(answer.try_recv().is_err(), "no work: still held");
+
+        // A job arrives: its tasks come in the held report's answer, not
+        // by a launch call.
+        let job = submit(&mut state, "joba");
+        let round = state.place_tasks();
+        assert_no_launch_calls(&round, "the tasks go in e1's held answer");
+        let first = answer.try_recv().expect("work answers the held report");
+        assert_eq!(launched(&first), vec![0, 1]);
+        assert_eq!(placed_on(&state, &job), vec!["e1", "e1"]);
+
+        // A task ends while report 2 is held (no slot free for the third
+        // task: nothing to give it). Report 3 answers report 2 with
+        // nothing at once, and is answered by the round with the task.
+        let mut second = held_report(&mut state, &e1, 2);
+        let _ = state.place_tasks();
+        assert!(second.try_recv().is_err(), "still held");
+        let mut third = held_report(&mut state, &e1, 3);
+        let empty = second.try_recv().expect("the next report answers it");
+        assert!(launched(&empty).is_empty());
+        let _ = state.task_statuses(&e1, vec![done(&job, 0, "e1")]);
+        let round = state.place_tasks();
+        assert_no_launch_calls(&round, "the last task goes in e1's answer");
+        let third = third.try_recv().expect("answered with work");
+        assert_eq!(launched(&third), vec![2]);
+
+        // The stream broke with reports 2 and 3 unanswered on the
+        // executor's side: both are sent again and get their answers.
+        match state.begin_report(&e1, 2, true) {
+            ReportStart::Repeated(again) => assert!(Arc::ptr_eq(&again, &empty)),
+            other => panic!("expected report 2's answer, got {other:?}"),
+        }
+        match state.begin_report(&e1, 3, true) {
+            ReportStart::Repeated(again) => assert!(Arc::ptr_eq(&again, &third)),
+            other => panic!("expected report 3's answer, got {other:?}"),
+        }
+        assert!(matches!(
+            state.begin_report(&e1, 1, true),
+            ReportStart::Stale
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_held_report_is_answered_with_its_executors_cleanups() {
+        let mut state = deferring();
+        let e1 = ExecutorId::new("e1");
+        let _ = register(&mut state, "e1", 2, 100);
+        let ended = JobId::parse("ended").unwrap();
+        let release = |state: &SchedulerState| Cleanup {
+            executor_id: e1.clone(),
+            client: state.executors.get(&e1).unwrap().client.clone(),
+            job_id: ended.clone(),
+            cancel: false,
+            remove_data: true,
+            stages: Vec::new(),
+        };
+        let expected = vec![proto::JobCleanup {
+            job_id: ended.to_string(),
+            remove_job: true,
+            release_stages: vec![],
+        }];
+        // Queued while a report is held: the next round answers with it.
+        let mut answer = held_report(&mut state, &e1, 1);
+        assert!(state.defer_cleanups(vec![release(&state)]).is_empty());
+        let _ = state.place_tasks();
+        let answer = answer.try_recv().expect("answered with the cleanup");
+        assert_eq!(answer.encode().0.cleanups, expected);
+
+        // Queued with no round to follow: once overdue it goes in the held
+        // report's answer, not by a call.
+        let mut answer = held_report(&mut state, &e1, 2);
+        let _ = state.place_tasks();
+        assert!(state.defer_cleanups(vec![release(&state)]).is_empty());
+        std::thread::sleep(CLEANUP_DELAY + Duration::from_millis(20));
+        assert!(state.overdue_cleanups().is_empty(), "no call");
+        let answer = answer.try_recv().expect("answered with the cleanup");
+        assert_eq!(answer.encode().0.cleanups, expected);
     }
 
     #[tokio::test]
@@ -501,14 +721,14 @@ mod tests {
         let _ = state.task_statuses(&e1, vec![done(&job, 0, "e1")]);
         let round = state.place_tasks();
         assert!(round.launches.is_empty(), "not launched twice");
-        match state.begin_report(&e1, 1) {
+        match state.begin_report(&e1, 1, false) {
             ReportStart::Repeated(answer) => assert_eq!(launched(&answer), vec![2]),
             other => panic!("expected the kept answer, got {other:?}"),
         }
 
         // A copy of a report that still waits takes its place.
         let mut first = new_report(&mut state, &e1, 2);
-        let mut copy = match state.begin_report(&e1, 2) {
+        let mut copy = match state.begin_report(&e1, 2, false) {
             ReportStart::Copy(waiter) => waiter.answer,
             other => panic!("expected a copy, got {other:?}"),
         };
@@ -517,11 +737,11 @@ mod tests {
         assert!(copy.try_recv().is_ok());
 
         // A wait that timed out removes only itself, not a newer one.
-        let old = match state.begin_report(&e1, 3) {
+        let old = match state.begin_report(&e1, 3, false) {
             ReportStart::New(waiter) => waiter.token,
             other => panic!("expected a new report, got {other:?}"),
         };
-        let newer = match state.begin_report(&e1, 3) {
+        let newer = match state.begin_report(&e1, 3, false) {
             ReportStart::Copy(waiter) => waiter,
             other => panic!("expected a copy, got {other:?}"),
         };
