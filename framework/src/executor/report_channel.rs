@@ -37,6 +37,12 @@ use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
 /// First wait after a failure; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Whether executors hold reports (see the module docs). Off: once, under
+/// the load of the full test suite, a job waited ~30 s (the held wait) for
+/// its first task with held reports on, which is not understood yet; the
+/// scheduler's side stays, tested, for when it is.
+pub const HOLD_REPORTS: bool = false;
+
 /// How long reports go by call after the scheduler refused the stream.
 const STREAM_RETRY: Duration = Duration::from_secs(60);
 /// How long an executor waits after a held report was answered with
@@ -66,6 +72,8 @@ pub struct ReportChannel {
     backoff: Duration,
     /// No held report before this (the last was answered with nothing).
     hold_after: Option<Instant>,
+    /// Whether reports are held ([`HOLD_REPORTS`]).
+    holds: bool,
 }
 
 #[derive(Debug)]
@@ -86,6 +94,7 @@ impl ReportChannel {
             retry_at: None,
             backoff: FIRST_BACKOFF,
             hold_after: None,
+            holds: HOLD_REPORTS,
         }
     }
 
@@ -122,7 +131,7 @@ impl ReportChannel {
     ///   are no longer free (so that a draining executor does not wait).
     pub fn report_due(&self, has_news: bool, free_slots: bool, idle: bool) -> Option<bool> {
         let calls_only = self.calls_only();
-        let hold = free_slots && !calls_only;
+        let hold = self.holds && free_slots && !calls_only;
         let room = match self.unanswered.len() {
             0 => true,
             1 => !calls_only && self.unanswered[0].hold,
@@ -300,7 +309,15 @@ mod tests {
 
     #[tokio::test]
     async fn reports_are_held_while_slots_are_free_and_at_most_one_goes_behind_a_held_one() {
+        // Held reports off (as executors run now): one report at a time.
         let mut channel = channel();
+        assert_eq!(channel.report_due(true, true, true), Some(false));
+        assert_eq!(channel.report_due(false, true, true), None);
+        sent(&mut channel, false);
+        assert_eq!(channel.report_due(true, true, true), None);
+
+        let mut channel = self::channel();
+        channel.holds = true;
         // (has_news, free_slots, idle) with nothing unanswered.
         assert_eq!(channel.report_due(true, true, false), Some(true));
         assert_eq!(channel.report_due(true, false, false), Some(false));
@@ -353,6 +370,7 @@ mod tests {
 
         // By calls: nothing is held, one report at a time.
         let mut channel = self::channel();
+        channel.holds = true;
         channel.calls_until = Some(Instant::now() + STREAM_RETRY);
         assert_eq!(channel.report_due(true, true, true), Some(false));
         assert_eq!(channel.report_due(false, true, true), None);
