@@ -172,8 +172,9 @@ pub(crate) async fn registration_loop(
 /// numbered, so the scheduler answers each with this executor's next tasks
 /// and the job data it may free (a retried report carries its number
 /// again and gets the same answer); tasks the runner refuses go back with
-/// the next report. While slots are free a report is held, so that new
-/// tasks come in its answer (see [`ReportChannel`]).
+/// the next report. With [`HOLD_REPORTS`](super::report_channel::HOLD_REPORTS)
+/// on, a report is held while slots are free, so that new tasks come in
+/// its answer (see [`ReportChannel`]).
 pub(crate) async fn status_reporter(
     client: SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
