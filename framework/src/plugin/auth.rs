@@ -176,6 +176,12 @@ pub trait Authenticator: Send + Sync + Debug {
     /// The name TOML selects this plugin by, for logs.
     fn name(&self) -> &str;
 
+    /// What the startup log says of this plugin: by default its name. An
+    /// operator reads from it whom the cluster will let in.
+    fn summary(&self) -> String {
+        self.name().to_string()
+    }
+
     /// Checks a user name and password. A wrong password and an unknown
     /// user must give the same [`BallistaError::Unauthenticated`] (no hint
     /// which users exist).
@@ -352,6 +358,19 @@ impl Authenticator for UsersFileAuthenticator {
         "users-file"
     }
 
+    fn summary(&self) -> String {
+        match &self.path {
+            Some(path) => format!(
+                "users-file, {} user(s) from {}",
+                self.user_count(),
+                path.display()
+            ),
+            None if self.user_count() > 0 => format!("users-file, {} user(s)", self.user_count()),
+            None => "users-file without a users file: only holders of the cluster key are served"
+                .to_string(),
+        }
+    }
+
     async fn authenticate_password(&self, user: &str, password: &str) -> Result<Identity> {
         let _permit = tokio::time::timeout(LOGIN_QUEUE_TIMEOUT, self.hashing.acquire())
             .await
@@ -462,6 +481,28 @@ mod tests {
         );
         assert_eq!(alice.pool_for(None).unwrap().as_deref(), Some("etl"));
         assert!(alice.pool_for(Some("adhoc")).is_err());
+    }
+
+    #[test]
+    fn the_startup_summary_says_whom_the_cluster_lets_in() {
+        let nobody = UsersFileAuthenticator::default().summary();
+        assert_eq!(
+            nobody,
+            "users-file without a users file: only holders of the cluster key are served"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let hash = hash_password("s3cret").unwrap();
+        std::fs::write(
+            &path,
+            format!("[users.alice]\npassword_hash = \"{hash}\"\n"),
+        )
+        .unwrap();
+        let summary = UsersFileAuthenticator::from_file(&path).unwrap().summary();
+        assert_eq!(
+            summary,
+            format!("users-file, 1 user(s) from {}", path.display())
+        );
     }
 
     #[test]

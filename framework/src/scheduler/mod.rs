@@ -772,7 +772,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
     tracing::info!(
         "scheduler listening on {local_addr} (policy: {}, authentication: {}, {})",
         policy.name(),
-        authenticator.name(),
+        authenticator.summary(),
         if executors_over.is_tls() {
             "TLS"
         } else {
