@@ -46,6 +46,12 @@ fn capture(stream: impl std::io::Read + Send + 'static, lines: Arc<Mutex<Vec<Str
     });
 }
 
+/// The processes' log level: `info`, or `BALLISTA_TEST_RUST_LOG` to look
+/// closer at a failing test (which then prints whole logs).
+fn test_log_level() -> String {
+    std::env::var("BALLISTA_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_string())
+}
+
 impl Process {
     /// Starts `binary` with `args`.
     pub fn start(name: &str, binary: &str, args: &[String], env: &[(&str, &str)]) -> Process {
@@ -55,7 +61,7 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", test_log_level())
             // Tests run side by side: each process's HTTP service takes a
             // free port (and prints it) unless the test sets one.
             .env("BALLISTA_SCHEDULER__HTTP__PORT", "0")
@@ -135,7 +141,11 @@ impl Process {
         let tail: Vec<&String> = err
             .iter()
             .rev()
-            .take(80)
+            .take(if std::env::var_os("BALLISTA_TEST_RUST_LOG").is_some() {
+                usize::MAX
+            } else {
+                80
+            })
             .collect::<Vec<_>>()
             .into_iter()
             .rev()

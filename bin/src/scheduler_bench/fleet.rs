@@ -393,9 +393,8 @@ async fn report_statuses(
             });
         }
         let pause_ends = channel.hold_pause_ends();
-        let connecting = channel.is_connecting();
         tokio::select! {
-            status = statuses.recv(), if !connecting => match status {
+            status = statuses.recv() => match status {
                 Some(status) => {
                     batch.push(status);
                     while let Ok(more) = statuses.try_recv() {

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use crate::auth::{AuthChannel, CallCredentials, Gate, GateLayer, SessionKeySlot};
 use crate::config::BallistaConfig;
 use crate::error::{BallistaError, Result};
-use crate::ids::ExecutorId;
+use crate::ids::{ExecutorId, JobId};
 use crate::plugin::shuffle::ExecutorAddress;
 use crate::plugin::shuffle::memory_tier::ShuffleMemoryTier;
 use crate::plugin::storage::StorageAccess;
@@ -74,6 +74,10 @@ pub struct ExecutorHandle {
 /// How long a drain waits for the outcomes of finished tasks to reach the
 /// scheduler.
 const DRAIN_DELIVERY_GRACE: Duration = Duration::from_secs(5);
+
+/// Longest a leaving executor spends deleting the data of finished jobs
+/// the scheduler handed over at deregistration.
+const LEAVING_CLEANUP_WAIT: Duration = Duration::from_secs(10);
 
 /// Executor calls that carry a plan; every other call (cancellations,
 /// Flight tickets) gets the control message limit.
@@ -223,7 +227,10 @@ impl ExecutorHandle {
         let deregistered = match scheduler_link::deregister(&mut self.scheduler, id.clone(), reason)
             .await
         {
-            Ok(()) => true,
+            Ok(remove_jobs) => {
+                self.remove_finished_jobs(&id, remove_jobs).await;
+                true
+            }
             Err(e) => {
                 tracing::warn!(
                     "executor {id}: deregistering failed ({e}); the scheduler will notice the heartbeats stop"
@@ -248,6 +255,37 @@ impl ExecutorHandle {
             running_at_start,
             cancelled,
             deregistered,
+        }
+    }
+
+    /// Deletes the data of finished jobs the scheduler handed over when
+    /// this executor deregistered (it would otherwise have sent them by
+    /// call, to a service about to stop), within [`LEAVING_CLEANUP_WAIT`].
+    async fn remove_finished_jobs(&self, id: &str, jobs: Vec<String>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let removals = jobs.iter().map(|job| async move {
+            let result = match JobId::parse(job) {
+                Ok(job_id) => self.runner.remove_job_data(&job_id).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!("executor {id}: deleting data of job {job} before leaving: {e}");
+            }
+        });
+        let all = futures::future::join_all(removals);
+        match tokio::time::timeout(LEAVING_CLEANUP_WAIT, all).await {
+            Ok(_) => tracing::info!(
+                "executor {id}: deleted the data of {} finished job(s) before leaving",
+                jobs.len()
+            ),
+            Err(_) => tracing::warn!(
+                "executor {id}: deleting the data of {} finished job(s) took longer than {}s; \
+                 leaving without waiting",
+                jobs.len(),
+                LEAVING_CLEANUP_WAIT.as_secs()
+            ),
         }
     }
 
@@ -513,6 +551,7 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
         status_rx,
         Arc::clone(&undelivered),
         Arc::clone(&runner),
+        Arc::clone(&session_key),
     ));
 
     let http = match http_listener {

@@ -24,6 +24,8 @@
 //! answer it gave (its statuses applied once).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -37,11 +39,9 @@ use crate::proto::{self, scheduler_grpc_client::SchedulerGrpcClient};
 /// First wait after a failure; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// Whether executors hold reports (see the module docs). Off: once, under
-/// the load of the full test suite, a job waited ~30 s (the held wait) for
-/// its first task with held reports on, which is not understood yet; the
-/// scheduler's side stays, tested, for when it is.
-pub const HOLD_REPORTS: bool = false;
+/// Whether executors hold reports (see the module docs). A switch for
+/// measuring without (the scheduler answers both kinds).
+pub const HOLD_REPORTS: bool = true;
 
 /// How long reports go by call after the scheduler refused the stream.
 const STREAM_RETRY: Duration = Duration::from_secs(60);
@@ -74,6 +74,30 @@ pub struct ReportChannel {
     hold_after: Option<Instant>,
     /// Whether reports are held ([`HOLD_REPORTS`]).
     holds: bool,
+    /// A call or a stream opening under way, kept while `answer` is
+    /// dropped.
+    in_flight: Option<InFlight>,
+}
+
+/// A call to the scheduler, boxed to be kept across awaits.
+type CallFuture<T> = Pin<Box<dyn Future<Output = Result<T, Status>> + Send>>;
+
+/// What [`ReportChannel::answer`] waits for besides the stream's next
+/// message.
+enum InFlight {
+    /// The report stream is being opened.
+    Opening(CallFuture<Option<OpenReportStream>>),
+    /// The oldest unanswered report goes by call.
+    Call(CallFuture<proto::UpdateTaskStatusResponse>),
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InFlight::Opening(_) => "Opening",
+            InFlight::Call(_) => "Call",
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -95,6 +119,7 @@ impl ReportChannel {
             backoff: FIRST_BACKOFF,
             hold_after: None,
             holds: HOLD_REPORTS,
+            in_flight: None,
         }
     }
 
@@ -102,15 +127,6 @@ impl ReportChannel {
     /// report stream.
     pub fn calls_only(&self) -> bool {
         self.calls_until.is_some_and(|until| Instant::now() < until)
-    }
-
-    /// Whether the answer awaited comes from a call or a stream being
-    /// opened. [`answer`](Self::answer) should then be awaited to the end
-    /// rather than dropped for new statuses (they wait in their queue):
-    /// dropped, the call is sent again from the start, and statuses that
-    /// come faster than a round trip would keep any answer from landing.
-    pub fn is_connecting(&self) -> bool {
-        !self.unanswered.is_empty() && (self.calls_only() || self.stream.is_none())
     }
 
     /// Reports sent and not answered yet.
@@ -188,16 +204,7 @@ impl ReportChannel {
                 tokio::time::sleep_until(at).await;
                 self.retry_at = None;
             }
-            let answer = if self.calls_only() {
-                let report = self.unanswered[0].clone();
-                self.client
-                    .update_task_status(report)
-                    .await
-                    .map(tonic::Response::into_inner)
-            } else {
-                self.stream_answer().await
-            };
-            match answer {
+            match self.next_answer().await {
                 Ok(answer) => {
                     self.backoff = FIRST_BACKOFF;
                     let report = self
@@ -229,51 +236,78 @@ impl ReportChannel {
         }
     }
 
-    /// The next answer on the stream, opening it (and sending the
-    /// unanswered reports on it) first if needed.
-    async fn stream_answer(&mut self) -> Result<proto::UpdateTaskStatusResponse, Status> {
-        if self.stream.is_none() {
-            let Some(stream) = self.open().await? else {
-                // No stream: the first report goes by call.
-                let report = self.unanswered[0].clone();
-                return Ok(self.client.update_task_status(report).await?.into_inner());
-            };
-            for report in &self.unanswered {
-                let _ = stream.reports.send(report.clone());
+    /// The answer to the oldest unanswered report: the next on the
+    /// stream, which is opened first (and every unanswered report sent on
+    /// it) if needed, or that of a call when the scheduler has no stream.
+    /// A call or an opening under way is kept in `in_flight` when this is
+    /// dropped and picked up by the next: otherwise each new status, which
+    /// interrupts the wait, would start it again, and a report stream
+    /// would never open while statuses come faster than it does.
+    async fn next_answer(&mut self) -> Result<proto::UpdateTaskStatusResponse, Status> {
+        loop {
+            let calls_only = self.calls_only();
+            match &mut self.in_flight {
+                Some(InFlight::Call(call)) => {
+                    let answer = call.await;
+                    self.in_flight = None;
+                    return answer;
+                }
+                Some(InFlight::Opening(opening)) => {
+                    let opened = opening.await;
+                    self.in_flight = None;
+                    match opened? {
+                        Some(stream) => {
+                            for report in &self.unanswered {
+                                let _ = stream.reports.send(report.clone());
+                            }
+                            self.stream = Some(stream);
+                        }
+                        None => {
+                            tracing::info!(
+                                "the scheduler has no report stream (an older version?): task \
+                                 statuses go by one call each for {}s",
+                                STREAM_RETRY.as_secs()
+                            );
+                            self.calls_until = Some(Instant::now() + STREAM_RETRY);
+                        }
+                    }
+                }
+                None if calls_only => {
+                    let mut client = self.client.clone();
+                    let report = self.unanswered[0].clone();
+                    self.in_flight = Some(InFlight::Call(Box::pin(async move {
+                        Ok(client.update_task_status(report).await?.into_inner())
+                    })));
+                }
+                None => match &mut self.stream {
+                    Some(stream) => {
+                        return stream.answers.message().await?.ok_or_else(|| {
+                            Status::unavailable("the scheduler ended the report stream")
+                        });
+                    }
+                    None => self.in_flight = Some(InFlight::Opening(self.open())),
+                },
             }
-            self.stream = Some(stream);
         }
-        let stream = self.stream.as_mut().expect("opened above");
-        stream
-            .answers
-            .message()
-            .await?
-            .ok_or_else(|| Status::unavailable("the scheduler ended the report stream"))
     }
 
     /// Opens the report stream; `None` when the scheduler has none.
-    async fn open(&mut self) -> Result<Option<OpenReportStream>, Status> {
-        let (reports, outgoing) = mpsc::unbounded_channel();
-        match self
-            .client
-            .report_task_statuses(UnboundedReceiverStream::new(outgoing))
-            .await
-        {
-            Ok(answers) => Ok(Some(OpenReportStream {
-                reports,
-                answers: answers.into_inner(),
-            })),
-            Err(status) if no_report_stream(&status) => {
-                tracing::info!(
-                    "the scheduler has no report stream (an older version?): task statuses go \
-                     by one call each for {}s",
-                    STREAM_RETRY.as_secs()
-                );
-                self.calls_until = Some(Instant::now() + STREAM_RETRY);
-                Ok(None)
+    fn open(&self) -> CallFuture<Option<OpenReportStream>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            let (reports, outgoing) = mpsc::unbounded_channel();
+            match client
+                .report_task_statuses(UnboundedReceiverStream::new(outgoing))
+                .await
+            {
+                Ok(answers) => Ok(Some(OpenReportStream {
+                    reports,
+                    answers: answers.into_inner(),
+                })),
+                Err(status) if no_report_stream(&status) => Ok(None),
+                Err(status) => Err(status),
             }
-            Err(status) => Err(status),
-        }
+        })
     }
 }
 
@@ -308,9 +342,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_opening_interrupted_by_new_statuses_goes_on_where_it_was() {
+        // A scheduler that takes the connection and never answers: the
+        // stream stays opening.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let endpoint = tonic::transport::Endpoint::from_shared(url).unwrap();
+        let mut channel = ReportChannel::new(SchedulerGrpcClient::new(
+            crate::auth::CallCredentials::None.wrap(endpoint.connect_lazy()),
+        ));
+        channel.send(proto::UpdateTaskStatusRequest {
+            report_seq: 1,
+            hold: true,
+            ..Default::default()
+        });
+        // The reporter drops the wait for each new status (as a held
+        // report's answer may take long); the opening must survive that,
+        // or it starts again each time and, with statuses coming faster
+        // than it completes, never ends, and with it neither does the wait
+        // for a held answer that the statuses were to cut short.
+        for _ in 0..3 {
+            let waited = tokio::time::timeout(Duration::from_millis(100), channel.answer()).await;
+            assert!(waited.is_err(), "nobody answers");
+            assert!(
+                matches!(channel.in_flight, Some(InFlight::Opening(_))),
+                "{:?}",
+                channel.in_flight
+            );
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(channel.unanswered(), 1);
+    }
+
+    #[tokio::test]
     async fn reports_are_held_while_slots_are_free_and_at_most_one_goes_behind_a_held_one() {
-        // Held reports off (as executors run now): one report at a time.
+        // Held reports off: one report at a time.
         let mut channel = channel();
+        channel.holds = false;
         assert_eq!(channel.report_due(true, true, true), Some(false));
         assert_eq!(channel.report_due(false, true, true), None);
         sent(&mut channel, false);

@@ -181,7 +181,14 @@ pub(crate) async fn status_reporter(
     mut statuses: mpsc::UnboundedReceiver<proto::TaskStatus>,
     undelivered: Arc<AtomicUsize>,
     runner: Arc<TaskRunner>,
+    session_key: SessionKeySlot,
 ) {
+    // Nothing is reported before the first registration: the scheduler
+    // would refuse a report not signed with the session key (and no task
+    // can have run yet).
+    while session_key.read().is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut channel = ReportChannel::new(client);
     let mut report_seq = 0u64;
     let mut batch = Vec::new();
@@ -206,9 +213,8 @@ pub(crate) async fn status_reporter(
             return;
         }
         let pause_ends = channel.hold_pause_ends();
-        let connecting = channel.is_connecting();
         tokio::select! {
-            status = statuses.recv(), if open && !connecting => match status {
+            status = statuses.recv(), if open => match status {
                 Some(status) => {
                     batch.push(status);
                     while let Ok(more) = statuses.try_recv() {
@@ -240,18 +246,19 @@ pub(crate) async fn status_reporter(
 }
 
 /// Tells the scheduler this executor leaves, so that it is forgotten now
-/// rather than after the heartbeat timeout.
+/// rather than after the heartbeat timeout. Returns the jobs whose data it
+/// should delete before it goes.
 pub(crate) async fn deregister(
     client: &mut SchedulerGrpcClient<AuthChannel>,
     executor_id: String,
     reason: String,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Vec<String>, String> {
     let request = proto::DeregisterExecutorRequest {
         executor_id,
         reason,
     };
     match tokio::time::timeout(Duration::from_secs(5), client.deregister_executor(request)).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(response)) => Ok(response.into_inner().remove_jobs),
         Ok(Err(status)) => Err(describe(&status)),
         Err(_) => Err("no answer within 5s".into()),
     }

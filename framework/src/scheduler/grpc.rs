@@ -509,10 +509,12 @@ impl SchedulerGrpc for SchedulerService {
                 crate::util::loggable(request.reason.trim())
             )
         };
-        let effects = self.inner.state.lock().executor_left(&executor_id, &reason);
+        let (effects, remove_jobs) = self.inner.state.lock().executor_left(&executor_id, &reason);
         self.executor_keys.write().remove(executor_id.as_str());
         self.inner.apply(effects);
         self.inner.admit_queued();
-        Ok(Response::new(proto::DeregisterExecutorResponse {}))
+        Ok(Response::new(proto::DeregisterExecutorResponse {
+            remove_jobs: remove_jobs.iter().map(ToString::to_string).collect(),
+        }))
     }
 }

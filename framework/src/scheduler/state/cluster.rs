@@ -104,19 +104,46 @@ impl SchedulerState {
 
     /// Forgets an executor; its running tasks fail as lost (and are retried).
     pub fn executor_lost(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
-        self.forget_executor(executor_id, reason, true)
+        let Some(client) = self.executors.get(executor_id).map(|e| e.client.clone()) else {
+            return Effects::default();
+        };
+        let (mut effects, queued_removals) = self.forget_executor(executor_id, reason, true);
+        // Data it wrote to storage it does not own outlives it: should it
+        // still answer, it deletes that.
+        effects
+            .cleanups
+            .extend(queued_removals.into_iter().map(|job_id| Cleanup {
+                executor_id: executor_id.clone(),
+                client: client.clone(),
+                job_id,
+                cancel: false,
+                remove_data: true,
+                stages: Vec::new(),
+            }));
+        effects
     }
 
     /// Forgets an executor that left on purpose (it drained and
     /// deregistered): like [`executor_lost`](Self::executor_lost), but not
-    /// counted as a loss.
-    pub fn executor_left(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
+    /// counted as a loss. Also returns the finished jobs whose data it was
+    /// still to delete: it deletes it before it goes, since a call sent
+    /// after it would find its service stopped.
+    pub fn executor_left(
+        &mut self,
+        executor_id: &ExecutorId,
+        reason: &str,
+    ) -> (Effects, Vec<JobId>) {
         self.forget_executor(executor_id, reason, false)
     }
 
-    fn forget_executor(&mut self, executor_id: &ExecutorId, reason: &str, lost: bool) -> Effects {
+    fn forget_executor(
+        &mut self,
+        executor_id: &ExecutorId,
+        reason: &str,
+        lost: bool,
+    ) -> (Effects, Vec<JobId>) {
         let Some(entry) = self.executors.remove(executor_id) else {
-            return Effects::default();
+            return (Effects::default(), Vec::new());
         };
         let queued_removals = self.forget_answers(executor_id);
         if lost {
@@ -135,16 +162,6 @@ impl SchedulerState {
             self.no_executors_since = Some(Instant::now());
         }
         let mut effects = Effects::default();
-        effects
-            .cleanups
-            .extend(queued_removals.into_iter().map(|job_id| Cleanup {
-                executor_id: executor_id.clone(),
-                client: entry.client.clone(),
-                job_id,
-                cancel: false,
-                remove_data: true,
-                stages: Vec::new(),
-            }));
         for (job_id, stage_id, partition, attempt) in entry.running {
             let error = BallistaError::ExecutorLost {
                 executor_id: executor_id.to_string(),
@@ -180,7 +197,7 @@ impl SchedulerState {
         }
         self.publish_changed();
         effects.merge(self.schedule());
-        effects
+        (effects, queued_removals)
     }
 
     fn running_jobs(&self) -> Vec<JobId> {

@@ -370,13 +370,22 @@ async fn cleanups_wait_for_an_answer_and_a_removal_covers_stage_releases() {
     );
     assert!(state.overdue_cleanups().is_empty(), "sent once");
 
-    // An executor that goes away hands over the removals queued for it.
+    // An executor that leaves is handed the removals queued for it, to
+    // apply before it goes: none is sent by call to its stopping service.
     let _ = state.defer_cleanups(vec![
         cleanup(&state, &e1, &job, &[]),
         cleanup(&state, &e1, &other, &[2]),
     ]);
-    let left = state.executor_left(&e1, "it drained");
-    let sent: Vec<(String, JobId, Vec<StageId>)> = left
+    let (left, handed_over) = state.executor_left(&e1, "it drained");
+    assert!(left.cleanups.is_empty(), "{:?}", left.cleanups);
+    assert_eq!(handed_over, vec![job.clone()]);
+
+    // One that is lost gets them by call, should it still answer.
+    let _ = register(&mut state, "e1", 1, 100);
+    let _report = new_report(&mut state, &e1, 1);
+    let _ = state.defer_cleanups(vec![cleanup(&state, &e1, &job, &[])]);
+    let lost = state.executor_lost(&e1, "heartbeats stopped");
+    let sent: Vec<(String, JobId, Vec<StageId>)> = lost
         .cleanups
         .iter()
         .map(|c| {
