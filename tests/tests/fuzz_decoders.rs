@@ -456,6 +456,7 @@ impl Cluster {
             let request = proto::DeregisterExecutorRequest {
                 executor_id: executor_id.clone(),
                 reason: "fuzz clean-up".into(),
+                takes_removals: false,
             };
             tokio::time::timeout(CALL_TIMEOUT, scheduler.deregister_executor(request))
                 .await
@@ -1065,6 +1066,7 @@ fn heart_beat_target(fixtures: &NetworkFixtures) -> NetworkTarget {
 
 fn deregister_executor_target() -> NetworkTarget {
     let leave = |executor_id: &str, reason: &str| proto::DeregisterExecutorRequest {
+        takes_removals: false,
         executor_id: executor_id.into(),
         reason: reason.into(),
     };

@@ -276,6 +276,7 @@ async fn jobs_executors_and_history_are_capped_naming_the_limit() {
     raw.deregister_executor(proto::DeregisterExecutorRequest {
         executor_id: "fake-1".into(),
         reason: "test over".into(),
+        takes_removals: false,
     })
     .await
     .unwrap();

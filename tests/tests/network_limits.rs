@@ -382,6 +382,7 @@ async fn ids_and_hosts_from_the_network_are_checked_and_logged_safely() {
         .deregister_executor(proto::DeregisterExecutorRequest {
             executor_id: "fake-1".into(),
             reason: format!("bye\nforged line{}", "r".repeat(100_000)),
+            takes_removals: false,
         })
         .await
         .expect("deregistered");

@@ -246,6 +246,7 @@ async fn a_report_stream_answers_in_order_with_limits_per_message_and_refuses_wr
         .deregister_executor(proto::DeregisterExecutorRequest {
             executor_id: FAKE.into(),
             reason: "its tasks go elsewhere".into(),
+            takes_removals: false,
         })
         .await
         .expect("deregistered");

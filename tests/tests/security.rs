@@ -119,6 +119,7 @@ async fn every_call_of_every_process_needs_valid_credentials() {
             s.deregister_executor(proto::DeregisterExecutorRequest {
                 executor_id: executor_id.clone(),
                 reason: "forged".into(),
+                takes_removals: false,
             })
             .await
             .unwrap_err(),

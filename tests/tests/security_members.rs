@@ -135,6 +135,7 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
         .deregister_executor(proto::DeregisterExecutorRequest {
             executor_id: real.clone(),
             reason: "forged".into(),
+            takes_removals: false,
         })
         .await
         .unwrap_err();
@@ -254,6 +255,7 @@ async fn a_rogue_member_cannot_take_over_or_speak_for_another_executor() {
         .deregister_executor(proto::DeregisterExecutorRequest {
             executor_id: "rogue".into(),
             reason: "removed by the operator".into(),
+            takes_removals: false,
         })
         .await
         .expect("an admin deregisters an executor");

@@ -202,8 +202,10 @@ impl SimulatedFleet {
             }
         }));
 
-        // Statuses go back on the executor's own credentials, batched like
-        // a real executor's reporter.
+        register_all(&shared, &channels, cluster_key, control_addr, options.slots).await?;
+
+        // Statuses go back on the executor's own credentials (once it has
+        // them: registered), batched like a real executor's reporter.
         for (i, (executor, rx)) in receivers.into_iter().enumerate() {
             let client = executor.client(&channels[i % channels.len()], cluster_key);
             tasks.push(tokio::spawn(report_statuses(
@@ -213,8 +215,6 @@ impl SimulatedFleet {
                 rx,
             )));
         }
-
-        register_all(&shared, &channels, cluster_key, control_addr, options.slots).await?;
 
         let heartbeat = tokio::spawn(heartbeats(
             Arc::clone(&shared),

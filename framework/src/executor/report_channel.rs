@@ -280,6 +280,8 @@ impl ReportChannel {
                     })));
                 }
                 None => match &mut self.stream {
+                    // `Streaming::message` keeps its decoding state in the
+                    // stream: dropped, it loses nothing.
                     Some(stream) => {
                         return stream.answers.message().await?.ok_or_else(|| {
                             Status::unavailable("the scheduler ended the report stream")

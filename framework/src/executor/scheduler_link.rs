@@ -256,6 +256,7 @@ pub(crate) async fn deregister(
     let request = proto::DeregisterExecutorRequest {
         executor_id,
         reason,
+        takes_removals: true,
     };
     match tokio::time::timeout(Duration::from_secs(5), client.deregister_executor(request)).await {
         Ok(Ok(response)) => Ok(response.into_inner().remove_jobs),

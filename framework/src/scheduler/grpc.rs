@@ -498,9 +498,12 @@ impl SchedulerGrpc for SchedulerService {
         let request = request.into_inner();
         let executor_id = parse_executor_id(&request.executor_id)?;
         // An operator (admin) may remove an executor too.
+        let by_itself = executor_caller(&caller, &executor_id, "deregister");
         if !matches!(&caller, Caller::Client(identity) if identity.admin) {
-            executor_caller(&caller, &executor_id, "deregister")?;
+            by_itself.clone()?;
         }
+        // Only the executor itself deletes its data on the way out.
+        let hand_over = by_itself.is_ok() && request.takes_removals;
         let reason = if request.reason.trim().is_empty() {
             "it deregistered".to_string()
         } else {
@@ -509,7 +512,11 @@ impl SchedulerGrpc for SchedulerService {
                 crate::util::loggable(request.reason.trim())
             )
         };
-        let (effects, remove_jobs) = self.inner.state.lock().executor_left(&executor_id, &reason);
+        let (effects, remove_jobs) =
+            self.inner
+                .state
+                .lock()
+                .executor_left(&executor_id, &reason, hand_over);
         self.executor_keys.write().remove(executor_id.as_str());
         self.inner.apply(effects);
         self.inner.admit_queued();

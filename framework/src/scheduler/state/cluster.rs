@@ -104,36 +104,22 @@ impl SchedulerState {
 
     /// Forgets an executor; its running tasks fail as lost (and are retried).
     pub fn executor_lost(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
-        let Some(client) = self.executors.get(executor_id).map(|e| e.client.clone()) else {
-            return Effects::default();
-        };
-        let (mut effects, queued_removals) = self.forget_executor(executor_id, reason, true);
-        // Data it wrote to storage it does not own outlives it: should it
-        // still answer, it deletes that.
-        effects
-            .cleanups
-            .extend(queued_removals.into_iter().map(|job_id| Cleanup {
-                executor_id: executor_id.clone(),
-                client: client.clone(),
-                job_id,
-                cancel: false,
-                remove_data: true,
-                stages: Vec::new(),
-            }));
-        effects
+        self.forget_executor(executor_id, reason, true, false).0
     }
 
     /// Forgets an executor that left on purpose (it drained and
     /// deregistered): like [`executor_lost`](Self::executor_lost), but not
-    /// counted as a loss. Also returns the finished jobs whose data it was
-    /// still to delete: it deletes it before it goes, since a call sent
-    /// after it would find its service stopped.
+    /// counted as a loss. With `hand_over` (the executor itself leaves and
+    /// deletes what it is told to before it goes) the finished jobs whose
+    /// data it was still to delete are returned for it, since a call sent
+    /// after it would find its service stopped; otherwise they go by call.
     pub fn executor_left(
         &mut self,
         executor_id: &ExecutorId,
         reason: &str,
+        hand_over: bool,
     ) -> (Effects, Vec<JobId>) {
-        self.forget_executor(executor_id, reason, false)
+        self.forget_executor(executor_id, reason, false, hand_over)
     }
 
     fn forget_executor(
@@ -141,6 +127,7 @@ impl SchedulerState {
         executor_id: &ExecutorId,
         reason: &str,
         lost: bool,
+        hand_over: bool,
     ) -> (Effects, Vec<JobId>) {
         let Some(entry) = self.executors.remove(executor_id) else {
             return (Effects::default(), Vec::new());
@@ -162,6 +149,23 @@ impl SchedulerState {
             self.no_executors_since = Some(Instant::now());
         }
         let mut effects = Effects::default();
+        let handed_over = if hand_over {
+            queued_removals
+        } else {
+            // Data it wrote to storage it does not own outlives it: should
+            // it still answer, it deletes that.
+            effects
+                .cleanups
+                .extend(queued_removals.into_iter().map(|job_id| Cleanup {
+                    executor_id: executor_id.clone(),
+                    client: entry.client.clone(),
+                    job_id,
+                    cancel: false,
+                    remove_data: true,
+                    stages: Vec::new(),
+                }));
+            Vec::new()
+        };
         for (job_id, stage_id, partition, attempt) in entry.running {
             let error = BallistaError::ExecutorLost {
                 executor_id: executor_id.to_string(),
@@ -197,7 +201,7 @@ impl SchedulerState {
         }
         self.publish_changed();
         effects.merge(self.schedule());
-        (effects, queued_removals)
+        (effects, handed_over)
     }
 
     fn running_jobs(&self) -> Vec<JobId> {

@@ -376,27 +376,36 @@ async fn cleanups_wait_for_an_answer_and_a_removal_covers_stage_releases() {
         cleanup(&state, &e1, &job, &[]),
         cleanup(&state, &e1, &other, &[2]),
     ]);
-    let (left, handed_over) = state.executor_left(&e1, "it drained");
+    let (left, handed_over) = state.executor_left(&e1, "it drained", true);
     assert!(left.cleanups.is_empty(), "{:?}", left.cleanups);
     assert_eq!(handed_over, vec![job.clone()]);
 
-    // One that is lost gets them by call, should it still answer.
+    // One that is lost, or removed by an operator (it may well still run),
+    // gets them by call.
+    let sent = |effects: &Effects| -> Vec<(String, JobId, Vec<StageId>)> {
+        effects
+            .cleanups
+            .iter()
+            .map(|c| {
+                (
+                    c.executor_id.to_string(),
+                    c.job_id.clone(),
+                    c.stages.clone(),
+                )
+            })
+            .collect()
+    };
     let _ = register(&mut state, "e1", 1, 100);
     let _report = new_report(&mut state, &e1, 1);
     let _ = state.defer_cleanups(vec![cleanup(&state, &e1, &job, &[])]);
     let lost = state.executor_lost(&e1, "heartbeats stopped");
-    let sent: Vec<(String, JobId, Vec<StageId>)> = lost
-        .cleanups
-        .iter()
-        .map(|c| {
-            (
-                c.executor_id.to_string(),
-                c.job_id.clone(),
-                c.stages.clone(),
-            )
-        })
-        .collect();
-    assert_eq!(sent, vec![("e1".into(), job, vec![])]);
+    assert_eq!(sent(&lost), vec![("e1".into(), job.clone(), vec![])]);
+    let _ = register(&mut state, "e1", 1, 100);
+    let _report = new_report(&mut state, &e1, 1);
+    let _ = state.defer_cleanups(vec![cleanup(&state, &e1, &job, &[])]);
+    let (removed, handed_over) = state.executor_left(&e1, "removed by an operator", false);
+    assert!(handed_over.is_empty());
+    assert_eq!(sent(&removed), vec![("e1".into(), job, vec![])]);
 }
 
 #[tokio::test]
