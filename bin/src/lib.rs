@@ -2,6 +2,7 @@
 //! `ballista-executor`, `ballista`): logging, the SQL shell, output formats
 //! and the benchmarks (TPC-H, the scheduler at scale).
 
+pub mod cli;
 pub mod job_command;
 pub mod logging;
 pub mod output;

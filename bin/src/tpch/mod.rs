@@ -2,6 +2,7 @@
 //! benchmark runner behind `ballista tpch`.
 
 pub mod bench;
+pub mod command;
 pub mod compare;
 pub mod datagen;
 pub mod processes;
