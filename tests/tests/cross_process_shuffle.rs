@@ -3,13 +3,14 @@
 //! executor over Arrow Flight. Tables are declared in the scheduler's TOML
 //! and the query is sent as SQL text, as a thin client would.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ballista::client::{SchedulerClient, SessionContextExt};
 use ballista::proto::{self, JobState};
 use ballista_tests::cluster::TestCluster;
 use ballista_tests::compare;
 use ballista_tests::data::tpch_data;
+use ballista_tests::session::{TrackedSession, expected};
 use datafusion::prelude::SessionContext;
 
 const QUERY: &str = "SELECT o_orderpriority, count(*) AS line_count, sum(l_quantity) AS qty \
@@ -37,8 +38,12 @@ async fn shuffle_partitions_are_read_across_executors_over_flight() {
 
     let request = proto::ExecuteQueryRequest {
         query: Some(proto::execute_query_request::Query::Sql(QUERY.into())),
-        // Enough partitions that every stage has tasks for both executors.
-        settings: proto::key_values([("datafusion.execution.target_partitions", "4")]),
+        // Enough partitions that every stage has tasks for both executors,
+        // and as many as planned whatever their input's size.
+        settings: proto::key_values([
+            ("datafusion.execution.target_partitions", "4"),
+            ("ballista.task_input_bytes", "0"),
+        ]),
         ..Default::default()
     };
     let mut updates = scheduler.execute(request).await.unwrap();
@@ -151,4 +156,61 @@ async fn scheduler_planned_count_over_a_table_function_runs() {
             .sum();
         assert_eq!(rows, 1, "{sql}");
     }
+}
+
+/// A stage whose shuffled input turns out small runs as fewer tasks than
+/// planned (`ballista.task_input_bytes`, on by default), with DataFusion's
+/// answer; `0` keeps every planned task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_over_small_inputs_run_as_fewer_tasks_with_the_same_answer() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let cluster = TestCluster::start(2, 2, None).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let want = expected(&data, QUERY).await;
+    let mut tasks_per_stage = Vec::new();
+    for input_bytes in [Some("0"), None] {
+        let mut settings = vec![("datafusion.execution.target_partitions", "4")];
+        settings.extend(input_bytes.map(|bytes| ("ballista.task_input_bytes", bytes)));
+        let session = TrackedSession::new(&cluster.scheduler_url, &data, &settings).await;
+        let (rows, job) = session.run(QUERY).await;
+        let rows = rows.unwrap_or_else(|e| panic!("task_input_bytes {input_bytes:?}: {e}"));
+        compare::compare(&want, &rows)
+            .unwrap_or_else(|e| panic!("task_input_bytes {input_bytes:?}: {e}"));
+        let status = scheduler.job_status(&job).await.unwrap();
+        let tasks: BTreeMap<u32, usize> = status
+            .stages
+            .iter()
+            .map(|stage| (stage.stage_id, stage.tasks.len()))
+            .collect();
+        tasks_per_stage.push(tasks);
+    }
+    let (planned, adaptive) = (&tasks_per_stage[0], &tasks_per_stage[1]);
+    eprintln!("tasks per stage: planned {planned:?}, by default {adaptive:?}");
+    assert_eq!(
+        planned.keys().collect::<Vec<_>>(),
+        adaptive.keys().collect::<Vec<_>>(),
+        "the same stages"
+    );
+    assert!(
+        planned.values().any(|&tasks| tasks == 4),
+        "some stage runs its 4 planned tasks with 0: {planned:?}"
+    );
+    assert!(
+        adaptive
+            .iter()
+            .all(|(stage, tasks)| *tasks <= planned[stage]),
+        "never more tasks than planned: {planned:?} vs {adaptive:?}"
+    );
+    // The aggregate of five priorities reads a few hundred bytes: one task.
+    let coalesced: Vec<u32> = adaptive
+        .iter()
+        .filter(|(stage, tasks)| **tasks == 1 && planned[*stage] == 4)
+        .map(|(stage, _)| *stage)
+        .collect();
+    assert!(
+        !coalesced.is_empty(),
+        "no stage of 4 planned tasks ran as one: {planned:?} vs {adaptive:?}"
+    );
 }

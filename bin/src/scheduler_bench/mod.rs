@@ -246,10 +246,18 @@ async fn run_job_once(client: &SchedulerClient, partitions: usize) -> Result<(Jo
         query: Some(proto::execute_query_request::Query::Sql(format!(
             "SELECT k, count(*) AS n, sum(v) AS total FROM {TABLE} GROUP BY k"
         ))),
-        settings: proto::key_values([(
-            "datafusion.execution.target_partitions".to_string(),
-            partitions.to_string(),
-        )]),
+        // Every planned task runs: the simulated outputs are a few bytes,
+        // which would make the consumer stage one task.
+        settings: proto::key_values([
+            (
+                "datafusion.execution.target_partitions".to_string(),
+                partitions.to_string(),
+            ),
+            (
+                ballista::config::TASK_INPUT_BYTES_KEY.to_string(),
+                "0".to_string(),
+            ),
+        ]),
         query_text: "scheduler-bench".into(),
         ..Default::default()
     };

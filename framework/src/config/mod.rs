@@ -39,10 +39,11 @@ pub(crate) use secret::scrub_values;
 pub use secret::{REDACTED, Secret, is_secret_key};
 pub use server_limits::ServerLimits;
 pub use session::{
-    BallistaSessionOptions, JOB_TIMEOUT_KEY, MEMORY_QUOTA_KEY, POOL_KEY, PRIORITY_KEY,
-    SPILL_TO_DISK_KEY, TENANT_KEY, distributed_session_defaults, distributed_session_overrides,
-    memory_quota_of, new_session_config, pool_of, priority_of, session_config_from_settings,
-    settings_from_session_config, tenant_of, validate_ballista_settings,
+    BallistaSessionOptions, DEFAULT_TASK_INPUT_BYTES, JOB_TIMEOUT_KEY, MEMORY_QUOTA_KEY, POOL_KEY,
+    PRIORITY_KEY, SPILL_TO_DISK_KEY, TASK_INPUT_BYTES_KEY, TENANT_KEY,
+    distributed_session_defaults, distributed_session_overrides, memory_quota_of,
+    new_session_config, pool_of, priority_of, session_config_from_settings,
+    settings_from_session_config, task_input_bytes_of, tenant_of, validate_ballista_settings,
 };
 pub use settings::{
     BallistaSettings, CatalogSettings, ClientSettings, ClusterSettings, DEFAULT_EXECUTOR_HTTP_PORT,

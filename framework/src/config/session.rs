@@ -41,7 +41,31 @@ extensions_options! {
         /// scheduler's `job_timeout_secs` only). It can only shorten the
         /// scheduler's limit.
         pub job_timeout_secs: u64, default = 0
+        /// Adaptive task counts: once the stages a stage reads by hash
+        /// have run, it runs as few tasks as give each about this much of
+        /// their output, e.g. `8MiB` (a stage over a small input runs as
+        /// one task), never more than planned. `0` keeps every stage's
+        /// planned count.
+        pub task_input_bytes: String, default = DEFAULT_TASK_INPUT_BYTES.to_string()
     }
+}
+
+/// Default of [`BallistaSessionOptions::task_input_bytes`].
+pub const DEFAULT_TASK_INPUT_BYTES: &str = "8MiB";
+/// Session key of [`BallistaSessionOptions::task_input_bytes`].
+pub const TASK_INPUT_BYTES_KEY: &str = "ballista.task_input_bytes";
+
+/// The input a task of a stage reading shuffled data should get, in bytes,
+/// from a job's settings (0: stages keep their planned task count).
+pub fn task_input_bytes_of(settings: &HashMap<String, String>) -> Result<u64> {
+    let text = set_value(settings, TASK_INPUT_BYTES_KEY).unwrap_or(DEFAULT_TASK_INPUT_BYTES);
+    text.parse::<ByteSize>()
+        .map(|size| size.bytes())
+        .map_err(|e| {
+            BallistaError::InvalidInput(format!(
+                "invalid session setting {TASK_INPUT_BYTES_KEY}: {e}"
+            ))
+        })
 }
 
 /// Session key of [`BallistaSessionOptions::job_timeout_secs`].
@@ -112,6 +136,7 @@ pub fn memory_quota_of(settings: &HashMap<String, String>) -> Result<Option<Byte
 pub fn validate_ballista_settings(settings: &HashMap<String, String>) -> Result<()> {
     memory_quota_of(settings)?;
     priority_of(settings)?;
+    task_input_bytes_of(settings)?;
     if let Some(rules) = settings.get(crate::executor::failure_injection::INJECT_FAILURES_KEY) {
         crate::executor::failure_injection::parse_failure_rules(rules)?;
     }

@@ -49,6 +49,7 @@ pub(crate) use leaf_node_methods;
 mod amend;
 mod arrow_sink;
 mod cancellation;
+mod coalesce;
 mod codec;
 mod collected_joins;
 mod compact;
@@ -70,6 +71,7 @@ mod wire_types;
 
 pub use arrow_sink::{ArrowSinkSpec, ArrowWriteFormat, ArrowWriteFormatFactory};
 pub use cancellation::{CancelFlag, CancellableExec, with_cancellation};
+pub use coalesce::{PartitionGroups, may_coalesce};
 pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_plan};
 pub use collected_joins::distribute_collected_joins;
 pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};

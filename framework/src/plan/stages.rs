@@ -88,6 +88,11 @@ pub struct DistributedPlan {
     pub stages: Vec<StagePlan>,
     /// The stage whose output is the query result.
     pub final_stage: StageId,
+    /// Shuffled input each task of a stage should get: a stage whose input
+    /// turns out smaller runs as fewer tasks
+    /// ([`PartitionGroups`](super::PartitionGroups)); 0 keeps the planned
+    /// counts.
+    pub task_input_bytes: u64,
 }
 
 impl DistributedPlan {
@@ -162,6 +167,7 @@ pub fn split_into_stages(job_id: &JobId, plan: Arc<dyn ExecutionPlan>) -> Result
     Ok(DistributedPlan {
         stages: splitter.stages,
         final_stage,
+        task_input_bytes: 0,
     })
 }
 

@@ -41,7 +41,7 @@ use crate::proto;
 
 /// Operators whose partition `p` reads exactly partition `p` of each input
 /// (or, for a join's collected side, an input of one partition).
-const PARTITION_PRESERVING: &[&str] = &[
+pub(super) const PARTITION_PRESERVING: &[&str] = &[
     "ShuffleWriterExec",
     "ShuffleReaderExec",
     "ProjectionExec",

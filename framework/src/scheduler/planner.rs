@@ -29,7 +29,7 @@ use crate::catalog::{
 use crate::config::{
     BallistaConfig, CatalogSettings, SchedulerSettings, TableDefinition, check_client_settings,
     distributed_session_defaults, distributed_session_overrides, session_config_from_settings,
-    validate_ballista_settings,
+    task_input_bytes_of, validate_ballista_settings,
 };
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
@@ -452,7 +452,8 @@ impl JobPlanner {
             .await?;
         check_table_locations(&logical, &state).await?;
         record_window_filters(&logical, &physical, state.execution_props())?;
-        let plan = split_into_stages(job_id, physical)?;
+        let mut plan = split_into_stages(job_id, physical)?;
+        plan.task_input_bytes = task_input_bytes_of(settings)?;
         self.check_task_count(&plan)?;
         check_stages_travel(&plan, &state)?;
         Ok(plan)

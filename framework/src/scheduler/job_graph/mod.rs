@@ -8,7 +8,10 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId, StageId};
-use crate::plan::{DistributedPlan, ShuffleWriterExec, encode_stage_plan, resolve_shuffle_reads};
+use crate::plan::{
+    DistributedPlan, PartitionGroups, ShuffleWriterExec, encode_stage_plan, may_coalesce,
+    resolve_shuffle_reads,
+};
 use crate::plugin::scheduling::PendingTask;
 use crate::plugin::shuffle::ShuffleLocation;
 use crate::proto;
@@ -111,6 +114,12 @@ pub struct Stage {
     /// Its operators' metrics summed over its committed tasks (a task run
     /// again after its output was lost counts again: it did the work).
     pub operator_totals: Vec<proto::OperatorMetrics>,
+    /// Whether its task count is still to be decided from its input's
+    /// size, when it first becomes runnable ([`may_coalesce`]).
+    undecided_count: bool,
+    /// How its tasks group the planned partitions, when it runs as fewer
+    /// tasks than planned (kept for every later resolution of its reads).
+    pub groups: Option<PartitionGroups>,
 }
 
 /// A runnable stage's plan, as its tasks are sent it.
@@ -131,6 +140,55 @@ impl Stage {
             TaskState::Pending { attempt }
         } else {
             TaskState::Waiting { attempt }
+        }
+    }
+
+    /// Sets its task count to `tasks`, before any task ran.
+    fn set_task_count(&mut self, tasks: usize) {
+        self.tasks = vec![TaskState::Waiting { attempt: 0 }; tasks];
+        self.failures = vec![0; tasks];
+        self.fetch_failures = vec![0; tasks];
+        self.attempt_failures = vec![Vec::new(); tasks];
+        self.recomputed = vec![0; tasks];
+    }
+
+    /// `resolved` (its plan with the reads resolved) as its tasks run it:
+    /// regrouped when its input is small. The count is decided the first
+    /// time only, when no task has run yet; later resolutions (after lost
+    /// output) keep it.
+    fn regroup(
+        &mut self,
+        job_id: &JobId,
+        resolved: Arc<dyn ExecutionPlan>,
+        task_input_bytes: u64,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if std::mem::take(&mut self.undecided_count)
+            && let Some(groups) =
+                PartitionGroups::by_size(&resolved, self.tasks.len(), task_input_bytes)
+        {
+            // A plan that cannot be regrouped runs as planned.
+            match groups.apply(Arc::clone(&resolved)) {
+                Ok(regrouped) => {
+                    tracing::debug!(
+                        "job {job_id}: stage {} runs as {} task(s) instead of {}: its input is small",
+                        self.id,
+                        groups.task_count(),
+                        groups.planned()
+                    );
+                    self.set_task_count(groups.task_count());
+                    self.groups = Some(groups);
+                    return Ok(regrouped);
+                }
+                Err(e) => tracing::warn!(
+                    "job {job_id}: stage {} runs its {} planned tasks: {e}",
+                    self.id,
+                    self.tasks.len()
+                ),
+            }
+        }
+        match &self.groups {
+            Some(groups) => groups.apply(resolved),
+            None => Ok(resolved),
         }
     }
 
@@ -163,6 +221,8 @@ pub struct JobGraph {
     stages: BTreeMap<StageId, Stage>,
     final_stage: StageId,
     max_attempts: u32,
+    /// See [`DistributedPlan::task_input_bytes`].
+    task_input_bytes: u64,
     failure: Option<BallistaError>,
     /// Stages whose output was reported as no longer read
     /// ([`take_unread_outputs`](Self::take_unread_outputs)).
@@ -180,12 +240,16 @@ impl JobGraph {
                 consumers.entry(*input).or_default().push(stage.stage_id);
             }
         }
+        let task_input_bytes = plan.task_input_bytes;
         let stages = plan
             .stages
             .into_iter()
             .map(|s| {
                 let partitions = s.plan.input_partition_count();
+                let unresolved: Arc<dyn ExecutionPlan> = s.plan.clone();
                 let stage = Stage {
+                    undecided_count: task_input_bytes > 0 && may_coalesce(&unresolved, partitions),
+                    groups: None,
                     id: s.stage_id,
                     consumers: consumers.remove(&s.stage_id).unwrap_or_default(),
                     inputs: s.inputs,
@@ -206,6 +270,7 @@ impl JobGraph {
             stages,
             final_stage: plan.final_stage,
             max_attempts: max_attempts.max(1),
+            task_input_bytes,
             failure: None,
             unread_reported: HashSet::new(),
             stage_completed: false,
@@ -263,9 +328,11 @@ impl JobGraph {
         while let Some(id) = queue.pop() {
             let job_id = self.job_id.clone();
             let outputs = self.completed_outputs();
+            let task_input_bytes = self.task_input_bytes;
             let stage = self.stage_mut(id)?;
             let plan: Arc<dyn ExecutionPlan> = stage.plan.clone();
             let resolved = resolve_shuffle_reads(plan, &outputs)?;
+            let resolved = stage.regroup(&job_id, resolved, task_input_bytes)?;
             // A plan that cannot be prepared per task is sent whole: the
             // tasks read the same, only the launches are larger.
             let per_task = match crate::plan::PerTaskPlans::prepare(&resolved, stage.tasks.len()) {
@@ -300,128 +367,6 @@ impl JobGraph {
                     .get(c)
                     .is_some_and(|consumer| !consumer.is_complete())
             })
-    }
-
-    /// Committed outputs of `executor` are gone (the executor was lost): the
-    /// map tasks that wrote them to its own storage run again where their
-    /// output is still needed. Durable outputs (object storage) are kept.
-    /// Returns how many tasks will run again.
-    pub fn executor_outputs_lost(&mut self, executor: &ExecutorId) -> usize {
-        if self.failure.is_some() {
-            return 0;
-        }
-        let mut total = 0;
-        // Re-running a stage makes it incomplete, which can make the output
-        // of its own inputs needed again: repeat until nothing changes. A
-        // stage whose output executors were told to free is needed again
-        // that way too, and runs again everywhere at once (rather than
-        // failing one fetch per executor that held it).
-        loop {
-            let needed: Vec<StageId> = self
-                .stages
-                .values()
-                .filter(|s| self.output_needed(s))
-                .map(|s| s.id)
-                .collect();
-            let released = std::mem::take(&mut self.unread_reported);
-            let lost = self.rerun_lost(&needed, |_, location| {
-                !location.durable
-                    && (&location.executor.id == executor || released.contains(&location.stage_id))
-            });
-            self.unread_reported = released
-                .into_iter()
-                .filter(|s| !needed.contains(s))
-                .collect();
-            if lost == 0 {
-                break;
-            }
-            total += lost;
-        }
-        if total > 0 {
-            tracing::warn!(
-                "job {}: {total} map task(s) run again: their output on executor {executor} is lost",
-                self.job_id
-            );
-            self.refresh_plans_or_fail();
-        }
-        total
-    }
-
-    /// Sets done tasks of `stages` whose output matches `lost` (given the
-    /// task's partition and one of its locations) back to pending.
-    fn rerun_lost(
-        &mut self,
-        stages: &[StageId],
-        lost: impl Fn(usize, &ShuffleLocation) -> bool,
-    ) -> usize {
-        let mut count = 0;
-        for id in stages {
-            let Some(stage) = self.stages.get_mut(id) else {
-                continue;
-            };
-            for (partition, task) in stage.tasks.iter_mut().enumerate() {
-                let TaskState::Done {
-                    attempt, locations, ..
-                } = task
-                else {
-                    continue;
-                };
-                if locations.iter().any(|l| lost(partition, l)) {
-                    *task = TaskState::Waiting {
-                        attempt: *attempt + 1,
-                    };
-                    stage.recomputed[partition] += 1;
-                    count += 1;
-                }
-            }
-        }
-        count
-    }
-
-    /// After outputs were lost, no task may start from a plan naming
-    /// locations that are gone. A stage with an incomplete input waits (its
-    /// pending tasks go back to waiting); a stage with tasks to run whose
-    /// inputs are complete has its plan resolved again from where the
-    /// outputs live now. Stages whose tasks are all done are left alone, and
-    /// running tasks keep the plan they started with (if it names a lost
-    /// location they fail to fetch and run again).
-    fn refresh_plans(&mut self) -> Result<()> {
-        let complete: Vec<StageId> = self
-            .stages
-            .values()
-            .filter(|s| s.is_complete())
-            .map(|s| s.id)
-            .collect();
-        let ids: Vec<StageId> = self.stages.keys().copied().collect();
-        for id in ids {
-            let stage = self.stage_mut(id)?;
-            if stage
-                .tasks
-                .iter()
-                .all(|t| matches!(t, TaskState::Done { .. }))
-            {
-                continue;
-            }
-            if stage.inputs.iter().all(|i| complete.contains(i)) {
-                self.make_runnable(id)?;
-            } else {
-                stage.ready_plan = None;
-                for task in &mut stage.tasks {
-                    if let TaskState::Pending { attempt } = *task {
-                        *task = TaskState::Waiting { attempt };
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// [`refresh_plans`](Self::refresh_plans); a plan that cannot be
-    /// prepared fails the job.
-    fn refresh_plans_or_fail(&mut self) {
-        if let Err(e) = self.refresh_plans() {
-            self.fail(e);
-        }
     }
 
     fn newly_runnable_consumers(&self, completed: StageId) -> Vec<StageId> {
@@ -791,6 +736,7 @@ impl JobGraph {
     }
 }
 
+mod lost_output;
 mod status;
 mod task_plan;
 #[cfg(test)]

@@ -411,3 +411,84 @@ fn released_output_needed_again_runs_again_everywhere_at_once() {
     assert_eq!(pending_of(&g, 1), vec![0, 1, 2]);
     assert!(!g.unread_reported.contains(&StageId(1)));
 }
+
+/// The output partitions each shuffle location a task's plan reads holds,
+/// per partition of its reader.
+fn read_outputs(plan: TaskPlan) -> Vec<Vec<(usize, usize)>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let TaskPlan::Shared(bytes) = plan else {
+        panic!("a plan this small is sent whole");
+    };
+    let ctx = datafusion::prelude::SessionContext::new();
+    let plan = crate::plan::decode_stage_plan(&bytes, &ctx.task_ctx()).unwrap();
+    let mut reads = Vec::new();
+    let _ = plan.apply(|node| {
+        if let Some(reader) = node.downcast_ref::<crate::plan::ShuffleReaderExec>() {
+            reads.extend(reader.partitions().iter().map(|locations| {
+                locations
+                    .iter()
+                    .map(|l| (l.map_partition, l.output_partition))
+                    .collect()
+            }));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    reads
+}
+
+#[test]
+fn a_stage_over_a_small_input_runs_as_one_task_and_keeps_that_count_after_lost_output() {
+    let job_id = JobId::parse("job1").unwrap();
+    let mut plan = two_stage_test_plan(&job_id);
+    // Three map tasks write 10 bytes to each of the two partitions.
+    plan.task_input_bytes = 60;
+    let mut g = JobGraph::try_new(job_id, plan, 3).unwrap();
+    assert_eq!(g.stage(StageId(2)).unwrap().tasks.len(), 2, "as planned");
+    complete_map_stage(&mut g, false);
+    assert_eq!(pending_of(&g, 2), vec![0], "60 bytes: one task");
+    assert_eq!(g.progress().tasks_total, 4);
+    let (consumer, task_plan) = g
+        .start_task(
+            PendingTask {
+                stage_id: StageId(2),
+                partition: 0,
+            },
+            &ExecutorId::new("e2"),
+        )
+        .unwrap();
+    let every_location: Vec<(usize, usize)> = vec![(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)];
+    let mut read = read_outputs(task_plan);
+    read[0].sort_by_key(|(map, output)| (*output, *map));
+    assert_eq!(
+        read,
+        vec![every_location],
+        "the one task reads both partitions"
+    );
+
+    // Output lost under it: the map tasks run again, the stage stays one
+    // task (its count is decided once) and finishes the job.
+    assert_eq!(g.executor_outputs_lost(&ExecutorId::new("e1")), 2);
+    for p in [0, 1] {
+        let attempt = run_on(&mut g, 1, p, "e2");
+        let locations = vec![
+            location_on(p, 0, "e2", false),
+            location_on(p, 1, "e2", false),
+        ];
+        g.task_succeeded(StageId(1), p, attempt, locations, Default::default())
+            .unwrap();
+    }
+    assert_eq!(g.stage(StageId(2)).unwrap().tasks.len(), 1);
+    assert_eq!(
+        g.task_succeeded(StageId(2), 0, consumer, vec![], Default::default())
+            .unwrap(),
+        TaskOutcome::JobSucceeded
+    );
+
+    // A larger input keeps the planned count: 30 bytes per partition.
+    let job_id = JobId::parse("job2").unwrap();
+    let mut plan = two_stage_test_plan(&job_id);
+    plan.task_input_bytes = 30;
+    let mut g = JobGraph::try_new(job_id, plan, 3).unwrap();
+    complete_map_stage(&mut g, false);
+    assert_eq!(pending_of(&g, 2), vec![0, 1]);
+}
