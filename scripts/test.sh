@@ -89,6 +89,7 @@ step "DataFusion's sqllogictest files (crates.io, checksum-verified)"
 scripts/fetch-slt.sh
 
 step "unit and integration tests"
-cargo test --workspace
+# Every test binary runs even after one fails, so that one run shows every failure.
+cargo test --workspace --no-fail-fast
 
 step "all tests passed"

@@ -39,6 +39,9 @@ async fn a_killed_executors_tasks_run_again_within_seconds() {
     ctx.sql("SET datafusion.execution.target_partitions = 3")
         .await
         .unwrap();
+    // Three tasks per stage, one per executor, however small the input: the
+    // victim must run one.
+    ctx.sql("SET ballista.task_input_bytes = 0").await.unwrap();
     let query = tokio::spawn(async move { count_of(&ctx, GROUPED).await });
 
     let victim = cluster.executor_ids[0].clone();
