@@ -27,7 +27,11 @@ async fn result_tickets_are_signed_expiring_and_open_one_partition_each() {
     let alice = log_in(&cluster, "alice", "alice-pw").await;
     let request = sql_request(
         "SELECT value % 10 AS k, count(*) AS n FROM generate_series(1, 1000) GROUP BY value % 10",
-        &[("datafusion.execution.target_partitions", "2")],
+        // Two result partitions, however small: both are fetched below.
+        &[
+            ("datafusion.execution.target_partitions", "2"),
+            ("ballista.task_input_bytes", "0"),
+        ],
     );
     let status = ballista_tests::probe::final_status(&alice, request).await;
     assert_eq!(

@@ -18,8 +18,10 @@
 //! rows that met in one task before (equal join or grouping keys land in the
 //! same partition of every hash read) still meet in one task. Stages with
 //! another operator, with a file scan or other source of several partitions,
-//! or with a read in another mode than by hash (its partitions are the map
-//! tasks' own, and may be ordered) keep their planned count.
+//! with a read in another mode than by hash (its partitions are the map
+//! tasks' own, and may be ordered), or with a hash read of a single map
+//! task (each of its partitions keeps that task's order, which DataFusion
+//! may have planned on) keep their planned count.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -45,7 +47,10 @@ pub fn may_coalesce(unresolved: &Arc<dyn ExecutionPlan>, tasks: usize) -> bool {
         let allowed = if let Some(read) = node.downcast_ref::<UnresolvedShuffleExec>() {
             if partitions == tasks {
                 hash_reads += 1;
-                read.mode() == ShuffleReadMode::Hash
+                // The hash partitions of one map task's output keep its
+                // order, and the plan may count on it (a merge above): a
+                // run of several would not.
+                read.mode() == ShuffleReadMode::Hash && read.input_partitions() > 1
             } else {
                 partitions == 1
             }
@@ -398,6 +403,17 @@ mod tests {
             4
         ));
         assert!(!may_coalesce(&stage(hash_read()), 1), "one task already");
+        let of_one_map_task: Arc<dyn ExecutionPlan> = Arc::new(UnresolvedShuffleExec::new(
+            StageId(1),
+            ShuffleReadMode::Hash,
+            1,
+            hash(4),
+            EquivalenceProperties::new(schema()),
+        ));
+        assert!(
+            !may_coalesce(&stage(of_one_map_task), 4),
+            "each partition of one map task's output may be ordered"
+        );
         assert!(
             !may_coalesce(&stage(unresolved(1, ShuffleReadMode::PerMapTask, 4)), 4),
             "a map task's own output, maybe ordered"
