@@ -195,14 +195,13 @@ impl PartitionGroups {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ExecutorId, JobId, StageId};
+    use crate::ids::{JobId, StageId};
     use crate::plan::ShuffleWriterExec;
-    use crate::plugin::shuffle::{ExecutorAddress, PartitionStats, ShuffleLocation};
+    use crate::plan::test_plans::{join_on_k, location};
     use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-    use datafusion::common::{JoinType, NullEquality};
     use datafusion::physical_expr::EquivalenceProperties;
     use datafusion::physical_plan::expressions::Column;
-    use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+    use datafusion::physical_plan::joins::PartitionMode;
     use datafusion::physical_plan::union::UnionExec;
 
     fn schema() -> SchemaRef {
@@ -211,29 +210,6 @@ mod tests {
 
     fn hash(partitions: usize) -> Partitioning {
         Partitioning::Hash(vec![Arc::new(Column::new("k", 0))], partitions)
-    }
-
-    fn location(stage: u32, map: usize, output: usize, bytes: u64) -> ShuffleLocation {
-        ShuffleLocation {
-            job_id: JobId::parse("job1").unwrap(),
-            stage_id: StageId(stage),
-            map_partition: map,
-            output_partition: output,
-            attempt: 0,
-            executor: ExecutorAddress {
-                id: ExecutorId::new("e1"),
-                host: "127.0.0.1".into(),
-                port: 1,
-            },
-            path: format!("job1/s{stage}/m{map}-a0-p{output}.arrow"),
-            stats: PartitionStats {
-                num_rows: 1,
-                num_batches: 1,
-                num_bytes: bytes,
-            },
-            durable: false,
-            ticket: Vec::new(),
-        }
     }
 
     /// A hash read of stage `stage`: two map tasks each wrote `bytes[p]` / 2
@@ -275,24 +251,7 @@ mod tests {
         right: Arc<dyn ExecutionPlan>,
         mode: PartitionMode,
     ) -> Arc<dyn ExecutionPlan> {
-        let on = vec![(
-            Arc::new(Column::new("k", 0)) as _,
-            Arc::new(Column::new("k", 0)) as _,
-        )];
-        Arc::new(
-            HashJoinExec::try_new(
-                left,
-                right,
-                on,
-                None,
-                &JoinType::Inner,
-                None,
-                mode,
-                NullEquality::NullEqualsNothing,
-                false,
-            )
-            .unwrap(),
-        )
+        join_on_k(mode, left, right)
     }
 
     fn stage(input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {

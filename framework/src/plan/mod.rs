@@ -65,6 +65,8 @@ mod shuffle_writer;
 mod stages;
 mod task_env;
 mod task_reads;
+#[cfg(test)]
+pub(crate) mod test_plans;
 mod unresolved_shuffle;
 mod window_filters;
 mod wire_types;

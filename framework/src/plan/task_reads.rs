@@ -455,33 +455,7 @@ mod tests {
         )
     }
 
-    /// An inner hash join on `k` in `mode`.
-    fn join_in(
-        mode: datafusion::physical_plan::joins::PartitionMode,
-        left: Arc<dyn ExecutionPlan>,
-        right: Arc<dyn ExecutionPlan>,
-    ) -> Arc<dyn ExecutionPlan> {
-        use datafusion::physical_plan::expressions::Column;
-        use datafusion::physical_plan::joins::HashJoinExec;
-        let on = vec![(
-            Arc::new(Column::new("k", 0)) as _,
-            Arc::new(Column::new("k", 0)) as _,
-        )];
-        Arc::new(
-            HashJoinExec::try_new(
-                left,
-                right,
-                on,
-                None,
-                &datafusion::common::JoinType::Inner,
-                None,
-                mode,
-                datafusion::common::NullEquality::NullEqualsNothing,
-                false,
-            )
-            .unwrap(),
-        )
-    }
+    use crate::plan::test_plans::join_on_k as join_in;
 
     fn scan_files(plan: &Arc<dyn ExecutionPlan>) -> Vec<Vec<String>> {
         let mut groups = Vec::new();

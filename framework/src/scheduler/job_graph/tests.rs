@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::plan::two_stage_test_plan;
-use crate::plugin::shuffle::{ExecutorAddress, PartitionStats};
 
 /// Two stages: a 3-task map stage hash-partitioned into 2, then the final stage.
 fn graph(max_attempts: u32) -> JobGraph {
@@ -11,27 +10,9 @@ fn graph(max_attempts: u32) -> JobGraph {
     JobGraph::try_new(job_id, plan, max_attempts).unwrap()
 }
 
+/// 10 bytes written by map task `map` to output partition `output`.
 fn location(stage: u32, map: usize, output: usize) -> ShuffleLocation {
-    ShuffleLocation {
-        job_id: JobId::parse("job1").unwrap(),
-        stage_id: StageId(stage),
-        map_partition: map,
-        output_partition: output,
-        attempt: 0,
-        executor: ExecutorAddress {
-            id: ExecutorId::new("e1"),
-            host: "127.0.0.1".into(),
-            port: 1,
-        },
-        path: format!("job1/s{stage}/m{map}-p{output}.arrow"),
-        stats: PartitionStats {
-            num_rows: 1,
-            num_batches: 1,
-            num_bytes: 10,
-        },
-        durable: false,
-        ticket: Vec::new(),
-    }
+    crate::plan::test_plans::location(stage, map, output, 10)
 }
 
 fn location_on(map: usize, output: usize, executor: &str, durable: bool) -> ShuffleLocation {
