@@ -34,6 +34,12 @@ impl TwoEngines {
         let remote = SessionContext::remote(&cluster.scheduler_url)
             .await
             .expect("connect to the cluster");
+        // These queries guard what a stage of several tasks means: with the
+        // default task input size, their small tables would run each stage
+        // as one task.
+        rows(&remote, "SET ballista.task_input_bytes = 0")
+            .await
+            .expect("the cluster takes ballista.task_input_bytes");
         let local = SessionContext::new();
         let engines = TwoEngines {
             cluster,

@@ -223,6 +223,15 @@ impl SchedulerClient {
         } else {
             format!("http://{url}")
         };
+        // tonic would take any scheme as plain-text gRPC: a typo such as
+        // ftp:// or grpcs:// must not quietly drop TLS.
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(BallistaError::InvalidInput(format!(
+                "invalid scheduler URL \"{}\": expected http://HOST:PORT, or https://HOST:PORT \
+                 for a cluster with TLS",
+                crate::util::loggable(&url)
+            )));
+        }
         refuse_plain_text_secrets(&url, &auth, trust)?;
         let endpoint = flight_endpoint(&url, trust)?.connect_timeout(CONNECT_TIMEOUT);
         let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
@@ -398,5 +407,26 @@ impl SchedulerClient {
             .map_err(|s| self.map_status(s))?
             .into_inner()
             .executors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_scheduler_url_of_another_scheme_is_refused_before_connecting() {
+        for url in ["ftp://127.0.0.1:50050", "grpcs://127.0.0.1:50050"] {
+            let Err(error) = SchedulerClient::connect_with(url, ClientAuth::None).await else {
+                panic!("{url} was taken");
+            };
+            assert_eq!(error.kind(), proto::ErrorKind::InvalidInput, "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("invalid scheduler URL \"{url}\"")),
+                "{error}"
+            );
+        }
     }
 }

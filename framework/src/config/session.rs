@@ -63,7 +63,8 @@ pub fn task_input_bytes_of(settings: &HashMap<String, String>) -> Result<u64> {
         .map(|size| size.bytes())
         .map_err(|e| {
             BallistaError::InvalidInput(format!(
-                "invalid session setting {TASK_INPUT_BYTES_KEY}: {e}"
+                "invalid session setting {TASK_INPUT_BYTES_KEY}: {e} (0 keeps every stage's \
+                 planned task count)"
             ))
         })
 }
@@ -328,6 +329,29 @@ mod tests {
             .to_string();
         assert!(err.contains("ballista.tenant"), "{err}");
         assert_eq!(tenant_of(&of(TENANT_KEY, " ana ")), Some("ana"));
+        assert_eq!(tenant_of(&of(TENANT_KEY, "")), None);
+        assert_eq!(task_input_bytes_of(&HashMap::new()).unwrap(), 8 << 20);
+        assert_eq!(
+            task_input_bytes_of(&of(TASK_INPUT_BYTES_KEY, "")).unwrap(),
+            8 << 20
+        );
+        assert_eq!(
+            task_input_bytes_of(&of(TASK_INPUT_BYTES_KEY, "0")).unwrap(),
+            0
+        );
+        assert_eq!(
+            task_input_bytes_of(&of(TASK_INPUT_BYTES_KEY, "64KiB")).unwrap(),
+            64 << 10
+        );
+        let err = validate_ballista_settings(&of(TASK_INPUT_BYTES_KEY, "abc"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ballista.task_input_bytes")
+                && err.contains("\"abc\"")
+                && err.contains("0 keeps"),
+            "{err}"
+        );
         assert_eq!(tenant_of(&of(TENANT_KEY, "")), None);
     }
 

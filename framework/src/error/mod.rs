@@ -176,6 +176,9 @@ impl BallistaError {
                 | DataFusionError::Shared(_)
                 | DataFusionError::Diagnostic(..)
                 | DataFusionError::Collection(_) => e.strip_backtrace(),
+                // sqlparser's own text ("sql parser error: Expected: …"):
+                // DataFusion shows the Rust form (`ParserError("…")`).
+                DataFusionError::SQL(parse, _) => parse.to_string(),
                 // The kind travels separately; drop DataFusion's own prefix
                 // ("Error during planning: ") so it is not said twice.
                 other => other.message().into_owned(),
@@ -568,9 +571,11 @@ mod tests {
             Box::new(datafusion::sql::sqlparser::parser::ParserError::ParserError("bad".into())),
             None,
         );
+        let parse = BallistaError::from(parse);
+        assert_eq!(parse.kind(), proto::ErrorKind::InvalidInput);
         assert_eq!(
-            BallistaError::from(parse).kind(),
-            proto::ErrorKind::InvalidInput
+            parse.typed().to_string(),
+            "invalid input: sql parser error: bad"
         );
         let plan = DataFusionError::Plan("table 'x' not found".into());
         assert_eq!(BallistaError::from(plan).kind(), proto::ErrorKind::Plan);

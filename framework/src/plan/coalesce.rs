@@ -162,6 +162,13 @@ impl PartitionGroups {
                         .collect()
                 })
                 .collect();
+            // Still declared hash-partitioned on the same keys, though a row
+            // is no longer in partition `hash % count`: the operators above
+            // (a partitioned join, a final aggregate) check that both sides
+            // are partitioned alike, which they are, group for group. Nothing
+            // re-plans the stage after this (no optimizer pass runs, and the
+            // join's dynamic filter, which routes by hash, is off on the
+            // cluster).
             let partitioning = match reader.output_partitioning() {
                 Partitioning::Hash(exprs, _) => {
                     Partitioning::Hash(exprs.clone(), self.task_count())

@@ -43,6 +43,14 @@ pub const SESSION_SETTINGS: &[(&str, &str)] = &[
     ("datafusion.catalog.information_schema", "false"),
 ];
 
+/// Settings the cluster's sessions add. A run of a stage's partitions
+/// becomes one task only while the run holds at most one byte of input, so
+/// only runs of empty partitions merge: stages run as fewer tasks than
+/// planned but usually more than one, each reading a run of partitions of
+/// both sides of its joins. With the default size, the suite's small tables
+/// would run most stages as a single task, where any grouping is right.
+pub const CLUSTER_SESSION_SETTINGS: &[(&str, &str)] = &[("ballista.task_input_bytes", "1")];
+
 /// Where the unpacked suite is: `$BALLISTA_SLT_DIR`, else under the shared
 /// target directory where `scripts/fetch-slt.sh` puts it.
 pub fn suite_root() -> Result<PathBuf, String> {
@@ -292,7 +300,7 @@ pub fn local_session() -> SessionContext {
 pub async fn remote_session(scheduler_url: &str) -> datafusion::error::Result<SessionContext> {
     use ballista::client::SessionContextExt;
     let ctx = SessionContext::remote(scheduler_url).await?;
-    for (key, value) in SESSION_SETTINGS {
+    for (key, value) in SESSION_SETTINGS.iter().chain(CLUSTER_SESSION_SETTINGS) {
         ctx.sql(&format!("SET {key} = '{value}'")).await?;
     }
     Ok(ctx)

@@ -473,3 +473,53 @@ fn a_stage_over_a_small_input_runs_as_one_task_and_keeps_that_count_after_lost_o
     complete_map_stage(&mut g, false);
     assert_eq!(pending_of(&g, 2), vec![0, 1]);
 }
+
+#[test]
+fn a_fetch_failure_of_a_regrouped_task_reruns_the_lost_map_output_and_keeps_the_count() {
+    let job_id = JobId::parse("job1").unwrap();
+    let mut plan = two_stage_test_plan(&job_id);
+    plan.task_input_bytes = 60;
+    let mut g = JobGraph::try_new(job_id, plan, 3).unwrap();
+    complete_map_stage(&mut g, false);
+    assert_eq!(pending_of(&g, 2), vec![0], "one task reads both partitions");
+    let attempt = run_on(&mut g, 2, 0, "e2");
+    assert_eq!(
+        g.task_failed(StageId(2), 0, attempt, fetch_failure("e1", 0))
+            .unwrap(),
+        TaskOutcome::Progress
+    );
+    assert_eq!(pending_of(&g, 1), vec![0, 1], "e1's map outputs run again");
+    assert!(pending_of(&g, 2).is_empty(), "the reader waits for them");
+    for p in [0, 1] {
+        let attempt = run_on(&mut g, 1, p, "e2");
+        let locations = vec![
+            location_on(p, 0, "e2", false),
+            location_on(p, 1, "e2", false),
+        ];
+        g.task_succeeded(StageId(1), p, attempt, locations, Default::default())
+            .unwrap();
+    }
+    assert_eq!(pending_of(&g, 2), vec![0], "still one task");
+    let (retry, task_plan) = g
+        .start_task(
+            PendingTask {
+                stage_id: StageId(2),
+                partition: 0,
+            },
+            &ExecutorId::new("e2"),
+        )
+        .unwrap();
+    assert!(retry > attempt, "a new attempt");
+    let mut read = read_outputs(task_plan);
+    read[0].sort_by_key(|(map, output)| (*output, *map));
+    assert_eq!(
+        read,
+        vec![vec![(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]],
+        "the retry reads every map task's output of both partitions"
+    );
+    assert_eq!(
+        g.task_succeeded(StageId(2), 0, retry, vec![], Default::default())
+            .unwrap(),
+        TaskOutcome::JobSucceeded
+    );
+}
