@@ -168,21 +168,23 @@ impl ConfigExtension for BallistaSessionOptions {
 /// cluster the partitioned join costs a shuffle of *both* sides through the
 /// network and Arrow IPC, usually of the far larger probe side too, while a
 /// broadcast costs one copy of the small side per task, held in memory that
-/// cannot spill. At TPC-H SF1 between processes the higher thresholds took
-/// the total from 1.28x to 1.10x single-process DataFusion (README,
-/// Performance). Left, full, semi and anti joins whose collected side is the
+/// cannot spill. At TPC-H SF1 between processes 16 MiB took the total from
+/// 1.28x to 1.10x single-process DataFusion; at SF10, 64 MiB took it from
+/// 1.13-1.18x to 0.95x (q3 and q5 broadcast the ~25 MB of orders that met
+/// their customers instead of shuffling lineitem), with the cluster's peak
+/// memory unchanged (README, Performance). Left, full, semi and anti joins whose collected side is the
 /// one they preserve are partitioned all the same (see
 /// `plan::collected_joins`).
-pub(crate) const BROADCAST_JOIN_MAX_BYTES: &str = "16777216";
+pub(crate) const BROADCAST_JOIN_MAX_BYTES: &str = "67108864";
 /// The row count threshold used when a side's size in bytes is unknown.
-pub(crate) const BROADCAST_JOIN_MAX_ROWS: &str = "2000000";
+pub(crate) const BROADCAST_JOIN_MAX_ROWS: &str = "8000000";
 
 /// Defaults that suit distributed execution better than DataFusion's
 /// single-process ones (`[scheduler.session]` and a client's settings
 /// override them key by key):
 /// - a round-robin repartition would cost a whole extra shuffle stage, so
 ///   scans are split by file ranges instead;
-/// - a join with a side estimated below 16 MiB broadcasts it rather than
+/// - a join with a side estimated below 64 MiB broadcasts it rather than
 ///   shuffling both sides.
 pub fn distributed_session_defaults() -> Vec<(&'static str, &'static str)> {
     vec![
