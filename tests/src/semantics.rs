@@ -40,6 +40,12 @@ impl TwoEngines {
         rows(&remote, "SET ballista.task_input_bytes = 0")
             .await
             .expect("the cluster takes ballista.task_input_bytes");
+        // And partitioned joins stay partitioned: their small build sides
+        // would otherwise be broadcast once they have run (the sqllogictest
+        // run on the cluster covers that way).
+        rows(&remote, "SET ballista.adaptive_broadcast_bytes = 0")
+            .await
+            .expect("the cluster takes ballista.adaptive_broadcast_bytes");
         let local = SessionContext::new();
         let engines = TwoEngines {
             cluster,

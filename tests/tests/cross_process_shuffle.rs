@@ -214,3 +214,71 @@ async fn stages_over_small_inputs_run_as_fewer_tasks_with_the_same_answer() {
         "no stage of 4 planned tasks ran as one: {planned:?} vs {adaptive:?}"
     );
 }
+
+/// A join DataFusion planned to shuffle both sides (thresholds 0) whose
+/// build side turns out small once its stage ran becomes a broadcast join
+/// (`ballista.adaptive_broadcast_bytes`, on by default): the probe stage runs
+/// no tasks, its rows are joined where they are read, and the answer is
+/// DataFusion's; `0` keeps the partitioned join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_join_broadcasts_a_build_side_that_turned_out_small() {
+    const SELECTIVE: &str = "SELECT o_orderpriority, count(*) AS line_count, sum(l_quantity) AS qty \
+                             FROM orders JOIN lineitem ON l_orderkey = o_orderkey \
+                             WHERE o_orderdate < DATE '1992-02-01' \
+                             GROUP BY o_orderpriority ORDER BY o_orderpriority";
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let cluster = TestCluster::start(2, 2, None).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let want = expected(&data, SELECTIVE).await;
+    let mut tasks_per_stage = Vec::new();
+    for broadcast in [Some("0"), None] {
+        let mut settings = vec![
+            ("datafusion.execution.target_partitions", "4"),
+            (
+                "datafusion.optimizer.hash_join_single_partition_threshold",
+                "0",
+            ),
+            (
+                "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+                "0",
+            ),
+            ("ballista.task_input_bytes", "0"),
+        ];
+        settings.extend(broadcast.map(|bytes| ("ballista.adaptive_broadcast_bytes", bytes)));
+        let session = TrackedSession::new(&cluster.scheduler_url, &data, &settings).await;
+        let (rows, job) = session.run(SELECTIVE).await;
+        let rows = rows.unwrap_or_else(|e| panic!("adaptive_broadcast_bytes {broadcast:?}: {e}"));
+        compare::compare(&want, &rows)
+            .unwrap_or_else(|e| panic!("adaptive_broadcast_bytes {broadcast:?}: {e}"));
+        let status = scheduler.job_status(&job).await.unwrap();
+        let tasks: BTreeMap<u32, usize> = status
+            .stages
+            .iter()
+            .map(|stage| (stage.stage_id, stage.tasks.len()))
+            .collect();
+        tasks_per_stage.push(tasks);
+    }
+    let (planned, adaptive) = (&tasks_per_stage[0], &tasks_per_stage[1]);
+    eprintln!("tasks per stage: with 0 {planned:?}, by default {adaptive:?}");
+    assert_eq!(
+        planned.keys().collect::<Vec<_>>(),
+        adaptive.keys().collect::<Vec<_>>(),
+        "the same stages"
+    );
+    assert!(
+        planned.values().all(|&tasks| tasks > 0),
+        "with 0 every stage runs: {planned:?}"
+    );
+    let skipped: Vec<u32> = adaptive
+        .iter()
+        .filter(|(_, tasks)| **tasks == 0)
+        .map(|(stage, _)| *stage)
+        .collect();
+    assert_eq!(
+        skipped.len(),
+        1,
+        "the probe stage (lineitem) runs no tasks by default: {adaptive:?}"
+    );
+}

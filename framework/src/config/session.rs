@@ -47,6 +47,13 @@ extensions_options! {
         /// one task), never more than planned. `0` keeps every stage's
         /// planned count.
         pub task_input_bytes: String, default = DEFAULT_TASK_INPUT_BYTES.to_string()
+        /// Adaptive broadcast joins: a join planned to shuffle both sides
+        /// whose build side's stage turns out to have written at most this
+        /// much, e.g. `64MiB`, broadcasts it instead, and its probe side is
+        /// joined where it is read, not shuffled (the probe side's tasks
+        /// wait while the build side looks that small). `0` keeps every
+        /// join as planned.
+        pub adaptive_broadcast_bytes: String, default = DEFAULT_ADAPTIVE_BROADCAST_BYTES.to_string()
     }
 }
 
@@ -58,13 +65,45 @@ pub const TASK_INPUT_BYTES_KEY: &str = "ballista.task_input_bytes";
 /// The input a task of a stage reading shuffled data should get, in bytes,
 /// from a job's settings (0: stages keep their planned task count).
 pub fn task_input_bytes_of(settings: &HashMap<String, String>) -> Result<u64> {
-    let text = set_value(settings, TASK_INPUT_BYTES_KEY).unwrap_or(DEFAULT_TASK_INPUT_BYTES);
+    size_setting(
+        settings,
+        TASK_INPUT_BYTES_KEY,
+        DEFAULT_TASK_INPUT_BYTES,
+        "0 keeps every stage's planned task count",
+    )
+}
+
+/// Default of [`BallistaSessionOptions::adaptive_broadcast_bytes`]: the
+/// cluster's threshold for broadcasting a side estimated small
+/// (`BROADCAST_JOIN_MAX_BYTES`), applied to the real size.
+pub const DEFAULT_ADAPTIVE_BROADCAST_BYTES: &str = "64MiB";
+/// Session key of [`BallistaSessionOptions::adaptive_broadcast_bytes`].
+pub const ADAPTIVE_BROADCAST_BYTES_KEY: &str = "ballista.adaptive_broadcast_bytes";
+
+/// The largest build side, in bytes written by its stage, that a join
+/// planned as partitioned broadcasts once it has run (0: none).
+pub fn adaptive_broadcast_bytes_of(settings: &HashMap<String, String>) -> Result<u64> {
+    size_setting(
+        settings,
+        ADAPTIVE_BROADCAST_BYTES_KEY,
+        DEFAULT_ADAPTIVE_BROADCAST_BYTES,
+        "0 keeps every join as planned",
+    )
+}
+
+/// A size setting (`8MiB`, `0`, …), its default when unset or empty.
+fn size_setting(
+    settings: &HashMap<String, String>,
+    key: &str,
+    default: &str,
+    zero_means: &str,
+) -> Result<u64> {
+    let text = set_value(settings, key).unwrap_or(default);
     text.parse::<ByteSize>()
         .map(|size| size.bytes())
         .map_err(|e| {
             BallistaError::InvalidInput(format!(
-                "invalid session setting {TASK_INPUT_BYTES_KEY}: {e} (0 keeps every stage's \
-                 planned task count)"
+                "invalid session setting {key}: {e} ({zero_means})"
             ))
         })
 }
@@ -138,6 +177,7 @@ pub fn validate_ballista_settings(settings: &HashMap<String, String>) -> Result<
     memory_quota_of(settings)?;
     priority_of(settings)?;
     task_input_bytes_of(settings)?;
+    adaptive_broadcast_bytes_of(settings)?;
     if let Some(rules) = settings.get(crate::executor::failure_injection::INJECT_FAILURES_KEY) {
         crate::executor::failure_injection::parse_failure_rules(rules)?;
     }
@@ -352,6 +392,23 @@ mod tests {
             err.contains("ballista.task_input_bytes")
                 && err.contains("\"abc\"")
                 && err.contains("0 keeps"),
+            "{err}"
+        );
+        assert_eq!(
+            adaptive_broadcast_bytes_of(&HashMap::new()).unwrap(),
+            64 << 20
+        );
+        assert_eq!(
+            adaptive_broadcast_bytes_of(&of(ADAPTIVE_BROADCAST_BYTES_KEY, "0")).unwrap(),
+            0
+        );
+        let err = validate_ballista_settings(&of(ADAPTIVE_BROADCAST_BYTES_KEY, "lots"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ballista.adaptive_broadcast_bytes")
+                && err.contains("\"lots\"")
+                && err.contains("0 keeps every join as planned"),
             "{err}"
         );
         assert_eq!(tenant_of(&of(TENANT_KEY, "")), None);

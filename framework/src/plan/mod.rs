@@ -55,6 +55,7 @@ mod collected_joins;
 mod compact;
 mod converter;
 mod depth;
+mod late_broadcast;
 mod logical_codec;
 mod logical_nodes;
 mod operand_lists;
@@ -78,6 +79,7 @@ pub use codec::{BallistaPhysicalExtensionCodec, decode_stage_plan, encode_stage_
 pub use collected_joins::distribute_collected_joins;
 pub use converter::{BallistaProtoConverter, decode_physical_plan, encode_physical_plan};
 pub use depth::{DEFAULT_MAX_EXPRESSION_DEPTH, check_expression_depth, expression_depth};
+pub use late_broadcast::{LateBroadcast, broadcast_build_side, late_broadcast_candidate};
 pub use logical_codec::{BallistaLogicalCodec, decode_client_plan, encode_client_plan};
 pub(crate) use logical_codec::{decode_table_scan, encode_table_scan};
 pub use operand_lists::check_operand_lists;

@@ -93,6 +93,11 @@ pub struct DistributedPlan {
     /// ([`PartitionGroups`](super::PartitionGroups)); 0 keeps the planned
     /// counts.
     pub task_input_bytes: u64,
+    /// Largest output of a stage read as the build side of a partitioned
+    /// join for the join to broadcast it once it has run, when the probe
+    /// side has not started ([`late_broadcast_candidate`](super::late_broadcast_candidate)); 0
+    /// keeps every join as planned.
+    pub broadcast_output_bytes: u64,
 }
 
 impl DistributedPlan {
@@ -168,6 +173,7 @@ pub fn split_into_stages(job_id: &JobId, plan: Arc<dyn ExecutionPlan>) -> Result
         stages: splitter.stages,
         final_stage,
         task_input_bytes: 0,
+        broadcast_output_bytes: 0,
     })
 }
 

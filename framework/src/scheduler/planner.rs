@@ -27,9 +27,10 @@ use crate::catalog::{
     reads_only_information_schema,
 };
 use crate::config::{
-    BallistaConfig, CatalogSettings, SchedulerSettings, TableDefinition, check_client_settings,
-    distributed_session_defaults, distributed_session_overrides, session_config_from_settings,
-    task_input_bytes_of, validate_ballista_settings,
+    BallistaConfig, CatalogSettings, SchedulerSettings, TableDefinition,
+    adaptive_broadcast_bytes_of, check_client_settings, distributed_session_defaults,
+    distributed_session_overrides, session_config_from_settings, task_input_bytes_of,
+    validate_ballista_settings,
 };
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
@@ -454,6 +455,7 @@ impl JobPlanner {
         record_window_filters(&logical, &physical, state.execution_props())?;
         let mut plan = split_into_stages(job_id, physical)?;
         plan.task_input_bytes = task_input_bytes_of(settings)?;
+        plan.broadcast_output_bytes = adaptive_broadcast_bytes_of(settings)?;
         self.check_task_count(&plan)?;
         check_stages_travel(&plan, &state)?;
         Ok(plan)

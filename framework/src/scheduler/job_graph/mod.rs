@@ -9,8 +9,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use crate::error::{BallistaError, Result};
 use crate::ids::{ExecutorId, JobId, StageId};
 use crate::plan::{
-    DistributedPlan, PartitionGroups, ShuffleWriterExec, encode_stage_plan, may_coalesce,
-    resolve_shuffle_reads,
+    DistributedPlan, LateBroadcast, PartitionGroups, ShuffleWriterExec, encode_stage_plan,
+    late_broadcast_candidate, may_coalesce, resolve_shuffle_reads,
 };
 use crate::plugin::scheduling::PendingTask;
 use crate::plugin::shuffle::ShuffleLocation;
@@ -120,6 +120,9 @@ pub struct Stage {
     /// How its tasks group the planned partitions, when it runs as fewer
     /// tasks than planned (kept for every later resolution of its reads).
     pub groups: Option<PartitionGroups>,
+    /// Its partitioned join that may still become a broadcast join once
+    /// its build side has run ([`crate::plan::late_broadcast_candidate`]).
+    late_broadcast: Option<LateBroadcast>,
 }
 
 /// A runnable stage's plan, as its tasks are sent it.
@@ -223,6 +226,8 @@ pub struct JobGraph {
     max_attempts: u32,
     /// See [`DistributedPlan::task_input_bytes`].
     task_input_bytes: u64,
+    /// See [`DistributedPlan::broadcast_output_bytes`].
+    broadcast_output_bytes: u64,
     failure: Option<BallistaError>,
     /// Stages whose output was reported as no longer read
     /// ([`take_unread_outputs`](Self::take_unread_outputs)).
@@ -241,6 +246,7 @@ impl JobGraph {
             }
         }
         let task_input_bytes = plan.task_input_bytes;
+        let broadcast_output_bytes = plan.broadcast_output_bytes;
         let stages = plan
             .stages
             .into_iter()
@@ -250,6 +256,9 @@ impl JobGraph {
                 let stage = Stage {
                     undecided_count: task_input_bytes > 0 && may_coalesce(&unresolved, partitions),
                     groups: None,
+                    late_broadcast: (broadcast_output_bytes > 0)
+                        .then(|| late_broadcast_candidate(&s.plan))
+                        .flatten(),
                     id: s.stage_id,
                     consumers: consumers.remove(&s.stage_id).unwrap_or_default(),
                     inputs: s.inputs,
@@ -271,10 +280,19 @@ impl JobGraph {
             final_stage: plan.final_stage,
             max_attempts: max_attempts.max(1),
             task_input_bytes,
+            broadcast_output_bytes,
             failure: None,
             unread_reported: HashSet::new(),
             stage_completed: false,
         };
+        for (id, candidate) in graph.late_broadcasts() {
+            tracing::debug!(
+                "job {}: stage {id} may broadcast stage {}'s output once it has run, unless stage {} starts first",
+                graph.job_id,
+                candidate.build,
+                candidate.probe
+            );
+        }
         let roots: Vec<StageId> = graph
             .stages
             .values()
@@ -427,9 +445,10 @@ impl JobGraph {
         if self.failure.is_some() {
             return Vec::new();
         }
+        let held = self.held_probe_stages();
         self.stages
             .values()
-            .filter(|s| s.ready_plan.is_some())
+            .filter(|s| s.ready_plan.is_some() && !held.contains(&s.id))
             .flat_map(|s| {
                 s.tasks
                     .iter()
@@ -553,6 +572,7 @@ impl JobGraph {
         if stage_id == self.final_stage {
             return Ok(TaskOutcome::JobSucceeded);
         }
+        self.broadcast_small_build_sides(stage_id)?;
         for consumer in self.newly_runnable_consumers(stage_id) {
             self.make_runnable(consumer)?;
         }
@@ -736,6 +756,7 @@ impl JobGraph {
     }
 }
 
+mod late_broadcast;
 mod lost_output;
 mod status;
 mod task_plan;
