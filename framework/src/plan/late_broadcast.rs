@@ -89,21 +89,26 @@ fn hash_read_of(plan: &Arc<dyn ExecutionPlan>) -> Option<StageId> {
         .map(UnresolvedShuffleExec::stage_id)
 }
 
+/// Whether the join keeps its meaning with its build side collected whole
+/// in every task: it never emits build rows on their own.
+fn collectable(join: &HashJoinExec) -> bool {
+    matches!(
+        join.join_type(),
+        JoinType::Inner
+            | JoinType::Right
+            | JoinType::RightSemi
+            | JoinType::RightAnti
+            | JoinType::RightMark
+    ) && !join.null_aware
+}
+
 /// The join that may collect its build side at run time, when it is
 /// reached from `node` through operators that work partition by partition.
 fn find_join(node: &Arc<dyn ExecutionPlan>) -> Option<LateBroadcast> {
     if let Some(join) = node.downcast_ref::<HashJoinExec>()
         && *join.partition_mode() == PartitionMode::Partitioned
     {
-        let collectable = matches!(
-            join.join_type(),
-            JoinType::Inner
-                | JoinType::Right
-                | JoinType::RightSemi
-                | JoinType::RightAnti
-                | JoinType::RightMark
-        );
-        if !collectable || join.null_aware {
+        if !collectable(join) {
             return None;
         }
         return Some(LateBroadcast {
@@ -112,6 +117,13 @@ fn find_join(node: &Arc<dyn ExecutionPlan>) -> Option<LateBroadcast> {
         });
     }
     if !PER_PARTITION.contains(&node.name()) {
+        return None;
+    }
+    // A collected join above, whose probe side this join would feed with
+    // other partitions, must not emit build rows of its own either.
+    if let Some(join) = node.downcast_ref::<HashJoinExec>()
+        && !collectable(join)
+    {
         return None;
     }
     if let Some(aggregate) = node.downcast_ref::<AggregateExec>()

@@ -23,15 +23,19 @@ impl Stage {
         })
     }
 
-    /// Bytes its committed tasks wrote, and how many tasks committed.
-    fn committed_bytes(&self) -> (u64, usize) {
-        let mut bytes = 0u64;
+    /// Bytes its committed tasks wrote (`None` when some output's size is
+    /// unknown: rows without bytes, from a shuffle writer that does not
+    /// measure them), and how many tasks committed.
+    fn committed_bytes(&self) -> (Option<u64>, usize) {
+        let mut bytes = Some(0u64);
         let mut done = 0;
         for task in &self.tasks {
             if let TaskState::Done { locations, .. } = task {
                 done += 1;
                 for location in locations {
-                    bytes = bytes.saturating_add(location.stats.num_bytes);
+                    let stats = &location.stats;
+                    bytes = bytes.filter(|_| stats.num_rows == 0 || stats.num_bytes > 0);
+                    bytes = bytes.map(|b| b.saturating_add(stats.num_bytes));
                 }
             }
         }
@@ -45,6 +49,30 @@ impl JobGraph {
         self.stages
             .values()
             .filter_map(|s| s.late_broadcast.map(|c| (s.id, c)))
+    }
+
+    /// Forgets candidates whose rewrite would be refused whatever the build
+    /// side's size (a stage writing one output per task whose probe side
+    /// has another partition count), so that their probe side is never held.
+    pub(super) fn drop_impossible_broadcasts(&mut self) {
+        let impossible: Vec<StageId> = self
+            .late_broadcasts()
+            .filter(|(join_id, candidate)| {
+                let (Some(join), Some(probe)) =
+                    (self.stages.get(join_id), self.stages.get(&candidate.probe))
+                else {
+                    return true;
+                };
+                join.plan.shuffle_partitioning().is_none()
+                    && probe.plan.input_partition_count() != join.plan.input_partition_count()
+            })
+            .map(|(join_id, _)| join_id)
+            .collect();
+        for id in impossible {
+            if let Some(stage) = self.stages.get_mut(&id) {
+                stage.late_broadcast = None;
+            }
+        }
     }
 
     /// Probe stages whose tasks wait for their join's build side to show its
@@ -71,7 +99,9 @@ impl JobGraph {
                     // the probe side's slots idle for long.
                     return build.ready_plan.is_some();
                 }
-                (bytes / done as u64).saturating_mul(build.tasks.len() as u64) <= limit
+                bytes.is_some_and(|bytes| {
+                    (bytes / done as u64).saturating_mul(build.tasks.len() as u64) <= limit
+                })
             })
             .map(|(_, candidate)| candidate.probe)
             .collect()
@@ -90,6 +120,14 @@ impl JobGraph {
         for (join_id, candidate) in joins {
             self.stage_mut(join_id)?.late_broadcast = None;
             let (bytes, _) = self.stage_mut(completed)?.committed_bytes();
+            let Some(bytes) = bytes else {
+                tracing::debug!(
+                    "job {}: stage {join_id} keeps its partitioned join: the size of stage \
+                     {completed}'s output is unknown",
+                    self.job_id
+                );
+                continue;
+            };
             if bytes > self.broadcast_output_bytes {
                 tracing::debug!(
                     "job {}: stage {join_id} keeps its partitioned join: stage {completed} wrote \
@@ -119,14 +157,22 @@ impl JobGraph {
                 );
                 continue;
             }
-            let Some(rewritten) = broadcast_build_side(
+            // A plan that cannot be rewritten keeps its partitioned join.
+            let rewritten = match broadcast_build_side(
                 &join.plan,
                 candidate,
                 build.plan.input(),
                 Arc::clone(probe.plan.input()),
-            )?
-            else {
-                continue;
+            ) {
+                Ok(Some(rewritten)) => rewritten,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(
+                        "job {}: stage {join_id} keeps its partitioned join: {e}",
+                        self.job_id
+                    );
+                    continue;
+                }
             };
             let probe_inputs = probe.inputs.clone();
             let job_id = self.job_id.clone();
@@ -143,6 +189,7 @@ impl JobGraph {
                     join.inputs.push(*input);
                 }
             }
+            join.inputs.retain(|input| *input != candidate.probe);
             join.inputs.sort();
             for input in &probe_inputs {
                 let stage = self.stage_mut(*input)?;
@@ -229,7 +276,7 @@ mod tests {
         let probe = g.stage(StageId(2)).unwrap();
         assert!(probe.tasks.is_empty() && probe.is_complete());
         let join = g.stage(StageId(3)).unwrap();
-        assert_eq!(join.inputs, vec![StageId(1), StageId(2)]);
+        assert_eq!(join.inputs, vec![StageId(1)], "stage 2 is read no more");
         assert_eq!(pending_stages(&g), vec![3]);
         assert_eq!(g.pending_tasks().len(), 2);
         let text = join_plan_text(&g);
@@ -319,6 +366,36 @@ mod tests {
         let plan: Arc<dyn ExecutionPlan> = g.stage(StageId(4)).unwrap().plan.clone();
         let text = displayable(plan.as_ref()).indent(false).to_string();
         assert!(text.contains("mode=Partitioned"), "{text}");
+    }
+
+    #[test]
+    fn output_of_unknown_size_is_never_broadcast_nor_waited_for() {
+        let mut g = graph(JoinType::Inner);
+        let task = PendingTask {
+            stage_id: StageId(1),
+            partition: 0,
+        };
+        let (attempt, _) = g.start_task(task, &ExecutorId::new("e1")).unwrap();
+        // Rows without bytes: a shuffle writer that does not measure them.
+        let mut unmeasured = location(1, 0, 0, 0);
+        unmeasured.stats.num_rows = 5;
+        g.task_succeeded(StageId(1), 0, attempt, vec![unmeasured], Default::default())
+            .unwrap();
+        assert_eq!(pending_stages(&g), vec![1, 2]);
+        run(&mut g, 1, 1, 1);
+        assert!(join_plan_text(&g).contains("mode=Partitioned"));
+    }
+
+    #[test]
+    fn a_probe_side_the_join_stage_could_not_take_is_not_held() {
+        let job_id = JobId::parse("job1").unwrap();
+        // The final stage writes one output per task: 3 probe partitions
+        // would make 3 tasks of the 2 its readers count on.
+        let mut plan = partitioned_join_plan(&job_id, JoinType::Inner, 3);
+        plan.broadcast_output_bytes = 100;
+        let g = JobGraph::try_new(job_id, plan, 3).unwrap();
+        assert_eq!(g.stage(StageId(3)).unwrap().late_broadcast, None);
+        assert_eq!(pending_stages(&g), vec![1, 2]);
     }
 
     #[test]

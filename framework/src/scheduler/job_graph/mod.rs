@@ -285,6 +285,7 @@ impl JobGraph {
             unread_reported: HashSet::new(),
             stage_completed: false,
         };
+        graph.drop_impossible_broadcasts();
         for (id, candidate) in graph.late_broadcasts() {
             tracing::debug!(
                 "job {}: stage {id} may broadcast stage {}'s output once it has run, unless stage {} starts first",
