@@ -496,6 +496,14 @@ impl From<tonic::Status> for BallistaError {
             return BallistaError::from_proto(&info);
         }
         let message = status.message().to_string();
+        if answered_in_plain_http(&message) {
+            return BallistaError::InvalidInput(format!(
+                "the server does not speak gRPC (it answered with a plain HTTP response: \
+                 {message}); is the URL the HTTP port of a scheduler or executor (web UI, REST, \
+                 metrics; scheduler default 50080) instead of its gRPC port (scheduler default \
+                 50050)?"
+            ));
+        }
         use tonic::Code;
         match status.code() {
             Code::InvalidArgument | Code::OutOfRange => BallistaError::InvalidInput(message),
@@ -514,9 +522,35 @@ impl From<tonic::Status> for BallistaError {
     }
 }
 
+/// Whether a status is tonic's reading of a plain HTTP answer (a web
+/// page, a REST error) where a gRPC response was expected: the first body
+/// byte (`{`, `<`) is taken for a gRPC frame's compression flag.
+fn answered_in_plain_http(message: &str) -> bool {
+    message.contains("invalid compression flag")
+        && message.contains("while receiving response with status")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_http_answer_names_the_grpc_port() {
+        let status = tonic::Status::internal(
+            "protocol error: received message with invalid compression flag: 123 (valid flags \
+             are 0 and 1) while receiving response with status: 404 Not Found",
+        );
+        let error = BallistaError::from(status);
+        assert!(matches!(error, BallistaError::InvalidInput(_)), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains("does not speak gRPC")
+                && text.contains("gRPC port (scheduler default 50050)"),
+            "{text}"
+        );
+        let other = BallistaError::from(tonic::Status::internal("protocol error: stream reset"));
+        assert!(matches!(other, BallistaError::Internal(_)), "{other:?}");
+    }
 
     #[test]
     fn fetch_failure_round_trips_with_its_kind() {
