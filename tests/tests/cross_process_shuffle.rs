@@ -163,36 +163,12 @@ async fn scheduler_planned_count_over_a_table_function_runs() {
 /// answer; `0` keeps every planned task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_over_small_inputs_run_as_fewer_tasks_with_the_same_answer() {
-    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
-    let cluster = TestCluster::start(2, 2, None).await;
-    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
-        .await
-        .unwrap();
-    let want = expected(&data, QUERY).await;
-    let mut tasks_per_stage = Vec::new();
-    for input_bytes in [Some("0"), None] {
-        let mut settings = vec![("datafusion.execution.target_partitions", "4")];
-        settings.extend(input_bytes.map(|bytes| ("ballista.task_input_bytes", bytes)));
-        let session = TrackedSession::new(&cluster.scheduler_url, &data, &settings).await;
-        let (rows, job) = session.run(QUERY).await;
-        let rows = rows.unwrap_or_else(|e| panic!("task_input_bytes {input_bytes:?}: {e}"));
-        compare::compare(&want, &rows)
-            .unwrap_or_else(|e| panic!("task_input_bytes {input_bytes:?}: {e}"));
-        let status = scheduler.job_status(&job).await.unwrap();
-        let tasks: BTreeMap<u32, usize> = status
-            .stages
-            .iter()
-            .map(|stage| (stage.stage_id, stage.tasks.len()))
-            .collect();
-        tasks_per_stage.push(tasks);
-    }
-    let (planned, adaptive) = (&tasks_per_stage[0], &tasks_per_stage[1]);
-    eprintln!("tasks per stage: planned {planned:?}, by default {adaptive:?}");
-    assert_eq!(
-        planned.keys().collect::<Vec<_>>(),
-        adaptive.keys().collect::<Vec<_>>(),
-        "the same stages"
-    );
+    let (planned, adaptive) = tasks_per_stage_off_and_on(
+        QUERY,
+        &[("datafusion.execution.target_partitions", "4")],
+        "ballista.task_input_bytes",
+    )
+    .await;
     assert!(
         planned.values().any(|&tasks| tasks == 4),
         "some stage runs its 4 planned tasks with 0: {planned:?}"
@@ -226,15 +202,9 @@ async fn a_partitioned_join_broadcasts_a_build_side_that_turned_out_small() {
                              FROM orders JOIN lineitem ON l_orderkey = o_orderkey \
                              WHERE o_orderdate < DATE '1992-02-01' \
                              GROUP BY o_orderpriority ORDER BY o_orderpriority";
-    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
-    let cluster = TestCluster::start(2, 2, None).await;
-    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
-        .await
-        .unwrap();
-    let want = expected(&data, SELECTIVE).await;
-    let mut tasks_per_stage = Vec::new();
-    for broadcast in [Some("0"), None] {
-        let mut settings = vec![
+    let (planned, adaptive) = tasks_per_stage_off_and_on(
+        SELECTIVE,
+        &[
             ("datafusion.execution.target_partitions", "4"),
             (
                 "datafusion.optimizer.hash_join_single_partition_threshold",
@@ -245,28 +215,10 @@ async fn a_partitioned_join_broadcasts_a_build_side_that_turned_out_small() {
                 "0",
             ),
             ("ballista.task_input_bytes", "0"),
-        ];
-        settings.extend(broadcast.map(|bytes| ("ballista.adaptive_broadcast_bytes", bytes)));
-        let session = TrackedSession::new(&cluster.scheduler_url, &data, &settings).await;
-        let (rows, job) = session.run(SELECTIVE).await;
-        let rows = rows.unwrap_or_else(|e| panic!("adaptive_broadcast_bytes {broadcast:?}: {e}"));
-        compare::compare(&want, &rows)
-            .unwrap_or_else(|e| panic!("adaptive_broadcast_bytes {broadcast:?}: {e}"));
-        let status = scheduler.job_status(&job).await.unwrap();
-        let tasks: BTreeMap<u32, usize> = status
-            .stages
-            .iter()
-            .map(|stage| (stage.stage_id, stage.tasks.len()))
-            .collect();
-        tasks_per_stage.push(tasks);
-    }
-    let (planned, adaptive) = (&tasks_per_stage[0], &tasks_per_stage[1]);
-    eprintln!("tasks per stage: with 0 {planned:?}, by default {adaptive:?}");
-    assert_eq!(
-        planned.keys().collect::<Vec<_>>(),
-        adaptive.keys().collect::<Vec<_>>(),
-        "the same stages"
-    );
+        ],
+        "ballista.adaptive_broadcast_bytes",
+    )
+    .await;
     assert!(
         planned.values().all(|&tasks| tasks > 0),
         "with 0 every stage runs: {planned:?}"
@@ -281,4 +233,46 @@ async fn a_partitioned_join_broadcasts_a_build_side_that_turned_out_small() {
         1,
         "the probe stage (lineitem) runs no tasks by default: {adaptive:?}"
     );
+}
+
+/// Runs `query` on two executor processes with `settings`, first with
+/// `key = 0`, then with `key` at its default; both answers must be
+/// DataFusion's. Returns each run's task count per stage (with 0, then by
+/// default), over the same stages.
+async fn tasks_per_stage_off_and_on(
+    query: &str,
+    settings: &[(&str, &str)],
+    key: &str,
+) -> (BTreeMap<u32, usize>, BTreeMap<u32, usize>) {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let cluster = TestCluster::start(2, 2, None).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let want = expected(&data, query).await;
+    let mut tasks_per_stage = Vec::new();
+    for value in [Some("0"), None] {
+        let mut settings = settings.to_vec();
+        settings.extend(value.map(|value| (key, value)));
+        let session = TrackedSession::new(&cluster.scheduler_url, &data, &settings).await;
+        let (rows, job) = session.run(query).await;
+        let rows = rows.unwrap_or_else(|e| panic!("{key} {value:?}: {e}"));
+        compare::compare(&want, &rows).unwrap_or_else(|e| panic!("{key} {value:?}: {e}"));
+        let status = scheduler.job_status(&job).await.unwrap();
+        let tasks: BTreeMap<u32, usize> = status
+            .stages
+            .iter()
+            .map(|stage| (stage.stage_id, stage.tasks.len()))
+            .collect();
+        tasks_per_stage.push(tasks);
+    }
+    let adaptive = tasks_per_stage.pop().expect("two runs");
+    let planned = tasks_per_stage.pop().expect("two runs");
+    eprintln!("{key}: tasks per stage with 0 {planned:?}, by default {adaptive:?}");
+    assert_eq!(
+        planned.keys().collect::<Vec<_>>(),
+        adaptive.keys().collect::<Vec<_>>(),
+        "the same stages"
+    );
+    (planned, adaptive)
 }

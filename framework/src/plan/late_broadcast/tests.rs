@@ -14,6 +14,22 @@ fn join_stage(
     (Arc::clone(&stages[2]), stages)
 }
 
+/// The join stage with its build side (stage 1) broadcast and its probe
+/// side (stage 2) read in place.
+fn rewrite(
+    join: &ShuffleWriterExec,
+    stages: &[Arc<ShuffleWriterExec>],
+) -> Option<ShuffleWriterExec> {
+    let candidate = late_broadcast_candidate(join).unwrap();
+    broadcast_build_side(
+        join,
+        candidate,
+        stages[0].input(),
+        Arc::clone(stages[1].input()),
+    )
+    .unwrap()
+}
+
 #[test]
 fn an_inner_or_right_join_of_two_hash_reads_is_a_candidate() {
     for join_type in [
@@ -57,15 +73,7 @@ fn stages_without_a_partitioned_join_are_not_candidates() {
 #[test]
 fn the_rewritten_stage_collects_the_build_side_and_runs_the_probe_plan_itself() {
     let (join, stages) = join_stage(JoinType::Inner, 2);
-    let candidate = late_broadcast_candidate(&join).unwrap();
-    let rewritten = broadcast_build_side(
-        &join,
-        candidate,
-        stages[0].input(),
-        Arc::clone(stages[1].input()),
-    )
-    .unwrap()
-    .expect("same task count");
+    let rewritten = rewrite(&join, &stages).expect("same task count");
     let text = displayable(&rewritten as &dyn ExecutionPlan)
         .indent(false)
         .to_string();
@@ -85,14 +93,7 @@ fn the_rewritten_stage_collects_the_build_side_and_runs_the_probe_plan_itself() 
 fn a_stage_writing_one_output_per_task_keeps_its_task_count_or_its_join() {
     let (join, stages) = join_stage(JoinType::Inner, 3);
     assert!(join.shuffle_partitioning().is_none());
-    let candidate = late_broadcast_candidate(&join).unwrap();
-    let rewritten = broadcast_build_side(
-        &join,
-        candidate,
-        stages[0].input(),
-        Arc::clone(stages[1].input()),
-    )
-    .unwrap();
+    let rewritten = rewrite(&join, &stages);
     assert!(
         rewritten.is_none(),
         "3 probe partitions would make 3 tasks instead of 2"

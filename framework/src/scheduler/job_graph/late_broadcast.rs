@@ -117,9 +117,13 @@ impl JobGraph {
             .late_broadcasts()
             .filter(|(_, c)| c.build == completed)
             .collect();
+        if joins.is_empty() {
+            return Ok(());
+        }
+        let (written, _) = self.stage_mut(completed)?.committed_bytes();
         for (join_id, candidate) in joins {
             self.stage_mut(join_id)?.late_broadcast = None;
-            let (bytes, _) = self.stage_mut(completed)?.committed_bytes();
+            let bytes = written;
             let Some(bytes) = bytes else {
                 tracing::debug!(
                     "job {}: stage {join_id} keeps its partitioned join: the size of stage \
