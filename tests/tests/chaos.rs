@@ -490,3 +490,58 @@ async fn sigterm_drains_an_executor_its_running_task_finishes_then_it_deregister
     );
     assert_eq!(recomputed(&status), 1);
 }
+
+/// A consumer task that started early (`ballista.early_consumers`) waits on
+/// the last map task; the executor running that map task is killed. The
+/// waiting task must give its slot back (a fetch failure) so that the map
+/// task can run again there: with one slot per executor, holding it would
+/// hang the job. The job completes with the right answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_map_task_an_early_consumer_awaits_the_job_completes() {
+    let (mut cluster, scheduler) = start_cluster(2, 1, Some(SCHEDULER), Some(EXECUTOR)).await;
+    // The first attempt of scan task 3 takes 6 s; the others are quick, so
+    // the slot next to it is idle and the aggregate stage starts there.
+    let session = session(&cluster, "1:3:0:delay=6000").await;
+    let (run, job) = start(&session, QUERY).await;
+    let status = wait_for(&scheduler, &job, "an early consumer", |s| {
+        tasks(s, 2).iter().any(|t| t.state == "running")
+            && tasks(s, 1).get(3).is_some_and(|t| t.state == "running")
+    })
+    .await;
+    let victim = tasks(&status, 1)[3].executor_id.clone();
+    let index = cluster
+        .executor_ids
+        .iter()
+        .position(|id| *id == victim)
+        .expect("a known executor");
+    cluster.executors[index].wait_for_stderr("injected delay", Duration::from_secs(30));
+    cluster.executors[index].kill();
+
+    let (rows, _) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the job hangs: the waiting consumer kept the slot the map task needs")
+        .unwrap();
+    compare(
+        &want(QUERY).await,
+        &rows.expect("the job survives the kill"),
+    )
+    .unwrap();
+    let status = scheduler.job_status(&job).await.unwrap();
+    let consumer_failures: Vec<&proto::TaskAttemptFailure> = tasks(&status, 2)
+        .into_iter()
+        .flat_map(|t| &t.failures)
+        .collect();
+    for failure in &consumer_failures {
+        eprintln!("stage 2 attempt failed: {:?}", failure.error);
+    }
+    assert!(
+        consumer_failures
+            .iter()
+            .any(|f| { f.error.as_ref().map(|e| e.kind) == Some(ErrorKind::FetchFailed as i32) }),
+        "the waiting consumer gave its slot back with a fetch failure: {consumer_failures:?}"
+    );
+    assert!(
+        tasks(&status, 1)[3].executor_id != victim,
+        "map task 3 ran again elsewhere"
+    );
+}

@@ -276,3 +276,81 @@ async fn tasks_per_stage_off_and_on(
     );
     (planned, adaptive)
 }
+
+/// When every map task of a stage has been launched and a slot is idle, a
+/// stage reading it starts on that slot (`ballista.early_consumers`, on by
+/// default): it reads the outputs committed so far and the last map task's
+/// output when it commits, and the answer is DataFusion's. With `false` it
+/// starts only after the whole stage. Map task 3 of the scan stage is held
+/// for 1.5 s, so the slot next to it is idle meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stage_starts_on_idle_slots_while_its_input_stage_finishes() {
+    const AGGREGATE: &str = "SELECT l_returnflag, l_linestatus, sum(l_quantity) AS qty, \
+                             count(*) AS n FROM lineitem \
+                             GROUP BY l_returnflag, l_linestatus ORDER BY 1, 2";
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    let cluster =
+        TestCluster::start_with(2, 1, None, Some("[executor]\nfailure_injection = true\n")).await;
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let want = expected(&data, AGGREGATE).await;
+    for early in ["true", "false"] {
+        let settings = [
+            ("datafusion.execution.target_partitions", "4"),
+            ("ballista.task_input_bytes", "0"),
+            ("ballista.inject_failures", "1:3:0:delay=1500"),
+            ("ballista.early_consumers", early),
+        ];
+        let session = TrackedSession::new(&cluster.scheduler_url, &data, &settings).await;
+        let (rows, job) = session.run(AGGREGATE).await;
+        let rows = rows.unwrap_or_else(|e| panic!("early_consumers {early}: {e}"));
+        compare::compare(&want, &rows).unwrap_or_else(|e| panic!("early_consumers {early}: {e}"));
+        let status = scheduler.job_status(&job).await.unwrap();
+        let times = |stage: &proto::StageInfo| -> Vec<(u64, u64)> {
+            stage
+                .tasks
+                .iter()
+                .map(|t| {
+                    let m = t.metrics.as_ref().expect("every task is done");
+                    (m.started_at_ms, m.ended_at_ms)
+                })
+                .collect()
+        };
+        let scan = status
+            .stages
+            .iter()
+            .find(|s| s.stage_id == 1)
+            .expect("stage 1");
+        assert!(scan.inputs.is_empty(), "stage 1 scans lineitem: {scan:?}");
+        let scan_end = times(scan).iter().map(|(_, end)| *end).max().unwrap();
+        let consumer = status
+            .stages
+            .iter()
+            .find(|s| s.inputs.contains(&1))
+            .expect("a stage reads stage 1");
+        let first_start = times(consumer)
+            .iter()
+            .map(|(start, _)| *start)
+            .min()
+            .unwrap();
+        eprintln!(
+            "early_consumers {early}: stage {} started {} ms before stage 1 ended",
+            consumer.stage_id,
+            scan_end as i64 - first_start as i64
+        );
+        if early == "true" {
+            assert!(
+                first_start + 500 < scan_end,
+                "a task of stage {} started at {first_start}, stage 1 ended at {scan_end}",
+                consumer.stage_id
+            );
+        } else {
+            assert!(
+                first_start >= scan_end,
+                "stage {} started at {first_start}, before stage 1 ended at {scan_end}",
+                consumer.stage_id
+            );
+        }
+    }
+}

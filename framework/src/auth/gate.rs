@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | scheduler | Flight `Handshake` | anyone (it is the login) |
 //! | scheduler | `RegisterExecutor` | a member (cluster key) |
-//! | scheduler | `HeartBeat`, `UpdateTaskStatus`, `ReportTaskStatuses` | a registered executor (its session key) |
+//! | scheduler | `HeartBeat`, `UpdateTaskStatus`, `ReportTaskStatuses`, `AwaitMapOutputs` | a registered executor (its session key) |
 //! | scheduler | `DeregisterExecutor` | that executor, or an admin |
 //! | scheduler | everything else | a client (bearer token, or the cluster key as admin) |
 //! | executor | `ExecutorControl/*` | the scheduler (this executor's session key) |
@@ -97,6 +97,7 @@ const EXECUTOR_METHODS: &[&str] = &[
     "/ballista.SchedulerGrpc/HeartBeat",
     "/ballista.SchedulerGrpc/UpdateTaskStatus",
     "/ballista.SchedulerGrpc/ReportTaskStatuses",
+    "/ballista.SchedulerGrpc/AwaitMapOutputs",
     DEREGISTER_PATH,
 ];
 /// Executors leave with it; an admin may also remove one.

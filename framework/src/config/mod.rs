@@ -40,10 +40,10 @@ pub use secret::{REDACTED, Secret, is_secret_key};
 pub use server_limits::ServerLimits;
 pub use session::{
     ADAPTIVE_BROADCAST_BYTES_KEY, BallistaSessionOptions, DEFAULT_ADAPTIVE_BROADCAST_BYTES,
-    DEFAULT_TASK_INPUT_BYTES, JOB_TIMEOUT_KEY, MEMORY_QUOTA_KEY, POOL_KEY, PRIORITY_KEY,
-    SPILL_TO_DISK_KEY, TASK_INPUT_BYTES_KEY, TENANT_KEY, adaptive_broadcast_bytes_of,
-    distributed_session_defaults, distributed_session_overrides, memory_quota_of,
-    new_session_config, pool_of, priority_of, session_config_from_settings,
+    DEFAULT_TASK_INPUT_BYTES, EARLY_CONSUMERS_KEY, JOB_TIMEOUT_KEY, MEMORY_QUOTA_KEY, POOL_KEY,
+    PRIORITY_KEY, SPILL_TO_DISK_KEY, TASK_INPUT_BYTES_KEY, TENANT_KEY, adaptive_broadcast_bytes_of,
+    distributed_session_defaults, distributed_session_overrides, early_consumers_of,
+    memory_quota_of, new_session_config, pool_of, priority_of, session_config_from_settings,
     settings_from_session_config, task_input_bytes_of, tenant_of, validate_ballista_settings,
 };
 pub use settings::{

@@ -54,6 +54,29 @@ extensions_options! {
         /// wait while the build side looks that small). `0` keeps every
         /// join as planned.
         pub adaptive_broadcast_bytes: String, default = DEFAULT_ADAPTIVE_BROADCAST_BYTES.to_string()
+        /// Early consumers: when every task of a stage has been launched
+        /// and slots are idle, the stages reading it start on them,
+        /// reading the outputs committed so far and the rest as its last
+        /// tasks commit. `false`: a stage starts once its inputs completed.
+        pub early_consumers: String, default = DEFAULT_EARLY_CONSUMERS.to_string()
+    }
+}
+
+/// Default of [`BallistaSessionOptions::early_consumers`].
+pub const DEFAULT_EARLY_CONSUMERS: &str = "true";
+/// Session key of [`BallistaSessionOptions::early_consumers`].
+pub const EARLY_CONSUMERS_KEY: &str = "ballista.early_consumers";
+
+/// Whether a job's consumer stages may start before their inputs complete.
+pub fn early_consumers_of(settings: &HashMap<String, String>) -> Result<bool> {
+    let text = set_value(settings, EARLY_CONSUMERS_KEY).unwrap_or(DEFAULT_EARLY_CONSUMERS);
+    match text.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(BallistaError::InvalidInput(format!(
+            "invalid session setting {EARLY_CONSUMERS_KEY} = {:?}: expected true or false",
+            crate::util::loggable(text)
+        ))),
     }
 }
 
@@ -178,6 +201,7 @@ pub fn validate_ballista_settings(settings: &HashMap<String, String>) -> Result<
     priority_of(settings)?;
     task_input_bytes_of(settings)?;
     adaptive_broadcast_bytes_of(settings)?;
+    early_consumers_of(settings)?;
     if let Some(rules) = settings.get(crate::executor::failure_injection::INJECT_FAILURES_KEY) {
         crate::executor::failure_injection::parse_failure_rules(rules)?;
     }
@@ -409,6 +433,20 @@ mod tests {
             err.contains("ballista.adaptive_broadcast_bytes")
                 && err.contains("\"lots\"")
                 && err.contains("0 keeps every join as planned"),
+            "{err}"
+        );
+        assert!(
+            early_consumers_of(&HashMap::new()).unwrap(),
+            "on by default"
+        );
+        assert!(!early_consumers_of(&of(EARLY_CONSUMERS_KEY, "FALSE")).unwrap());
+        let err = validate_ballista_settings(&of(EARLY_CONSUMERS_KEY, "sometimes"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ballista.early_consumers")
+                && err.contains("\"sometimes\"")
+                && err.contains("expected true or false"),
             "{err}"
         );
         assert_eq!(tenant_of(&of(TENANT_KEY, "")), None);

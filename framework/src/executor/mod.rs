@@ -530,6 +530,9 @@ pub async fn start_executor(config: BallistaConfig) -> Result<ExecutorHandle> {
             session: Arc::clone(&session_key),
         },
     )?;
+    runner.set_map_output_source(Arc::new(scheduler_link::SchedulerMapOutputs::new(
+        client.clone(),
+    )));
     let metadata = proto::ExecutorMetadata {
         id: address.id.to_string(),
         host: address.host.clone(),

@@ -32,6 +32,35 @@ pub(crate) fn scheduler_client(
     )
 }
 
+/// The scheduler as the source of map outputs committed after a task
+/// started ([`crate::plan::MapOutputSource`]).
+#[derive(Debug, Clone)]
+pub(crate) struct SchedulerMapOutputs {
+    client: SchedulerGrpcClient<AuthChannel>,
+}
+
+impl SchedulerMapOutputs {
+    pub(crate) fn new(client: SchedulerGrpcClient<AuthChannel>) -> Self {
+        Self { client }
+    }
+}
+
+impl crate::plan::MapOutputSource for SchedulerMapOutputs {
+    fn await_map_outputs(
+        &self,
+        request: proto::AwaitMapOutputsRequest,
+    ) -> futures::future::BoxFuture<'static, Result<proto::AwaitMapOutputsResponse>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            Ok(client
+                .await_map_outputs(request)
+                .await
+                .map_err(crate::error::BallistaError::from)?
+                .into_inner())
+        })
+    }
+}
+
 /// The memory manager's figures as sent to the scheduler.
 fn memory_report(memory: &dyn MemoryManager) -> proto::MemoryReport {
     let usage = memory.usage();

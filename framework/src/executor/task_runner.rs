@@ -108,6 +108,9 @@ pub(crate) struct TaskRunner {
     /// Woken when draining begins or tasks are launched (the status
     /// reporter then reconsiders a held report).
     slots_changed: tokio::sync::Notify,
+    /// The scheduler, for tasks started before their input stages
+    /// completed (set once the scheduler client exists).
+    map_outputs: std::sync::OnceLock<Arc<dyn crate::plan::MapOutputSource>>,
 }
 
 /// Object-storage locations this executor's tasks committed, per job: the
@@ -189,7 +192,13 @@ impl TaskRunner {
             draining: AtomicBool::new(false),
             published: Arc::default(),
             slots_changed: tokio::sync::Notify::new(),
+            map_outputs: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where tasks started early ask for their input stages' later outputs.
+    pub(crate) fn set_map_output_source(&self, source: Arc<dyn crate::plan::MapOutputSource>) {
+        let _ = self.map_outputs.set(source);
     }
 
     /// The job's data is being deleted: refuse its later launches.
@@ -531,6 +540,7 @@ impl TaskRunner {
             flight: self.flight.clone(),
             object_stores: Arc::clone(&self.parts.runtime.object_store_registry),
             memory_tier: Some(Arc::clone(&self.parts.memory_tier)),
+            map_outputs: self.map_outputs.get().cloned(),
         });
         let config = session_config_from_settings(&settings)?.with_extension(env);
         let pool = self.parts.memory.task_pool(&TaskMemoryRequest {

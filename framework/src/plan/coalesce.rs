@@ -182,7 +182,8 @@ impl PartitionGroups {
                 partitioning,
                 reader.equivalence().clone(),
             )
-            .map_err(DataFusionError::from)?;
+            .map_err(DataFusionError::from)?
+            .with_pending_map_tasks(reader.pending_map_tasks().to_vec());
             Ok(Transformed::yes(
                 Arc::new(regrouped) as Arc<dyn ExecutionPlan>
             ))

@@ -300,6 +300,7 @@ pub(crate) fn ballista_node(
             partitions: ShuffleLocation::partitions_to_proto(r.partitions()),
             output_partitioning: hash_partitioning(r.output_partitioning())?,
             equivalence: Some(encode_equivalence(r.equivalence(), codec, converter)?),
+            pending_map_tasks: r.pending_map_tasks().to_vec(),
         }));
     }
     Err(internal(format!("{} is not a Ballista node", node.name())))
@@ -364,13 +365,16 @@ impl PhysicalExtensionCodec for BallistaPhysicalExtensionCodec {
                     self,
                     converter,
                 )?;
-                Ok(Arc::new(ShuffleReaderExec::try_new(
-                    StageId(n.stage_id),
-                    schema,
-                    partitions,
-                    partitioning,
-                    equivalence,
-                )?))
+                Ok(Arc::new(
+                    ShuffleReaderExec::try_new(
+                        StageId(n.stage_id),
+                        schema,
+                        partitions,
+                        partitioning,
+                        equivalence,
+                    )?
+                    .with_pending_map_tasks(n.pending_map_tasks.clone()),
+                ))
             }
             Some(Node::PartialSort(n)) => {
                 let [input] = inputs else {

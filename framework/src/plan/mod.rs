@@ -89,8 +89,8 @@ pub use operator_metrics::{
 };
 pub use shipped_table::{MAX_SHIPPED_TABLE_BYTES, ShippedTable};
 pub use shuffle_reader::{
-    LOCAL_READ_BYTES, LOCAL_READS, REMOTE_FETCH_BYTES, REMOTE_FETCHES, ShuffleReadTotals,
-    ShuffleReaderExec, shuffle_read_counts, spill_totals,
+    LOCAL_READ_BYTES, LOCAL_READS, MapOutputSource, REMOTE_FETCH_BYTES, REMOTE_FETCHES,
+    ShuffleReadTotals, ShuffleReaderExec, shuffle_read_counts, spill_totals,
 };
 pub use shuffle_writer::ShuffleWriterExec;
 #[cfg(test)]

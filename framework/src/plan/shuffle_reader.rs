@@ -12,6 +12,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use super::TaskEnv;
@@ -22,6 +24,7 @@ use crate::flight::FlightClientPool;
 use crate::ids::StageId;
 use crate::plugin::shuffle::local::LocalDiskShuffle;
 use crate::plugin::shuffle::{ShuffleLocation, ShuffleReadContext, ShuffleReader};
+use crate::proto;
 
 /// Metric: shuffle locations read from another executor.
 pub const REMOTE_FETCHES: &str = "remote_fetches";
@@ -45,6 +48,21 @@ pub struct ShuffleReaderExec {
     equivalence: EquivalenceProperties,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Map tasks still running when the plan was made, whose outputs the
+    /// executor asks the scheduler for ([`MapOutputSource`]).
+    pending_map_tasks: Vec<u32>,
+}
+
+/// Where a consumer task that started while a stage it reads was still
+/// running gets the outputs of that stage's later map tasks: the executor
+/// asks the scheduler (`AwaitMapOutputs`).
+pub trait MapOutputSource: Send + Sync + fmt::Debug {
+    /// The outputs of `request.awaited_map_tasks` committed by now, or none
+    /// after a short wait.
+    fn await_map_outputs(
+        &self,
+        request: proto::AwaitMapOutputsRequest,
+    ) -> BoxFuture<'static, crate::error::Result<proto::AwaitMapOutputsResponse>>;
 }
 
 impl ShuffleReaderExec {
@@ -73,7 +91,102 @@ impl ShuffleReaderExec {
             equivalence,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            pending_map_tasks: Vec::new(),
         })
+    }
+
+    /// The same reader, awaiting the outputs of `map_tasks` as well: its
+    /// partitions list only the map outputs committed so far.
+    pub fn with_pending_map_tasks(mut self, mut map_tasks: Vec<u32>) -> Self {
+        map_tasks.sort_unstable();
+        map_tasks.dedup();
+        self.pending_map_tasks = map_tasks;
+        self
+    }
+
+    /// Map tasks whose outputs it still awaits (empty: its partitions list
+    /// everything it reads).
+    pub fn pending_map_tasks(&self) -> &[u32] {
+        &self.pending_map_tasks
+    }
+
+    /// The locations of the pending map tasks that `partition` reads, as
+    /// the scheduler hands them out: each answer's readable locations, in
+    /// turn, until every pending map task has committed.
+    fn later_locations(
+        &self,
+        partition: usize,
+        env: Option<&Arc<TaskEnv>>,
+    ) -> DFResult<BoxStream<'static, DFResult<ShuffleLocation>>> {
+        if self.pending_map_tasks.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let (task, executor, source) = match env.and_then(|env| {
+            env.map_outputs.as_ref().map(|source| {
+                (
+                    env.task.clone(),
+                    env.executor.id.clone(),
+                    Arc::clone(source),
+                )
+            })
+        }) {
+            Some(found) => found,
+            None => {
+                return Err(DataFusionError::from(BallistaError::Internal(format!(
+                    "shuffle reader of stage {} awaits map outputs but runs outside an executor task",
+                    self.stage_id
+                ))));
+            }
+        };
+        let request = proto::AwaitMapOutputsRequest {
+            task: Some(proto::TaskId {
+                job_id: task.job_id.to_string(),
+                stage_id: task.stage_id.0,
+                partition: task.partition as u32,
+                attempt: task.attempt,
+            }),
+            executor_id: executor.to_string(),
+            map_stage_id: self.stage_id.0,
+            reader_partition: partition as u32,
+            awaited_map_tasks: self.pending_map_tasks.clone(),
+        };
+        let answers = futures::stream::try_unfold(request, move |mut request| {
+            let source = Arc::clone(&source);
+            async move {
+                while !request.awaited_map_tasks.is_empty() {
+                    let answer = source.await_map_outputs(request.clone()).await?;
+                    if answer.complete {
+                        request.awaited_map_tasks.clear();
+                    } else {
+                        request
+                            .awaited_map_tasks
+                            .retain(|m| !answer.map_tasks.contains(m));
+                    }
+                    if answer.locations.is_empty() {
+                        continue;
+                    }
+                    let locations = answer
+                        .locations
+                        .iter()
+                        .map(ShuffleLocation::from_proto)
+                        .collect::<crate::error::Result<Vec<_>>>()?;
+                    return Ok(Some((locations, request)));
+                }
+                Ok::<_, BallistaError>(None)
+            }
+        });
+        Ok(answers
+            .map_err(DataFusionError::from)
+            .map_ok(|locations| {
+                futures::stream::iter(
+                    locations
+                        .into_iter()
+                        .filter(|l| l.stats.num_rows > 0)
+                        .map(Ok::<_, DataFusionError>),
+                )
+            })
+            .try_flatten()
+            .boxed())
     }
 
     /// The producer stage.
@@ -102,7 +215,11 @@ impl DisplayAs for ShuffleReaderExec {
             "ShuffleReaderExec: stage={}, partitions={}, locations={locations}",
             self.stage_id,
             self.partitions.len()
-        )
+        )?;
+        if !self.pending_map_tasks.is_empty() {
+            write!(f, ", awaiting {} map task(s)", self.pending_map_tasks.len())?;
+        }
+        Ok(())
     }
 }
 
@@ -135,42 +252,48 @@ impl ExecutionPlan for ShuffleReaderExec {
             .filter(|l| l.stats.num_rows > 0)
             .cloned()
             .collect();
-        let (reader, read_ctx): (Arc<dyn ShuffleReader>, ShuffleReadContext) =
-            match TaskEnv::from_context(&context) {
-                Ok(env) => (
-                    Arc::clone(&env.shuffle_reader),
-                    ShuffleReadContext {
-                        schema: wire_schema(&self.schema),
-                        local_executor: Some(env.executor.id.clone()),
-                        work_dir: Some(env.work_dir.clone()),
-                        flight: env.flight.clone(),
-                        object_stores: Arc::clone(&env.object_stores),
-                        memory_tier: env.memory_tier.clone(),
-                    },
-                ),
-                // Outside an executor (a client inspecting a plan): Flight only.
-                Err(_) => (
-                    Arc::new(LocalDiskShuffle::default()),
-                    ShuffleReadContext {
-                        schema: wire_schema(&self.schema),
-                        local_executor: None,
-                        work_dir: None,
-                        flight: FlightClientPool::default(),
-                        object_stores: Arc::clone(&context.runtime_env().object_store_registry),
-                        memory_tier: None,
-                    },
-                ),
-            };
+        let env = TaskEnv::from_context(&context);
+        let later = self.later_locations(partition, env.as_ref().ok())?;
+        let (reader, read_ctx): (Arc<dyn ShuffleReader>, ShuffleReadContext) = match env {
+            Ok(env) => (
+                Arc::clone(&env.shuffle_reader),
+                ShuffleReadContext {
+                    schema: wire_schema(&self.schema),
+                    local_executor: Some(env.executor.id.clone()),
+                    work_dir: Some(env.work_dir.clone()),
+                    flight: env.flight.clone(),
+                    object_stores: Arc::clone(&env.object_stores),
+                    memory_tier: env.memory_tier.clone(),
+                },
+            ),
+            // Outside an executor (a client inspecting a plan): Flight only.
+            Err(_) => (
+                Arc::new(LocalDiskShuffle::default()),
+                ShuffleReadContext {
+                    schema: wire_schema(&self.schema),
+                    local_executor: None,
+                    work_dir: None,
+                    flight: FlightClientPool::default(),
+                    object_stores: Arc::clone(&context.runtime_env().object_store_registry),
+                    memory_tier: None,
+                },
+            ),
+        };
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let remote_fetches = MetricBuilder::new(&self.metrics).counter(REMOTE_FETCHES, partition);
         let local_reads = MetricBuilder::new(&self.metrics).counter(LOCAL_READS, partition);
         let remote_bytes = MetricBuilder::new(&self.metrics).counter(REMOTE_FETCH_BYTES, partition);
         let local_bytes = MetricBuilder::new(&self.metrics).counter(LOCAL_READ_BYTES, partition);
         let read_ctx = Arc::new(read_ctx);
-        let batches = futures::stream::iter(locations)
-            .map(move |location| {
+        let batches = futures::stream::iter(locations.into_iter().map(Ok))
+            .chain(later)
+            .map(move |location: DFResult<ShuffleLocation>| {
                 let reader = Arc::clone(&reader);
                 let read_ctx = Arc::clone(&read_ctx);
+                let location = match location {
+                    Ok(location) => location,
+                    Err(e) => return futures::future::Either::Left(futures::future::ready(Err(e))),
+                };
                 let bytes = usize::try_from(location.stats.num_bytes).unwrap_or(usize::MAX);
                 if read_ctx.local_executor.as_ref() == Some(&location.executor.id) {
                     local_reads.add(1);
@@ -179,12 +302,12 @@ impl ExecutionPlan for ShuffleReaderExec {
                     remote_fetches.add(1);
                     remote_bytes.add(bytes);
                 }
-                async move {
+                futures::future::Either::Right(async move {
                     reader
                         .read(&location, &read_ctx)
                         .await
                         .map_err(DataFusionError::from)
-                }
+                })
             })
             .buffer_unordered(CONCURRENT_FETCHES)
             .try_flatten_unordered(CONCURRENT_FETCHES)

@@ -98,6 +98,9 @@ pub struct DistributedPlan {
     /// side has not started ([`late_broadcast_candidate`](super::late_broadcast_candidate)); 0
     /// keeps every join as planned.
     pub broadcast_output_bytes: u64,
+    /// Whether a consumer stage may start while the stages it reads are
+    /// still running their last tasks, on slots that would be idle.
+    pub early_consumers: bool,
 }
 
 impl DistributedPlan {
@@ -174,6 +177,7 @@ pub fn split_into_stages(job_id: &JobId, plan: Arc<dyn ExecutionPlan>) -> Result
         final_stage,
         task_input_bytes: 0,
         broadcast_output_bytes: 0,
+        early_consumers: false,
     })
 }
 

@@ -33,6 +33,9 @@ pub struct TaskEnv {
     pub object_stores: Arc<dyn ObjectStoreRegistry>,
     /// The executor's in-memory shuffle tier.
     pub memory_tier: Option<Arc<crate::plugin::shuffle::memory_tier::ShuffleMemoryTier>>,
+    /// Where a task started before its input stages completed asks for
+    /// their later outputs (`None`: such a read fails).
+    pub map_outputs: Option<Arc<dyn super::MapOutputSource>>,
 }
 
 impl TaskEnv {

@@ -201,13 +201,14 @@ fn with_locations(
     reader: &ShuffleReaderExec,
     partitions: Vec<Vec<ShuffleLocation>>,
 ) -> Result<ShuffleReaderExec> {
-    ShuffleReaderExec::try_new(
+    Ok(ShuffleReaderExec::try_new(
         reader.stage_id(),
         reader.schema(),
         partitions,
         reader.output_partitioning().clone(),
         reader.equivalence().clone(),
-    )
+    )?
+    .with_pending_map_tasks(reader.pending_map_tasks().to_vec()))
 }
 
 /// The file scan configuration of a `DataSourceExec` that scans files.

@@ -63,6 +63,10 @@ fn executor_caller(caller: &Caller, claimed: &ExecutorId, what: &str) -> Result<
     }
 }
 
+/// Longest an `AwaitMapOutputs` call waits for news before answering
+/// empty (the task asks again): well inside any request deadline.
+const AWAIT_MAP_OUTPUTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn parse_job_id(value: &str) -> Result<JobId, Status> {
     JobId::parse(value).map_err(Status::from)
 }
@@ -488,6 +492,47 @@ impl SchedulerGrpc for SchedulerService {
             caller,
             request.into_inner(),
         )))
+    }
+
+    async fn await_map_outputs(
+        &self,
+        request: Request<proto::AwaitMapOutputsRequest>,
+    ) -> Result<Response<proto::AwaitMapOutputsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let executor_id = parse_executor_id(&request.executor_id)?;
+        executor_caller(&caller, &executor_id, "await map outputs")?;
+        let task = request.task.ok_or_else(|| {
+            BallistaError::InvalidInput("an awaited read without a task id".into())
+        })?;
+        let task = crate::ids::TaskId {
+            job_id: parse_job_id(&task.job_id)?,
+            stage_id: crate::ids::StageId(task.stage_id),
+            partition: task.partition as usize,
+            attempt: task.attempt,
+        };
+        let map_stage = crate::ids::StageId(request.map_stage_id);
+        let reader_partition = request.reader_partition as usize;
+        let deadline = tokio::time::Instant::now() + AWAIT_MAP_OUTPUTS_WAIT;
+        loop {
+            // Registered before looking, so that a change in between wakes it.
+            let changed = self.inner.map_outputs.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let answer = self.inner.state.lock().awaited_map_outputs(
+                &task,
+                &executor_id,
+                map_stage,
+                reader_partition,
+                &request.awaited_map_tasks,
+            )?;
+            if let Some(answer) = answer {
+                return Ok(Response::new(answer));
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(Response::new(proto::AwaitMapOutputsResponse::default()));
+            }
+        }
     }
 
     async fn deregister_executor(

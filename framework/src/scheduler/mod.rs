@@ -59,6 +59,9 @@ pub(crate) struct SchedulerInner {
     /// Wakes the placement loop: the state defers task placement, so that
     /// one round serves every event since the last.
     placement: Arc<Notify>,
+    /// Woken when a task's state changed: tasks that started early wait
+    /// on it for the map outputs they await (`AwaitMapOutputs`).
+    map_outputs: Notify,
 }
 
 impl SchedulerInner {
@@ -69,6 +72,9 @@ impl SchedulerInner {
 
     /// Performs the network calls decided under the lock.
     fn apply(self: &Arc<Self>, effects: Effects) {
+        if effects.tasks_changed {
+            self.map_outputs.notify_waiters();
+        }
         if effects.place_tasks {
             self.placement.notify_one();
         }
@@ -649,6 +655,7 @@ pub async fn start_scheduler(config: BallistaConfig) -> Result<SchedulerHandle> 
         ),
         planner,
         placement: Arc::new(Notify::new()),
+        map_outputs: Notify::new(),
     });
 
     let bind = format!("{}:{}", settings.bind_host, settings.port);

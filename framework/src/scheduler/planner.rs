@@ -29,8 +29,8 @@ use crate::catalog::{
 use crate::config::{
     BallistaConfig, CatalogSettings, SchedulerSettings, TableDefinition,
     adaptive_broadcast_bytes_of, check_client_settings, distributed_session_defaults,
-    distributed_session_overrides, session_config_from_settings, task_input_bytes_of,
-    validate_ballista_settings,
+    distributed_session_overrides, early_consumers_of, session_config_from_settings,
+    task_input_bytes_of, validate_ballista_settings,
 };
 use crate::error::{BallistaError, Result};
 use crate::ids::JobId;
@@ -456,6 +456,7 @@ impl JobPlanner {
         let mut plan = split_into_stages(job_id, physical)?;
         plan.task_input_bytes = task_input_bytes_of(settings)?;
         plan.broadcast_output_bytes = adaptive_broadcast_bytes_of(settings)?;
+        plan.early_consumers = early_consumers_of(settings)?;
         self.check_task_count(&plan)?;
         check_stages_travel(&plan, &state)?;
         Ok(plan)

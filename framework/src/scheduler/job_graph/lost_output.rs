@@ -109,6 +109,7 @@ impl JobGraph {
                 self.make_runnable(id)?;
             } else {
                 stage.ready_plan = None;
+                stage.early = false;
                 for task in &mut stage.tasks {
                     if let TaskState::Pending { attempt } = *task {
                         *task = TaskState::Waiting { attempt };

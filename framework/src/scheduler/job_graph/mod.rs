@@ -58,6 +58,10 @@ pub enum TaskState {
 /// can never be read must not loop forever.
 pub const MAX_FETCH_FAILURES_PER_TASK: u32 = 4;
 
+/// The executor a fetch failure names when the map task a reader awaited
+/// must run again ([`JobGraph::awaited_map_outputs`]): none holds its output.
+pub const AWAITED_MAP_TASK_RERUNS: &str = "(re-running)";
+
 /// How long a retry waits for a free slot on an executor it has not failed
 /// on; after that it may run where it failed (a busy cluster must not keep
 /// it waiting indefinitely).
@@ -123,6 +127,11 @@ pub struct Stage {
     /// Its partitioned join that may still become a broadcast join once
     /// its build side has run ([`crate::plan::late_broadcast_candidate`]).
     late_broadcast: Option<LateBroadcast>,
+    /// Its ready plan was made while an input stage was still running: its
+    /// readers of that stage await the later map outputs (`early_start`).
+    early: bool,
+    /// Its plan could not be prepared early: it waits for its inputs.
+    early_refused: bool,
 }
 
 /// A runnable stage's plan, as its tasks are sent it.
@@ -195,8 +204,41 @@ impl Stage {
         }
     }
 
+    /// Prepares `resolved` (its plan with reads resolved and regrouped)
+    /// for sending and marks its waiting tasks pending.
+    fn set_ready_plan(&mut self, job_id: &JobId, resolved: &Arc<dyn ExecutionPlan>) -> Result<()> {
+        // A plan that cannot be prepared per task is sent whole: the tasks
+        // read the same, only the launches are larger.
+        let per_task = match crate::plan::PerTaskPlans::prepare(resolved, self.tasks.len()) {
+            Ok(plans) => plans,
+            Err(e) => {
+                tracing::warn!(
+                    "job {job_id}: stage {} is sent whole to each task: {e}",
+                    self.id
+                );
+                None
+            }
+        };
+        self.ready_plan = Some(match per_task {
+            Some(plans) => ReadyPlan::PerTask(Arc::new(plans)),
+            None => ReadyPlan::Whole(encode_stage_plan(resolved)?.into()),
+        });
+        for task in &mut self.tasks {
+            if let TaskState::Waiting { attempt } = *task {
+                *task = TaskState::Pending { attempt };
+            }
+        }
+        Ok(())
+    }
+
+    /// Every task has committed, from a plan over its inputs' complete
+    /// output. A stage that started early is not complete before its
+    /// inputs are, even when its tasks all finished without reading
+    /// everything (a limit, an empty join side): its consumers, the job's
+    /// success and the release of its inputs' output wait for them.
     fn is_complete(&self) -> bool {
         self.ready_plan.is_some()
+            && !self.early
             && self
                 .tasks
                 .iter()
@@ -228,6 +270,8 @@ pub struct JobGraph {
     task_input_bytes: u64,
     /// See [`DistributedPlan::broadcast_output_bytes`].
     broadcast_output_bytes: u64,
+    /// See [`DistributedPlan::early_consumers`].
+    early_consumers: bool,
     failure: Option<BallistaError>,
     /// Stages whose output was reported as no longer read
     /// ([`take_unread_outputs`](Self::take_unread_outputs)).
@@ -247,6 +291,7 @@ impl JobGraph {
         }
         let task_input_bytes = plan.task_input_bytes;
         let broadcast_output_bytes = plan.broadcast_output_bytes;
+        let early_consumers = plan.early_consumers;
         let stages = plan
             .stages
             .into_iter()
@@ -259,6 +304,8 @@ impl JobGraph {
                     late_broadcast: (broadcast_output_bytes > 0)
                         .then(|| late_broadcast_candidate(&s.plan))
                         .flatten(),
+                    early: false,
+                    early_refused: false,
                     id: s.stage_id,
                     consumers: consumers.remove(&s.stage_id).unwrap_or_default(),
                     inputs: s.inputs,
@@ -281,6 +328,7 @@ impl JobGraph {
             max_attempts: max_attempts.max(1),
             task_input_bytes,
             broadcast_output_bytes,
+            early_consumers,
             failure: None,
             unread_reported: HashSet::new(),
             stage_completed: false,
@@ -352,24 +400,8 @@ impl JobGraph {
             let plan: Arc<dyn ExecutionPlan> = stage.plan.clone();
             let resolved = resolve_shuffle_reads(plan, &outputs)?;
             let resolved = stage.regroup(&job_id, resolved, task_input_bytes)?;
-            // A plan that cannot be prepared per task is sent whole: the
-            // tasks read the same, only the launches are larger.
-            let per_task = match crate::plan::PerTaskPlans::prepare(&resolved, stage.tasks.len()) {
-                Ok(plans) => plans,
-                Err(e) => {
-                    tracing::warn!("job {job_id}: stage {id} is sent whole to each task: {e}");
-                    None
-                }
-            };
-            stage.ready_plan = Some(match per_task {
-                Some(plans) => ReadyPlan::PerTask(Arc::new(plans)),
-                None => ReadyPlan::Whole(encode_stage_plan(&resolved)?.into()),
-            });
-            for task in &mut stage.tasks {
-                if let TaskState::Waiting { attempt } = *task {
-                    *task = TaskState::Pending { attempt };
-                }
-            }
+            stage.set_ready_plan(&job_id, &resolved)?;
+            stage.early = false;
             if stage.is_complete() {
                 queue.extend(self.newly_runnable_consumers(id));
             }
@@ -397,7 +429,7 @@ impl JobGraph {
             .iter()
             .filter(|c| {
                 self.stages.get(c).is_some_and(|consumer| {
-                    consumer.ready_plan.is_none()
+                    (consumer.ready_plan.is_none() || consumer.early)
                         && consumer
                             .inputs
                             .iter()
@@ -612,7 +644,11 @@ impl JobGraph {
             ..
         } = &error
         {
-            stage.fetch_failures[partition] += 1;
+            // A task that started early and gave its slot back to a map
+            // task running again lost nothing of its own: not counted.
+            if executor_id != AWAITED_MAP_TASK_RERUNS {
+                stage.fetch_failures[partition] += 1;
+            }
             if stage.fetch_failures[partition] < MAX_FETCH_FAILURES_PER_TASK {
                 stage.tasks[partition] = stage.to_run(attempt + 1);
                 let (producer, map_partition) = (StageId(*map_stage_id), *map_partition as usize);
@@ -757,6 +793,7 @@ impl JobGraph {
     }
 }
 
+mod early_start;
 mod late_broadcast;
 mod lost_output;
 mod status;

@@ -104,7 +104,9 @@ impl SchedulerState {
 
     /// Forgets an executor; its running tasks fail as lost (and are retried).
     pub fn executor_lost(&mut self, executor_id: &ExecutorId, reason: &str) -> Effects {
-        self.forget_executor(executor_id, reason, true, false).0
+        let mut effects = self.forget_executor(executor_id, reason, true, false).0;
+        effects.tasks_changed = true;
+        effects
     }
 
     /// Forgets an executor that left on purpose (it drained and
@@ -119,7 +121,9 @@ impl SchedulerState {
         reason: &str,
         hand_over: bool,
     ) -> (Effects, Vec<JobId>) {
-        self.forget_executor(executor_id, reason, false, hand_over)
+        let (mut effects, jobs) = self.forget_executor(executor_id, reason, false, hand_over);
+        effects.tasks_changed = true;
+        (effects, jobs)
     }
 
     fn forget_executor(

@@ -68,6 +68,10 @@ pub struct Effects {
     /// placement is deferred
     /// ([`deferring_placement`](super::SchedulerState::deferring_placement)).
     pub place_tasks: bool,
+    /// A task's state changed (a status was applied, an executor and its
+    /// tasks were forgotten, a launch was refused): tasks awaiting map
+    /// outputs look again (`AwaitMapOutputs`).
+    pub tasks_changed: bool,
 }
 
 impl Effects {
@@ -75,5 +79,6 @@ impl Effects {
         self.launches.extend(other.launches);
         self.cleanups.extend(other.cleanups);
         self.place_tasks |= other.place_tasks;
+        self.tasks_changed |= other.tasks_changed;
     }
 }

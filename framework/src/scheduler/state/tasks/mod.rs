@@ -48,6 +48,7 @@ impl SchedulerState {
         if free.is_empty() {
             return Effects::default();
         }
+        self.open_early_stages_on_idle_slots();
         let free_total: usize = free.iter().map(|s| s.free_slots).sum();
         struct Candidate {
             job_id: JobId,
@@ -303,6 +304,64 @@ impl SchedulerState {
         }
     }
 
+    /// Slots are free: when no job has a task waiting for one, stages
+    /// whose inputs are running their last tasks start on them
+    /// ([`JobGraph::open_early_stages`](crate::scheduler::job_graph::JobGraph::open_early_stages)).
+    fn open_early_stages_on_idle_slots(&mut self) {
+        let running_graphs = || {
+            self.jobs
+                .values()
+                .filter_map(|j| match (&j.phase, &j.graph) {
+                    (JobPhase::Running, Some(graph)) => Some(graph),
+                    _ => None,
+                })
+        };
+        if running_graphs().any(|g| !g.first_pending_tasks(1).is_empty()) {
+            return;
+        }
+        for job in self.jobs.values_mut() {
+            if let (JobPhase::Running, Some(graph)) = (&job.phase, &mut job.graph) {
+                graph.open_early_stages();
+            }
+        }
+    }
+
+    /// What a task that started early reads of the map outputs it awaits
+    /// (see [`JobGraph::awaited_map_outputs`](crate::scheduler::job_graph::JobGraph::awaited_map_outputs)).
+    pub fn awaited_map_outputs(
+        &self,
+        task: &crate::ids::TaskId,
+        executor: &ExecutorId,
+        map_stage: StageId,
+        reader_partition: usize,
+        awaited: &[u32],
+    ) -> Result<Option<proto::AwaitMapOutputsResponse>> {
+        let graph = match self.jobs.get(&task.job_id) {
+            Some(job) => match (&job.phase, &job.graph) {
+                (JobPhase::Running, Some(graph)) => graph,
+                _ => {
+                    return Err(BallistaError::Cancelled(format!(
+                        "job {} is no longer running",
+                        task.job_id
+                    )));
+                }
+            },
+            None => {
+                return Err(BallistaError::Cancelled(format!(
+                    "job {} is not known to the scheduler",
+                    task.job_id
+                )));
+            }
+        };
+        graph.awaited_map_outputs(
+            (task.stage_id, task.partition, task.attempt),
+            executor,
+            map_stage,
+            reader_partition,
+            awaited,
+        )
+    }
+
     /// Applies task status reports from an executor.
     pub fn task_statuses(
         &mut self,
@@ -335,6 +394,7 @@ impl SchedulerState {
         }
         self.publish_changed();
         effects.merge(self.schedule());
+        effects.tasks_changed = true;
         effects
     }
 
@@ -527,7 +587,9 @@ impl SchedulerState {
         if !returned {
             return Effects::default();
         }
-        self.schedule()
+        let mut effects = self.schedule();
+        effects.tasks_changed = true;
+        effects
     }
 }
 
