@@ -74,7 +74,7 @@ pub fn early_consumers_of(settings: &HashMap<String, String>) -> Result<bool> {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err(BallistaError::InvalidInput(format!(
-            "invalid session setting {EARLY_CONSUMERS_KEY} = {:?}: expected true or false",
+            "invalid session setting {EARLY_CONSUMERS_KEY} = \"{}\": expected true or false (an empty value means the default, true)",
             crate::util::loggable(text)
         ))),
     }
@@ -445,8 +445,7 @@ mod tests {
             .to_string();
         assert!(
             err.contains("ballista.early_consumers")
-                && err.contains("\"sometimes\"")
-                && err.contains("expected true or false"),
+                && err.contains("= \"sometimes\": expected true or false"),
             "{err}"
         );
         assert_eq!(tenant_of(&of(TENANT_KEY, "")), None);

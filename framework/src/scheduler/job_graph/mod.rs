@@ -660,10 +660,17 @@ impl JobGraph {
                     (location.executor.id.as_str() == executor_id || released)
                         && (!location.durable || p == map_partition)
                 });
-                tracing::warn!(
-                    "job {job_id}: task {stage_id}/{partition} attempt {attempt} could not fetch its input, \
-                     {rerun} map task(s) of stage {producer} run again: {error}"
-                );
+                if executor_id == AWAITED_MAP_TASK_RERUNS {
+                    tracing::info!(
+                        "job {job_id}: task {stage_id}/{partition} attempt {attempt} started early and \
+                         gave its slot back: map task {map_partition} of stage {producer} runs again"
+                    );
+                } else {
+                    tracing::warn!(
+                        "job {job_id}: task {stage_id}/{partition} attempt {attempt} could not fetch its input, \
+                         {rerun} map task(s) of stage {producer} run again: {error}"
+                    );
+                }
                 self.refresh_plans_or_fail();
                 return Ok(if self.failure.is_some() {
                     TaskOutcome::JobFailed
