@@ -11,7 +11,8 @@ use ballista::tls::TlsTrust;
 /// What to do with the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobAction {
-    /// Print its state, progress and, per task, failed attempts.
+    /// Print its state, progress, its stages (tasks, when they ran) and,
+    /// per task, failed attempts.
     Status,
     /// Cancel it: its tasks stop, their slots and memory are freed, its
     /// shuffle data is deleted.
@@ -78,6 +79,70 @@ fn state_name(state: i32) -> &'static str {
     }
 }
 
+/// One line per stage: the stages it reads, its tasks by state, and when
+/// its finished tasks ran, in ms from the job's first task start (a stage
+/// that started before its input ended shows it: `ballista.early_consumers`).
+fn describe_stages(stages: &[proto::StageInfo]) -> String {
+    let times = |stage: &proto::StageInfo| -> Vec<(u64, u64)> {
+        stage
+            .tasks
+            .iter()
+            .filter_map(|t| t.metrics.as_ref())
+            .filter(|m| m.started_at_ms > 0)
+            .map(|m| (m.started_at_ms, m.ended_at_ms.max(m.started_at_ms)))
+            .collect()
+    };
+    let Some(origin) = stages.iter().flat_map(times).map(|(start, _)| start).min() else {
+        return stages
+            .iter()
+            .map(|stage| stage_counts(stage) + "\n")
+            .collect();
+    };
+    let mut out = String::new();
+    for stage in stages {
+        out += &stage_counts(stage);
+        let ran = times(stage);
+        if let (Some(start), Some(end)) = (
+            ran.iter().map(|(start, _)| *start).min(),
+            ran.iter().map(|(_, end)| *end).max(),
+        ) {
+            out += &format!(
+                " · ran +{} to +{} ms",
+                start.saturating_sub(origin),
+                end.saturating_sub(origin)
+            );
+        }
+        out += "\n";
+    }
+    out
+}
+
+/// `  stage 2 (reads 1): 3/4 tasks done, 1 running` (no newline).
+fn stage_counts(stage: &proto::StageInfo) -> String {
+    let reads = match stage.inputs.as_slice() {
+        [] => String::new(),
+        inputs => format!(
+            " (reads {})",
+            inputs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let done = stage.tasks.iter().filter(|t| t.state == "done").count();
+    let running = stage.tasks.iter().filter(|t| t.state == "running").count();
+    let mut line = format!(
+        "  stage {}{reads}: {done}/{} tasks done",
+        stage.stage_id,
+        stage.tasks.len()
+    );
+    if running > 0 {
+        line += &format!(", {running} running");
+    }
+    line
+}
+
 /// The status as a few lines of text.
 pub fn describe_status(status: &proto::JobStatus) -> String {
     let mut out = format!("job {}: {}\n", status.job_id, state_name(status.state));
@@ -98,6 +163,7 @@ pub fn describe_status(status: &proto::JobStatus) -> String {
     if let Some(error) = &status.error {
         out += &format!("  error: {}\n", ballista::BallistaError::from_proto(error));
     }
+    out += &describe_stages(&status.stages);
     for stage in &status.stages {
         for task in &stage.tasks {
             for failure in &task.failures {
@@ -120,4 +186,67 @@ pub fn describe_status(status: &proto::JobStatus) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(state: &str, times: Option<(u64, u64)>) -> proto::TaskInfo {
+        proto::TaskInfo {
+            state: state.to_string(),
+            metrics: times.map(|(started_at_ms, ended_at_ms)| proto::TaskMetrics {
+                started_at_ms,
+                ended_at_ms,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_stage_shows_its_inputs_tasks_and_when_they_ran() {
+        let status = proto::JobStatus {
+            job_id: "j1".into(),
+            state: JobState::Running as i32,
+            stages: vec![
+                proto::StageInfo {
+                    stage_id: 1,
+                    tasks: vec![
+                        task("done", Some((1_000, 1_200))),
+                        task("done", Some((1_000, 2_700))),
+                    ],
+                    ..Default::default()
+                },
+                proto::StageInfo {
+                    stage_id: 2,
+                    inputs: vec![1],
+                    tasks: vec![task("done", Some((1_210, 2_750))), task("running", None)],
+                    ..Default::default()
+                },
+                proto::StageInfo {
+                    stage_id: 3,
+                    inputs: vec![1, 2],
+                    tasks: vec![task("waiting", None)],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = describe_status(&status);
+        assert!(
+            text.contains("  stage 1: 2/2 tasks done · ran +0 to +1700 ms\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  stage 2 (reads 1): 1/2 tasks done, 1 running · ran +210 to +1750 ms\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  stage 3 (reads 1, 2): 0/1 tasks done\n"),
+            "{text}"
+        );
+    }
 }

@@ -101,7 +101,7 @@ struct JobArgs {
 
 #[derive(Debug, Subcommand)]
 enum JobSubcommand {
-    /// Print a job's state, progress, failed attempts and re-run tasks.
+    /// Print a job's state, progress, stages (tasks, when they ran), failed attempts and re-run tasks.
     Status {
         /// The job id (shown by the progress line and in errors).
         job_id: String,
