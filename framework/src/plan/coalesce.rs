@@ -175,15 +175,9 @@ impl PartitionGroups {
                 }
                 _ => Partitioning::UnknownPartitioning(self.task_count()),
             };
-            let regrouped = ShuffleReaderExec::try_new(
-                reader.stage_id(),
-                reader.schema(),
-                partitions,
-                partitioning,
-                reader.equivalence().clone(),
-            )
-            .map_err(DataFusionError::from)?
-            .with_pending_map_tasks(reader.pending_map_tasks().to_vec());
+            let regrouped = reader
+                .with_partitions(partitions, partitioning)
+                .map_err(DataFusionError::from)?;
             Ok(Transformed::yes(
                 Arc::new(regrouped) as Arc<dyn ExecutionPlan>
             ))

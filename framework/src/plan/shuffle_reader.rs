@@ -95,6 +95,23 @@ impl ShuffleReaderExec {
         })
     }
 
+    /// The same read (stage, schema, what is known of the rows, awaited
+    /// map tasks) over `partitions`, declared as `output_partitioning`.
+    pub fn with_partitions(
+        &self,
+        partitions: Vec<Vec<ShuffleLocation>>,
+        output_partitioning: Partitioning,
+    ) -> crate::error::Result<Self> {
+        Ok(Self::try_new(
+            self.stage_id,
+            Arc::clone(&self.schema),
+            partitions,
+            output_partitioning,
+            self.equivalence.clone(),
+        )?
+        .with_pending_map_tasks(self.pending_map_tasks.clone()))
+    }
+
     /// The same reader, awaiting the outputs of `map_tasks` as well: its
     /// partitions list only the map outputs committed so far.
     pub fn with_pending_map_tasks(mut self, mut map_tasks: Vec<u32>) -> Self {

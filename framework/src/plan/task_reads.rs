@@ -129,9 +129,9 @@ impl NodeReads {
                 let reader = node
                     .downcast_ref::<ShuffleReaderExec>()
                     .ok_or_else(|| BallistaError::Internal("expected a shuffle reader".into()))?;
-                Ok(Arc::new(with_locations(
-                    reader,
+                Ok(Arc::new(reader.with_partitions(
                     vec![Vec::new(); partitions.len()],
+                    reader.output_partitioning().clone(),
                 )?))
             }
             NodeReads::Files(groups) => {
@@ -175,7 +175,10 @@ fn fill_node(
                     }
                 })
                 .collect();
-            Ok(Arc::new(with_locations(reader, partitions)?))
+            Ok(Arc::new(reader.with_partitions(
+                partitions,
+                reader.output_partitioning().clone(),
+            )?))
         }
         Some(proto::task_read::Read::Files(bytes)) => {
             let config = file_scan(hollow)
@@ -194,21 +197,6 @@ fn fill_node(
         }
         None => Err(wrong("an empty read")),
     }
-}
-
-/// `reader` reading `partitions` instead.
-fn with_locations(
-    reader: &ShuffleReaderExec,
-    partitions: Vec<Vec<ShuffleLocation>>,
-) -> Result<ShuffleReaderExec> {
-    Ok(ShuffleReaderExec::try_new(
-        reader.stage_id(),
-        reader.schema(),
-        partitions,
-        reader.output_partitioning().clone(),
-        reader.equivalence().clone(),
-    )?
-    .with_pending_map_tasks(reader.pending_map_tasks().to_vec()))
 }
 
 /// The file scan configuration of a `DataSourceExec` that scans files.

@@ -44,10 +44,11 @@ impl JobGraph {
         if !self.early_consumers || self.failure.is_some() {
             return 0;
         }
+        let probes: Vec<StageId> = self.late_broadcasts().map(|(_, c)| c.probe).collect();
         let ready: Vec<StageId> = self
             .stages
             .values()
-            .filter(|s| self.may_start_early(s))
+            .filter(|s| !probes.contains(&s.id) && self.may_start_early(s))
             .map(|s| s.id)
             .collect();
         let mut opened = 0;
@@ -69,7 +70,9 @@ impl JobGraph {
         opened
     }
 
-    /// Whether `stage` may start now although an input is incomplete.
+    /// Whether `stage` may start now although an input is incomplete. (A
+    /// probe stage held for a late broadcast has no launched task, so it
+    /// is never such an input.)
     fn may_start_early(&self, stage: &Stage) -> bool {
         if stage.ready_plan.is_some()
             || stage.early_refused
@@ -78,10 +81,6 @@ impl JobGraph {
         {
             return false;
         }
-        if self.late_broadcasts().any(|(_, c)| c.probe == stage.id) {
-            return false;
-        }
-        let held = self.held_probe_stages();
         let mut incomplete = 0;
         for input in &stage.inputs {
             let Some(input) = self.stages.get(input) else {
@@ -101,7 +100,6 @@ impl JobGraph {
                 .any(|t| matches!(t, TaskState::Done { .. }));
             if input.ready_plan.is_none()
                 || input.early
-                || held.contains(&input.id)
                 || !all_launched
                 || !some_done
                 || readers_of(stage, input.id) != 1
@@ -307,14 +305,12 @@ fn await_pending(
         let Some(map_tasks) = pending.get(&reader.stage_id()) else {
             return Ok(Transformed::no(node));
         };
-        let awaiting = ShuffleReaderExec::try_new(
-            reader.stage_id(),
-            reader.schema(),
-            reader.partitions().to_vec(),
-            reader.output_partitioning().clone(),
-            reader.equivalence().clone(),
-        )?
-        .with_pending_map_tasks(map_tasks.clone());
+        let awaiting = reader
+            .with_partitions(
+                reader.partitions().to_vec(),
+                reader.output_partitioning().clone(),
+            )?
+            .with_pending_map_tasks(map_tasks.clone());
         Ok(Transformed::yes(
             Arc::new(awaiting) as Arc<dyn ExecutionPlan>
         ))

@@ -48,7 +48,7 @@ fn complete_map_stage(g: &mut JobGraph, durable: bool) {
     }
 }
 
-fn pending_of(g: &JobGraph, stage: u32) -> Vec<usize> {
+pub(super) fn pending_of(g: &JobGraph, stage: u32) -> Vec<usize> {
     g.pending_tasks()
         .into_iter()
         .filter(|t| t.stage_id == StageId(stage))

@@ -4,6 +4,7 @@ use super::*;
 use crate::ids::JobId;
 use crate::plan::two_stage_test_plan;
 use crate::plugin::scheduling::PendingTask;
+use crate::scheduler::job_graph::tests::pending_of;
 use crate::scheduler::job_graph::{TaskOutcome, TaskPlan};
 
 /// The two-stage test plan (3 map tasks hash-partitioned into 2, then the
@@ -40,12 +41,20 @@ fn commit_map(g: &mut JobGraph, map: usize, attempt: u32) -> TaskOutcome {
         .unwrap()
 }
 
-fn pending_of(g: &JobGraph, stage: u32) -> Vec<usize> {
-    g.pending_tasks()
-        .into_iter()
-        .filter(|t| t.stage_id == StageId(stage))
-        .map(|t| t.partition)
-        .collect()
+/// Every map task launched, map task 0 committed, the consumer stage
+/// opened early (see [`graph`]); the map tasks' attempts.
+fn opened_early(task_input_bytes: u64) -> (JobGraph, Vec<u32>) {
+    let (mut g, attempts) = launched(true, task_input_bytes);
+    assert_eq!(g.open_early_stages(), 1);
+    (g, attempts)
+}
+
+/// Every map task launched, map task 0 committed; the map tasks' attempts.
+fn launched(early: bool, task_input_bytes: u64) -> (JobGraph, Vec<u32>) {
+    let mut g = graph(early, task_input_bytes);
+    let attempts: Vec<u32> = (0..3).map(|p| start(&mut g, 1, p).0).collect();
+    commit_map(&mut g, 0, attempts[0]);
+    (g, attempts)
 }
 
 /// Per reader partition, the (map task, output partition) of each location,
@@ -139,9 +148,7 @@ fn a_consumer_starts_once_every_map_task_is_launched_and_reads_later_outputs_as_
 
 #[test]
 fn nothing_starts_early_when_the_setting_is_off_or_no_map_task_has_committed() {
-    let mut g = graph(false, 0);
-    let attempts: Vec<u32> = (0..3).map(|p| start(&mut g, 1, p).0).collect();
-    commit_map(&mut g, 0, attempts[0]);
+    let (mut g, _) = launched(false, 0);
     assert_eq!(g.open_early_stages(), 0);
     assert!(pending_of(&g, 2).is_empty());
 
@@ -154,10 +161,7 @@ fn nothing_starts_early_when_the_setting_is_off_or_no_map_task_has_committed() {
 
 #[test]
 fn an_awaited_read_is_refused_for_a_stale_attempt_an_unread_stage_or_an_unknown_map_task() {
-    let mut g = graph(true, 0);
-    let attempts: Vec<u32> = (0..3).map(|p| start(&mut g, 1, p).0).collect();
-    commit_map(&mut g, 0, attempts[0]);
-    g.open_early_stages();
+    let (mut g, _) = opened_early(0);
     let (c0, _) = start(&mut g, 2, 0);
     let stale = awaited(&g, (2, 0, c0 + 1), 0, &[1]).unwrap_err();
     assert!(matches!(stale, BallistaError::Cancelled(_)), "{stale}");
@@ -189,10 +193,7 @@ fn an_awaited_read_is_refused_for_a_stale_attempt_an_unread_stage_or_an_unknown_
 
 #[test]
 fn lost_input_closes_the_early_stage_until_its_input_is_rerun() {
-    let mut g = graph(true, 0);
-    let attempts: Vec<u32> = (0..3).map(|p| start(&mut g, 1, p).0).collect();
-    commit_map(&mut g, 0, attempts[0]);
-    g.open_early_stages();
+    let (mut g, attempts) = opened_early(0);
     let (c0, _) = start(&mut g, 2, 0);
     // The executor holding map task 0's output is lost: it runs again, and
     // the consumer's other task waits for the input (no launch names the
@@ -248,10 +249,7 @@ fn lost_input_closes_the_early_stage_until_its_input_is_rerun() {
 #[test]
 fn an_adaptive_task_count_is_decided_from_the_committed_share_of_the_input() {
     // 60 bytes in all (3 map tasks × 2 partitions × 10): one task of 60.
-    let mut g = graph(true, 60);
-    let attempts: Vec<u32> = (0..3).map(|p| start(&mut g, 1, p).0).collect();
-    commit_map(&mut g, 0, attempts[0]);
-    assert_eq!(g.open_early_stages(), 1);
+    let (mut g, attempts) = opened_early(60);
     assert_eq!(pending_of(&g, 2), vec![0], "20 of ~60 bytes: one task");
     let (c0, plan) = start(&mut g, 2, 0);
     let (read, pending) = reads(plan);
@@ -271,10 +269,7 @@ fn an_adaptive_task_count_is_decided_from_the_committed_share_of_the_input() {
     );
 
     // 30 bytes per partition: the planned two tasks.
-    let mut g = graph(true, 30);
-    let attempts: Vec<u32> = (0..3).map(|p| start(&mut g, 1, p).0).collect();
-    commit_map(&mut g, 0, attempts[0]);
-    g.open_early_stages();
+    let (g, _) = opened_early(30);
     assert_eq!(pending_of(&g, 2), vec![0, 1]);
 }
 
@@ -282,10 +277,7 @@ fn an_adaptive_task_count_is_decided_from_the_committed_share_of_the_input() {
 fn a_consumer_whose_tasks_finish_before_its_input_completes_only_with_it() {
     // Tasks may finish without reading all they await (a limit, an empty
     // join side): the stage, and the job, complete when the input does.
-    let mut g = graph(true, 0);
-    let attempts: Vec<u32> = (0..3).map(|p| start(&mut g, 1, p).0).collect();
-    commit_map(&mut g, 0, attempts[0]);
-    g.open_early_stages();
+    let (mut g, attempts) = opened_early(0);
     let consumers: Vec<u32> = (0..2).map(|p| start(&mut g, 2, p).0).collect();
     for (p, attempt) in consumers.into_iter().enumerate() {
         let outcome = g
@@ -306,10 +298,7 @@ fn a_consumer_whose_tasks_finish_before_its_input_completes_only_with_it() {
 
 #[test]
 fn an_awaited_list_with_repeats_or_more_tasks_than_the_stage_is_refused() {
-    let mut g = graph(true, 0);
-    let attempts: Vec<u32> = (0..3).map(|p| start(&mut g, 1, p).0).collect();
-    commit_map(&mut g, 0, attempts[0]);
-    g.open_early_stages();
+    let (mut g, _) = opened_early(0);
     let (c0, _) = start(&mut g, 2, 0);
     for list in [vec![1, 1], vec![0, 1, 2, 2]] {
         let err = awaited(&g, (2, 0, c0), 0, &list).unwrap_err();
