@@ -1,8 +1,8 @@
 //! The in-memory shuffle tier on real processes: map outputs stay in the
 //! executors' memory (no shuffle file is written), other executors fetch
 //! them over Flight, memory is returned stage by stage and at the job's
-//! end, and with too little memory the outputs go to disk with the same
-//! answers.
+//! end, and with too little memory (or an output above
+//! `memory_max_output`) the outputs go to disk with the same answers.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -176,6 +176,80 @@ async fn without_memory_to_spare_map_outputs_go_to_disk_with_the_same_answers() 
         "some map outputs were refused memory"
     );
     metric_becomes(&urls, "ballista_shuffle_memory_held_bytes", 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_outputs_above_memory_max_output_go_to_disk_and_smaller_ones_stay() {
+    let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
+    // The whole budget may hold output, but no single map output above
+    // 256 KiB: the scans' outputs (MBs each) go to disk, the partial
+    // aggregates' (a few rows) stay in memory.
+    let executor_toml = "[shuffle]\nkind = \"local-disk\"\nmemory_fraction = 1.0\n\
+                         memory_max_output = \"256KiB\"\n";
+    let mut cluster =
+        TestCluster::start_with(2, 2, Some(&tpch_tables_toml(&data)), Some(executor_toml)).await;
+    let urls: Vec<String> = cluster.executors.iter_mut().map(http_url).collect();
+    let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let request = proto::ExecuteQueryRequest {
+        query: Some(proto::execute_query_request::Query::Sql(QUERY.into())),
+        settings: proto::key_values([("datafusion.execution.target_partitions", "4")]),
+        ..Default::default()
+    };
+    let status = ballista_tests::probe::final_status(&scheduler, request).await;
+    assert_eq!(
+        status.state,
+        JobState::Succeeded as i32,
+        "{:?}",
+        status.error
+    );
+    let files = shuffle_files(&cluster.executor_work_dirs());
+    assert!(
+        !files.is_empty(),
+        "the large map outputs were written to disk"
+    );
+    assert!(
+        metric(&urls, "ballista_shuffle_memory_refused_outputs_total").await > 0.0,
+        "large map outputs were refused memory"
+    );
+    assert!(
+        metric(&urls, "ballista_shuffle_memory_committed_bytes_total").await > 0.0,
+        "small map outputs stayed in memory"
+    );
+    let held = metric(&urls, "ballista_shuffle_memory_held_bytes").await;
+    assert!(held <= 2.0 * 256.0 * 1024.0, "{held} bytes held");
+    scheduler
+        .release(&JobId::parse(&status.job_id).unwrap())
+        .await
+        .unwrap();
+    metric_becomes(&urls, "ballista_shuffle_memory_held_bytes", 0.0).await;
+
+    let ctx = SessionContext::remote(&cluster.scheduler_url)
+        .await
+        .unwrap();
+    let actual = ctx.sql(QUERY).await.unwrap().collect().await.unwrap();
+    let local = ballista_tests::local_tpch_session(&data).await;
+    let expected = local.sql(QUERY).await.unwrap().collect().await.unwrap();
+    ballista_tests::compare::compare(&expected, &actual).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_memory_max_output_is_refused_at_start_up() {
+    let toml = "[shuffle]\nkind = \"local-disk\"\nmemory_max_output = \"lots\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("executor.toml");
+    std::fs::write(&path, toml).unwrap();
+    let output = std::process::Command::new(ballista_tests::cluster::binary("ballista-executor"))
+        .args(["--config", path.to_str().unwrap(), "--print-config"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("memory_max_output") && stderr.contains("lots"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

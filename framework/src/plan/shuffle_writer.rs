@@ -20,7 +20,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::TaskEnv;
-use super::compact::compact_view_columns;
+use super::compact::{compact_view_columns, shrink_over_allocated};
 use super::wire_types::{conform, wire_schema};
 use crate::error::{BallistaError, Result};
 use crate::ids::{JobId, StageId};
@@ -184,6 +184,7 @@ impl ShuffleWriterExec {
             coalescer.finish_buffered_batch()?;
             while let Some(done) = coalescer.next_completed_batch() {
                 let _timer = write_time.timer();
+                let done = shrink_over_allocated(done)?;
                 let done = conform(compact_view_columns(done)?, &wire)?;
                 writer.write(output, done).await?;
             }

@@ -54,7 +54,9 @@ use super::shuffle::local::LocalDiskShuffle;
 use super::shuffle::object_store::ObjectStoreShuffle;
 use super::shuffle::{ShuffleReader, ShuffleWriter};
 use super::storage::ObjectStoreProvider;
-use crate::config::{BallistaSettings, PluginSpec, REDACTED, is_secret_key, scrub_values};
+use crate::config::{
+    BallistaSettings, ByteSize, PluginSpec, REDACTED, is_secret_key, scrub_values,
+};
 use crate::error::{BallistaError, Result};
 
 /// The plugin seams that are chosen in TOML.
@@ -334,6 +336,12 @@ pub struct LocalDiskShuffleOptions {
     /// Held output is freed once every stage reading it has finished, or
     /// when the job ends. 0 writes every map output to disk.
     pub memory_fraction: f64,
+    /// The largest map output (all its partitions together) kept in memory,
+    /// e.g. `"32MiB"` (the default); a larger one is written to disk. Small outputs gain
+    /// most from memory (their stages are short), while a large one stays
+    /// resident next to the memory of the stages reading it. 0 writes every
+    /// map output to disk.
+    pub memory_max_output: ByteSize,
 }
 
 impl Default for LocalDiskShuffleOptions {
@@ -341,6 +349,7 @@ impl Default for LocalDiskShuffleOptions {
         Self {
             compression: ShuffleCompression::default(),
             memory_fraction: crate::plugin::shuffle::local::DEFAULT_MEMORY_FRACTION,
+            memory_max_output: ByteSize(crate::plugin::shuffle::local::DEFAULT_MEMORY_MAX_OUTPUT),
         }
     }
 }
@@ -416,7 +425,7 @@ impl PluginRegistry {
         );
         registry.register_shuffle(
             "local-disk",
-            "Map outputs stay in the executor's memory while it grants them (see memory_fraction), otherwise they are Arrow IPC files on its work_dir; either is served to other executors over Arrow Flight.",
+            "Map outputs stay in the executor's memory while it grants them (see memory_fraction and memory_max_output), otherwise they are Arrow IPC files on its work_dir; either is served to other executors over Arrow Flight.",
             |options: LocalDiskShuffleOptions, ctx| {
                 if !(0.0..=1.0).contains(&options.memory_fraction) {
                     return Err(ctx.invalid_option(
@@ -427,7 +436,8 @@ impl PluginRegistry {
                 }
                 let shuffle = Arc::new(
                     LocalDiskShuffle::with_compression(options.compression.ipc_compression())
-                        .with_memory_fraction(options.memory_fraction),
+                        .with_memory_fraction(options.memory_fraction)
+                        .with_memory_max_output(options.memory_max_output.bytes()),
                 );
                 Ok(Arc::new(ShuffleComponents {
                     writer: shuffle.clone(),

@@ -8,8 +8,9 @@
 //!
 //! With the executor's in-memory tier ([`super::memory_tier`]) a map output
 //! first stays in memory, under the same paths, as long as its reservation is
-//! granted and the tier holds less than `memory_fraction` of the executor's
-//! budget; the first refusal sends the whole map output to disk.
+//! granted, it is within `memory_max_output` and the tier holds less than
+//! `memory_fraction` of the executor's budget; the first refusal sends the
+//! whole map output to disk.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -49,11 +50,25 @@ const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 /// every output.
 pub const DEFAULT_MEMORY_FRACTION: f64 = 0.05;
 
+/// The largest map output (all its partitions) the in-memory tier keeps by
+/// default; a larger one is written to disk.
+///
+/// A held output stays resident until every stage reading it has finished,
+/// i.e. while those stages build their hash tables and aggregates, so the
+/// largest outputs set the executor's peak. At TPC-H scale factor 1 the
+/// outputs above this (joined rows and partial aggregates of 50-65 MB per
+/// task in q18 and q21) took each executor's peak from about 300-350 MiB to
+/// 270 MiB and the cluster's from 1.29-1.44x single-process DataFusion's to
+/// 1.13-1.21x; at 8 MiB the peak was the same but q7, q9, q17, q18 and q21
+/// lost 50-200 ms each to encoding and decoding (README, Performance).
+pub const DEFAULT_MEMORY_MAX_OUTPUT: u64 = 32 << 20;
+
 /// Local-disk shuffle (writer and reader).
 #[derive(Debug, Clone)]
 pub struct LocalDiskShuffle {
     compression: Option<CompressionType>,
     memory_fraction: f64,
+    memory_max_output: usize,
 }
 
 impl Default for LocalDiskShuffle {
@@ -61,6 +76,7 @@ impl Default for LocalDiskShuffle {
         Self {
             compression: Some(CompressionType::LZ4_FRAME),
             memory_fraction: DEFAULT_MEMORY_FRACTION,
+            memory_max_output: usize::try_from(DEFAULT_MEMORY_MAX_OUTPUT).unwrap_or(usize::MAX),
         }
     }
 }
@@ -82,6 +98,13 @@ impl LocalDiskShuffle {
         self
     }
 
+    /// Keeps in memory only map outputs of at most `bytes` (all their
+    /// partitions together); larger ones are written to disk.
+    pub fn with_memory_max_output(mut self, bytes: u64) -> Self {
+        self.memory_max_output = usize::try_from(bytes).unwrap_or(usize::MAX);
+        self
+    }
+
     fn write_options(&self) -> Result<IpcWriteOptions> {
         Ok(IpcWriteOptions::default().try_with_compression(self.compression)?)
     }
@@ -99,13 +122,16 @@ impl ShuffleWriter for LocalDiskShuffle {
         tokio::fs::create_dir_all(&stage_dir).await?;
         let files = (0..ctx.num_output_partitions).map(|_| None).collect();
         let memory = match &ctx.memory_tier {
-            Some(access) if self.memory_fraction > 0.0 => Some(MemoryMapOutput::new(
-                access,
-                &ctx.task.job_id,
-                &ctx.task.to_string(),
-                ctx.num_output_partitions,
-                self.memory_fraction,
-            )),
+            Some(access) if self.memory_fraction > 0.0 && self.memory_max_output > 0 => {
+                Some(MemoryMapOutput::new(
+                    access,
+                    &ctx.task.job_id,
+                    &ctx.task.to_string(),
+                    ctx.num_output_partitions,
+                    self.memory_fraction,
+                    self.memory_max_output,
+                ))
+            }
             _ => None,
         };
         Ok(Box::new(LocalMapOutputWriter {

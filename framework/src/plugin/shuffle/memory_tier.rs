@@ -228,6 +228,8 @@ pub struct MemoryMapOutput {
     /// allows, so that a job quota smaller than the tier is not filled by
     /// the job's own earlier stages.
     job_cap: usize,
+    /// The most this one map output may hold: a larger one goes to disk.
+    output_cap: usize,
     reservation: MemoryReservation,
     partitions: Vec<Vec<RecordBatch>>,
     bytes: usize,
@@ -236,13 +238,15 @@ pub struct MemoryMapOutput {
 impl MemoryMapOutput {
     /// Starts a map output of `num_output_partitions` partitions for task
     /// `task_name` of `job_id`, keeping at most `fraction` of the
-    /// executor's budget (and of the job's pool) in the tier.
+    /// executor's budget (and of the job's pool) in the tier, and at most
+    /// `output_cap` bytes for this map output.
     pub fn new(
         access: &MemoryTierAccess,
         job_id: &JobId,
         task_name: &str,
         num_output_partitions: usize,
         fraction: f64,
+        output_cap: usize,
     ) -> Self {
         let reservation =
             MemoryConsumer::new(format!("ShuffleOutput[{task_name}]")).register(&access.pool);
@@ -255,15 +259,17 @@ impl MemoryMapOutput {
             job_id: job_id.clone(),
             fraction,
             job_cap,
+            output_cap,
             reservation,
             partitions: vec![Vec::new(); num_output_partitions],
             bytes: 0,
         }
     }
 
-    /// Keeps `batch` for `output_partition` if both the tier's share and the
-    /// task's pool allow it; otherwise gives it back (the caller writes the
-    /// whole map output to disk instead).
+    /// Keeps `batch` for `output_partition` if this map output stays within
+    /// its own cap and both the tier's share and the task's pool allow it;
+    /// otherwise gives it back (the caller writes the whole map output to
+    /// disk instead).
     pub fn try_push(
         &mut self,
         output_partition: usize,
@@ -273,6 +279,13 @@ impl MemoryMapOutput {
             return Err(batch);
         }
         let size = batch.get_array_memory_size();
+        if self
+            .bytes
+            .checked_add(size)
+            .is_none_or(|bytes| bytes > self.output_cap)
+        {
+            return Err(batch);
+        }
         if !self
             .tier
             .try_hold(&self.job_id, size, self.fraction, self.job_cap)
@@ -379,7 +392,7 @@ mod tests {
             tier: Arc::clone(&tier),
             pool: Arc::clone(&pool),
         };
-        let mut output = MemoryMapOutput::new(&access, &job(), "t", 3, 0.5);
+        let mut output = MemoryMapOutput::new(&access, &job(), "t", 3, 0.5, usize::MAX);
         let b = batch(100);
         output.try_push(2, b.clone()).unwrap();
         output.try_push(2, batch(10)).unwrap();
@@ -408,7 +421,7 @@ mod tests {
             tier: Arc::clone(&tier),
             pool: Arc::clone(&pool),
         };
-        let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 0.1);
+        let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 0.1, usize::MAX);
         // 10,000 bytes allowed: a batch of 2,000 i64 values is refused.
         let refused = output.try_push(0, batch(2000)).unwrap_err();
         assert_eq!(refused.num_rows(), 2000);
@@ -424,7 +437,7 @@ mod tests {
             tier: Arc::clone(&tier),
             pool: small,
         };
-        let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0);
+        let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0, usize::MAX);
         assert!(output.try_push(0, batch(100)).is_err());
         drop(output);
         assert_eq!(tier.held_bytes(), 0);
@@ -439,14 +452,14 @@ mod tests {
             pool: Arc::clone(&pool),
         };
         for stage in 1..=2 {
-            let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0);
+            let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0, usize::MAX);
             output.try_push(0, batch(50)).unwrap();
             output.commit(StageId(stage), &[Some(format!("s{stage}"))]);
         }
-        let mut abandoned = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0);
+        let mut abandoned = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0, usize::MAX);
         abandoned.try_push(0, batch(50)).unwrap();
         drop(abandoned);
-        let mut late = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0);
+        let mut late = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0, usize::MAX);
         late.try_push(0, batch(50)).unwrap();
         assert!(tier.release_job(&job()) > 0);
         // A task of the ended job that commits afterwards keeps nothing.
@@ -465,7 +478,7 @@ mod tests {
             tier: Arc::clone(&tier),
             pool,
         };
-        let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 0.5);
+        let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 0.5, usize::MAX);
         let mut kept = 0;
         while output.try_push(0, batch(512)).is_ok() {
             kept += 1;
@@ -479,7 +492,32 @@ mod tests {
             tier: Arc::clone(&tier),
             pool,
         };
-        let mut second = MemoryMapOutput::new(&access, &other, "t", 1, 0.5);
+        let mut second = MemoryMapOutput::new(&access, &other, "t", 1, 0.5, usize::MAX);
         assert!(second.try_push(0, batch(512)).is_ok());
+    }
+
+    #[test]
+    fn a_map_output_larger_than_its_cap_is_handed_back_whatever_the_tier_allows() {
+        let tier = Arc::new(ShuffleMemoryTier::new(1 << 30));
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 30));
+        let access = MemoryTierAccess {
+            tier: Arc::clone(&tier),
+            pool: Arc::clone(&pool),
+        };
+        let one = batch(1000).get_array_memory_size();
+        let mut output = MemoryMapOutput::new(&access, &job(), "t", 2, 1.0, 2 * one);
+        output.try_push(0, batch(1000)).unwrap();
+        output.try_push(1, batch(1000)).unwrap();
+        // The third batch takes this output past its cap, across partitions.
+        let refused = output.try_push(0, batch(1000)).unwrap_err();
+        assert_eq!(refused.num_rows(), 1000);
+        assert_eq!(tier.held_bytes(), 2 * one);
+        let kept = output.into_batches();
+        assert_eq!((kept[0].len(), kept[1].len()), (1, 1));
+        assert_eq!((tier.held_bytes(), pool.reserved()), (0, 0));
+        assert_eq!(tier.map_outputs_sent_to_disk(), 1);
+        // Another map output of the same job has a cap of its own.
+        let mut next = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0, 2 * one);
+        next.try_push(0, batch(1000)).unwrap();
     }
 }
