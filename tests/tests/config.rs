@@ -204,6 +204,23 @@ fn bad_keys_values_and_types_stop_start_up_naming_the_key() {
             &[],
             &["executor.memory_limit", "\"lots\"", "512MiB"],
         ),
+        // A size past 2^64 bytes is refused, not clamped.
+        (
+            "ballista-executor",
+            "[shuffle]\nkind = \"local-disk\"\nmemory_max_output = \"20000000TiB\"\n",
+            &[],
+            &["shuffle.memory_max_output", "\"20000000TiB\"", "too large"],
+        ),
+        (
+            "ballista-executor",
+            "",
+            &[("BALLISTA_EXECUTOR__MEMORY_LIMIT", "99999999999999999999")],
+            &[
+                "executor.memory_limit",
+                "too large",
+                "BALLISTA_EXECUTOR__MEMORY_LIMIT",
+            ],
+        ),
         // A wrong type.
         (
             "ballista-scheduler",

@@ -26,8 +26,8 @@ impl FromStr for ByteSize {
         let split = text
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().map_err(|_| {
+        let (number_text, unit) = text.split_at(split);
+        let number: f64 = number_text.parse().map_err(|_| {
             format!(
                 "invalid byte size {s:?}: expected a number with an optional unit such as 512MiB"
             )
@@ -48,8 +48,34 @@ impl FromStr for ByteSize {
                 ));
             }
         };
-        Ok(ByteSize((number * multiplier as f64).round() as u64))
+        let too_large = || {
+            format!(
+                "invalid byte size {s:?}: too large (at most {} bytes, about 16 EiB)",
+                u64::MAX
+            )
+        };
+        if let Ok(whole) = number_text.parse::<u64>() {
+            // Exact for whole numbers, which f64 would round above 2^53.
+            return whole
+                .checked_mul(multiplier)
+                .map(ByteSize)
+                .ok_or_else(too_large);
+        }
+        let bytes = (number * multiplier as f64).round();
+        // 2^64: a cast would silently clamp anything at or above it.
+        if bytes >= 18_446_744_073_709_551_616.0 {
+            return Err(too_large());
+        }
+        Ok(ByteSize(bytes as u64))
     }
+}
+
+/// A size that arrived as a float: an environment variable holding a whole
+/// number past `u64` is read as one. Whole non-negative floats are parsed as
+/// that many bytes, so a size too large is refused as too large rather than
+/// as a float; `None` for any other float.
+pub(crate) fn bytes_of_whole_float(v: f64) -> Option<Result<ByteSize, String>> {
+    (v.is_finite() && v >= 0.0 && v.fract() == 0.0).then(|| format!("{v:.0}").parse())
 }
 
 impl fmt::Display for ByteSize {
@@ -91,6 +117,12 @@ impl<'de> Deserialize<'de> for ByteSize {
                     .map(ByteSize)
                     .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
             }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ByteSize, E> {
+                match bytes_of_whole_float(v) {
+                    Some(size) => size.map_err(E::custom),
+                    None => Err(E::invalid_value(serde::de::Unexpected::Float(v), &self)),
+                }
+            }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 v.parse().map_err(E::custom)
             }
@@ -130,5 +162,34 @@ mod tests {
         );
         assert!("lots".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize(512 << 20).to_string(), "512MiB");
+        // Sizes past 2^64 bytes are refused, not clamped.
+        assert_eq!(
+            "18446744073709551615".parse::<ByteSize>().unwrap().bytes(),
+            u64::MAX
+        );
+        for huge in [
+            "18446744073709551616",
+            "99999999999999999999",
+            "20000000TiB",
+            "1e30",
+        ] {
+            let error = huge.parse::<ByteSize>().unwrap_err();
+            assert!(
+                error.contains(huge) && (error.contains("too large") || error.contains("unit")),
+                "{huge}: {error}"
+            );
+        }
+        assert!(
+            "17000000TiB"
+                .parse::<ByteSize>()
+                .unwrap_err()
+                .contains("too large (at most 18446744073709551615 bytes")
+        );
+        assert!(
+            "16777216.5TiB"
+                .parse::<ByteSize>()
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 }

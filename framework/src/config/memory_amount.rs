@@ -107,6 +107,12 @@ impl<'de> Deserialize<'de> for MemoryAmount {
                     .map(|v| MemoryAmount::Bytes(ByteSize(v)))
                     .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
             }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<MemoryAmount, E> {
+                match super::byte_size::bytes_of_whole_float(v) {
+                    Some(size) => size.map(MemoryAmount::Bytes).map_err(E::custom),
+                    None => Err(E::invalid_value(serde::de::Unexpected::Float(v), &self)),
+                }
+            }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MemoryAmount, E> {
                 v.parse().map_err(E::custom)
             }

@@ -447,7 +447,7 @@ impl ExecutorMetrics {
             shuffle_memory_refusals: counter(
                 &r,
                 "ballista_shuffle_memory_refused_outputs_total",
-                "Map outputs written to disk because memory was refused.",
+                "Map outputs written to disk because memory was refused or they exceeded shuffle.memory_max_output (none are counted when the tier is off: memory_fraction or memory_max_output 0).",
             ),
             memory_budget: gauge(
                 &r,
