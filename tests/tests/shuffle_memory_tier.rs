@@ -67,6 +67,48 @@ async fn metric_becomes(urls: &[String], name: &str, expected: f64) {
     }
 }
 
+/// Runs `QUERY` over four partitions as a job; returns its final status,
+/// which must be a success.
+async fn run_query_job(scheduler: &SchedulerClient) -> proto::JobStatus {
+    let request = proto::ExecuteQueryRequest {
+        query: Some(proto::execute_query_request::Query::Sql(QUERY.into())),
+        settings: proto::key_values([("datafusion.execution.target_partitions", "4")]),
+        ..Default::default()
+    };
+    let status = ballista_tests::probe::final_status(scheduler, request).await;
+    assert_eq!(
+        status.state,
+        JobState::Succeeded as i32,
+        "{:?}",
+        status.error
+    );
+    status
+}
+
+/// `QUERY` read through the client equals single-process DataFusion's answer.
+async fn assert_answer_is_datafusions(scheduler_url: &str, data: &Path) {
+    let ctx = SessionContext::remote(scheduler_url).await.unwrap();
+    let actual = ctx.sql(QUERY).await.unwrap().collect().await.unwrap();
+    let local = ballista_tests::local_tpch_session(data).await;
+    let expected = local.sql(QUERY).await.unwrap().collect().await.unwrap();
+    ballista_tests::compare::compare(&expected, &actual).unwrap();
+}
+
+/// The executor's stderr when `--print-config` refuses `toml`, which it
+/// must do with exit status 2.
+fn start_up_refusal(toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("executor.toml");
+    std::fs::write(&path, toml).unwrap();
+    let output = std::process::Command::new(ballista_tests::cluster::binary("ballista-executor"))
+        .args(["--config", path.to_str().unwrap(), "--print-config"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_outputs_stay_in_memory_are_fetched_over_flight_and_freed() {
     let data = tpch_data(env!("CARGO_TARGET_TMPDIR"), 0.1);
@@ -75,19 +117,7 @@ async fn map_outputs_stay_in_memory_are_fetched_over_flight_and_freed() {
     let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
         .await
         .unwrap();
-
-    let request = proto::ExecuteQueryRequest {
-        query: Some(proto::execute_query_request::Query::Sql(QUERY.into())),
-        settings: proto::key_values([("datafusion.execution.target_partitions", "4")]),
-        ..Default::default()
-    };
-    let status = ballista_tests::probe::final_status(&scheduler, request).await;
-    assert_eq!(
-        status.state,
-        JobState::Succeeded as i32,
-        "{:?}",
-        status.error
-    );
+    let status = run_query_job(&scheduler).await;
     assert!(status.stages.len() >= 3, "{:#?}", status.stages);
 
     // Every map output stayed in memory: not one shuffle file was written,
@@ -146,13 +176,7 @@ async fn map_outputs_stay_in_memory_are_fetched_over_flight_and_freed() {
 
     // And the answer, read through the client (from memory over Flight),
     // is DataFusion's.
-    let ctx = SessionContext::remote(&cluster.scheduler_url)
-        .await
-        .unwrap();
-    let actual = ctx.sql(QUERY).await.unwrap().collect().await.unwrap();
-    let local = ballista_tests::local_tpch_session(&data).await;
-    let expected = local.sql(QUERY).await.unwrap().collect().await.unwrap();
-    ballista_tests::compare::compare(&expected, &actual).unwrap();
+    assert_answer_is_datafusions(&cluster.scheduler_url, &data).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,18 +216,7 @@ async fn map_outputs_above_memory_max_output_go_to_disk_and_smaller_ones_stay() 
     let scheduler = SchedulerClient::connect(&cluster.scheduler_url)
         .await
         .unwrap();
-    let request = proto::ExecuteQueryRequest {
-        query: Some(proto::execute_query_request::Query::Sql(QUERY.into())),
-        settings: proto::key_values([("datafusion.execution.target_partitions", "4")]),
-        ..Default::default()
-    };
-    let status = ballista_tests::probe::final_status(&scheduler, request).await;
-    assert_eq!(
-        status.state,
-        JobState::Succeeded as i32,
-        "{:?}",
-        status.error
-    );
+    let status = run_query_job(&scheduler).await;
     let files = shuffle_files(&cluster.executor_work_dirs());
     assert!(
         !files.is_empty(),
@@ -225,27 +238,13 @@ async fn map_outputs_above_memory_max_output_go_to_disk_and_smaller_ones_stay() 
         .unwrap();
     metric_becomes(&urls, "ballista_shuffle_memory_held_bytes", 0.0).await;
 
-    let ctx = SessionContext::remote(&cluster.scheduler_url)
-        .await
-        .unwrap();
-    let actual = ctx.sql(QUERY).await.unwrap().collect().await.unwrap();
-    let local = ballista_tests::local_tpch_session(&data).await;
-    let expected = local.sql(QUERY).await.unwrap().collect().await.unwrap();
-    ballista_tests::compare::compare(&expected, &actual).unwrap();
+    assert_answer_is_datafusions(&cluster.scheduler_url, &data).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_memory_max_output_is_refused_at_start_up() {
-    let toml = "[shuffle]\nkind = \"local-disk\"\nmemory_max_output = \"lots\"\n";
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("executor.toml");
-    std::fs::write(&path, toml).unwrap();
-    let output = std::process::Command::new(ballista_tests::cluster::binary("ballista-executor"))
-        .args(["--config", path.to_str().unwrap(), "--print-config"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr =
+        start_up_refusal("[shuffle]\nkind = \"local-disk\"\nmemory_max_output = \"lots\"\n");
     assert!(
         stderr.contains("memory_max_output") && stderr.contains("lots"),
         "{stderr}"
@@ -254,16 +253,7 @@ async fn a_bad_memory_max_output_is_refused_at_start_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_memory_fraction_is_refused_at_start_up() {
-    let toml = "[shuffle]\nkind = \"local-disk\"\nmemory_fraction = 1.5\n";
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("executor.toml");
-    std::fs::write(&path, toml).unwrap();
-    let output = std::process::Command::new(ballista_tests::cluster::binary("ballista-executor"))
-        .args(["--config", path.to_str().unwrap(), "--print-config"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = start_up_refusal("[shuffle]\nkind = \"local-disk\"\nmemory_fraction = 1.5\n");
     assert!(
         stderr.contains("shuffle.memory_fraction = 1.5") && stderr.contains("between 0 and 1"),
         "{stderr}"

@@ -62,8 +62,8 @@ impl FromStr for ByteSize {
                 .ok_or_else(too_large);
         }
         let bytes = (number * multiplier as f64).round();
-        // 2^64: a cast would silently clamp anything at or above it.
-        if bytes >= 18_446_744_073_709_551_616.0 {
+        // `u64::MAX as f64` is 2^64: a cast would clamp anything from there.
+        if bytes >= u64::MAX as f64 {
             return Err(too_large());
         }
         Ok(ByteSize(bytes as u64))

@@ -384,14 +384,28 @@ mod tests {
         JobId::parse("job1").unwrap()
     }
 
-    #[test]
-    fn committed_output_is_read_back_as_the_same_batches_and_freed_by_stage() {
-        let tier = Arc::new(ShuffleMemoryTier::new(1 << 20));
-        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
+    /// A tier for a budget of `budget` bytes, a task pool of `pool_limit`
+    /// bytes, and the task's access to both.
+    fn tier_and_pool(
+        budget: usize,
+        pool_limit: usize,
+    ) -> (
+        Arc<ShuffleMemoryTier>,
+        Arc<dyn MemoryPool>,
+        MemoryTierAccess,
+    ) {
+        let tier = Arc::new(ShuffleMemoryTier::new(budget));
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(pool_limit));
         let access = MemoryTierAccess {
             tier: Arc::clone(&tier),
             pool: Arc::clone(&pool),
         };
+        (tier, pool, access)
+    }
+
+    #[test]
+    fn committed_output_is_read_back_as_the_same_batches_and_freed_by_stage() {
+        let (tier, pool, access) = tier_and_pool(1 << 20, 1 << 20);
         let mut output = MemoryMapOutput::new(&access, &job(), "t", 3, 0.5, usize::MAX);
         let b = batch(100);
         output.try_push(2, b.clone()).unwrap();
@@ -415,12 +429,7 @@ mod tests {
 
     #[test]
     fn a_refused_batch_is_handed_back_and_nothing_stays_reserved() {
-        let tier = Arc::new(ShuffleMemoryTier::new(100_000));
-        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
-        let access = MemoryTierAccess {
-            tier: Arc::clone(&tier),
-            pool: Arc::clone(&pool),
-        };
+        let (tier, pool, access) = tier_and_pool(100_000, 1 << 20);
         let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 0.1, usize::MAX);
         // 10,000 bytes allowed: a batch of 2,000 i64 values is refused.
         let refused = output.try_push(0, batch(2000)).unwrap_err();
@@ -445,12 +454,7 @@ mod tests {
 
     #[test]
     fn a_job_release_frees_everything_and_a_dropped_attempt_gives_back() {
-        let tier = Arc::new(ShuffleMemoryTier::new(1 << 20));
-        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
-        let access = MemoryTierAccess {
-            tier: Arc::clone(&tier),
-            pool: Arc::clone(&pool),
-        };
+        let (tier, pool, access) = tier_and_pool(1 << 20, 1 << 20);
         for stage in 1..=2 {
             let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 1.0, usize::MAX);
             output.try_push(0, batch(50)).unwrap();
@@ -471,13 +475,8 @@ mod tests {
 
     #[test]
     fn a_job_holds_at_most_its_share_of_what_its_pool_allows() {
-        let tier = Arc::new(ShuffleMemoryTier::new(1 << 30));
         // The job's pool allows 64 KiB: half of it may hold output.
-        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(64 << 10));
-        let access = MemoryTierAccess {
-            tier: Arc::clone(&tier),
-            pool,
-        };
+        let (tier, _, access) = tier_and_pool(1 << 30, 64 << 10);
         let mut output = MemoryMapOutput::new(&access, &job(), "t", 1, 0.5, usize::MAX);
         let mut kept = 0;
         while output.try_push(0, batch(512)).is_ok() {
@@ -498,12 +497,7 @@ mod tests {
 
     #[test]
     fn a_map_output_larger_than_its_cap_is_handed_back_whatever_the_tier_allows() {
-        let tier = Arc::new(ShuffleMemoryTier::new(1 << 30));
-        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 30));
-        let access = MemoryTierAccess {
-            tier: Arc::clone(&tier),
-            pool: Arc::clone(&pool),
-        };
+        let (tier, pool, access) = tier_and_pool(1 << 30, 1 << 30);
         let one = batch(1000).get_array_memory_size();
         let mut output = MemoryMapOutput::new(&access, &job(), "t", 2, 1.0, 2 * one);
         output.try_push(0, batch(1000)).unwrap();
